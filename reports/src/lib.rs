@@ -1,0 +1,32 @@
+//! The report model of mapileak, pure data: what leaked in one MAPI logon
+//! session, the v1 JSON wire format, and leak signatures.
+//!
+//! Nothing here runs inside a provider's allocator and nothing here holds
+//! global state, so the CLI (`mapileak-probe`) and the library share it.
+//!
+//! # Wire format (v1)
+//!
+//! A report is one JSON object. `format` is always `"mapileak-report"` and
+//! `version` is [`VERSION`]; a reader refuses other versions rather than guess.
+//! The field names below are a contract relied on by CI scripts: new fields
+//! may be added, existing ones keep their name, type and meaning.
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `tool` | `name` and `version` of the writer |
+//! | `session` | `id`, `provider` (`address_book`, `message_store`, `transport`), `label`, `event` (`logoff`, `shutdown`, `exit`) |
+//! | `summary` | counts: `leaked_objects`, `leak_roots`, `heap_blocks`, `heap_bytes`, `mapi_buffers`, `findings` |
+//! | `objects[]` | leaked objects: `id`, `kind`, `label`, `refcount`, `root`, `parent` (the leaked holder it is shown under), `opened_from`, `signature`, `created` (stack id), `events[]` |
+//! | `heap[]` | live heap blocks per allocation site: `stack`, `blocks`, `bytes`, `signature` |
+//! | `buffers[]` | unfreed MAPI buffers: `stack`, `bytes`, `children`, `signature` |
+//! | `findings[]` | protocol findings: `rule`, `severity`, `message`, `stack`, `object`, `signature` |
+//! | `stacks[]` | `id`, `frames[]` of `function`, `file`, `line` (innermost first) |
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod model;
+mod read;
+pub mod signature;
+
+pub use model::*;
+pub use read::{ReadError, from_json, read_file, write_atomic};

@@ -1,0 +1,346 @@
+//! The types of a report, serialized as the v1 wire format.
+
+use serde::{Deserialize, Serialize};
+
+/// The value of a report's `format` field.
+pub const FORMAT: &str = "mapileak-report";
+/// The format version this crate writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Identifies one interned stack inside a report (`stacks[].id`).
+pub type StackId = u32;
+
+/// The leak report of one session at one event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`VERSION`] for reports this crate writes.
+    pub version: u32,
+    /// The writer.
+    pub tool: Tool,
+    /// The logon session the report is about.
+    pub session: SessionInfo,
+    /// Counts, for a reader that only wants totals.
+    pub summary: Summary,
+    /// Leaked objects, roots and indirect leaks alike, in creation order.
+    #[serde(default)]
+    pub objects: Vec<LeakedObject>,
+    /// Live heap blocks attributed to the session, grouped by allocation site.
+    #[serde(default)]
+    pub heap: Vec<HeapSite>,
+    /// MAPI buffers allocated for the session and never freed.
+    #[serde(default)]
+    pub buffers: Vec<Buffer>,
+    /// Protocol findings (over-release, shutdown rules, buffer misuse).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// Every stack the rest of the report refers to, symbolized.
+    #[serde(default)]
+    pub stacks: Vec<Stack>,
+}
+
+impl Report {
+    /// An empty report for `session`, with this crate as the tool.
+    pub fn new(session: SessionInfo) -> Self {
+        Report {
+            format: FORMAT.to_owned(),
+            version: VERSION,
+            tool: Tool::default(),
+            session,
+            summary: Summary::default(),
+            objects: Vec::new(),
+            heap: Vec::new(),
+            buffers: Vec::new(),
+            findings: Vec::new(),
+            stacks: Vec::new(),
+        }
+    }
+
+    /// The stack with id `id`, if the report has it.
+    pub fn stack(&self, id: StackId) -> Option<&Stack> {
+        self.stacks.iter().find(|s| s.id == id)
+    }
+
+    /// The leaked object with id `id`.
+    pub fn object(&self, id: u64) -> Option<&LeakedObject> {
+        self.objects.iter().find(|o| o.id == id)
+    }
+
+    /// The leak roots, in report order.
+    pub fn roots(&self) -> impl Iterator<Item = &LeakedObject> {
+        self.objects.iter().filter(|o| o.root)
+    }
+
+    /// The indirect leaks shown under `holder`.
+    pub fn children_of(&self, holder: u64) -> impl Iterator<Item = &LeakedObject> {
+        self.objects
+            .iter()
+            .filter(move |o| o.parent == Some(holder))
+    }
+
+    /// Whether nothing leaked and nothing was found.
+    pub fn is_clean(&self) -> bool {
+        self.objects.is_empty()
+            && self.heap.is_empty()
+            && self.buffers.is_empty()
+            && self.findings.is_empty()
+    }
+
+    /// Recomputes `summary` from the lists.
+    pub fn recount(&mut self) {
+        self.summary = Summary {
+            leaked_objects: self.objects.len() as u64,
+            leak_roots: self.roots().count() as u64,
+            heap_blocks: self.heap.iter().map(|h| h.blocks).sum(),
+            heap_bytes: self.heap.iter().map(|h| h.bytes).sum(),
+            mapi_buffers: self.buffers.len() as u64,
+            findings: self.findings.len() as u64,
+        };
+    }
+}
+
+/// Who wrote a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// `mapileak`.
+    pub name: String,
+    /// The crate version of the writer.
+    pub version: String,
+}
+
+impl Default for Tool {
+    fn default() -> Self {
+        Tool {
+            name: "mapileak".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// The three kinds of MAPI service provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// An address book provider (`IABProvider`, `IABLogon`).
+    AddressBook,
+    /// A message store provider (`IMSProvider`, `IMSLogon`, `IMsgStore`).
+    MessageStore,
+    /// A transport provider (`IXPProvider`, `IXPLogon`).
+    Transport,
+}
+
+impl ProviderKind {
+    /// The wire name (`address_book`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::AddressBook => "address_book",
+            ProviderKind::MessageStore => "message_store",
+            ProviderKind::Transport => "transport",
+        }
+    }
+
+    /// The MAPI method that ends a logon of this provider type.
+    pub fn logoff_method(self) -> &'static str {
+        match self {
+            ProviderKind::AddressBook => "IABLogon::Logoff",
+            ProviderKind::MessageStore => "IMSLogon::Logoff",
+            ProviderKind::Transport => "IXPLogon::TransportLogoff",
+        }
+    }
+}
+
+/// The moment a report was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// The logon's logoff method ran.
+    Logoff,
+    /// The provider object's `Shutdown` ran.
+    Shutdown,
+    /// The process ended.
+    Exit,
+}
+
+impl Event {
+    /// The wire name (`logoff`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Logoff => "logoff",
+            Event::Shutdown => "shutdown",
+            Event::Exit => "exit",
+        }
+    }
+}
+
+/// The session a report is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Unique within the writing process.
+    pub id: u64,
+    /// The provider type of the logon.
+    pub provider: ProviderKind,
+    /// The label the provider gave the logon (profile or store name).
+    pub label: String,
+    /// When the report was taken.
+    pub event: Event,
+}
+
+/// Totals of a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Objects alive that should not be.
+    pub leaked_objects: u64,
+    /// Of those, the ones no other leaked object holds.
+    pub leak_roots: u64,
+    /// Live heap blocks attributed to the session.
+    pub heap_blocks: u64,
+    /// Their bytes.
+    pub heap_bytes: u64,
+    /// Unfreed MAPI buffers (chains count once).
+    pub mapi_buffers: u64,
+    /// Protocol findings.
+    pub findings: u64,
+}
+
+/// An object alive when it should not be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakedObject {
+    /// Unique within the writing process, in creation order.
+    pub id: u64,
+    /// The MAPI interface, such as `IMAPITable`.
+    pub kind: String,
+    /// What the provider called it.
+    pub label: String,
+    /// The reference count, for objects counted through `RefCount`.
+    pub refcount: Option<u32>,
+    /// Whether no other leaked object holds it: the one to fix.
+    pub root: bool,
+    /// For an indirect leak, the leaked object that holds it.
+    pub parent: Option<u64>,
+    /// The MAPI parent it was opened from, for display.
+    pub opened_from: Option<u64>,
+    /// Stable across runs: kind and creation stack by function name.
+    pub signature: String,
+    /// The stack that created it.
+    pub created: StackId,
+    /// AddRef/Release history, grouped by stack, when history was on.
+    #[serde(default)]
+    pub events: Vec<RefEvent>,
+}
+
+impl LeakedObject {
+    /// AddRef events no Release matched (the balancer's answer).
+    pub fn unmatched_addrefs(&self) -> impl Iterator<Item = &RefEvent> {
+        self.events
+            .iter()
+            .filter(|e| e.op == RefOp::AddRef && e.unmatched > 0)
+    }
+}
+
+/// A reference-count operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefOp {
+    /// The object was created with one reference.
+    Create,
+    /// `IUnknown::AddRef`.
+    AddRef,
+    /// `IUnknown::Release`.
+    Release,
+}
+
+/// One or more AddRef/Release calls from the same stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefEvent {
+    /// What happened.
+    pub op: RefOp,
+    /// How many times, from this stack.
+    pub count: u32,
+    /// Where.
+    pub stack: StackId,
+    /// For `create` and `add_ref`: how many no Release balanced.
+    #[serde(default)]
+    pub unmatched: u32,
+}
+
+/// Live heap blocks from one allocation site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeapSite {
+    /// The allocation stack.
+    pub stack: StackId,
+    /// Live blocks.
+    pub blocks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Stable across runs.
+    pub signature: String,
+}
+
+/// An unfreed MAPI buffer (`MAPIAllocateBuffer`) and its chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Buffer {
+    /// The allocating stack.
+    pub stack: StackId,
+    /// Bytes of the buffer and its `MAPIAllocateMore` children.
+    pub bytes: u64,
+    /// Number of chained children.
+    pub children: u64,
+    /// Stable across runs.
+    pub signature: String,
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// A bug: memory corruption, a hang or a leak follows.
+    Error,
+    /// Suspicious, not always wrong.
+    Warning,
+}
+
+/// A broken rule, with the stack of the call that broke it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// A stable rule id such as `over-release`.
+    pub rule: String,
+    /// How bad.
+    pub severity: Severity,
+    /// One sentence that names the MAPI call.
+    pub message: String,
+    /// The call that broke the rule (or the Logon, for a call that never came).
+    pub stack: Option<StackId>,
+    /// The object concerned, if any.
+    #[serde(default)]
+    pub object: Option<u64>,
+    /// Stable across runs: rule and stack by function name.
+    pub signature: String,
+}
+
+/// A symbolized stack, innermost frame first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stack {
+    /// Referred to by objects, events and findings.
+    pub id: StackId,
+    /// Innermost first; mapileak's own frames are left out.
+    pub frames: Vec<Frame>,
+}
+
+impl Stack {
+    /// Whether any frame's function name contains `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.frames.iter().any(|f| f.function.contains(needle))
+    }
+}
+
+/// One frame of a symbolized stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    /// Demangled, without the hash suffix; `??` when unknown.
+    pub function: String,
+    /// Source file, when debug info has it.
+    pub file: Option<String>,
+    /// Source line, when debug info has it.
+    pub line: Option<u32>,
+}

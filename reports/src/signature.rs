@@ -1,0 +1,162 @@
+//! Leak signatures: a stable name for "this leak", equal across runs, ASLR
+//! and rebuilds, used as the key of baselines and suppressions.
+//!
+//! A signature hashes what leaked (an object kind, `heap`, `buffer`, a rule
+//! id) and the function names of the first [`DEPTH`] frames of its stack that
+//! belong to the provider or its libraries. Runtime frames (`std`, `core`,
+//! `alloc`, the C runtime) and mapileak's own frames are passed over: they say
+//! nothing about which leak it is, and allocation paths through `alloc` differ
+//! between toolchains. No addresses, files or lines go in, so moving code
+//! inside a function keeps its leaks' signatures.
+
+use crate::Frame;
+
+/// How many frames of a stack a signature covers.
+pub const DEPTH: usize = 4;
+
+/// Where a frame's code comes from, for signatures and for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The provider under test (anything not listed below).
+    Provider,
+    /// A library the provider uses: windows-core, mapileak, backtrace, tracing...
+    Library,
+    /// The Rust runtime and standard library, the C runtime, the test harness.
+    Runtime,
+}
+
+const LIBRARY_PREFIXES: &[&str] = &[
+    "mapileak::",
+    "mapileak_reports::",
+    "backtrace::",
+    "windows_core::",
+    "windows_implement::",
+    "tracing::",
+    "tracing_core::",
+    "parking_lot::",
+    "inventory::",
+];
+
+const RUNTIME_PREFIXES: &[&str] = &["std::", "core::", "alloc::", "test::", "__rust", "__libc"];
+
+const RUNTIME_NAMES: &[&str] = &[
+    "main",
+    "_start",
+    "start_thread",
+    "clone",
+    "clone3",
+    "__clone",
+    "??",
+];
+
+/// Classifies a demangled function name.
+pub fn origin(function: &str) -> Origin {
+    // `<T as Trait>::method` and `<T>::method` name T's crate first.
+    let name = function.trim_start_matches('<');
+    if LIBRARY_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        Origin::Library
+    } else if RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p)) || RUNTIME_NAMES.contains(&name)
+    {
+        Origin::Runtime
+    } else {
+        Origin::Provider
+    }
+}
+
+/// The function name without a trailing `::h0123456789abcdef` hash.
+pub fn strip_hash(function: &str) -> &str {
+    match function.rsplit_once("::h") {
+        Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            head
+        }
+        _ => function,
+    }
+}
+
+/// The signature of `what` created at `frames` (innermost first).
+pub fn compute(what: &str, frames: &[Frame]) -> String {
+    let mut h = Fnv::new();
+    h.write(what.as_bytes());
+    for f in frames
+        .iter()
+        .filter(|f| {
+            origin(&f.function) != Origin::Runtime
+                && !f.function.trim_start_matches('<').starts_with("mapileak::")
+        })
+        .take(DEPTH)
+    {
+        h.write(&[0]);
+        h.write(strip_hash(&f.function).as_bytes());
+    }
+    format!("{:016x}", h.0)
+}
+
+/// FNV-1a, 64 bits: tiny, and its output is fixed forever (std's hashers are not).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(f: &str) -> Frame {
+        Frame {
+            function: f.to_owned(),
+            file: Some("x.rs".into()),
+            line: Some(1),
+        }
+    }
+
+    #[test]
+    fn signature_ignores_runtime_frames_files_and_hashes() {
+        let a = [
+            frame("alloc::vec::Vec<T>::push"),
+            frame("store::open::h0123456789abcdef"),
+            frame("main"),
+        ];
+        let b = [Frame {
+            line: Some(99),
+            ..frame("store::open")
+        }];
+        assert_eq!(compute("IMAPITable", &a), compute("IMAPITable", &b));
+    }
+
+    #[test]
+    fn signature_separates_kinds_and_functions() {
+        let s = [frame("store::open")];
+        assert_ne!(compute("IMAPITable", &s), compute("IMessage", &s));
+        assert_ne!(
+            compute("IMessage", &s),
+            compute("IMessage", &[frame("store::other")])
+        );
+    }
+
+    #[test]
+    fn fnv_is_the_published_function() {
+        // Published FNV-1a 64 test vector for "a".
+        let mut h = Fnv::new();
+        h.write(b"a");
+        assert_eq!(h.0, 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(origin("<mapileak::RefCount>::add_ref"), Origin::Library);
+        assert_eq!(origin("std::rt::lang_start"), Origin::Runtime);
+        assert_eq!(origin("main"), Origin::Runtime);
+        assert_eq!(origin("mainline::open"), Origin::Provider);
+        assert_eq!(origin("leaky_store::main"), Origin::Provider);
+    }
+}

@@ -1,0 +1,72 @@
+//! Run-time settings: `MAPILEAK`, `MAPILEAK_DIR`, `MAPILEAK_HISTORY`, and
+//! their API counterparts, which win over the environment.
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::Mode;
+
+/// 0: not read yet; then 1 + Mode as u8.
+static MODE: AtomicU8 = AtomicU8::new(0);
+static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+static ENV: Once = Once::new();
+
+/// Reads the environment once: the mode, and the kinds `MAPILEAK_HISTORY`
+/// names. A bad value is reported once on stderr, never fatal.
+pub(crate) fn init() {
+    ENV.call_once(|| {
+        if let Ok(v) = std::env::var("MAPILEAK") {
+            match Mode::parse(&v) {
+                Some(m) => {
+                    let _ =
+                        MODE.compare_exchange(0, 1 + m as u8, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                None => {
+                    eprintln!("mapileak: MAPILEAK={v:?} is not off, summary or full; using full")
+                }
+            }
+        }
+        if let Ok(v) = std::env::var("MAPILEAK_HISTORY") {
+            for name in crate::kind::apply_history_env(&v) {
+                eprintln!("mapileak: MAPILEAK_HISTORY names {name:?}, which no declared kind has");
+            }
+        }
+    });
+}
+
+/// The current mode: [`set_mode`]'s, else `MAPILEAK`'s, else [`Mode::Full`].
+pub fn mode() -> Mode {
+    init();
+    match MODE.load(Ordering::Relaxed) {
+        1 => Mode::Off,
+        2 => Mode::Summary,
+        _ => Mode::Full,
+    }
+}
+
+/// Sets the mode for the rest of the process, over `MAPILEAK`.
+pub fn set_mode(mode: Mode) {
+    init();
+    MODE.store(1 + mode as u8, Ordering::Relaxed);
+}
+
+/// Where report files go: [`set_output_dir`]'s, else `MAPILEAK_DIR`, else
+/// `mapileak` in the system's temporary directory (`/tmp/mapileak`,
+/// `%TEMP%\mapileak`).
+pub fn output_dir() -> PathBuf {
+    if let Some(dir) = DIR.lock().clone() {
+        return dir;
+    }
+    match std::env::var_os("MAPILEAK_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => std::env::temp_dir().join("mapileak"),
+    }
+}
+
+/// Sets the report directory for the rest of the process, over `MAPILEAK_DIR`.
+pub fn set_output_dir(dir: impl Into<PathBuf>) {
+    *DIR.lock() = Some(dir.into());
+}

@@ -1,0 +1,290 @@
+//! From a session snapshot to a report, and from a report to the places a
+//! provider engineer looks: `tracing` events (or stderr when no subscriber is
+//! installed, as in a provider DLL inside Outlook) and the JSON file.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use mapileak_reports::signature::{self, Origin};
+use mapileak_reports::{Event, Finding, LeakedObject, Report, SessionInfo, Stack};
+
+use crate::Mode;
+use crate::analysis;
+use crate::config;
+use crate::kind::Role;
+use crate::registry::{Node, PendingFinding};
+use crate::stack::{StackId, Symbolizer};
+
+/// Builds the report of `session` at its Logoff from its live objects.
+pub(crate) fn build(
+    session: SessionInfo,
+    live: &[Arc<Node>],
+    findings: Vec<PendingFinding>,
+) -> Report {
+    let expected = |role: Role| match session.event {
+        Event::Logoff => role != Role::Object,
+        Event::Shutdown => role == Role::Provider,
+        Event::Exit => false,
+    };
+    let leaked: Vec<&Arc<Node>> = live.iter().filter(|n| !expected(n.kind.role())).collect();
+    let mut report = Report::new(session);
+
+    // Snapshot each node's relations once.
+    let snaps: Vec<_> = leaked
+        .iter()
+        .map(|n| {
+            let l = n.links.lock();
+            (l.opened_from, l.holds.clone(), l.events.clone())
+        })
+        .collect();
+    let index: HashMap<u64, usize> = leaked.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+    let holds: Vec<Vec<usize>> = snaps
+        .iter()
+        .map(|(_, h, _)| h.iter().filter_map(|id| index.get(id).copied()).collect())
+        .collect();
+    let placement = analysis::place(&holds);
+
+    let mut symbols = Symbolizer::default();
+    let mut stacks: HashMap<StackId, Stack> = HashMap::new();
+    let mut stack = |id: StackId| -> Stack {
+        stacks
+            .entry(id)
+            .or_insert_with(|| symbols.stack(id))
+            .clone()
+    };
+
+    for (i, node) in leaked.iter().enumerate() {
+        let (opened_from, _, events) = &snaps[i];
+        let created = stack(node.created);
+        let events = if node.history {
+            for &(_, s) in events {
+                stack(s);
+            }
+            analysis::balance(events, |s| {
+                stack(s)
+                    .frames
+                    .into_iter()
+                    .map(|f| f.function)
+                    .collect::<Vec<_>>()
+            })
+        } else {
+            Vec::new()
+        };
+        report.objects.push(LeakedObject {
+            id: node.id,
+            kind: node.kind.name().to_owned(),
+            label: node.label.clone(),
+            refcount: node.counted.then(|| node.refs.load(Ordering::Acquire)),
+            root: placement[i].root,
+            parent: placement[i].parent.map(|p| leaked[p].id),
+            opened_from: *opened_from,
+            signature: signature::compute(node.kind.name(), &created.frames),
+            created: node.created,
+            events,
+        });
+    }
+    for f in findings {
+        let frames = stack(f.stack).frames;
+        report.findings.push(Finding {
+            rule: f.rule.to_owned(),
+            severity: f.severity,
+            message: f.message,
+            stack: Some(f.stack),
+            object: f.object,
+            signature: signature::compute(f.rule, &frames),
+        });
+    }
+    let mut stacks: Vec<Stack> = stacks.into_values().collect();
+    stacks.sort_by_key(|s| s.id);
+    report.stacks = stacks;
+    report.recount();
+    report
+}
+
+/// Emits the report's events and writes its files; returns the files written.
+/// Errors are logged, never returned: the provider carries on.
+pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let dir = config::output_dir();
+    let json = dir.join(file_name(report, "json"));
+    match serde_json::to_vec_pretty(report)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| mapileak_reports::write_atomic(&json, &bytes))
+    {
+        Ok(()) => files.push(json),
+        Err(e) => log_error(&json, &e),
+    }
+    emit_events(report, mode, &files);
+    files
+}
+
+/// `<provider>-<label>-<pid>-s<session>-<event>.<ext>`: unique per process
+/// and session, so no report overwrites another.
+fn file_name(report: &Report, ext: &str) -> String {
+    let label: String = report
+        .session
+        .label
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "{}-{}-{}-s{}-{}.{ext}",
+        report.session.provider.as_str(),
+        if label.is_empty() { "session" } else { &label },
+        std::process::id(),
+        report.session.id,
+        report.session.event.as_str()
+    )
+}
+
+fn log_error(path: &Path, e: &std::io::Error) {
+    if has_subscriber() {
+        tracing::error!(target: "mapileak", path = %path.display(), error = %e, "cannot write leak report");
+    } else {
+        eprintln!("mapileak: cannot write leak report {}: {e}", path.display());
+    }
+}
+
+fn has_subscriber() -> bool {
+    tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
+}
+
+/// `kind "label"`, as every line names an object.
+fn describe(o: &LeakedObject) -> String {
+    format!("{} \"{}\"", o.kind, o.label)
+}
+
+/// The first provider frame of a stack, `function (file:line)`, else the first frame.
+fn site(stack: Option<&Stack>) -> String {
+    let Some(stack) = stack else {
+        return "an unknown place".to_owned();
+    };
+    let frame = stack
+        .frames
+        .iter()
+        .find(|f| signature::origin(&f.function) == Origin::Provider)
+        .or_else(|| stack.frames.first());
+    match frame {
+        Some(f) => match (&f.file, f.line) {
+            (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
+            _ => f.function.clone(),
+        },
+        None => "an unknown place".to_owned(),
+    }
+}
+
+/// All frames, one per line, indented.
+fn render_stack(stack: Option<&Stack>) -> String {
+    let mut out = String::new();
+    for f in stack.map(|s| s.frames.as_slice()).unwrap_or_default() {
+        let _ = match (&f.file, f.line) {
+            (Some(file), Some(line)) => writeln!(out, "    {} at {file}:{line}", f.function),
+            _ => writeln!(out, "    {}", f.function),
+        };
+    }
+    out
+}
+
+fn summary_line(report: &Report, files: &[PathBuf]) -> String {
+    let s = &report.summary;
+    let mut line = format!(
+        "{} \"{}\" {}: {} leaked object{} ({} root{}), {} finding{}",
+        report.session.provider.as_str(),
+        report.session.label,
+        report.session.event.as_str(),
+        s.leaked_objects,
+        if s.leaked_objects == 1 { "" } else { "s" },
+        s.leak_roots,
+        if s.leak_roots == 1 { "" } else { "s" },
+        s.findings,
+        if s.findings == 1 { "" } else { "s" },
+    );
+    if let Some(f) = files.first() {
+        let _ = write!(line, "; report {}", f.display());
+    }
+    line
+}
+
+fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
+    let subscriber = has_subscriber();
+    if mode == Mode::Full {
+        for o in report.roots() {
+            let created = report.stack(o.created);
+            let indirect = report.children_of(o.id).count();
+            let unmatched: Vec<String> = o
+                .unmatched_addrefs()
+                .map(|e| site(report.stack(e.stack)))
+                .collect();
+            let message = format!(
+                "leaked {} created in {}{}",
+                describe(o),
+                site(created),
+                if indirect > 0 {
+                    format!(", holding {indirect} more leaked object(s)")
+                } else {
+                    String::new()
+                }
+            );
+            if subscriber {
+                tracing::warn!(
+                    target: "mapileak",
+                    session = report.session.id,
+                    kind = %o.kind,
+                    label = %o.label,
+                    refcount = o.refcount.map_or(-1, i64::from),
+                    indirect,
+                    unmatched_addrefs = ?unmatched,
+                    stack = %render_stack(created),
+                    "{message}"
+                );
+            } else {
+                eprintln!("mapileak: {message}");
+                for u in unmatched {
+                    eprintln!("mapileak:     AddRef never released, from {u}");
+                }
+            }
+        }
+        for f in &report.findings {
+            let at = site(f.stack.and_then(|s| report.stack(s)));
+            if subscriber {
+                tracing::warn!(
+                    target: "mapileak",
+                    session = report.session.id,
+                    rule = %f.rule,
+                    stack = %render_stack(f.stack.and_then(|s| report.stack(s))),
+                    "{}: {} (at {at})", f.rule, f.message
+                );
+            } else {
+                eprintln!("mapileak: {}: {} (at {at})", f.rule, f.message);
+            }
+        }
+    }
+    let line = summary_line(report, files);
+    if subscriber {
+        let s = &report.summary;
+        if report.is_clean() {
+            tracing::info!(target: "mapileak", session = report.session.id, "{line}");
+        } else {
+            tracing::warn!(
+                target: "mapileak",
+                session = report.session.id,
+                leaked_objects = s.leaked_objects,
+                leak_roots = s.leak_roots,
+                findings = s.findings,
+                "{line}"
+            );
+        }
+    } else {
+        eprintln!("mapileak: {line}");
+    }
+}

@@ -1,0 +1,168 @@
+//! Object kinds: the MAPI interfaces a provider's objects implement.
+//!
+//! Every kind is declared once with [`declare_kind!`](crate::declare_kind),
+//! which defines a `static` [`Kind`] and registers it with `inventory`, so one
+//! table built at link time ([`all`]) holds every kind the process knows: the
+//! predeclared MAPI interfaces in [`kinds`](crate::kinds) and the provider's
+//! own. The table lets `MAPILEAK_HISTORY` name kinds, and lets the C ABI find
+//! a kind by IID.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// What role objects of a kind play in a logon's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An ordinary object (table, folder, message...): alive at Logoff is a leak.
+    Object,
+    /// The logon object (`IABLogon`, `IMSLogon`, `IMsgStore`, `IXPLogon`): MAPI
+    /// releases it after Logoff returns, so alive at Logoff is expected; alive
+    /// at Shutdown is a leak.
+    Logon,
+    /// The provider object (`IABProvider`, ...): released after Shutdown, so
+    /// alive at Logoff and Shutdown is expected; alive at process end is a leak.
+    Provider,
+}
+
+/// A kind of tracked object. Declare with [`declare_kind!`](crate::declare_kind).
+#[derive(Debug)]
+pub struct Kind {
+    name: &'static str,
+    iid: u128,
+    role: Role,
+    history_default: bool,
+    /// 0: not set at run time; 1: off; 2: on.
+    history_override: AtomicU8,
+}
+
+impl Kind {
+    /// A kind: `name` is the interface name (`IMAPITable`), `iid` its IID as
+    /// the number `0x00020301_0000_0000_c000_000000000046`, `history` whether
+    /// AddRef/Release stacks are recorded by default.
+    ///
+    /// Use [`declare_kind!`](crate::declare_kind) so the kind is registered.
+    pub const fn new(name: &'static str, iid: u128, role: Role, history: bool) -> Self {
+        Kind {
+            name,
+            iid,
+            role,
+            history_default: history,
+            history_override: AtomicU8::new(0),
+        }
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The IID as a number (`Data1` in the top 32 bits, as the GUID is written).
+    pub fn iid(&self) -> u128 {
+        self.iid
+    }
+
+    /// The IID in registry format, `{00020301-0000-0000-C000-000000000046}`.
+    pub fn iid_string(&self) -> String {
+        let v = self.iid;
+        format!(
+            "{{{:08X}-{:04X}-{:04X}-{:04X}-{:012X}}}",
+            (v >> 96) as u32,
+            (v >> 80) as u16,
+            (v >> 64) as u16,
+            (v >> 48) as u16,
+            v & 0xffff_ffff_ffff
+        )
+    }
+
+    /// The role of its objects.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether objects of this kind record a stack per AddRef/Release.
+    /// Set by [`Kind::set_history`], else by `MAPILEAK_HISTORY`, else the
+    /// declared default.
+    pub fn history(&self) -> bool {
+        match self.history_override.load(Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => self.history_default,
+        }
+    }
+
+    /// Turns per-event history on or off for objects created from now on.
+    pub fn set_history(&self, on: bool) {
+        self.history_override
+            .store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    }
+}
+
+/// The `inventory` entry of a declared kind.
+#[doc(hidden)]
+pub struct Registered(pub &'static Kind);
+
+inventory::collect!(Registered);
+
+/// Every declared kind, predeclared and the provider's own.
+pub fn all() -> impl Iterator<Item = &'static Kind> {
+    inventory::iter::<Registered>.into_iter().map(|r| r.0)
+}
+
+/// The declared kind with this interface name (case-sensitive).
+pub fn by_name(name: &str) -> Option<&'static Kind> {
+    all().find(|k| k.name == name)
+}
+
+/// The declared kind with this IID.
+pub fn by_iid(iid: u128) -> Option<&'static Kind> {
+    all().find(|k| k.iid == iid)
+}
+
+/// Applies `MAPILEAK_HISTORY` (a comma-separated list of kind names, or
+/// `all`) to kinds not set through [`Kind::set_history`]. Returns the names
+/// that match no kind.
+#[cfg(any(debug_assertions, feature = "force"))]
+pub(crate) fn apply_history_env(list: &str) -> Vec<String> {
+    let mut unknown = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name.eq_ignore_ascii_case("all") {
+            for k in all() {
+                let _ =
+                    k.history_override
+                        .compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        } else {
+            let mut found = false;
+            for k in all().filter(|k| k.name == name) {
+                found = true;
+                let _ =
+                    k.history_override
+                        .compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            if !found {
+                unknown.push(name.to_owned());
+            }
+        }
+    }
+    unknown
+}
+
+/// Declares a kind of tracked object and registers it.
+///
+/// ```
+/// mapileak::declare_kind! {
+///     /// Our private search-folder object.
+///     pub static ISEARCH_CACHE = ("ISearchCache", 0x8c3d0a5e_2b1f_4a8e_9d42_7e1c5a3b6f10, Object, history: true);
+/// }
+/// assert_eq!(ISEARCH_CACHE.name(), "ISearchCache");
+/// assert!(mapileak::kind::by_name("ISearchCache").is_some());
+/// ```
+///
+/// The role is one of `Object`, `Logon`, `Provider` ([`Role`]).
+#[macro_export]
+macro_rules! declare_kind {
+    ($($(#[$m:meta])* $vis:vis static $id:ident = ($name:expr, $iid:expr, $role:ident, history: $hist:expr);)+) => {$(
+        $(#[$m])*
+        $vis static $id: $crate::Kind = $crate::Kind::new($name, $iid, $crate::Role::$role, $hist);
+        $crate::__inventory::submit! { $crate::kind::Registered(&$id) }
+    )+};
+}

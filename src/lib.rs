@@ -1,0 +1,117 @@
+//! Leak detection for MAPI service providers, linked into their debug builds.
+//!
+//! A provider tracks every object it creates against the logon session that
+//! created it ([`Tracked`] for objects whose COM plumbing is generated, such
+//! as windows-core `#[implement]` structs; [`RefCount`] to replace a
+//! hand-written reference count). When the logon logs off
+//! ([`Session::ab_logoff`], [`Session::ms_logoff`],
+//! [`Session::transport_logoff`]) mapileak reports the objects still alive,
+//! each with the stack that created it, as the MAPI documentation asks
+//! providers to do in debug builds: `tracing` events (or stderr when no
+//! subscriber is installed), a JSON report in `MAPILEAK_DIR`, and the
+//! returned [`Logoff`] for the provider's own tests.
+//!
+//! ```
+//! use mapileak::{kinds, ProviderKind, Session, Tracked};
+//!
+//! let session = Session::logon(ProviderKind::MessageStore, "Personal Folders");
+//! let _scope = session.enter();
+//! let table = Tracked::new(&kinds::IMAPI_TABLE, "contents of Inbox");
+//! std::mem::forget(table); // the bug
+//! let logoff = session.ms_logoff();
+//! # #[cfg(debug_assertions)]
+//! assert_eq!(logoff.report.objects[0].kind, "IMAPITable");
+//! ```
+//!
+//! # Debug builds only
+//!
+//! The instrumentation is live when `debug_assertions` are on or feature
+//! `force` is enabled. Otherwise every type here is zero-sized (but
+//! [`RefCount`], which still counts) and every call an inlined no-op.
+//!
+//! # Environment (contract)
+//!
+//! - `MAPILEAK=off|summary|full` — see [`Mode`]; default `full`.
+//! - `MAPILEAK_DIR` — where reports go; default `mapileak` in the temporary
+//!   directory.
+//! - `MAPILEAK_HISTORY` — kinds (`IMAPITable,IMessage`, or `all`) whose
+//!   objects record a stack per AddRef/Release.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+pub mod kind;
+pub mod kinds;
+
+pub use kind::{Kind, Role};
+pub use mapileak_reports as reports;
+pub use mapileak_reports::{Event, ProviderKind, Report};
+
+#[doc(hidden)]
+pub use inventory as __inventory;
+
+#[cfg(any(debug_assertions, feature = "force"))]
+mod analysis;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod config;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod emit;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod object;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod registry;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod session;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod stack;
+
+#[cfg(any(debug_assertions, feature = "force"))]
+pub use config::{mode, output_dir, set_mode, set_output_dir};
+#[cfg(any(debug_assertions, feature = "force"))]
+pub use object::{ObjectId, RefCount, Tracked};
+#[cfg(any(debug_assertions, feature = "force"))]
+pub use session::{Scope, Session};
+
+#[cfg_attr(any(debug_assertions, feature = "force"), allow(dead_code))]
+mod noop;
+#[cfg(not(any(debug_assertions, feature = "force")))]
+pub use noop::{
+    ObjectId, RefCount, Scope, Session, Tracked, mode, output_dir, set_mode, set_output_dir,
+};
+
+/// How much mapileak does, from `MAPILEAK` (contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `off`: objects are not recorded, nothing is reported or written.
+    Off,
+    /// `summary`: objects are recorded; at Logoff one summary event and the
+    /// report files.
+    Summary,
+    /// `full` (the default): as `summary`, plus one event per leak root and
+    /// per finding, with its creation stack.
+    Full,
+}
+
+impl Mode {
+    /// Parses `off`, `summary` or `full` (any case).
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "0" => Some(Mode::Off),
+            "summary" => Some(Mode::Summary),
+            "full" | "on" | "1" | "" => Some(Mode::Full),
+            _ => None,
+        }
+    }
+}
+
+/// What a logoff call returns: the session's report and the files written.
+#[derive(Debug, Clone)]
+pub struct Logoff {
+    /// The report, as written to the JSON file.
+    pub report: Report,
+    /// The report files written (none when `MAPILEAK=off` or on I/O errors).
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// Whether the instrumentation is compiled in (debug build or feature `force`).
+pub const LIVE: bool = cfg!(any(debug_assertions, feature = "force"));

@@ -1,0 +1,220 @@
+//! The release-build backend: the same names as the live one, zero-sized
+//! (but `RefCount`, which must still count), every call an inlined no-op.
+//!
+//! Compiled in every build so that its sizes are checked in every build.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
+
+use crate::{Kind, Logoff, Mode};
+
+/// Names a tracked object (zero-sized: nothing is tracked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId;
+
+impl ObjectId {
+    /// Always 0.
+    #[inline(always)]
+    pub fn get(self) -> u64 {
+        0
+    }
+}
+
+/// A logon session (zero-sized).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Session;
+
+impl Session {
+    /// No-op.
+    #[inline(always)]
+    pub fn logon(_provider: ProviderKind, _label: impl Into<String>) -> Session {
+        Session
+    }
+    /// Always 0.
+    #[inline(always)]
+    pub fn id(self) -> u64 {
+        0
+    }
+    /// No-op.
+    #[inline(always)]
+    pub fn enter(self) -> Scope {
+        Scope
+    }
+    /// Always `None`.
+    #[inline(always)]
+    pub fn current() -> Option<Session> {
+        None
+    }
+    /// An empty report.
+    #[inline(always)]
+    pub fn ab_logoff(self) -> Logoff {
+        empty(ProviderKind::AddressBook)
+    }
+    /// An empty report.
+    #[inline(always)]
+    pub fn ms_logoff(self) -> Logoff {
+        empty(ProviderKind::MessageStore)
+    }
+    /// An empty report.
+    #[inline(always)]
+    pub fn transport_logoff(self) -> Logoff {
+        empty(ProviderKind::Transport)
+    }
+}
+
+#[inline(always)]
+fn empty(provider: ProviderKind) -> Logoff {
+    Logoff {
+        report: Report::new(SessionInfo {
+            id: 0,
+            provider,
+            label: String::new(),
+            event: Event::Logoff,
+        }),
+        files: Vec::new(),
+    }
+}
+
+/// The current-session guard (zero-sized).
+#[must_use = "the session is current only while the guard lives"]
+pub struct Scope;
+
+macro_rules! shared_methods {
+    () => {
+        /// Always the zero-sized id.
+        #[inline(always)]
+        pub fn id(&self) -> ObjectId {
+            ObjectId
+        }
+        /// No-op.
+        #[inline(always)]
+        pub fn opened_from(self, _parent: ObjectId) -> Self {
+            self
+        }
+        /// No-op.
+        #[inline(always)]
+        pub fn holding(self, _other: ObjectId) -> Self {
+            self
+        }
+        /// No-op.
+        #[inline(always)]
+        pub fn hold(&self, _other: ObjectId) {}
+        /// No-op.
+        #[inline(always)]
+        pub fn release_hold(&self, _other: ObjectId) {}
+    };
+}
+
+/// The object guard (zero-sized).
+#[derive(Debug)]
+pub struct Tracked;
+
+impl Tracked {
+    /// No-op.
+    #[inline(always)]
+    pub fn new(_kind: &'static Kind, _label: impl Into<String>) -> Tracked {
+        Tracked
+    }
+    /// No-op.
+    #[inline(always)]
+    pub fn in_session(
+        _session: Session,
+        _kind: &'static Kind,
+        _label: impl Into<String>,
+    ) -> Tracked {
+        Tracked
+    }
+    shared_methods!();
+}
+
+/// A plain COM reference count that never wraps below 0.
+#[derive(Debug)]
+pub struct RefCount(AtomicU32);
+
+impl RefCount {
+    /// A count of 1.
+    #[inline(always)]
+    pub fn new(_kind: &'static Kind, _label: impl Into<String>) -> RefCount {
+        RefCount(AtomicU32::new(1))
+    }
+    /// A count of 1.
+    #[inline(always)]
+    pub fn in_session(
+        _session: Session,
+        _kind: &'static Kind,
+        _label: impl Into<String>,
+    ) -> RefCount {
+        RefCount(AtomicU32::new(1))
+    }
+    shared_methods!();
+    /// `IUnknown::AddRef`.
+    #[inline(always)]
+    pub fn add_ref(&self) -> u32 {
+        self.0.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+    }
+    /// `IUnknown::Release`; stays at 0.
+    #[inline(always)]
+    pub fn release(&self) -> u32 {
+        match self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        {
+            Ok(n) => n - 1,
+            Err(_) => 0,
+        }
+    }
+    /// The current count.
+    #[inline(always)]
+    pub fn count(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Always [`Mode::Off`].
+#[inline(always)]
+pub fn mode() -> Mode {
+    Mode::Off
+}
+
+/// No-op.
+#[inline(always)]
+pub fn set_mode(_mode: Mode) {}
+
+/// No reports are written; the directory they would go to.
+pub fn output_dir() -> PathBuf {
+    std::env::temp_dir().join("mapileak")
+}
+
+/// No-op.
+#[inline(always)]
+pub fn set_output_dir(_dir: impl Into<PathBuf>) {}
+
+// The promise of release builds, checked by the compiler in every build.
+const _: () = {
+    assert!(size_of::<Session>() == 0);
+    assert!(size_of::<Scope>() == 0);
+    assert!(size_of::<Tracked>() == 0);
+    assert!(size_of::<ObjectId>() == 0);
+    assert!(size_of::<RefCount>() == size_of::<u32>());
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds;
+
+    #[test]
+    fn release_build_types_are_zero_sized_and_refcount_still_counts() {
+        assert_eq!(size_of::<Tracked>(), 0);
+        assert_eq!(size_of::<Session>(), 0);
+        assert_eq!(size_of::<Scope>(), 0);
+        assert_eq!(size_of::<Option<Tracked>>(), 1);
+        let rc = RefCount::new(&kinds::IMAPI_STATUS, "status");
+        assert_eq!(rc.add_ref(), 2);
+        assert_eq!(rc.release(), 1);
+        assert_eq!(rc.release(), 0);
+        assert_eq!(rc.release(), 0, "over-release must not wrap");
+    }
+}

@@ -1,0 +1,296 @@
+//! The two adapters that make a provider's object tracked.
+//!
+//! - [`Tracked`] is a guard field: put it in the object's struct (a
+//!   windows-core `#[implement]` struct included, whose generated
+//!   AddRef/Release have no hook). The object is alive from the guard's
+//!   construction to its `Drop`.
+//! - [`RefCount`] replaces a hand-written COM reference count: the provider's
+//!   `AddRef`/`Release` call it and return what it returns. It records every
+//!   transition, and a Release at zero becomes an `over-release` finding.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mapileak_reports::{RefOp, Severity};
+use parking_lot::Mutex;
+
+use crate::Mode;
+use crate::config;
+use crate::kind::Kind;
+use crate::registry::{self, Links, Node, PendingFinding};
+use crate::session::{self, Session};
+use crate::stack;
+
+/// Names a tracked object; `Copy`, so a child can record its parent.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId(pub(crate) u64);
+
+impl ObjectId {
+    /// The number the report shows as the object's `id`.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectId({})", self.0)
+    }
+}
+
+/// What `Tracked` and `RefCount` share: the node and its registration.
+struct Handle {
+    node: Arc<Node>,
+}
+
+impl Handle {
+    #[inline(never)]
+    fn new(session: Option<Session>, kind: &'static Kind, label: String, counted: bool) -> Handle {
+        config::init();
+        let live = config::mode() != Mode::Off;
+        let session = session.or_else(Session::current).map_or(0, |s| s.id());
+        let created = if live { stack::capture() } else { 0 };
+        let history = live && kind.history();
+        let mut links = Links::default();
+        if history {
+            links.events.push((RefOp::Create, created));
+        }
+        let node = Arc::new(Node {
+            id: registry::next_object_id(),
+            kind,
+            session,
+            label,
+            created,
+            refs: AtomicU32::new(1),
+            counted,
+            history,
+            links: Mutex::new(links),
+        });
+        if live {
+            session::check_open(session, &node);
+            registry::insert(node.clone());
+        }
+        Handle { node }
+    }
+
+    fn id(&self) -> ObjectId {
+        ObjectId(self.node.id)
+    }
+
+    fn opened_from(&self, parent: ObjectId) {
+        self.node.links.lock().opened_from = Some(parent.0);
+    }
+
+    fn hold(&self, other: ObjectId) {
+        self.node.links.lock().holds.push(other.0);
+    }
+
+    fn release_hold(&self, other: ObjectId) {
+        let mut links = self.node.links.lock();
+        if let Some(i) = links.holds.iter().rposition(|&h| h == other.0) {
+            links.holds.swap_remove(i);
+        }
+    }
+}
+
+macro_rules! shared_methods {
+    () => {
+        /// Its id, for children to name it as parent or holder.
+        pub fn id(&self) -> ObjectId {
+            self.handle.id()
+        }
+
+        /// Records the MAPI parent it was opened from (the folder of a
+        /// message): shown in the report, does not decide blame.
+        pub fn opened_from(self, parent: ObjectId) -> Self {
+            self.handle.opened_from(parent);
+            self
+        }
+
+        /// Records that it keeps a reference on `other` from creation on (a
+        /// message holding its folder). A leaked holder makes what it holds
+        /// an indirect leak, shown under it.
+        pub fn holding(self, other: ObjectId) -> Self {
+            self.handle.hold(other);
+            self
+        }
+
+        /// Records that it now keeps a reference on `other` (a message
+        /// caching an attachment). Once per reference taken.
+        pub fn hold(&self, other: ObjectId) {
+            self.handle.hold(other);
+        }
+
+        /// Records that it let go of one reference on `other`.
+        pub fn release_hold(&self, other: ObjectId) {
+            self.handle.release_hold(other);
+        }
+    };
+}
+
+/// A guard that tracks the object it is embedded in, from construction to
+/// `Drop`.
+///
+/// ```
+/// use mapileak::{kinds, Tracked};
+/// struct ContentsTable { _track: Tracked /* , rows... */ }
+/// let table = ContentsTable { _track: Tracked::new(&kinds::IMAPI_TABLE, "contents of Inbox") };
+/// drop(table); // no longer alive: not a leak
+/// ```
+pub struct Tracked {
+    handle: Handle,
+}
+
+impl Tracked {
+    /// Tracks an object of `kind` in the current session (see
+    /// [`Session::enter`]); outside any session it is reported at process end.
+    pub fn new(kind: &'static Kind, label: impl Into<String>) -> Tracked {
+        Tracked {
+            handle: Handle::new(None, kind, label.into(), false),
+        }
+    }
+
+    /// Tracks an object of `kind` in `session`.
+    pub fn in_session(session: Session, kind: &'static Kind, label: impl Into<String>) -> Tracked {
+        Tracked {
+            handle: Handle::new(Some(session), kind, label.into(), false),
+        }
+    }
+
+    shared_methods!();
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        registry::remove(self.handle.node.id);
+    }
+}
+
+impl fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracked")
+            .field("id", &self.handle.node.id)
+            .field("kind", &self.handle.node.kind.name())
+            .field("label", &self.handle.node.label)
+            .finish()
+    }
+}
+
+/// A COM reference count that records what happens to it. Starts at 1.
+///
+/// The provider's `AddRef` returns [`RefCount::add_ref`], its `Release`
+/// returns [`RefCount::release`] and destroys the object when that is 0. A
+/// `Release` at 0 does not wrap: it stays 0 and records an `over-release`
+/// finding with the caller's stack.
+pub struct RefCount {
+    handle: Handle,
+}
+
+impl RefCount {
+    /// A count of 1 for a new object of `kind` in the current session.
+    pub fn new(kind: &'static Kind, label: impl Into<String>) -> RefCount {
+        RefCount {
+            handle: Handle::new(None, kind, label.into(), true),
+        }
+    }
+
+    /// A count of 1 for a new object of `kind` in `session`.
+    pub fn in_session(session: Session, kind: &'static Kind, label: impl Into<String>) -> RefCount {
+        RefCount {
+            handle: Handle::new(Some(session), kind, label.into(), true),
+        }
+    }
+
+    shared_methods!();
+
+    /// `IUnknown::AddRef`: returns the new count.
+    #[inline]
+    pub fn add_ref(&self) -> u32 {
+        let node = &*self.handle.node;
+        let n = node.refs.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if node.history {
+            record(node, RefOp::AddRef);
+        }
+        n
+    }
+
+    /// `IUnknown::Release`: returns the new count; at 0 the caller destroys
+    /// the object. Never below 0.
+    #[inline]
+    pub fn release(&self) -> u32 {
+        let node = &*self.handle.node;
+        match node
+            .refs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        {
+            Ok(1) => {
+                if node.history {
+                    record(node, RefOp::Release);
+                }
+                registry::remove(node.id);
+                0
+            }
+            Ok(n) => {
+                if node.history {
+                    record(node, RefOp::Release);
+                }
+                n - 1
+            }
+            Err(_) => {
+                over_release(node);
+                0
+            }
+        }
+    }
+
+    /// The current count.
+    pub fn count(&self) -> u32 {
+        self.handle.node.refs.load(Ordering::Acquire)
+    }
+}
+
+#[inline(never)]
+fn record(node: &Node, op: RefOp) {
+    let stack = stack::capture();
+    node.links.lock().events.push((op, stack));
+}
+
+#[inline(never)]
+#[cold]
+fn over_release(node: &Node) {
+    if config::mode() == Mode::Off {
+        return;
+    }
+    let stack = stack::capture();
+    registry::add_finding(
+        node.session,
+        PendingFinding {
+            rule: "over-release",
+            severity: Severity::Error,
+            message: format!(
+                "IUnknown::Release called on {} \"{}\" whose reference count was already 0",
+                node.kind.name(),
+                node.label
+            ),
+            stack,
+            object: Some(node.id),
+        },
+    );
+}
+
+impl Drop for RefCount {
+    fn drop(&mut self) {
+        registry::remove(self.handle.node.id);
+    }
+}
+
+impl fmt::Debug for RefCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefCount")
+            .field("id", &self.handle.node.id)
+            .field("kind", &self.handle.node.kind.name())
+            .field("count", &self.count())
+            .finish()
+    }
+}

@@ -1,0 +1,186 @@
+//! Logon sessions: one per `Logon` of an address book, message store or
+//! transport provider.
+//!
+//! ```text
+//!   Session::logon ──► objects created, AddRef'd, released ──► *_logoff()
+//!   (IXXProvider::Logon)   (Tracked / RefCount, in scope       (IABLogon::Logoff,
+//!                           through Session::enter)             IMSLogon::Logoff,
+//!                                                               IXPLogon::TransportLogoff)
+//!                                                                   │ report: objects still
+//!                                                                   ▼ alive, findings
+//!                                          MAPI: Release(logon), Shutdown, Release(provider)
+//! ```
+//!
+//! The logon and provider objects ([`Role::Logon`](crate::Role::Logon),
+//! [`Role::Provider`](crate::Role::Provider)) are expected alive at Logoff:
+//! MAPI releases them after it returns.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+
+use mapileak_reports::{Event, ProviderKind, Report, Severity};
+
+use crate::config;
+use crate::registry::{self, Node, PendingFinding};
+use crate::{Logoff, Mode};
+use crate::{emit, stack};
+
+thread_local! {
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// One logon session. `Copy`: store it in the logon object and in whatever
+/// creates objects for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Session {
+    id: u64,
+}
+
+impl Session {
+    /// Starts a session for a `Logon` of a `provider`-type provider, named
+    /// `label` in reports (the profile section or store display name).
+    pub fn logon(provider: ProviderKind, label: impl Into<String>) -> Session {
+        config::init();
+        Session {
+            id: registry::new_session(provider, label.into()),
+        }
+    }
+
+    /// Its id, as reports show it.
+    pub fn id(self) -> u64 {
+        self.id
+    }
+
+    /// Makes this the current session of the calling thread until the
+    /// returned guard drops; objects created meanwhile without an explicit
+    /// session belong to it. Scopes nest.
+    pub fn enter(self) -> Scope {
+        let previous = CURRENT.with(|c| c.replace(self.id));
+        Scope {
+            previous,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The calling thread's current session, if any.
+    pub fn current() -> Option<Session> {
+        match CURRENT.with(Cell::get) {
+            0 => None,
+            id => Some(Session { id }),
+        }
+    }
+
+    /// `IABLogon::Logoff`: ends an address book session and reports it.
+    pub fn ab_logoff(self) -> Logoff {
+        self.logoff(ProviderKind::AddressBook)
+    }
+
+    /// `IMSLogon::Logoff`: ends a message store session and reports it.
+    pub fn ms_logoff(self) -> Logoff {
+        self.logoff(ProviderKind::MessageStore)
+    }
+
+    /// `IXPLogon::TransportLogoff`: ends a transport session and reports it.
+    pub fn transport_logoff(self) -> Logoff {
+        self.logoff(ProviderKind::Transport)
+    }
+
+    #[inline(never)]
+    fn logoff(self, method: ProviderKind) -> Logoff {
+        let mode = config::mode();
+        let stack = if mode == Mode::Off {
+            0
+        } else {
+            stack::capture()
+        };
+        let taken = registry::with_session(self.id, |s| {
+            let mut findings = std::mem::take(&mut s.findings);
+            if s.logged_off {
+                findings.push(PendingFinding {
+                    rule: "out-of-order",
+                    severity: Severity::Error,
+                    message: format!(
+                        "{} called a second time on session \"{}\"",
+                        method.logoff_method(),
+                        s.label
+                    ),
+                    stack,
+                    object: None,
+                });
+            }
+            if s.provider != method {
+                findings.push(PendingFinding {
+                    rule: "out-of-order",
+                    severity: Severity::Error,
+                    message: format!(
+                        "{} called on a {} session \"{}\"",
+                        method.logoff_method(),
+                        s.provider.as_str(),
+                        s.label
+                    ),
+                    stack,
+                    object: None,
+                });
+            }
+            s.logged_off = true;
+            (s.provider, s.label.clone(), findings)
+        });
+        let (provider, label, findings) = taken.unwrap_or((method, String::new(), Vec::new()));
+        let info = mapileak_reports::SessionInfo {
+            id: self.id,
+            provider,
+            label,
+            event: Event::Logoff,
+        };
+        if mode == Mode::Off {
+            return Logoff {
+                report: Report::new(info),
+                files: Vec::new(),
+            };
+        }
+        let objects = registry::live_in(self.id);
+        let report = emit::build(info, &objects, findings);
+        let files = emit::publish(&report, mode);
+        Logoff { report, files }
+    }
+}
+
+/// Records `out-of-order` when an object is created on a session that has
+/// logged off.
+pub(crate) fn check_open(session: u64, node: &Node) {
+    if session == 0 {
+        return;
+    }
+    let closed =
+        registry::with_session(session, |s| s.logged_off.then(|| s.label.clone())).flatten();
+    if let Some(label) = closed {
+        registry::add_finding(
+            session,
+            PendingFinding {
+                rule: "out-of-order",
+                severity: Severity::Error,
+                message: format!(
+                    "{} \"{}\" created on session \"{label}\" after its Logoff",
+                    node.kind.name(),
+                    node.label
+                ),
+                stack: node.created,
+                object: Some(node.id),
+            },
+        );
+    }
+}
+
+/// The current-session guard of [`Session::enter`]; restores the previous
+/// session when dropped (also on unwind).
+#[must_use = "the session is current only while the guard lives"]
+pub struct Scope {
+    previous: u64,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.previous));
+    }
+}
