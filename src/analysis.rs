@@ -127,7 +127,8 @@ fn components(holds: &[Vec<usize>]) -> Vec<usize> {
 ///
 /// A Release is matched with the open reference whose stack shares the
 /// longest run of outer frames with its own (the same function took and
-/// dropped it), the most recent one on a tie. `frames` gives a stack's
+/// dropped it), the earliest one on a tie (the creator's reference is
+/// usually released last, by its owner, from elsewhere). `frames` gives a stack's
 /// frames, innermost first, as comparable keys: function names, so that two
 /// call sites in one function count as the same frame.
 pub(crate) fn balance<K: PartialEq>(
@@ -154,7 +155,7 @@ pub(crate) fn balance<K: PartialEq>(
                 let mut best: Option<(usize, usize)> = None; // (position in open, score)
                 for (pos, &e) in open.iter().enumerate() {
                     let score = common_outer_frames(frames_of(events[e].1), r);
-                    if best.is_none_or(|(_, s)| score >= s) {
+                    if best.is_none_or(|(_, s)| score > s) {
                         best = Some((pos, score));
                     }
                 }

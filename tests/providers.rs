@@ -1,0 +1,338 @@
+//! The sample providers, run by the sample host, and what their Logoff
+//! reports say: one test binary, no global allocator.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier, Mutex};
+
+use mapileak::reports::{self, LeakedObject, Report};
+use mapileak::{ProviderKind, RefCount, Session, Tracked, kinds};
+use mapileak_samples::Leak;
+use mapileak_samples::host::{self, Provider};
+
+fn setup() {
+    mapileak::set_output_dir(concat!(env!("CARGO_TARGET_TMPDIR"), "/mapileak-providers"));
+}
+
+fn run(provider: Provider, leak: Leak) -> mapileak::Logoff {
+    setup();
+    host::run(provider, &format!("{provider:?}-{leak:?}"), leak)
+}
+
+/// `(kind, root, parent kind)` of every leaked object, sorted.
+fn shape(r: &Report) -> BTreeSet<(String, bool, Option<String>)> {
+    r.objects
+        .iter()
+        .map(|o| {
+            let parent = o
+                .parent
+                .map(|p| r.object(p).expect("parent is in the report").kind.clone());
+            (o.kind.clone(), o.root, parent)
+        })
+        .collect()
+}
+
+fn set(items: &[(&str, bool, Option<&str>)]) -> BTreeSet<(String, bool, Option<String>)> {
+    items
+        .iter()
+        .map(|(k, r, p)| (k.to_string(), *r, p.map(str::to_owned)))
+        .collect()
+}
+
+fn created_stack<'a>(r: &'a Report, o: &LeakedObject) -> &'a reports::Stack {
+    r.stack(o.created).expect("creation stack is in the report")
+}
+
+fn leaked<'a>(r: &'a Report, kind: &str) -> &'a LeakedObject {
+    r.objects
+        .iter()
+        .find(|o| o.kind == kind)
+        .unwrap_or_else(|| panic!("no leaked {kind} in {r:#?}"))
+}
+
+#[test]
+fn clean_providers_report_nothing() {
+    for p in Provider::ALL {
+        let logoff = run(p, Leak::None);
+        assert!(logoff.report.is_clean(), "{p:?}: {:#?}", logoff.report);
+        assert_eq!(logoff.report.summary.leaked_objects, 0);
+    }
+}
+
+#[test]
+fn forgotten_table_is_the_only_leak_and_names_its_creator() {
+    for (p, creator) in [
+        (Provider::MessageStore, "refresh_unread_count"),
+        (Provider::AddressBook, "resolve_names"),
+        (Provider::Transport, "poll_queue"),
+    ] {
+        let r = run(p, Leak::Table).report;
+        assert_eq!(shape(&r), set(&[("IMAPITable", true, None)]), "{p:?}");
+        let table = leaked(&r, "IMAPITable");
+        let stack = created_stack(&r, table);
+        assert!(
+            stack.mentions(creator),
+            "{p:?}: {creator} not in {stack:#?}"
+        );
+        assert!(stack.mentions("Table::open"), "{p:?}: {stack:#?}");
+        assert!(r.findings.is_empty(), "{p:?}: {:#?}", r.findings);
+        // Symbolized with source positions, innermost frame first.
+        assert!(
+            stack.frames[0].file.is_some() && stack.frames[0].line.is_some(),
+            "{stack:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_forgotten_holder_is_the_root_and_what_it_holds_is_indirect() {
+    let r = run(Provider::MessageStore, Leak::Chain).report;
+    assert_eq!(
+        shape(&r),
+        set(&[
+            ("IMessage", true, None),
+            ("IAttach", false, Some("IMessage")),
+            ("IMAPIFolder", false, Some("IMessage")),
+        ])
+    );
+    let message = leaked(&r, "IMessage");
+    assert!(created_stack(&r, message).mentions("file_incoming_message"));
+    assert!(created_stack(&r, message).mentions("CreateMessage"));
+    let attach = leaked(&r, "IAttach");
+    assert_eq!(attach.opened_from, Some(message.id));
+    assert!(created_stack(&r, attach).mentions("CreateAttach"));
+    assert_eq!(leaked(&r, "IMAPIFolder").opened_from.is_some(), true);
+    assert_eq!((r.summary.leaked_objects, r.summary.leak_roots), (3, 1));
+
+    let r = run(Provider::AddressBook, Leak::Chain).report;
+    assert_eq!(
+        shape(&r),
+        set(&[
+            ("IDistList", true, None),
+            ("IMailUser", false, Some("IDistList")),
+            ("IABContainer", false, Some("IDistList")),
+        ])
+    );
+    assert!(created_stack(&r, leaked(&r, "IDistList")).mentions("expand_dist_list"));
+
+    let r = run(Provider::Transport, Leak::Chain).report;
+    assert_eq!(
+        shape(&r),
+        set(&[
+            ("IMessage", true, None),
+            ("IAttach", false, Some("IMessage"))
+        ])
+    );
+    assert!(created_stack(&r, leaked(&r, "IMessage")).mentions("deliver_inbound"));
+}
+
+#[test]
+fn over_released_status_object_is_a_finding_with_the_releasing_stack() {
+    for (p, logoff) in [
+        (Provider::MessageStore, "IMSLogon_Impl>::Logoff"),
+        (Provider::AddressBook, "IABLogon_Impl>::Logoff"),
+        (Provider::Transport, "IXPLogon_Impl>::TransportLogoff"),
+    ] {
+        let r = run(p, Leak::OverRelease).report;
+        assert!(r.objects.is_empty(), "{p:?}: {:#?}", r.objects);
+        let rules: Vec<&str> = r.findings.iter().map(|f| f.rule.as_str()).collect();
+        assert_eq!(rules, ["over-release"], "{p:?}");
+        let f = &r.findings[0];
+        assert!(f.message.contains("IMAPIStatus"), "{}", f.message);
+        let stack = r.stack(f.stack.expect("stack")).expect("stack in report");
+        assert!(stack.mentions("release_own"), "{p:?}: {stack:#?}");
+        assert!(stack.mentions(logoff), "{p:?}: {logoff} not in {stack:#?}");
+    }
+}
+
+#[test]
+fn signatures_are_identical_across_runs() {
+    for leak in [Leak::Table, Leak::Chain, Leak::OverRelease] {
+        let sigs = |r: &Report| -> Vec<String> {
+            let mut s: Vec<String> = r.objects.iter().map(|o| o.signature.clone()).collect();
+            s.extend(r.findings.iter().map(|f| f.signature.clone()));
+            s.sort();
+            s
+        };
+        let a = sigs(&run(Provider::MessageStore, leak).report);
+        let b = sigs(&run(Provider::MessageStore, leak).report);
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{leak:?}");
+    }
+    // Different leaks, different signatures.
+    let table = run(Provider::Transport, Leak::Table).report.objects[0]
+        .signature
+        .clone();
+    let message = run(Provider::Transport, Leak::Chain).report;
+    assert!(message.objects.iter().all(|o| o.signature != table));
+}
+
+#[test]
+fn the_json_report_holds_what_logoff_returned() {
+    let logoff = run(Provider::AddressBook, Leak::Chain);
+    assert_eq!(logoff.files.len(), 1);
+    let path = &logoff.files[0];
+    assert_eq!(path.extension().and_then(|e| e.to_str()), Some("json"));
+    let read = reports::read_file(path).expect("report parses");
+    assert_eq!(read, logoff.report);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(json["format"], "mapileak-report");
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["session"]["provider"], "address_book");
+    assert_eq!(json["session"]["event"], "logoff");
+    assert_eq!(json["summary"]["leaked_objects"], 3);
+    assert_eq!(json["summary"]["leak_roots"], 1);
+    let frame = &json["stacks"][0]["frames"][0];
+    assert!(
+        frame["function"].is_string() && frame["file"].is_string() && frame["line"].is_u64(),
+        "{frame}"
+    );
+}
+
+mapileak::declare_kind! {
+    /// A provider-declared kind with history on, for the balancer.
+    static ICACHED_ENTRY = ("ICachedEntry", 0x6b1e6a52_93c4_4d0e_8f55_2d3a0c4e7b91, Object, history: true);
+}
+
+#[inline(never)]
+fn open_entry(session: Session) -> RefCount {
+    RefCount::in_session(session, &ICACHED_ENTRY, "entry")
+}
+
+#[inline(never)]
+fn use_entry(e: &RefCount) {
+    e.add_ref();
+    e.release();
+}
+
+#[inline(never)]
+fn cache_entry_and_forget(e: &RefCount) {
+    e.add_ref();
+}
+
+#[inline(never)]
+fn close_entry(e: RefCount) {
+    e.release();
+    std::mem::forget(e); // the object is still referenced: it stays alive
+}
+
+#[test]
+fn balancer_names_the_addref_no_release_matched() {
+    setup();
+    assert!(
+        mapileak::kind::by_name("ICachedEntry").is_some(),
+        "declared kinds are registered"
+    );
+    let session = Session::logon(ProviderKind::MessageStore, "balancer");
+    let e = open_entry(session);
+    use_entry(&e);
+    cache_entry_and_forget(&e);
+    close_entry(e);
+    let r = session.ms_logoff().report;
+    let o = leaked(&r, "ICachedEntry");
+    assert_eq!(o.refcount, Some(1));
+    let unmatched: Vec<_> = o.unmatched_addrefs().collect();
+    assert_eq!(unmatched.len(), 1, "{:#?}", o.events);
+    let stack = r.stack(unmatched[0].stack).unwrap();
+    assert!(stack.mentions("cache_entry_and_forget"), "{stack:#?}");
+    let total: u32 = o.events.iter().map(|e| e.count).sum();
+    assert_eq!(total, 5, "create, 2 AddRef, 2 Release: {:#?}", o.events);
+}
+
+#[test]
+fn objects_held_by_nobody_outside_a_cycle_are_rooted_at_the_earliest() {
+    setup();
+    let session = Session::logon(ProviderKind::MessageStore, "cycle");
+    let _scope = session.enter();
+    let folder = Tracked::new(&kinds::IMAPI_FOLDER, "Inbox");
+    let message = Tracked::new(&kinds::IMESSAGE, "m")
+        .opened_from(folder.id())
+        .holding(folder.id());
+    folder.hold(message.id());
+    let (fid, mid) = (folder.id().get(), message.id().get());
+    std::mem::forget((folder, message));
+    let r = session.ms_logoff().report;
+    let f = r.object(fid).unwrap();
+    let m = r.object(mid).unwrap();
+    assert!(f.root && !m.root);
+    assert_eq!(m.parent, Some(fid));
+    assert_eq!(m.opened_from, Some(fid));
+}
+
+#[test]
+fn eight_threads_racing_one_session_while_another_logs_off_lose_nothing() {
+    setup();
+    mapileak::declare_kind! {
+        static ISTRESS = ("IStress", 0x2f0c7d1a_55b3_4c9e_a1d4_6e8b3f2c9a07, Object, history: true);
+    }
+    const THREADS: usize = 8;
+    const COUNTED: usize = 200; // RefCount objects per thread; 1 in 10 kept
+    const GUARDED: usize = 100; // Tracked objects per thread; 1 in 4 kept
+    let a = Session::logon(ProviderKind::MessageStore, "stress-a");
+    let b = Session::logon(ProviderKind::AddressBook, "stress-b");
+    let b_objects: Vec<Tracked> = (0..50)
+        .map(|i| Tracked::in_session(b, &kinds::IMAIL_USER, format!("u{i}")))
+        .collect();
+    let b_ids: BTreeSet<u64> = b_objects.iter().map(|t| t.id().get()).collect();
+    std::mem::forget(b_objects);
+
+    let start = Arc::new(Barrier::new(THREADS + 1));
+    let b_report = Arc::new(Mutex::new(None));
+    let mut handles = Vec::new();
+    for t in 0..THREADS {
+        let start = start.clone();
+        handles.push(std::thread::spawn(move || {
+            let _scope = a.enter();
+            start.wait();
+            for i in 0..COUNTED {
+                let rc = RefCount::new(&ISTRESS, format!("t{t}-{i}"));
+                for _ in 0..3 {
+                    rc.add_ref();
+                }
+                rc.release();
+                rc.release();
+                if i % 10 == 0 {
+                    std::mem::forget(rc); // count stays 2
+                } else {
+                    assert_eq!(rc.release(), 1);
+                    assert_eq!(rc.release(), 0);
+                }
+            }
+            for i in 0..GUARDED {
+                let g = Tracked::new(&kinds::IMAPI_TABLE, format!("t{t}-table{i}"));
+                if i % 4 == 0 {
+                    std::mem::forget(g);
+                }
+            }
+        }));
+    }
+    let logoff_b = {
+        let start = start.clone();
+        let b_report = b_report.clone();
+        std::thread::spawn(move || {
+            start.wait();
+            *b_report.lock().unwrap() = Some(b.ab_logoff().report);
+        })
+    };
+    for h in handles {
+        h.join().unwrap();
+    }
+    logoff_b.join().unwrap();
+
+    let rb = b_report.lock().unwrap().take().unwrap();
+    let got_b: BTreeSet<u64> = rb.objects.iter().map(|o| o.id).collect();
+    assert_eq!(got_b, b_ids, "session B reports exactly its own objects");
+
+    let ra = a.ms_logoff().report;
+    let counted: Vec<_> = ra.objects.iter().filter(|o| o.kind == "IStress").collect();
+    let guarded = ra.objects.iter().filter(|o| o.kind == "IMAPITable").count();
+    assert_eq!(counted.len(), THREADS * COUNTED / 10);
+    assert_eq!(guarded, THREADS * GUARDED / 4);
+    assert_eq!(ra.objects.len(), counted.len() + guarded);
+    for o in counted {
+        assert_eq!(o.refcount, Some(2), "{o:#?}");
+        let events: u32 = o.events.iter().map(|e| e.count).sum();
+        assert_eq!(events, 6, "create + 3 AddRef + 2 Release: {o:#?}");
+        let unmatched: u32 = o.events.iter().map(|e| e.unmatched).sum();
+        assert_eq!(unmatched, 2);
+    }
+}
