@@ -166,3 +166,34 @@ macro_rules! declare_kind {
         $crate::__inventory::submit! { $crate::kind::Registered(&$id) }
     )+};
 }
+
+#[cfg(all(test, any(debug_assertions, feature = "force")))]
+mod tests {
+    use super::*;
+
+    crate::declare_kind! {
+        static IHISTORY_PROBE = ("IHistoryProbe", 0x1, Object, history: false);
+        static IHISTORY_PINNED = ("IHistoryPinned", 0x2, Object, history: false);
+    }
+
+    #[test]
+    fn history_env_turns_named_kinds_on_and_reports_unknown_names() {
+        IHISTORY_PINNED.set_history(false);
+        let unknown = apply_history_env(" IHistoryProbe , INoSuchKind,IHistoryPinned");
+        assert_eq!(unknown, ["INoSuchKind"]);
+        assert!(IHISTORY_PROBE.history());
+        assert!(
+            !IHISTORY_PINNED.history(),
+            "the API wins over the environment"
+        );
+    }
+
+    #[test]
+    fn predeclared_kinds_are_found_by_name_and_iid() {
+        let table = by_iid(0x00020301_0000_0000_c000_000000000046).expect("IMAPITable");
+        assert_eq!(table.name(), "IMAPITable");
+        assert_eq!(table.iid_string(), "{00020301-0000-0000-C000-000000000046}");
+        assert_eq!(by_name("IMSLogon").map(Kind::role), Some(Role::Logon));
+        assert_eq!(by_name("IXPProvider").map(Kind::role), Some(Role::Provider));
+    }
+}

@@ -2,19 +2,27 @@
 //! reports say: one test binary, no global allocator.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex, RwLock, RwLockReadGuard};
 
 use mapileak::reports::{self, LeakedObject, Report};
 use mapileak::{ProviderKind, RefCount, Session, Tracked, kinds};
 use mapileak_samples::Leak;
 use mapileak_samples::host::{self, Provider};
 
-fn setup() {
-    mapileak::set_output_dir(concat!(env!("CARGO_TARGET_TMPDIR"), "/mapileak-providers"));
+const DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/mapileak-providers");
+
+/// Held (shared) while a test logs off, so the one test that points the
+/// process-wide report directory somewhere unwritable runs alone.
+static OUTPUT_DIR: RwLock<()> = RwLock::new(());
+
+fn setup() -> RwLockReadGuard<'static, ()> {
+    let guard = OUTPUT_DIR.read().unwrap_or_else(|e| e.into_inner());
+    mapileak::set_output_dir(DIR);
+    guard
 }
 
 fn run(provider: Provider, leak: Leak) -> mapileak::Logoff {
-    setup();
+    let _dir = setup();
     host::run(provider, &format!("{provider:?}-{leak:?}"), leak)
 }
 
@@ -100,7 +108,7 @@ fn a_forgotten_holder_is_the_root_and_what_it_holds_is_indirect() {
     let attach = leaked(&r, "IAttach");
     assert_eq!(attach.opened_from, Some(message.id));
     assert!(created_stack(&r, attach).mentions("CreateAttach"));
-    assert_eq!(leaked(&r, "IMAPIFolder").opened_from.is_some(), true);
+    assert!(leaked(&r, "IMAPIFolder").opened_from.is_some(), "opened from the store");
     assert_eq!((r.summary.leaked_objects, r.summary.leak_roots), (3, 1));
 
     let r = run(Provider::AddressBook, Leak::Chain).report;
@@ -217,7 +225,7 @@ fn close_entry(e: RefCount) {
 
 #[test]
 fn balancer_names_the_addref_no_release_matched() {
-    setup();
+    let _dir = setup();
     assert!(
         mapileak::kind::by_name("ICachedEntry").is_some(),
         "declared kinds are registered"
@@ -240,7 +248,7 @@ fn balancer_names_the_addref_no_release_matched() {
 
 #[test]
 fn objects_held_by_nobody_outside_a_cycle_are_rooted_at_the_earliest() {
-    setup();
+    let _dir = setup();
     let session = Session::logon(ProviderKind::MessageStore, "cycle");
     let _scope = session.enter();
     let folder = Tracked::new(&kinds::IMAPI_FOLDER, "Inbox");
@@ -260,7 +268,7 @@ fn objects_held_by_nobody_outside_a_cycle_are_rooted_at_the_earliest() {
 
 #[test]
 fn eight_threads_racing_one_session_while_another_logs_off_lose_nothing() {
-    setup();
+    let _dir = setup();
     mapileak::declare_kind! {
         static ISTRESS = ("IStress", 0x2f0c7d1a_55b3_4c9e_a1d4_6e8b3f2c9a07, Object, history: true);
     }
@@ -335,4 +343,171 @@ fn eight_threads_racing_one_session_while_another_logs_off_lose_nothing() {
         let unmatched: u32 = o.events.iter().map(|e| e.unmatched).sum();
         assert_eq!(unmatched, 2);
     }
+}
+
+mod capture {
+    //! A `tracing` subscriber that records events, and that calls back into
+    //! mapileak (and allocates) from inside `event`, as a real one may.
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    #[derive(Debug, Clone)]
+    pub struct Captured {
+        pub target: String,
+        pub level: Level,
+        pub fields: BTreeMap<String, String>,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct Capture(pub Arc<Mutex<Vec<Captured>>>);
+
+    struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(field.name().to_owned(), format!("{value:?}"));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_owned(), value.to_owned());
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            // Re-enter mapileak while it is publishing a report.
+            drop(mapileak::Tracked::new(
+                &mapileak::kinds::IMAPI_PROP,
+                "made by the subscriber",
+            ));
+            let mut fields = BTreeMap::new();
+            event.record(&mut Fields(&mut fields));
+            self.0.lock().unwrap().push(Captured {
+                target: event.metadata().target().to_owned(),
+                level: *event.metadata().level(),
+                fields,
+            });
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+}
+
+/// Serializes the tests that look at events: one of them changes the
+/// process-wide mode for a moment.
+static EVENT_TESTS: Mutex<()> = Mutex::new(());
+
+#[test]
+fn logoff_emits_one_warn_event_per_root_and_a_summary() {
+    let _serial = EVENT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let sub = capture::Capture::default();
+    let logoff =
+        tracing::subscriber::with_default(sub.clone(), || run(Provider::MessageStore, Leak::All));
+    let events: Vec<_> = sub
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.target == "mapileak")
+        .cloned()
+        .collect();
+    let roots: Vec<_> = events
+        .iter()
+        .filter(|e| e.fields.contains_key("kind"))
+        .collect();
+    assert_eq!(
+        roots.len(),
+        logoff.report.summary.leak_roots as usize,
+        "{events:#?}"
+    );
+    assert_eq!(roots.len(), 2);
+    let table = roots
+        .iter()
+        .find(|e| e.fields["kind"] == "IMAPITable")
+        .expect("table event");
+    assert_eq!(table.level, tracing::Level::WARN);
+    assert_eq!(table.fields["label"], "contents of Inbox");
+    assert!(
+        table.fields["stack"].contains("refresh_unread_count"),
+        "{table:#?}"
+    );
+    assert!(table.fields.contains_key("refcount"));
+    let message = roots
+        .iter()
+        .find(|e| e.fields["kind"] == "IMessage")
+        .expect("message event");
+    assert_eq!(message.fields["indirect"], "2");
+    let findings: Vec<_> = events
+        .iter()
+        .filter(|e| e.fields.contains_key("rule"))
+        .collect();
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].fields["rule"], "over-release");
+    let summary: Vec<_> = events
+        .iter()
+        .filter(|e| e.fields.contains_key("leaked_objects"))
+        .collect();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].fields["leaked_objects"], "4");
+    assert!(
+        summary[0].fields["message"].contains(".json"),
+        "summary names the report file"
+    );
+}
+
+#[test]
+fn summary_mode_emits_only_the_summary() {
+    // The mode is process-wide: restore it at once, and keep the other
+    // event test out meanwhile.
+    let _serial = EVENT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let sub = capture::Capture::default();
+    let report = tracing::subscriber::with_default(sub.clone(), || {
+        let _dir = setup();
+        let s = Session::logon(ProviderKind::Transport, "summary-mode");
+        std::mem::forget(Tracked::in_session(s, &kinds::IMAPI_TABLE, "t"));
+        mapileak::set_mode(mapileak::Mode::Summary);
+        let r = s.transport_logoff();
+        mapileak::set_mode(mapileak::Mode::Full);
+        r
+    });
+    assert_eq!(report.report.summary.leaked_objects, 1);
+    let events = sub.0.lock().unwrap();
+    assert!(
+        events.iter().all(|e| !e.fields.contains_key("kind")),
+        "{events:#?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.fields.contains_key("leaked_objects"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_unwritable_report_directory_costs_the_file_and_nothing_else() {
+    let _alone = OUTPUT_DIR.write().unwrap_or_else(|e| e.into_inner());
+    let file = std::path::Path::new(DIR).join("not-a-directory");
+    std::fs::create_dir_all(DIR).unwrap();
+    std::fs::write(&file, b"a file where the report directory should be").unwrap();
+    mapileak::set_output_dir(file.join("reports"));
+    let logoff = host::run(Provider::MessageStore, "unwritable", Leak::Table);
+    mapileak::set_output_dir(DIR);
+    assert!(logoff.files.is_empty(), "{:?}", logoff.files);
+    assert_eq!(
+        logoff.report.summary.leaked_objects, 1,
+        "the report itself is intact"
+    );
 }

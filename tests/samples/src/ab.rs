@@ -140,7 +140,7 @@ fn resolve_names(container: &IABContainer, leak: Leak) {
             let _ = t.GetRowCount(0, &mut rows);
         }
     }
-    if leak == Leak::Table {
+    if leak.has(Leak::Table) {
         std::mem::forget(table);
     }
 }
@@ -159,7 +159,7 @@ fn expand_dist_list(container: &IABContainer, leak: Leak) {
             let _ = l.OpenMember(0, &mut user);
         }
     }
-    if leak == Leak::Chain {
+    if leak.has(Leak::Chain) {
         std::mem::forget(list);
     }
 }

@@ -35,6 +35,15 @@ pub enum Leak {
     /// The status object is handed out without an AddRef, so the logon's own
     /// Release at Logoff over-releases it.
     OverRelease,
+    /// All of the above at once (the demo).
+    All,
+}
+
+impl Leak {
+    /// Whether a provider built with `self` has bug `bug`.
+    pub fn has(self, bug: Leak) -> bool {
+        self == bug || (self == Leak::All && bug != Leak::None)
+    }
 }
 
 /// Where a sample logon puts what its Logoff returned, for the host to read.

@@ -148,7 +148,7 @@ impl Status {
     /// `IMSLogon::OpenStatusEntry` and the like: a new reference for the
     /// caller. The over-release scenario forgets the AddRef, a classic bug.
     pub fn open_entry(&self) -> IMAPIStatus {
-        if self.leak != Leak::OverRelease {
+        if !self.leak.has(Leak::OverRelease) {
             self.refs.add_ref();
         }
         // SAFETY: `self` is a live `Status` whose first field is the

@@ -130,7 +130,7 @@ fn refresh_unread_count(folder: &IMAPIFolder, leak: Leak) -> u32 {
             let _ = t.GetRowCount(0, &mut rows);
         }
     }
-    if leak == Leak::Table {
+    if leak.has(Leak::Table) {
         std::mem::forget(table);
     }
     rows
@@ -151,7 +151,7 @@ fn file_incoming_message(folder: &IMAPIFolder, leak: Leak) {
             let _ = m.CreateAttach(0, &mut n, &mut attach);
         }
     }
-    if leak == Leak::Chain {
+    if leak.has(Leak::Chain) {
         std::mem::forget(message);
     }
 }

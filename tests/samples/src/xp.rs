@@ -81,7 +81,7 @@ fn poll_queue(status: &Status, leak: Leak) {
     let mut rows = 0;
     // SAFETY: valid out pointer to a local; `table` is live.
     let _ = unsafe { table.GetRowCount(0, &mut rows) };
-    if leak == Leak::Table {
+    if leak.has(Leak::Table) {
         std::mem::forget(table);
     }
 }
@@ -94,7 +94,7 @@ fn deliver_inbound(session: Session, logon: IUnknown, owner: &XpLogon_Impl, leak
     let (mut n, mut attach) = (0, None);
     // SAFETY: valid out pointers to locals; `message` is live.
     let _ = unsafe { message.CreateAttach(0, &mut n, &mut attach) };
-    if leak == Leak::Chain {
+    if leak.has(Leak::Chain) {
         std::mem::forget(message);
     }
 }
