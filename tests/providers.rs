@@ -108,7 +108,10 @@ fn a_forgotten_holder_is_the_root_and_what_it_holds_is_indirect() {
     let attach = leaked(&r, "IAttach");
     assert_eq!(attach.opened_from, Some(message.id));
     assert!(created_stack(&r, attach).mentions("CreateAttach"));
-    assert!(leaked(&r, "IMAPIFolder").opened_from.is_some(), "opened from the store");
+    assert!(
+        leaked(&r, "IMAPIFolder").opened_from.is_some(),
+        "opened from the store"
+    );
     assert_eq!((r.summary.leaked_objects, r.summary.leak_roots), (3, 1));
 
     let r = run(Provider::AddressBook, Leak::Chain).report;
