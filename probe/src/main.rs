@@ -1,34 +1,182 @@
-//! `mapileak`: the command-line side of mapileak. The `gate`, `render` and
-//! `diff` commands land with their issues; until then it says so and exits 2.
+//! `mapileak`: the command-line side of mapileak — the CI leak gate, and
+//! `diff` between two runs. Exit codes (contract): 0 nothing unaccepted,
+//! 1 leaks or findings not covered by the baseline or suppressions, 2 bad
+//! input or usage, with one line saying which file and what is wrong.
 
+mod accept;
+mod gate;
+mod items;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: mapileak gate [--baseline FILE] [--suppressions FILE] [--format text|json|junit|github] PATH...
-       mapileak render REPORT.json -o OUT.html
-       mapileak diff OLD NEW";
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::accept::{Baseline, Suppression};
+use crate::items::{Error, items, load};
+
+#[derive(Parser)]
+#[command(
+    name = "mapileak",
+    version,
+    about = "Reads mapileak leak reports: the CI leak gate, diffs between runs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exit 0 when every leak and finding is accepted, 1 when one is not.
+    Gate {
+        /// Accepted leaks by signature (see --write-baseline).
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Suppressions with reasons: `kind:`, `rule:`, `signature:`, `function:` globs.
+        #[arg(long, value_name = "FILE")]
+        suppressions: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Write the current leaks as a baseline to FILE and exit 0.
+        #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
+        write_baseline: Option<PathBuf>,
+        /// Report files, or directories of them.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Render a report as one self-contained HTML page (not in this version).
+    Render {
+        report: PathBuf,
+        #[arg(short = 'o', value_name = "OUT.html")]
+        out: PathBuf,
+    },
+    /// New, fixed and still-leaking signatures between two runs.
+    Diff {
+        /// The earlier run's reports (file or directory).
+        old: PathBuf,
+        /// The later run's reports (file or directory).
+        new: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Junit,
+    Github,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version" | "-V") => {
-            println!("mapileak {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some("--help" | "-h" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(cmd @ ("gate" | "render" | "diff")) => {
-            eprintln!("mapileak: `{cmd}` is not implemented in this version");
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mapileak: {e}");
             ExitCode::from(2)
         }
-        Some(other) => {
-            eprintln!("mapileak: unknown command `{other}`\n{USAGE}");
-            ExitCode::from(2)
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error(format!("{}: cannot read: {e}", path.display())))
+}
+
+fn run(command: Command) -> Result<u8, Error> {
+    match command {
+        Command::Gate {
+            baseline,
+            suppressions,
+            format,
+            write_baseline,
+            paths,
+        } => {
+            let loaded = load(&paths)?;
+            let all = items(&loaded);
+            if let Some(out) = write_baseline {
+                let text = Baseline::render(&all);
+                mapileak_reports::write_atomic(&out, text.as_bytes())
+                    .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
+                eprintln!(
+                    "mapileak: wrote baseline {} ({} item(s))",
+                    out.display(),
+                    all.len()
+                );
+                return Ok(0);
+            }
+            let baseline = match &baseline {
+                Some(p) => Baseline::parse(&read_text(p)?, &p.display().to_string())?,
+                None => Baseline::default(),
+            };
+            let mut sups = match &suppressions {
+                Some(p) => Suppression::parse_file(&read_text(p)?, &p.display().to_string())?,
+                None => Vec::new(),
+            };
+            let verdict = gate::judge(all, &baseline, &mut sups);
+            let out = match format {
+                Format::Text => gate::text(&verdict, loaded.len()),
+                Format::Json => gate::json(&verdict, loaded.len(), &sups),
+                Format::Junit => gate::junit(&verdict, &loaded),
+                Format::Github => gate::github(&verdict, loaded.len()),
+            };
+            print!("{out}");
+            for s in &sups {
+                if s.hits > 0 {
+                    eprintln!(
+                        "mapileak: suppression {} (line {}) matched {} time(s): {}",
+                        s.entry(),
+                        s.line,
+                        s.hits,
+                        s.reason
+                    );
+                } else {
+                    eprintln!(
+                        "mapileak: warning: suppression {} (line {}) matched nothing",
+                        s.entry(),
+                        s.line
+                    );
+                }
+            }
+            Ok(if verdict.failures.is_empty() { 0 } else { 1 })
         }
-        None => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+        Command::Render { .. } => Err(Error(
+            "render: the HTML report is not in this version".to_owned(),
+        )),
+        Command::Diff { old, new } => {
+            let (old, new) = (
+                load(std::slice::from_ref(&old))?,
+                load(std::slice::from_ref(&new))?,
+            );
+            let index = |loaded| {
+                let mut m: BTreeMap<String, (usize, String)> = BTreeMap::new();
+                for i in items(loaded) {
+                    let e = m
+                        .entry(i.signature.to_owned())
+                        .or_insert((0, String::new()));
+                    e.0 += 1;
+                    e.1 = format!("{} {} at {}", i.what.as_str(), i.title, i.site());
+                }
+                m
+            };
+            let (a, b) = (index(&old), index(&new));
+            let mut new_count = 0;
+            for (sig, (n, what)) in &b {
+                match a.get(sig) {
+                    None => {
+                        new_count += 1;
+                        println!("new    {sig} x{n}  {what}");
+                    }
+                    Some((m, _)) => println!("still  {sig} x{n} (was x{m})  {what}"),
+                }
+            }
+            for (sig, (n, what)) in a.iter().filter(|(s, _)| !b.contains_key(*s)) {
+                println!("fixed  {sig} x{n}  {what}");
+            }
+            Ok(if new_count > 0 { 1 } else { 0 })
         }
     }
 }

@@ -4,7 +4,8 @@
 //! A signature hashes what leaked (an object kind, `heap`, `buffer`, a rule
 //! id) and the function names of the first [`DEPTH`] frames of its stack that
 //! belong to the provider or its libraries. Runtime frames (`std`, `core`,
-//! `alloc`, the C runtime) and mapileak's own frames are passed over: they say
+//! `alloc`, the C runtime), mapileak's own frames and windows-core's vtable
+//! trampolines are passed over: they say
 //! nothing about which leak it is, and allocation paths through `alloc` differ
 //! between toolchains. No addresses, files or lines go in, so moving code
 //! inside a function keeps its leaks' signatures.
@@ -12,7 +13,7 @@
 use crate::Frame;
 
 /// How many frames of a stack a signature covers.
-pub const DEPTH: usize = 4;
+pub const DEPTH: usize = 5;
 
 /// Where a frame's code comes from, for signatures and for display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,16 +80,22 @@ pub fn compute(what: &str, frames: &[Frame]) -> String {
     h.write(what.as_bytes());
     for f in frames
         .iter()
-        .filter(|f| {
-            origin(&f.function) != Origin::Runtime
-                && !f.function.trim_start_matches('<').starts_with("mapileak::")
-        })
+        .filter(|f| counts_in_signature(&f.function))
         .take(DEPTH)
     {
         h.write(&[0]);
         h.write(strip_hash(&f.function).as_bytes());
     }
     format!("{:016x}", h.0)
+}
+
+/// Runtime frames, mapileak's own, and windows-core's generated vtable
+/// trampolines (`IFoo_Vtbl::new::Method`, which only forward to the
+/// implementation) say nothing about which leak it is.
+fn counts_in_signature(function: &str) -> bool {
+    origin(function) != Origin::Runtime
+        && !function.trim_start_matches('<').starts_with("mapileak::")
+        && !function.contains("_Vtbl::new::")
 }
 
 /// FNV-1a, 64 bits: tiny, and its output is fixed forever (std's hashers are not).
@@ -131,6 +138,23 @@ mod tests {
             ..frame("store::open")
         }];
         assert_eq!(compute("IMAPITable", &a), compute("IMAPITable", &b));
+    }
+
+    #[test]
+    fn vtable_trampolines_do_not_use_up_the_depth() {
+        let via = |caller: &str| {
+            [
+                frame("store::Table::open"),
+                frame("<store::Folder_Impl as mapi::IMAPIFolder_Impl>::GetContentsTable"),
+                frame("mapi::IMAPIFolder_Vtbl::new::GetContentsTable"),
+                frame("mapi::IMAPIFolder::GetContentsTable"),
+                frame(caller),
+            ]
+        };
+        assert_ne!(
+            compute("IMAPITable", &via("store::refresh")),
+            compute("IMAPITable", &via("store::search"))
+        );
     }
 
     #[test]

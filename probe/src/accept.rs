@@ -1,0 +1,268 @@
+//! What the gate accepts: a reviewed baseline of known leaks by signature,
+//! and suppressions with reasons.
+//!
+//! # Baseline format
+//!
+//! One line per signature, sorted by what it names, then signature, so a
+//! change reads as a small diff in review:
+//!
+//! ```text
+//! # mapileak baseline v1: accepted leaks by signature, with counts.
+//! # signature       count  what
+//! 873f733f4210f5a4  1      leak IMAPITable "contents of Inbox" at store::refresh_unread_count
+//! ```
+//!
+//! The count is how many occurrences (over all reports the gate reads) are
+//! accepted; one more fails. Text after the count is for people.
+//!
+//! # Suppression format
+//!
+//! One entry per line, `FIELD:PATTERN reason: WHY`; `#` starts a comment.
+//!
+//! ```text
+//! kind:IMAPITable                reason: the host keeps its preview table (bug 1234)
+//! rule:subscription-open         reason: Outlook unsubscribes after Logoff
+//! signature:873f733f4210f5a4     reason: fixed in 2.1, not backported
+//! function:*refresh_unread_count reason: a known leak in the vendor SDK
+//! ```
+//!
+//! `kind` matches a leaked object's kind, `rule` a finding's rule,
+//! `signature` any item's signature, `function` any frame of its stack (as
+//! LeakSanitizer's `leak:` lines do). Patterns are globs: `*` any run of
+//! characters, `?` one character; anything else must match exactly. The
+//! reason is required.
+
+use std::collections::BTreeMap;
+
+use crate::items::{Error, Item};
+
+/// Accepted counts by signature.
+#[derive(Debug, Default)]
+pub struct Baseline {
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl Baseline {
+    pub fn parse(text: &str, file: &str) -> Result<Baseline, Error> {
+        let mut counts = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let sig = parts.next().unwrap_or_default();
+            let count = parts.next().and_then(|c| c.parse::<u64>().ok());
+            match count {
+                Some(c) if is_signature(sig) => *counts.entry(sig.to_owned()).or_insert(0) += c,
+                _ => {
+                    return Err(Error(format!(
+                        "{file}:{}: not a baseline line (expected `SIGNATURE COUNT what...`)",
+                        n + 1
+                    )));
+                }
+            }
+        }
+        Ok(Baseline { counts })
+    }
+
+    /// The baseline accepting exactly `items`.
+    pub fn render(items: &[Item<'_>]) -> String {
+        let mut rows: BTreeMap<(String, &str), u64> = BTreeMap::new();
+        for i in items {
+            let what = format!("{} {} at {}", i.what.as_str(), i.title, short_site(i));
+            *rows.entry((what, i.signature)).or_insert(0) += 1;
+        }
+        let mut out = String::from(
+            "# mapileak baseline v1: accepted leaks by signature, with counts.\n\
+             # Written by `mapileak gate --write-baseline`; review changes like code.\n\
+             # signature       count  what\n",
+        );
+        for ((what, sig), count) in rows {
+            out.push_str(&format!("{sig}  {count:<5}  {}\n", one_line(&what)));
+        }
+        out
+    }
+}
+
+fn short_site(i: &Item<'_>) -> String {
+    i.top_frame()
+        .map_or_else(|| "an unknown place".to_owned(), |f| f.function.clone())
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn is_signature(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Which part of an item a suppression looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Kind,
+    Rule,
+    Signature,
+    Function,
+}
+
+/// One suppression entry.
+#[derive(Debug)]
+pub struct Suppression {
+    pub line: usize,
+    pub field: Field,
+    pub pattern: String,
+    pub reason: String,
+    /// How many items it suppressed in this run.
+    pub hits: usize,
+}
+
+impl Suppression {
+    pub fn parse_file(text: &str, file: &str) -> Result<Vec<Suppression>, Error> {
+        let mut out = Vec::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = |what: &str| Error(format!("{file}:{}: {what}", n + 1));
+            let (entry, reason) = match line.split_once("reason:") {
+                Some((e, r)) if !r.trim().is_empty() => (e.trim(), r.trim()),
+                _ => {
+                    return Err(at(
+                        "a suppression needs a reason (`FIELD:PATTERN reason: why`)",
+                    ));
+                }
+            };
+            let (field, pattern) = entry.split_once(':').ok_or_else(|| {
+                at("expected `kind:`, `rule:`, `signature:` or `function:` before the pattern")
+            })?;
+            let field = match field.trim() {
+                "kind" => Field::Kind,
+                "rule" => Field::Rule,
+                "signature" => Field::Signature,
+                "function" => Field::Function,
+                other => {
+                    return Err(at(&format!(
+                        "unknown field `{other}` (kind, rule, signature, function)"
+                    )));
+                }
+            };
+            let pattern = pattern.trim();
+            if pattern.is_empty() || pattern.contains(char::is_whitespace) {
+                return Err(at("the pattern is empty or contains spaces"));
+            }
+            out.push(Suppression {
+                line: n + 1,
+                field,
+                pattern: pattern.to_owned(),
+                reason: reason.to_owned(),
+                hits: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn matches(&self, item: &Item<'_>) -> bool {
+        match self.field {
+            Field::Kind => item.kind.is_some_and(|k| glob(&self.pattern, k)),
+            Field::Rule => item.rule.is_some_and(|r| glob(&self.pattern, r)),
+            Field::Signature => glob(&self.pattern, item.signature),
+            Field::Function => item
+                .stack
+                .is_some_and(|s| s.frames.iter().any(|f| glob(&self.pattern, &f.function))),
+        }
+    }
+
+    /// `kind:IMAPITable`, as written.
+    pub fn entry(&self) -> String {
+        let field = match self.field {
+            Field::Kind => "kind",
+            Field::Rule => "rule",
+            Field::Signature => "signature",
+            Field::Function => "function",
+        };
+        format!("{field}:{}", self.pattern)
+    }
+}
+
+/// `*` matches any run of characters, `?` one; the rest literally.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative matcher with backtracking to the last `*`: linear memory,
+    // no recursion, no exponential blow-up on hostile patterns.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob(
+            "*refresh_unread_count",
+            "mapileak_samples::store::refresh_unread_count"
+        ));
+        assert!(glob("IMAPI*", "IMAPITable"));
+        assert!(glob("I?essage", "IMessage"));
+        assert!(!glob("IMAPI*", "IMessage"));
+        assert!(!glob("store", "store::open"));
+        assert!(glob("*", ""));
+        assert!(!glob(&"*a".repeat(50), &"a".repeat(40)));
+    }
+
+    #[test]
+    fn suppressions_need_a_reason_and_a_known_field() {
+        assert!(
+            Suppression::parse_file("kind:IMAPITable", "s")
+                .unwrap_err()
+                .0
+                .contains("s:1: a suppression needs a reason")
+        );
+        assert!(
+            Suppression::parse_file("# c\nleak:x reason: y", "s")
+                .unwrap_err()
+                .0
+                .starts_with("s:2: unknown field")
+        );
+        let s = Suppression::parse_file("function:*open* reason: vendor SDK", "s").unwrap();
+        assert_eq!(
+            (s[0].field, s[0].pattern.as_str(), s[0].reason.as_str()),
+            (Field::Function, "*open*", "vendor SDK")
+        );
+    }
+
+    #[test]
+    fn baseline_lines() {
+        let b = Baseline::parse("# x\n873f733f4210f5a4  2  leak IMAPITable\n", "b").unwrap();
+        assert_eq!(b.counts["873f733f4210f5a4"], 2);
+        assert!(
+            Baseline::parse("zzz 1", "b")
+                .unwrap_err()
+                .0
+                .starts_with("b:1:")
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! What the gate judges: each leak root, finding, heap site and unfreed MAPI
+//! buffer of every report, with its signature.
+//!
+//! Indirect leaks are not judged on their own: they go away with their root,
+//! and are shown under it.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use mapileak_reports::signature::{Origin, origin};
+use mapileak_reports::{Frame, Report, Stack};
+
+/// A one-line error for exit code 2.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A report and the file it came from.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub report: Report,
+}
+
+/// Reads report files, and the `.json` files below directories (sorted, so
+/// output is stable). Any unreadable or invalid file is an error naming it.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, Error> {
+    let mut files = Vec::new();
+    for p in paths {
+        let meta =
+            fs::metadata(p).map_err(|e| Error(format!("{}: cannot read: {e}", p.display())))?;
+        if meta.is_dir() {
+            let before = files.len();
+            walk(p, &mut files)?;
+            if files.len() == before {
+                return Err(Error(format!(
+                    "{}: no report files (*.json) in this directory",
+                    p.display()
+                )));
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|path| match mapileak_reports::read_file(&path) {
+            Ok(report) => Ok(Loaded { path, report }),
+            Err(e) => Err(Error(format!("{}: {e}", path.display()))),
+        })
+        .collect()
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let err = |e: std::io::Error| Error(format!("{}: cannot read directory: {e}", dir.display()));
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(err)?
+        .map(|e| e.map(|e| e.path()).map_err(err))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue; // a report being written (`.name.pid.tmp`), or not ours
+        }
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// What an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    Leak,
+    Finding,
+    Heap,
+    Buffer,
+}
+
+impl What {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            What::Leak => "leak",
+            What::Finding => "finding",
+            What::Heap => "heap",
+            What::Buffer => "buffer",
+        }
+    }
+}
+
+/// One judged thing.
+pub struct Item<'a> {
+    pub what: What,
+    pub signature: &'a str,
+    /// The object kind, for leaks.
+    pub kind: Option<&'a str>,
+    /// The rule id, for findings.
+    pub rule: Option<&'a str>,
+    /// `IMAPITable "contents of Inbox"`, `over-release`, `heap: 3 blocks, 96 bytes`.
+    pub title: String,
+    /// A sentence for people.
+    pub message: String,
+    pub stack: Option<&'a Stack>,
+    pub source: &'a Loaded,
+}
+
+impl Item<'_> {
+    /// The first frame of the provider's own code, else the first frame.
+    pub fn top_frame(&self) -> Option<&Frame> {
+        let frames = &self.stack?.frames;
+        frames
+            .iter()
+            .find(|f| origin(&f.function) == Origin::Provider)
+            .or_else(|| frames.first())
+    }
+
+    /// The provider's frames, at most `n`.
+    pub fn provider_frames(&self, n: usize) -> impl Iterator<Item = &Frame> {
+        self.stack
+            .map(|s| s.frames.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|f| {
+                origin(&f.function) == Origin::Provider && !f.function.contains("_Vtbl::new::")
+            })
+            .take(n)
+    }
+
+    /// `function (file:line)` of the top frame.
+    pub fn site(&self) -> String {
+        match self.top_frame() {
+            Some(f) => match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
+                _ => f.function.clone(),
+            },
+            None => "an unknown place".to_owned(),
+        }
+    }
+}
+
+/// Every judged item of `loaded`, report by report.
+pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
+    let mut out = Vec::new();
+    for source in loaded {
+        let r = &source.report;
+        for o in r.roots() {
+            let held = r.children_of(o.id).count();
+            out.push(Item {
+                what: What::Leak,
+                signature: &o.signature,
+                kind: Some(&o.kind),
+                rule: None,
+                title: format!("{} \"{}\"", o.kind, o.label),
+                message: format!(
+                    "{} \"{}\" was never released{}",
+                    o.kind,
+                    o.label,
+                    if held > 0 {
+                        format!(" (it holds {held} more leaked object(s))")
+                    } else {
+                        String::new()
+                    }
+                ),
+                stack: r.stack(o.created),
+                source,
+            });
+        }
+        for f in &r.findings {
+            out.push(Item {
+                what: What::Finding,
+                signature: &f.signature,
+                kind: None,
+                rule: Some(&f.rule),
+                title: f.rule.clone(),
+                message: f.message.clone(),
+                stack: f.stack.and_then(|s| r.stack(s)),
+                source,
+            });
+        }
+        for h in &r.heap {
+            out.push(Item {
+                what: What::Heap,
+                signature: &h.signature,
+                kind: None,
+                rule: None,
+                title: format!("heap: {} block(s), {} bytes", h.blocks, h.bytes),
+                message: format!("{} heap block(s), {} bytes, never freed", h.blocks, h.bytes),
+                stack: r.stack(h.stack),
+                source,
+            });
+        }
+        for b in &r.buffers {
+            out.push(Item {
+                what: What::Buffer,
+                signature: &b.signature,
+                kind: None,
+                rule: None,
+                title: format!("MAPI buffer: {} bytes, {} chained", b.bytes, b.children),
+                message: format!(
+                    "MAPIAllocateBuffer block of {} bytes ({} AllocateMore children) never freed with MAPIFreeBuffer",
+                    b.bytes, b.children
+                ),
+                stack: r.stack(b.stack),
+                source,
+            });
+        }
+    }
+    out
+}

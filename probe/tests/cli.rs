@@ -1,0 +1,482 @@
+//! `mapileak` tested as a built binary, on real reports written by the
+//! sample providers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use mapileak_samples::Leak;
+use mapileak_samples::host::{self, Provider};
+
+/// Sample runs share the process-wide report directory setting.
+static DIR: Mutex<()> = Mutex::new(());
+
+fn tmp(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the sample providers with these leaks; their reports land in `dir`.
+fn reports(dir: &Path, runs: &[(Provider, Leak)]) {
+    let _one = DIR.lock().unwrap_or_else(|e| e.into_inner());
+    mapileak::set_output_dir(dir);
+    for &(p, leak) in runs {
+        let logoff = host::run(p, &format!("{p:?}"), leak);
+        assert_eq!(logoff.files.len(), 1);
+    }
+}
+
+fn mapileak(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_mapileak"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .expect("run mapileak");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    out
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn clean_reports_pass() {
+    let d = tmp("clean");
+    reports(
+        &d,
+        &[
+            (Provider::MessageStore, Leak::None),
+            (Provider::Transport, Leak::None),
+        ],
+    );
+    let o = mapileak(&[&"gate", &d]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("0 unaccepted"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_leak_fails_and_is_named_with_its_creator() {
+    let d = tmp("leak");
+    reports(
+        &d,
+        &[
+            (Provider::MessageStore, Leak::Table),
+            (Provider::AddressBook, Leak::None),
+        ],
+    );
+    let o = mapileak(&[&"gate", &d]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    assert!(
+        out.contains("FAIL leak IMAPITable \"contents of Inbox\""),
+        "{out}"
+    );
+    assert!(out.contains("refresh_unread_count"), "{out}");
+    assert!(out.contains("1 unaccepted (1 leak(s)"), "{out}");
+}
+
+#[test]
+fn a_baseline_accepts_known_leaks_and_fails_one_more() {
+    let d = tmp("baseline");
+    let runs = tmp("baseline-runs");
+    reports(&runs, &[(Provider::MessageStore, Leak::All)]);
+    let baseline = d.join("mapileak-baseline.txt");
+    let o = mapileak(&[&"gate", &"--write-baseline", &baseline, &runs]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = std::fs::read_to_string(&baseline).unwrap();
+    assert!(
+        text.contains("leak IMAPITable \"contents of Inbox\""),
+        "{text}"
+    );
+    assert!(text.contains("finding over-release"), "{text}");
+    assert_eq!(
+        mapileak(&[&"gate", &"--write-baseline", &baseline, &runs])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&baseline).unwrap(),
+        text,
+        "stable order"
+    );
+
+    let o = mapileak(&[&"gate", &"--baseline", &baseline, &runs]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("3 accepted by the baseline"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The same leak once more than the baseline accepts.
+    reports(&runs, &[(Provider::MessageStore, Leak::Table)]);
+    let o = mapileak(&[&"gate", &"--baseline", &baseline, &runs]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("FAIL leak IMAPITable"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("1 unaccepted"), "{}", stdout(&o));
+}
+
+#[test]
+fn suppressions_with_reasons_pass_and_are_counted() {
+    let d = tmp("suppress");
+    let runs = tmp("suppress-runs");
+    reports(
+        &runs,
+        &[
+            (Provider::MessageStore, Leak::All),
+            (Provider::Transport, Leak::Table),
+        ],
+    );
+    let sup = d.join("suppressions.txt");
+    std::fs::write(
+        &sup,
+        "# known\nkind:IMAPITable reason: the host keeps its tables\n\
+         function:*file_incoming_message reason: vendor bug 77\n\
+         rule:over-release reason: fixed upstream\n\
+         kind:IDistList reason: never matches\n",
+    )
+    .unwrap();
+    let o = mapileak(&[
+        &"gate",
+        &"--suppressions",
+        &sup,
+        &"--format",
+        &"json",
+        &runs,
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["result"], "pass");
+    assert_eq!(v["suppressed"], 4);
+    let hits: Vec<u64> = v["suppressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hits"].as_u64().unwrap())
+        .collect();
+    assert_eq!(hits, [2, 1, 1, 0]);
+    assert!(
+        stderr(&o).contains("kind:IMAPITable (line 2) matched 2 time(s)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("warning: suppression kind:IDistList (line 5) matched nothing"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Without the function line, the message chain fails again.
+    std::fs::write(&sup, "kind:IMAPITable reason: the host keeps its tables\n").unwrap();
+    let o = mapileak(&[&"gate", &"--suppressions", &sup, &runs]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains("FAIL leak IMessage"), "{}", stdout(&o));
+}
+
+#[test]
+fn junit_output_is_junit_xml() {
+    use quick_xml::events::Event;
+    let runs = tmp("junit-runs");
+    reports(
+        &runs,
+        &[
+            (Provider::MessageStore, Leak::All),
+            (Provider::AddressBook, Leak::None),
+        ],
+    );
+    let o = mapileak(&[&"gate", &"--format", &"junit", &runs]);
+    assert_eq!(code(&o), 1);
+    let xml = stdout(&o);
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut path, mut cases, mut failures) = (Vec::<String>::new(), 0, 0);
+    let mut suite_attrs = Vec::new();
+    loop {
+        let (e, empty) = match reader.read_event().expect("well-formed XML") {
+            Event::Start(e) => (e, false),
+            Event::Empty(e) => (e, true),
+            Event::End(_) => {
+                path.pop();
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+        match name.as_str() {
+            "testsuites" => assert!(path.is_empty()),
+            "testsuite" => {
+                assert_eq!(path, ["testsuites"]);
+                for a in e.attributes() {
+                    let a = a.unwrap();
+                    let key = String::from_utf8(a.key.as_ref().to_vec()).unwrap();
+                    suite_attrs.push((key, a.unescape_value().unwrap().into_owned()));
+                }
+            }
+            "testcase" => {
+                assert_eq!(path, ["testsuites", "testsuite"]);
+                cases += 1;
+            }
+            "failure" => {
+                assert_eq!(path, ["testsuites", "testsuite", "testcase"]);
+                failures += 1;
+            }
+            other => panic!("unexpected element {other}"),
+        }
+        if !empty {
+            path.push(name);
+        }
+    }
+    assert!(path.is_empty(), "every element closed");
+    assert_eq!(cases, 2, "one test case per session");
+    assert_eq!(failures, 3, "one failure per unaccepted leak or finding");
+    let attr = |k: &str| {
+        suite_attrs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(attr("tests").as_deref(), Some("2"));
+    assert_eq!(attr("failures").as_deref(), Some("1"));
+}
+
+#[test]
+fn github_output_is_workflow_commands_at_the_providers_frame() {
+    let runs = tmp("github-runs");
+    reports(&runs, &[(Provider::Transport, Leak::Chain)]);
+    let o = mapileak(&[&"gate", &"--format", &"github", &runs]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .expect("an annotation");
+    let (props, message) = line["::error ".len()..]
+        .split_once("::")
+        .expect("::error PROPS::MESSAGE");
+    let props: Vec<(&str, &str)> = props
+        .split(',')
+        .map(|p| p.split_once('=').expect("key=value"))
+        .collect();
+    let keys: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["file", "line", "title"]);
+    assert!(props[0].1.ends_with("objects.rs"), "{line}");
+    assert!(props[1].1.parse::<u32>().is_ok(), "{line}");
+    assert!(
+        props[2].1.starts_with("mapileak leak%3A IMessage"),
+        "{line}"
+    );
+    assert!(
+        message.contains("IMessage \"inbound message\" was never released"),
+        "{line}"
+    );
+    assert!(!message.contains('\n'));
+}
+
+#[test]
+fn diff_names_new_fixed_and_still_leaking() {
+    let (old, new) = (tmp("diff-old"), tmp("diff-new"));
+    reports(
+        &old,
+        &[
+            (Provider::MessageStore, Leak::Table),
+            (Provider::MessageStore, Leak::OverRelease),
+        ],
+    );
+    reports(
+        &new,
+        &[
+            (Provider::MessageStore, Leak::Table),
+            (Provider::MessageStore, Leak::Chain),
+        ],
+    );
+    let o = mapileak(&[&"diff", &old, &new]);
+    assert_eq!(code(&o), 1, "new leaks");
+    let out = stdout(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("new ") && l.contains("IMessage")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("still ") && l.contains("IMAPITable")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("fixed ") && l.contains("over-release")),
+        "{out}"
+    );
+    assert_eq!(code(&mapileak(&[&"diff", &new, &new])), 0);
+}
+
+/// One real report's bytes, to break.
+fn a_report() -> Vec<u8> {
+    let d = tmp("source");
+    reports(&d, &[(Provider::MessageStore, Leak::All)]);
+    let f = std::fs::read_dir(&d)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read(f).unwrap()
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line_naming_the_file() {
+    let d = tmp("bad");
+    let good = a_report();
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    v["version"] = 2.into();
+    let newer = write("newer.json", &serde_json::to_vec(&v).unwrap());
+    let truncated = write("truncated.json", &good[..good.len() / 3]);
+    let not_json = write("not-json.json", b"MZ\x90\x00 this is a DLL, not a report");
+    let deep = write(
+        "deep.json",
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).as_bytes(),
+    );
+    v["version"] = 1.into();
+    v["summary"]["leaked_objects"] = "many".into();
+    let wrong_type = write("wrong-type.json", &serde_json::to_vec(&v).unwrap());
+    let huge = d.join("huge.json");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap(); // sparse
+    let missing = d.join("no-such-dir");
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let broken_dir = d.join("broken");
+    std::fs::create_dir_all(&broken_dir).unwrap();
+    let _ = std::os::unix::fs::symlink("/nonexistent/target.json", broken_dir.join("r.json"));
+    let bad_baseline = write("baseline.txt", b"this is not a baseline\n");
+    let no_reason = write("sup.txt", b"kind:IMAPITable\n");
+    let ok = write("ok.json", &good);
+
+    let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &Path, &str)> = vec![
+        (vec![&"gate", &newer], &newer, "version 2 is not supported"),
+        (vec![&"gate", &truncated], &truncated, "truncated JSON"),
+        (vec![&"gate", &not_json], &not_json, "not a valid report"),
+        (vec![&"gate", &deep], &deep, "recursion limit"),
+        (vec![&"gate", &wrong_type], &wrong_type, "invalid type"),
+        (vec![&"gate", &huge], &huge, "over the"),
+        (vec![&"gate", &missing], &missing, "cannot read"),
+        (vec![&"gate", &empty], &empty, "no report files"),
+        (vec![&"gate", &broken_dir], &broken_dir, "cannot read"),
+        (
+            vec![&"gate", &"--baseline", &bad_baseline, &ok],
+            &bad_baseline,
+            ":1: not a baseline line",
+        ),
+        (
+            vec![&"gate", &"--suppressions", &no_reason, &ok],
+            &no_reason,
+            ":1: a suppression needs a reason",
+        ),
+    ];
+    for (args, file, what) in cases {
+        let o = mapileak(&args);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 2, "{file:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&*file.to_string_lossy()),
+            "names {file:?}: {err}"
+        );
+        assert!(err.contains(what), "{what:?} in {err}");
+    }
+    // Usage errors are exit 2 too.
+    assert_eq!(code(&mapileak(&[&"gate"])), 2);
+    assert_eq!(code(&mapileak(&[&"gate", &"--format", &"xml", &ok])), 2);
+    assert_eq!(code(&mapileak(&[&"frobnicate"])), 2);
+}
+
+/// A tiny xorshift generator: reproducible mutations without a crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn mutate(rng: &mut Rng, good: &[u8]) -> Vec<u8> {
+    let mut b = good.to_vec();
+    for _ in 0..=rng.below(4) {
+        let at = rng.below(b.len());
+        match rng.below(5) {
+            0 => b.truncate(at),
+            1 => {
+                let i = at.min(b.len().saturating_sub(1));
+                b[i] = rng.next() as u8;
+            }
+            2 => b.insert(at, b"{}[]\",:-0e9\\"[rng.below(12)]),
+            3 => {
+                let end = (at + rng.below(64)).min(b.len());
+                b.drain(at..end);
+            }
+            _ => {
+                let end = (at + rng.below(64)).min(b.len());
+                let chunk = b[at..end].to_vec();
+                b.splice(at..at, chunk);
+            }
+        }
+        if b.is_empty() {
+            break;
+        }
+    }
+    b
+}
+
+#[test]
+fn mutated_reports_never_panic_the_reader_or_the_gate() {
+    let good = a_report();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // In process: many mutations through the reader and the gate's logic.
+    for _ in 0..3000 {
+        let bytes = mutate(&mut rng, &good);
+        let _ = mapileak_reports::from_json(&bytes);
+    }
+    // Through the binary: a few dozen, each must exit 0, 1 or 2, never crash.
+    let d = tmp("fuzz");
+    for i in 0..40 {
+        let p = d.join(format!("m{i}.json"));
+        std::fs::write(&p, mutate(&mut rng, &good)).unwrap();
+        let o = mapileak(&[&"gate", &p]);
+        let c = code(&o);
+        assert!((0..=2).contains(&c), "exit {c}: {}", stderr(&o));
+        if c == 2 {
+            assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        }
+    }
+}
