@@ -11,7 +11,7 @@
 //! system's temporary directory). This program then prints the report's
 //! leak tree, the way a provider's own test would read it.
 
-use mapileak::reports::{Report, Stack, signature};
+use mapileak::reports::{Report, Stack};
 use mapileak_samples::Leak;
 use mapileak_samples::host::{self, Provider};
 
@@ -69,15 +69,7 @@ fn print_object(report: &Report, o: &mapileak::reports::LeakedObject, depth: usi
 /// The provider's own frames of a stack: where to look.
 fn print_frames(stack: &Stack, depth: usize) {
     let pad = "  ".repeat(depth);
-    let own = stack
-        .frames
-        .iter()
-        .filter(|f| signature::origin(&f.function) == signature::Origin::Provider)
-        .take(5);
-    for f in own {
-        match (&f.file, f.line) {
-            (Some(file), Some(line)) => println!("{pad}{} at {file}:{line}", f.function),
-            _ => println!("{pad}{}", f.function),
-        }
+    for f in stack.provider_frames().take(5) {
+        println!("{pad}{f}");
     }
 }

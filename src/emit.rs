@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use mapileak_reports::signature::{self, Origin};
+use mapileak_reports::signature;
 use mapileak_reports::{Event, Finding, LeakedObject, Report, SessionInfo, Stack};
 
 use crate::Mode;
@@ -164,33 +164,18 @@ fn describe(o: &LeakedObject) -> String {
     format!("{} \"{}\"", o.kind, o.label)
 }
 
-/// The first provider frame of a stack, `function (file:line)`, else the first frame.
+/// The innermost provider frame of a stack, `function (file:line)`.
 fn site(stack: Option<&Stack>) -> String {
-    let Some(stack) = stack else {
-        return "an unknown place".to_owned();
-    };
-    let frame = stack
-        .frames
-        .iter()
-        .find(|f| signature::origin(&f.function) == Origin::Provider)
-        .or_else(|| stack.frames.first());
-    match frame {
-        Some(f) => match (&f.file, f.line) {
-            (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
-            _ => f.function.clone(),
-        },
-        None => "an unknown place".to_owned(),
-    }
+    stack
+        .and_then(Stack::top_frame)
+        .map_or_else(|| "an unknown place".to_owned(), |f| f.to_string())
 }
 
 /// All frames, one per line, indented.
 fn render_stack(stack: Option<&Stack>) -> String {
     let mut out = String::new();
     for f in stack.map(|s| s.frames.as_slice()).unwrap_or_default() {
-        let _ = match (&f.file, f.line) {
-            (Some(file), Some(line)) => writeln!(out, "    {} at {file}:{line}", f.function),
-            _ => writeln!(out, "    {}", f.function),
-        };
+        let _ = writeln!(out, "    {f}");
     }
     out
 }

@@ -79,10 +79,7 @@ pub fn text(v: &Verdict<'_>, reports: usize) -> String {
             item.source.path.display()
         );
         for f in item.provider_frames(6) {
-            let _ = match (&f.file, f.line) {
-                (Some(file), Some(line)) => writeln!(out, "    at {} ({file}:{line})", f.function),
-                _ => writeln!(out, "    at {}", f.function),
-            };
+            let _ = writeln!(out, "    at {f}");
         }
     }
     let _ = writeln!(out, "mapileak gate: {}", counts_line(v, reports));

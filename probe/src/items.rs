@@ -8,7 +8,6 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mapileak_reports::signature::{Origin, origin};
 use mapileak_reports::{Frame, Report, Stack};
 
 /// A one-line error for exit code 2.
@@ -116,36 +115,23 @@ pub struct Item<'a> {
 }
 
 impl Item<'_> {
-    /// The first frame of the provider's own code, else the first frame.
+    /// The innermost provider frame, else the innermost frame.
     pub fn top_frame(&self) -> Option<&Frame> {
-        let frames = &self.stack?.frames;
-        frames
-            .iter()
-            .find(|f| origin(&f.function) == Origin::Provider)
-            .or_else(|| frames.first())
+        self.stack?.top_frame()
     }
 
     /// The provider's frames, at most `n`.
     pub fn provider_frames(&self, n: usize) -> impl Iterator<Item = &Frame> {
         self.stack
-            .map(|s| s.frames.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .filter(|f| {
-                origin(&f.function) == Origin::Provider && !f.function.contains("_Vtbl::new::")
-            })
+            .into_iter()
+            .flat_map(Stack::provider_frames)
             .take(n)
     }
 
     /// `function (file:line)` of the top frame.
     pub fn site(&self) -> String {
-        match self.top_frame() {
-            Some(f) => match (&f.file, f.line) {
-                (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
-                _ => f.function.clone(),
-            },
-            None => "an unknown place".to_owned(),
-        }
+        self.top_frame()
+            .map_or_else(|| "an unknown place".to_owned(), |f| f.to_string())
     }
 }
 

@@ -328,13 +328,29 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The provider's own frames (not runtime, not libraries, not
+    /// windows-core's vtable trampolines), innermost first: where to look.
+    pub fn provider_frames(&self) -> impl Iterator<Item = &Frame> {
+        self.frames.iter().filter(|f| {
+            crate::signature::origin(&f.function) == crate::signature::Origin::Provider
+                && !f.function.contains("_Vtbl::new::")
+        })
+    }
+
+    /// The innermost provider frame, else the innermost frame.
+    pub fn top_frame(&self) -> Option<&Frame> {
+        self.provider_frames()
+            .next()
+            .or_else(|| self.frames.first())
+    }
+
     /// Whether any frame's function name contains `needle`.
     pub fn mentions(&self, needle: &str) -> bool {
         self.frames.iter().any(|f| f.function.contains(needle))
     }
 }
 
-/// One frame of a symbolized stack.
+/// One frame of a symbolized stack. Displays as `function (file:line)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Frame {
     /// Demangled, without the hash suffix; `??` when unknown.
@@ -343,4 +359,13 @@ pub struct Frame {
     pub file: Option<String>,
     /// Source line, when debug info has it.
     pub line: Option<u32>,
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{} ({file}:{line})", self.function),
+            _ => f.write_str(&self.function),
+        }
+    }
 }
