@@ -12,11 +12,12 @@
 //! leak tree, the way a provider's own test would read it.
 
 use mapileak::reports::{Report, Stack};
-use mapileak_samples::Leak;
+use mapileak_samples::Bug;
 use mapileak_samples::host::{self, Provider};
 
 fn main() {
-    let logoff = host::run(Provider::MessageStore, "Personal Folders (demo)", Leak::All);
+    let outcome = host::run(Provider::MessageStore, "Personal Folders (demo)", Bug::All);
+    let logoff = &outcome.logoffs[0];
     let report = &logoff.report;
 
     println!();

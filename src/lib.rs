@@ -38,7 +38,7 @@
 //!   objects record a stack per AddRef/Release.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod kind;
 pub mod kinds;
@@ -57,6 +57,10 @@ mod config;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod emit;
 #[cfg(any(debug_assertions, feature = "force"))]
+mod exit;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod lifecycle;
+#[cfg(any(debug_assertions, feature = "force"))]
 mod object;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod registry;
@@ -68,6 +72,8 @@ mod stack;
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use config::{mode, output_dir, set_mode, set_output_dir};
 #[cfg(any(debug_assertions, feature = "force"))]
+pub use lifecycle::{Provider, Support, process_exit};
+#[cfg(any(debug_assertions, feature = "force"))]
 pub use object::{ObjectId, RefCount, Tracked};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use session::{Scope, Session};
@@ -76,8 +82,31 @@ pub use session::{Scope, Session};
 mod noop;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::{
-    ObjectId, RefCount, Scope, Session, Tracked, mode, output_dir, set_mode, set_output_dir,
+    ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, mode, output_dir, process_exit,
+    set_mode, set_output_dir,
 };
+
+/// `IMsgStore::StoreLogoff` input flags; exactly one may be passed.
+pub const LOGOFF_IN_FLAGS: [(u32, &str); 5] = [
+    (0x1, "LOGOFF_NO_WAIT"),
+    (0x2, "LOGOFF_ORDERLY"),
+    (0x4, "LOGOFF_PURGE"),
+    (0x8, "LOGOFF_ABORT"),
+    (0x10, "LOGOFF_QUIET"),
+];
+
+/// `LOGOFF_ABORT`, what a store's Release passes to `StoreLogoffTransports`
+/// when the client never called `StoreLogoff`.
+pub const LOGOFF_ABORT: u32 = 0x8;
+
+/// Whether `*ProviderInit` kept `lpMalloc` (and so owes one Release).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malloc {
+    /// The provider did not keep `lpMalloc`.
+    NotKept,
+    /// The provider AddRef'd `lpMalloc` to keep it: Shutdown must release it.
+    AddRefd,
+}
 
 /// How much mapileak does, from `MAPILEAK` (contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,13 +133,33 @@ impl Mode {
     }
 }
 
-/// What a logoff call returns: the session's report and the files written.
+/// What a logoff (or Shutdown, or process-end) call returns: the report
+/// and the files written.
 #[derive(Debug, Clone)]
 pub struct Logoff {
     /// The report, as written to the JSON file.
     pub report: Report,
     /// The report files written (none when `MAPILEAK=off` or on I/O errors).
     pub files: Vec<std::path::PathBuf>,
+}
+
+#[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
+impl Logoff {
+    fn new(report: Report) -> Logoff {
+        Logoff {
+            report,
+            files: Vec::new(),
+        }
+    }
+
+    fn empty(provider: ProviderKind, event: Event) -> Logoff {
+        Logoff::new(Report::new(reports::SessionInfo {
+            id: 0,
+            provider,
+            label: String::new(),
+            event,
+        }))
+    }
 }
 
 /// Whether the instrumentation is compiled in (debug build or feature `force`).

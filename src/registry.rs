@@ -3,6 +3,8 @@
 //! Objects live in sharded maps keyed by id (ids grow in creation order, so
 //! each shard iterates in creation order too). Sessions are few and live in
 //! one map. Locks here are never held while user code, `tracing` or I/O runs.
+//! Lock order: the sessions lock may be held while an object shard is
+//! locked, never the other way round.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,11 +65,20 @@ pub(crate) fn remove(id: u64) {
     shard(id).lock().remove(&id);
 }
 
+pub(crate) fn is_live(id: u64) -> bool {
+    shard(id).lock().contains_key(&id)
+}
+
 /// The live objects of `session`, in creation order.
 pub(crate) fn live_in(session: u64) -> Vec<Arc<Node>> {
+    live_where(|s| s == session)
+}
+
+/// The live objects whose session passes `pick`, in creation order.
+pub(crate) fn live_where(pick: impl Fn(u64) -> bool) -> Vec<Arc<Node>> {
     let mut out = Vec::new();
     for s in &OBJECTS {
-        out.extend(s.lock().values().filter(|n| n.session == session).cloned());
+        out.extend(s.lock().values().filter(|n| pick(n.session)).cloned());
     }
     out.sort_by_key(|n| n.id);
     out
@@ -82,26 +93,67 @@ pub(crate) struct PendingFinding {
     pub object: Option<u64>,
 }
 
-/// A logon session's own state.
+/// A logon session's own state, or a provider's (`is_provider`): a
+/// provider is a session-like scope that owns its logons, so that its
+/// Shutdown can report what they left alive.
 pub(crate) struct SessionState {
     pub provider: ProviderKind,
     pub label: String,
+    /// The provider record this logon belongs to (0: none declared).
+    pub owner: u64,
+    pub is_provider: bool,
+    /// Where it was created (the Logon, or `*ProviderInit`).
+    pub opened: StackId,
+    /// Logoff for a logon; Shutdown for a provider.
     pub logged_off: bool,
     pub findings: Vec<PendingFinding>,
+    pub life: Life,
+}
+
+/// What the shutdown rules need to remember about a session or provider.
+#[derive(Default)]
+pub(crate) struct Life {
+    /// Stacks of the support-object AddRefs not released yet.
+    pub support_refs: Vec<StackId>,
+    /// The final support Release: its stack and the session's objects alive then.
+    pub support_final_release: Option<(StackId, Vec<u64>)>,
+    pub made_invalid: bool,
+    /// Open `Subscribe` connections and their stacks.
+    pub subscriptions: Vec<(u32, StackId)>,
+    /// Where the logon was put in the provider's list, while it is there.
+    pub listed: Option<StackId>,
+    /// Whether `IMsgStore::StoreLogoff` was called.
+    pub store_logoff: bool,
+    pub store_logoff_transports: u32,
+    pub store_released: bool,
+    /// Provider: `lpMalloc` AddRef'd at init and not released yet.
+    pub malloc: Option<StackId>,
+    /// Provider: the provider object was released.
+    pub released: bool,
 }
 
 static SESSIONS: Mutex<BTreeMap<u64, SessionState>> = Mutex::new(BTreeMap::new());
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-pub(crate) fn new_session(provider: ProviderKind, label: String) -> u64 {
+pub(crate) fn new_session(
+    provider: ProviderKind,
+    label: String,
+    owner: u64,
+    is_provider: bool,
+    opened: StackId,
+) -> u64 {
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     SESSIONS.lock().insert(
         id,
         SessionState {
             provider,
             label,
+            owner,
+            is_provider,
+            opened,
             logged_off: false,
             findings: Vec::new(),
+            life: Life::default(),
         },
     );
     id
@@ -112,13 +164,36 @@ pub(crate) fn with_session<R>(id: u64, f: impl FnOnce(&mut SessionState) -> R) -
     SESSIONS.lock().get_mut(&id).map(f)
 }
 
-/// Findings of objects created outside any session, kept for the process-end report.
-static UNATTRIBUTED: Mutex<Vec<PendingFinding>> = Mutex::new(Vec::new());
+/// Runs `f` on every session and provider, in creation order. At process
+/// end the lock is only waited for a moment: a thread stuck elsewhere must
+/// not hang the host's exit.
+pub(crate) fn with_all_sessions<R>(
+    f: impl FnOnce(&mut BTreeMap<u64, SessionState>) -> R,
+    wait: Option<std::time::Duration>,
+) -> Option<R> {
+    match wait {
+        None => Some(f(&mut SESSIONS.lock())),
+        Some(d) => SESSIONS.try_lock_for(d).map(|mut g| f(&mut g)),
+    }
+}
 
-/// Records a finding against `session` (or the unattributed list for 0).
+/// Findings of objects created outside any session, kept for the process-end report.
+pub(crate) static UNATTRIBUTED: Mutex<Vec<PendingFinding>> = Mutex::new(Vec::new());
+
+/// Records a finding against `session`. A logon that has logged off passes
+/// it to its provider (whose Shutdown reports next); with no session, it
+/// waits for the process-end report.
 pub(crate) fn add_finding(session: u64, finding: PendingFinding) {
     let mut finding = Some(finding);
-    with_session(session, |s| s.findings.extend(finding.take()));
+    let mut sessions = SESSIONS.lock();
+    let target = match sessions.get(&session) {
+        Some(s) if s.logged_off && s.owner != 0 && !s.is_provider => s.owner,
+        _ => session,
+    };
+    if let Some(s) = sessions.get_mut(&target) {
+        s.findings.extend(finding.take());
+    }
+    drop(sessions);
     if let Some(f) = finding {
         UNATTRIBUTED.lock().push(f);
     }

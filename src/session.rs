@@ -23,7 +23,7 @@ use mapileak_reports::{Event, ProviderKind, Report, Severity};
 use crate::config;
 use crate::registry::{self, Node, PendingFinding};
 use crate::{Logoff, Mode};
-use crate::{emit, stack};
+use crate::{emit, lifecycle, stack};
 
 thread_local! {
     static CURRENT: Cell<u64> = const { Cell::new(0) };
@@ -39,11 +39,25 @@ pub struct Session {
 impl Session {
     /// Starts a session for a `Logon` of a `provider`-type provider, named
     /// `label` in reports (the profile section or store display name).
+    ///
+    /// A provider that reports its own life (init, Shutdown) starts sessions
+    /// with [`Provider::logon`](crate::Provider::logon) instead.
+    #[inline(never)]
     pub fn logon(provider: ProviderKind, label: impl Into<String>) -> Session {
         config::init();
+        crate::exit::register();
+        let stack = if config::mode() == Mode::Off {
+            0
+        } else {
+            stack::capture()
+        };
         Session {
-            id: registry::new_session(provider, label.into()),
+            id: registry::new_session(provider, label.into(), 0, false, stack),
         }
+    }
+
+    pub(crate) fn from_id(id: u64) -> Session {
+        Session { id }
     }
 
     /// Its id, as reports show it.
@@ -122,6 +136,7 @@ impl Session {
                     object: None,
                 });
             }
+            findings.extend(lifecycle::logoff_checks(s));
             s.logged_off = true;
             (s.provider, s.label.clone(), findings)
         });
@@ -133,10 +148,7 @@ impl Session {
             event: Event::Logoff,
         };
         if mode == Mode::Off {
-            return Logoff {
-                report: Report::new(info),
-                files: Vec::new(),
-            };
+            return Logoff::new(Report::new(info));
         }
         let objects = registry::live_in(self.id);
         let report = emit::build(info, &objects, findings);

@@ -4,6 +4,7 @@
 //! Indirect leaks are not judged on their own: they go away with their root,
 //! and are shown under it.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -135,12 +136,19 @@ impl Item<'_> {
     }
 }
 
-/// Every judged item of `loaded`, report by report.
+/// Every judged item of `loaded`, report by report: Logoff reports first,
+/// then Shutdown, then process end. An object is judged once: one already
+/// reported by an earlier report of the same process (it leaked at Logoff
+/// and is still alive at Shutdown) is not judged again.
 pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
+    let mut order: Vec<&Loaded> = loaded.iter().collect();
+    order.sort_by_key(|l| l.report.session.event as u8);
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut out = Vec::new();
-    for source in loaded {
+    for source in order {
         let r = &source.report;
-        for o in r.roots() {
+        let known = |id: u64| r.process != 0 && seen.contains(&(r.process, id));
+        for o in r.roots().filter(|o| !known(o.id)) {
             let held = r.children_of(o.id).count();
             out.push(Item {
                 what: What::Leak,
@@ -161,6 +169,9 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
                 stack: r.stack(o.created),
                 source,
             });
+        }
+        if r.process != 0 {
+            seen.extend(r.objects.iter().map(|o| (r.process, o.id)));
         }
         for f in &r.findings {
             out.push(Item {

@@ -14,7 +14,8 @@
 //! | field | meaning |
 //! |---|---|
 //! | `tool` | `name` and `version` of the writer |
-//! | `session` | `id`, `provider` (`address_book`, `message_store`, `transport`), `label`, `event` (`logoff`, `shutdown`, `exit`) |
+//! | `process` | the writing process's id (object ids are unique within it) |
+//! | `session` | `id`, `provider` (`address_book`, `message_store`, `transport`, `unknown` for objects outside any logon), `label`, `event` (`logoff`, `shutdown`, `exit`) |
 //! | `summary` | counts: `leaked_objects`, `leak_roots`, `heap_blocks`, `heap_bytes`, `mapi_buffers`, `findings` |
 //! | `objects[]` | leaked objects: `id`, `kind`, `label`, `refcount`, `root`, `parent` (the leaked holder it is shown under), `opened_from`, `signature`, `created` (stack id), `events[]` |
 //! | `heap[]` | live heap blocks per allocation site: `stack`, `blocks`, `bytes`, `signature` |

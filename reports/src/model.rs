@@ -19,6 +19,11 @@ pub struct Report {
     pub version: u32,
     /// The writer.
     pub tool: Tool,
+    /// The writing process's id: object ids are unique within it, so an
+    /// object reported at Logoff and again at Shutdown is one leak. 0 when
+    /// unknown.
+    #[serde(default)]
+    pub process: u64,
     /// The logon session the report is about.
     pub session: SessionInfo,
     /// Counts, for a reader that only wants totals.
@@ -47,6 +52,7 @@ impl Report {
             format: FORMAT.to_owned(),
             version: VERSION,
             tool: Tool::default(),
+            process: u64::from(std::process::id()),
             session,
             summary: Summary::default(),
             objects: Vec::new(),
@@ -128,6 +134,8 @@ pub enum ProviderKind {
     MessageStore,
     /// A transport provider (`IXPProvider`, `IXPLogon`).
     Transport,
+    /// Objects created outside any logon or provider (process-end reports).
+    Unknown,
 }
 
 impl ProviderKind {
@@ -137,6 +145,7 @@ impl ProviderKind {
             ProviderKind::AddressBook => "address_book",
             ProviderKind::MessageStore => "message_store",
             ProviderKind::Transport => "transport",
+            ProviderKind::Unknown => "unknown",
         }
     }
 
@@ -146,6 +155,7 @@ impl ProviderKind {
             ProviderKind::AddressBook => "IABLogon::Logoff",
             ProviderKind::MessageStore => "IMSLogon::Logoff",
             ProviderKind::Transport => "IXPLogon::TransportLogoff",
+            ProviderKind::Unknown => "Logoff",
         }
     }
 }

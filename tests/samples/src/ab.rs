@@ -3,79 +3,82 @@
 
 use std::sync::Mutex;
 
+use std::ffi::c_void;
+
 use mapileak::{ProviderKind, Session, Tracked, kinds};
 use windows_core::{HRESULT, IUnknownImpl, implement};
 
+use crate::life::{LogonCore, ProviderCore, borrowed_support};
 use crate::mapi::*;
-use crate::objects::{S_OK, Status, Table};
-use crate::{Leak, Sink, put};
+use crate::objects::{E_POINTER, S_OK, Table};
+use crate::{Bug, Sink, put};
 
 /// `ABProviderInit`.
-pub fn ab_provider_init(label: &str, leak: Leak, sink: Sink) -> IABProvider {
+pub fn ab_provider_init(label: &str, bug: Bug, sink: Sink) -> IABProvider {
     AbProvider {
-        _track: Tracked::new(&kinds::IAB_PROVIDER, label),
-        label: label.to_owned(),
-        leak,
-        sink,
+        core: ProviderCore::init(
+            ProviderKind::AddressBook,
+            &kinds::IAB_PROVIDER,
+            label,
+            bug,
+            sink,
+        ),
     }
     .into()
 }
 
 #[implement(IABProvider)]
 struct AbProvider {
-    _track: Tracked,
-    label: String,
-    leak: Leak,
-    sink: Sink,
+    core: ProviderCore,
 }
 
 impl IABProvider_Impl for AbProvider_Impl {
-    unsafe fn Logon(&self, _flags: u32, logon: *mut Option<IABLogon>) -> HRESULT {
-        let session = Session::logon(ProviderKind::AddressBook, self.label.as_str());
+    unsafe fn Logon(&self, support: *mut c_void, logon: *mut Option<IABLogon>) -> HRESULT {
+        let Some(support) = borrowed_support(support) else {
+            return E_POINTER;
+        };
+        let core = LogonCore::logon(&self.core, support, "address book status");
         let new: IABLogon = AbLogon {
-            track: Tracked::in_session(session, &kinds::IAB_LOGON, self.label.as_str()),
-            session,
-            status: Status::new(session, "address book status", self.leak),
-            sink: self.sink.clone(),
-            leak: self.leak,
+            track: Tracked::in_session(core.session, &kinds::IAB_LOGON, self.core.label.as_str()),
+            core,
         }
         .into();
         put(logon, Some(new))
     }
 
     unsafe fn Shutdown(&self, _flags: *mut u32) -> HRESULT {
-        S_OK
+        self.core.shutdown()
     }
 }
 
 #[implement(IABLogon)]
 struct AbLogon {
     track: Tracked,
-    session: Session,
-    status: Box<Status>,
-    sink: Sink,
-    leak: Leak,
+    core: LogonCore,
 }
 
 impl IABLogon_Impl for AbLogon_Impl {
     unsafe fn Logoff(&self, _flags: u32) -> HRESULT {
-        self.status.release_own();
-        self.sink.push(self.session.ab_logoff());
+        self.core.logoff(None, Session::ab_logoff);
         S_OK
     }
 
     unsafe fn OpenStatusEntry(&self, status: *mut Option<IMAPIStatus>) -> HRESULT {
-        put(status, Some(self.status.open_entry()))
+        put(status, Some(self.core.status.open_entry()))
     }
 
     unsafe fn OpenRootContainer(&self, container: *mut Option<IABContainer>) -> HRESULT {
         let logon: IABLogon = self.to_interface();
         let new: IABContainer = Container {
-            track: Tracked::in_session(self.session, &kinds::IAB_CONTAINER, "Global Address List")
-                .opened_from(self.track.id())
-                .holding(self.track.id()),
-            session: self.session,
-            leak: self.leak,
+            track: Tracked::in_session(
+                self.core.session,
+                &kinds::IAB_CONTAINER,
+                "Global Address List",
+            )
+            .opened_from(self.track.id())
+            .holding(self.track.id()),
+            session: self.core.session,
+            bug: self.core.bug,
             _logon: logon,
         }
         .into();
@@ -87,7 +90,7 @@ impl IABLogon_Impl for AbLogon_Impl {
 struct Container {
     track: Tracked,
     session: Session,
-    leak: Leak,
+    bug: Bug,
     _logon: IABLogon,
 }
 
@@ -120,8 +123,8 @@ impl IABContainer_Impl for Container_Impl {
 
     unsafe fn ResolveNames(&self, _flags: u32) -> HRESULT {
         let me: IABContainer = self.to_interface();
-        resolve_names(&me, self.leak);
-        expand_dist_list(&me, self.leak);
+        resolve_names(&me, self.bug);
+        expand_dist_list(&me, self.bug);
         S_OK
     }
 }
@@ -129,7 +132,7 @@ impl IABContainer_Impl for Container_Impl {
 /// Looks names up in the container's contents; the `Table` scenario
 /// forgets the table.
 #[inline(never)]
-fn resolve_names(container: &IABContainer, leak: Leak) {
+fn resolve_names(container: &IABContainer, bug: Bug) {
     let mut table = None;
     // SAFETY: valid out pointers to locals; `container` is live.
     unsafe {
@@ -140,7 +143,7 @@ fn resolve_names(container: &IABContainer, leak: Leak) {
             let _ = t.GetRowCount(0, &mut rows);
         }
     }
-    if leak.has(Leak::Table) {
+    if bug.has(Bug::Table) {
         std::mem::forget(table);
     }
 }
@@ -148,7 +151,7 @@ fn resolve_names(container: &IABContainer, leak: Leak) {
 /// Expands a distribution list to its first member; the `Chain` scenario
 /// forgets the list, which caches the member and holds its container.
 #[inline(never)]
-fn expand_dist_list(container: &IABContainer, leak: Leak) {
+fn expand_dist_list(container: &IABContainer, bug: Bug) {
     let mut list = None;
     // SAFETY: valid out pointers to locals; `container` and the list are live.
     unsafe {
@@ -159,7 +162,7 @@ fn expand_dist_list(container: &IABContainer, leak: Leak) {
             let _ = l.OpenMember(0, &mut user);
         }
     }
-    if leak.has(Leak::Chain) {
+    if bug.has(Bug::Chain) {
         std::mem::forget(list);
     }
 }

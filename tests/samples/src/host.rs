@@ -1,9 +1,16 @@
 //! A small MAPI stand-in that drives a provider through the documented
-//! order: `*ProviderInit`, Logon, work, Logoff, Release(logon), Shutdown,
-//! Release(provider) — and returns what the logon's Logoff reported.
+//! order — `*ProviderInit`, Logon (with a support object), work, Logoff,
+//! Release(logon), Shutdown, Release(provider) — and returns what the
+//! provider's Logoff and Shutdown reported. Bugs of the client or of MAPI
+//! ([`Bug::BadStoreLogoffFlags`], [`Bug::LogoffTwice`],
+//! [`Bug::ObjectAfterLogoff`], [`Bug::ShutdownWithOpenLogon`]) are played
+//! here.
 
+use windows_core::Interface;
+
+use crate::life::HostSupport;
 use crate::mapi::*;
-use crate::{Leak, Sink, ab, store, xp};
+use crate::{Bug, Outcome, Sink, ab, store, xp};
 
 /// Which sample provider to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,18 +32,28 @@ impl Provider {
     ];
 }
 
-/// Runs one session of `provider` built with `leak`, and returns its Logoff
-/// report.
-pub fn run(provider: Provider, label: &str, leak: Leak) -> mapileak::Logoff {
-    let sink = Sink::default();
+/// How the client ends a message store session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorePath {
+    /// `IMsgStore::StoreLogoff`, then the store's Release.
+    StoreLogoff,
+    /// The store's Release alone.
+    ReleaseOnly,
+}
+
+/// Runs one session of `provider` built with `bug` (a message store ends
+/// through StoreLogoff), and returns its reports.
+pub fn run(provider: Provider, label: &str, bug: Bug) -> Outcome {
     match provider {
-        Provider::AddressBook => address_book_session(label, leak, &sink),
-        Provider::MessageStore => message_store_session(label, leak, &sink),
-        Provider::Transport => transport_session(label, leak, &sink),
+        Provider::AddressBook => address_book_session(label, bug),
+        Provider::MessageStore => message_store_session(label, bug, StorePath::StoreLogoff),
+        Provider::Transport => transport_session(label, bug),
     }
-    let mut reports = sink.take();
-    assert_eq!(reports.len(), 1, "one Logoff per session");
-    reports.remove(0)
+}
+
+/// Runs one message store session ended through `path`.
+pub fn run_store(label: &str, bug: Bug, path: StorePath) -> Outcome {
+    message_store_session(label, bug, path)
 }
 
 /// A client's use of a status object: open, validate, release.
@@ -45,11 +62,13 @@ fn check_status(status: IMAPIStatus) {
     let _ = unsafe { status.ValidateState(0, 0) };
 }
 
-fn message_store_session(label: &str, leak: Leak, sink: &Sink) {
-    let provider = store::ms_provider_init(label, leak, sink.clone());
+fn message_store_session(label: &str, bug: Bug, path: StorePath) -> Outcome {
+    let sink = Sink::default();
+    let support: IMAPISupport = HostSupport::default().into();
+    let provider = store::ms_provider_init(label, bug, sink.clone());
     let (mut logon, mut store) = (None, None);
     // SAFETY (every block below): live interfaces, out pointers to locals.
-    unsafe { provider.Logon(0, &mut logon, &mut store) }
+    unsafe { provider.Logon(support.as_raw(), &mut logon, &mut store) }
         .ok()
         .expect("IMSProvider::Logon");
     let (logon, store) = (logon.expect("logon"), store.expect("store"));
@@ -72,24 +91,53 @@ fn message_store_session(label: &str, leak: Leak, sink: &Sink) {
         .expect("GetContentsTable");
     drop((table, folder));
 
-    // Shutdown, in MAPI's order.
-    let mut flags = 0;
-    unsafe { logon.Logoff(&mut flags) }
-        .ok()
-        .expect("IMSLogon::Logoff");
-    drop(logon);
+    // The client shuts the store down; MAPI then logs the logon off.
+    if path == StorePath::StoreLogoff {
+        let mut flags = if bug == Bug::BadStoreLogoffFlags {
+            0x2 | 0x4
+        } else {
+            0x2
+        };
+        unsafe { store.StoreLogoff(&mut flags) }
+            .ok()
+            .expect("IMsgStore::StoreLogoff");
+    }
+    let late_store = (bug == Bug::ObjectAfterLogoff).then(|| store.clone());
     drop(store);
+    let mut flags = 0;
+    if bug != Bug::ShutdownWithOpenLogon {
+        unsafe { logon.Logoff(&mut flags) }
+            .ok()
+            .expect("IMSLogon::Logoff");
+    }
+    if bug == Bug::LogoffTwice {
+        unsafe { logon.Logoff(&mut flags) }
+            .ok()
+            .expect("IMSLogon::Logoff");
+    }
+    if let Some(store) = late_store {
+        let mut folder = None;
+        unsafe { store.OpenRootFolder(&mut folder) }
+            .ok()
+            .expect("OpenRootFolder");
+    }
+    if bug != Bug::ShutdownWithOpenLogon {
+        drop(logon);
+    }
     unsafe { provider.Shutdown(&mut flags) }
         .ok()
         .expect("IMSProvider::Shutdown");
     drop(provider);
+    sink.take()
 }
 
-fn address_book_session(label: &str, leak: Leak, sink: &Sink) {
-    let provider = ab::ab_provider_init(label, leak, sink.clone());
+fn address_book_session(label: &str, bug: Bug) -> Outcome {
+    let sink = Sink::default();
+    let support: IMAPISupport = HostSupport::default().into();
+    let provider = ab::ab_provider_init(label, bug, sink.clone());
     let mut logon = None;
     // SAFETY (every block below): live interfaces, out pointers to locals.
-    unsafe { provider.Logon(0, &mut logon) }
+    unsafe { provider.Logon(support.as_raw(), &mut logon) }
         .ok()
         .expect("IABProvider::Logon");
     let logon = logon.expect("logon");
@@ -109,20 +157,36 @@ fn address_book_session(label: &str, leak: Leak, sink: &Sink) {
         .expect("ResolveNames");
     drop(container);
 
-    unsafe { logon.Logoff(0) }.ok().expect("IABLogon::Logoff");
-    drop(logon);
+    if bug != Bug::ShutdownWithOpenLogon {
+        unsafe { logon.Logoff(0) }.ok().expect("IABLogon::Logoff");
+    }
+    if bug == Bug::LogoffTwice {
+        unsafe { logon.Logoff(0) }.ok().expect("IABLogon::Logoff");
+    }
+    if bug == Bug::ObjectAfterLogoff {
+        let mut container = None;
+        unsafe { logon.OpenRootContainer(&mut container) }
+            .ok()
+            .expect("OpenRootContainer");
+    }
+    if bug != Bug::ShutdownWithOpenLogon {
+        drop(logon);
+    }
     let mut flags = 0;
     unsafe { provider.Shutdown(&mut flags) }
         .ok()
         .expect("IABProvider::Shutdown");
     drop(provider);
+    sink.take()
 }
 
-fn transport_session(label: &str, leak: Leak, sink: &Sink) {
-    let provider = xp::xp_provider_init(label, leak, sink.clone());
+fn transport_session(label: &str, bug: Bug) -> Outcome {
+    let sink = Sink::default();
+    let support: IMAPISupport = HostSupport::default().into();
+    let provider = xp::xp_provider_init(label, bug, sink.clone());
     let mut logon = None;
     // SAFETY (every block below): live interfaces, out pointers to locals.
-    unsafe { provider.TransportLogon(0, &mut logon) }
+    unsafe { provider.TransportLogon(support.as_raw(), &mut logon) }
         .ok()
         .expect("IXPProvider::TransportLogon");
     let logon = logon.expect("logon");
@@ -135,13 +199,26 @@ fn transport_session(label: &str, leak: Leak, sink: &Sink) {
     let mut incoming = 0;
     unsafe { logon.Poll(&mut incoming) }.ok().expect("Poll");
 
-    unsafe { logon.TransportLogoff(0) }
-        .ok()
-        .expect("IXPLogon::TransportLogoff");
-    drop(logon);
+    if bug != Bug::ShutdownWithOpenLogon {
+        unsafe { logon.TransportLogoff(0) }
+            .ok()
+            .expect("IXPLogon::TransportLogoff");
+    }
+    if bug == Bug::LogoffTwice {
+        unsafe { logon.TransportLogoff(0) }
+            .ok()
+            .expect("IXPLogon::TransportLogoff");
+    }
+    if bug == Bug::ObjectAfterLogoff {
+        unsafe { logon.Poll(&mut incoming) }.ok().expect("Poll");
+    }
+    if bug != Bug::ShutdownWithOpenLogon {
+        drop(logon);
+    }
     let mut flags = 0;
     unsafe { provider.Shutdown(&mut flags) }
         .ok()
         .expect("IXPProvider::Shutdown");
     drop(provider);
+    sink.take()
 }

@@ -8,10 +8,13 @@
 //! [`mapileak::RefCount`]. [`host`] plays MAPI: it loads a provider, logs on,
 //! does some work, and shuts down in the documented order.
 //!
-//! Each provider can be built with one [`Leak`] injected on purpose.
+//! Each provider can be built with one [`Bug`] injected on purpose, and
+//! reports its whole life (init, Logon, support object, subscriptions,
+//! Logoff, Shutdown) to mapileak as [`life`] shows.
 
 pub mod ab;
 pub mod host;
+pub mod life;
 pub mod mapi;
 pub mod objects;
 pub mod store;
@@ -21,10 +24,11 @@ use std::sync::{Arc, Mutex};
 
 use windows_core::HRESULT;
 
-/// The bug a sample provider is built with.
+/// The bug a sample provider (or the host, for the client's and MAPI's
+/// mistakes) is built with. Each one trips one leak or rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leak {
-    /// None: the clean provider.
+pub enum Bug {
+    /// None: the clean provider and host.
     None,
     /// Provider code opens a table and never releases it.
     Table,
@@ -35,31 +39,73 @@ pub enum Leak {
     /// The status object is handed out without an AddRef, so the logon's own
     /// Release at Logoff over-releases it.
     OverRelease,
-    /// All of the above at once (the demo).
+    /// The leaks above at once (the demo).
     All,
+    /// Logoff keeps the support object.
+    SupportNotReleased,
+    /// A transport releases the support object before `MakeInvalid`.
+    SupportBeforeMakeInvalid,
+    /// A transport releases the support object, then one of its tables.
+    SupportNotLast,
+    /// Logoff does not `Unsubscribe` the connection Logon made.
+    SubscriptionOpen,
+    /// Shutdown does not release the `lpMalloc` init kept.
+    MallocNotReleased,
+    /// The store calls `StoreLogoffTransports` from StoreLogoff and again from Release.
+    StoreLogoffTransportsTwice,
+    /// The store never calls `StoreLogoffTransports`.
+    StoreLogoffTransportsNever,
+    /// Released without StoreLogoff, the store passes `LOGOFF_ORDERLY`, not `LOGOFF_ABORT`.
+    ReleaseWithoutAbort,
+    /// The client calls `StoreLogoff` with two flags.
+    BadStoreLogoffFlags,
+    /// Logoff leaves the logon in the provider's list of logons.
+    LogonStillListed,
+    /// MAPI calls Logoff twice.
+    LogoffTwice,
+    /// The client opens an object after Logoff.
+    ObjectAfterLogoff,
+    /// MAPI calls Shutdown without the logon's Logoff.
+    ShutdownWithOpenLogon,
 }
 
-impl Leak {
+impl Bug {
     /// Whether a provider built with `self` has bug `bug`.
-    pub fn has(self, bug: Leak) -> bool {
-        self == bug || (self == Leak::All && bug != Leak::None)
+    pub fn has(self, bug: Bug) -> bool {
+        self == bug
+            || (self == Bug::All && matches!(bug, Bug::Table | Bug::Chain | Bug::OverRelease))
     }
 }
 
-/// Where a sample logon puts what its Logoff returned, for the host to read.
+/// Where a sample provider puts what its Logoff and Shutdown returned, for
+/// the host to read.
 #[derive(Clone, Default)]
-pub struct Sink(Arc<Mutex<Vec<mapileak::Logoff>>>);
+pub struct Sink(Arc<Mutex<Outcome>>);
+
+/// What one hosted run reported.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// One per logoff call (two when MAPI calls Logoff twice; none when it never does).
+    pub logoffs: Vec<mapileak::Logoff>,
+    /// The provider's Shutdown report.
+    pub shutdown: Option<mapileak::Logoff>,
+}
 
 impl Sink {
-    fn push(&self, logoff: mapileak::Logoff) {
+    fn logoff(&self, logoff: mapileak::Logoff) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .logoffs
             .push(logoff);
     }
 
-    /// Takes what the logons reported so far.
-    pub fn take(&self) -> Vec<mapileak::Logoff> {
+    fn shutdown(&self, report: mapileak::Logoff) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).shutdown = Some(report);
+    }
+
+    /// Takes what was reported so far.
+    pub fn take(&self) -> Outcome {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -4,13 +4,15 @@
 //! these objects talk to the sample host, not to a real MAPI subsystem.
 #![allow(non_snake_case, missing_docs)]
 
+use std::ffi::c_void;
+
 use windows_core::{HRESULT, IUnknown, IUnknown_Vtbl, interface};
 
 #[interface("00020310-0000-0000-C000-000000000046")]
 pub unsafe trait IMSProvider: IUnknown {
     pub fn Logon(
         &self,
-        flags: u32,
+        support: *mut c_void,
         logon: *mut Option<IMSLogon>,
         store: *mut Option<IMsgStore>,
     ) -> HRESULT;
@@ -28,6 +30,7 @@ pub unsafe trait IMsgStore: IUnknown {
     pub fn OpenRootFolder(&self, folder: *mut Option<IMAPIFolder>) -> HRESULT;
     /// Stands in for the work a client triggers (a send/receive, a view refresh).
     pub fn Synchronize(&self, flags: u32) -> HRESULT;
+    pub fn StoreLogoff(&self, flags: *mut u32) -> HRESULT;
 }
 
 #[interface("0002030C-0000-0000-C000-000000000046")]
@@ -65,7 +68,7 @@ pub unsafe trait IMAPIStatus: IUnknown {
 
 #[interface("00020311-0000-0000-C000-000000000046")]
 pub unsafe trait IABProvider: IUnknown {
-    pub fn Logon(&self, flags: u32, logon: *mut Option<IABLogon>) -> HRESULT;
+    pub fn Logon(&self, support: *mut c_void, logon: *mut Option<IABLogon>) -> HRESULT;
     pub fn Shutdown(&self, flags: *mut u32) -> HRESULT;
 }
 
@@ -95,7 +98,7 @@ pub unsafe trait IMailUser: IUnknown {
 
 #[interface("00020312-0000-0000-C000-000000000046")]
 pub unsafe trait IXPProvider: IUnknown {
-    pub fn TransportLogon(&self, flags: u32, logon: *mut Option<IXPLogon>) -> HRESULT;
+    pub fn TransportLogon(&self, support: *mut c_void, logon: *mut Option<IXPLogon>) -> HRESULT;
     pub fn Shutdown(&self, flags: *mut u32) -> HRESULT;
 }
 
@@ -104,6 +107,17 @@ pub unsafe trait IXPLogon: IUnknown {
     pub fn TransportLogoff(&self, flags: u32) -> HRESULT;
     pub fn OpenStatusEntry(&self, status: *mut Option<IMAPIStatus>) -> HRESULT;
     pub fn Poll(&self, incoming: *mut u32) -> HRESULT;
+}
+
+/// The support object MAPI hands a provider at Logon (the host implements it).
+#[interface("0002030F-0000-0000-C000-000000000046")]
+pub unsafe trait IMAPISupport: IUnknown {
+    pub fn Subscribe(&self, connection: *mut u32) -> HRESULT;
+    pub fn Unsubscribe(&self, connection: u32) -> HRESULT;
+    pub fn SetProviderUID(&self) -> HRESULT;
+    pub fn ModifyStatusRow(&self) -> HRESULT;
+    pub fn MakeInvalid(&self) -> HRESULT;
+    pub fn StoreLogoffTransports(&self, flags: *mut u32) -> HRESULT;
 }
 
 /// `IUnknown_Vtbl` is re-exported for the hand-written status object.

@@ -10,10 +10,12 @@ use mapileak::{ObjectId, RefCount, Session, Tracked, kinds};
 use windows_core::{GUID, HRESULT, IUnknown, Interface, implement};
 
 use crate::mapi::*;
-use crate::{Leak, put};
+use crate::{Bug, put};
 
 /// `E_NOINTERFACE`.
 const E_NOINTERFACE: HRESULT = HRESULT(0x8000_4002_u32 as i32);
+/// `E_POINTER`.
+pub(crate) const E_POINTER: HRESULT = HRESULT(0x8000_4003_u32 as i32);
 /// `S_OK`.
 pub(crate) const S_OK: HRESULT = HRESULT(0);
 
@@ -121,7 +123,7 @@ pub struct Status {
     vtable: &'static IMAPIStatus_Vtbl,
     refs: RefCount,
     session: Session,
-    leak: Leak,
+    bug: Bug,
 }
 
 static STATUS_VTABLE: IMAPIStatus_Vtbl = IMAPIStatus_Vtbl {
@@ -136,19 +138,19 @@ static STATUS_VTABLE: IMAPIStatus_Vtbl = IMAPIStatus_Vtbl {
 
 impl Status {
     /// A status object with one reference: the logon's own.
-    pub fn new(session: Session, label: &str, leak: Leak) -> Box<Status> {
+    pub fn new(session: Session, label: &str, bug: Bug) -> Box<Status> {
         Box::new(Status {
             vtable: &STATUS_VTABLE,
             refs: RefCount::in_session(session, &kinds::IMAPI_STATUS, label),
             session,
-            leak,
+            bug,
         })
     }
 
     /// `IMSLogon::OpenStatusEntry` and the like: a new reference for the
     /// caller. The over-release scenario forgets the AddRef, a classic bug.
     pub fn open_entry(&self) -> IMAPIStatus {
-        if !self.leak.has(Leak::OverRelease) {
+        if !self.bug.has(Bug::OverRelease) {
             self.refs.add_ref();
         }
         // SAFETY: `self` is a live `Status` whose first field is the
@@ -188,7 +190,7 @@ unsafe extern "system" fn status_query_interface(
     out: *mut *mut c_void,
 ) -> HRESULT {
     if iid.is_null() || out.is_null() {
-        return HRESULT(0x8000_4003_u32 as i32); // E_POINTER
+        return E_POINTER;
     }
     // SAFETY: both pointers were checked non-null; COM callers pass valid ones.
     let iid = unsafe { *iid };

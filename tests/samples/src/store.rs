@@ -1,51 +1,64 @@
 //! A message store provider: `IMSProvider` → `IMSLogon` + `IMsgStore` →
 //! `IMAPIFolder` → tables, messages, attachments.
 
-use mapileak::{ObjectId, ProviderKind, Session, Tracked, kinds};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mapileak::{LOGOFF_ABORT, ObjectId, ProviderKind, Session, Support, Tracked, kinds};
 use windows_core::{HRESULT, IUnknown, IUnknownImpl, implement};
 
+use crate::life::{LogonCore, ProviderCore, borrowed_support};
 use crate::mapi::*;
-use crate::objects::{Message, S_OK, Status, Table};
-use crate::{Leak, Sink, put};
+use crate::objects::{E_POINTER, Message, S_OK, Table};
+use crate::{Bug, Sink, put};
+
+const LOGOFF_ORDERLY: u32 = 0x2;
+const LOGOFF_INBOUND: u32 = 0x0002_0000;
+const LOGOFF_OUTBOUND: u32 = 0x0004_0000;
 
 /// `MSProviderInit`: the provider object MAPI gets when it loads the DLL.
-pub fn ms_provider_init(label: &str, leak: Leak, sink: Sink) -> IMSProvider {
+pub fn ms_provider_init(label: &str, bug: Bug, sink: Sink) -> IMSProvider {
     MsProvider {
-        _track: Tracked::new(&kinds::IMS_PROVIDER, label),
-        label: label.to_owned(),
-        leak,
-        sink,
+        core: ProviderCore::init(
+            ProviderKind::MessageStore,
+            &kinds::IMS_PROVIDER,
+            label,
+            bug,
+            sink,
+        ),
     }
     .into()
 }
 
 #[implement(IMSProvider)]
 struct MsProvider {
-    _track: Tracked,
-    label: String,
-    leak: Leak,
-    sink: Sink,
+    core: ProviderCore,
 }
 
 impl IMSProvider_Impl for MsProvider_Impl {
     unsafe fn Logon(
         &self,
-        _flags: u32,
+        support: *mut c_void,
         logon: *mut Option<IMSLogon>,
         store: *mut Option<IMsgStore>,
     ) -> HRESULT {
-        let session = Session::logon(ProviderKind::MessageStore, self.label.as_str());
-        let new_logon: IMSLogon = MsLogon {
-            _track: Tracked::in_session(session, &kinds::IMS_LOGON, self.label.as_str()),
+        let Some(support) = borrowed_support(support) else {
+            return E_POINTER;
+        };
+        let core = LogonCore::logon(&self.core, support, "store status");
+        let session = core.session;
+        let label = self.core.label.as_str();
+        let new_store: IMsgStore = Store {
+            track: Tracked::in_session(session, &kinds::IMSG_STORE, label),
             session,
-            status: Status::new(session, "store status", self.leak),
-            sink: self.sink.clone(),
+            bug: self.core.bug,
+            support: core.support(),
+            store_logoff_called: AtomicBool::new(false),
         }
         .into();
-        let new_store: IMsgStore = Store {
-            track: Tracked::in_session(session, &kinds::IMSG_STORE, self.label.as_str()),
-            session,
-            leak: self.leak,
+        let new_logon: IMSLogon = MsLogon {
+            _track: Tracked::in_session(session, &kinds::IMS_LOGON, label),
+            core,
         }
         .into();
         let hr = put(logon, Some(new_logon));
@@ -57,28 +70,26 @@ impl IMSProvider_Impl for MsProvider_Impl {
     }
 
     unsafe fn Shutdown(&self, _flags: *mut u32) -> HRESULT {
-        S_OK
+        let _ = &self.core.track;
+        self.core.shutdown()
     }
 }
 
 #[implement(IMSLogon)]
 struct MsLogon {
     _track: Tracked,
-    session: Session,
-    status: Box<Status>,
-    sink: Sink,
+    core: LogonCore,
 }
 
 impl IMSLogon_Impl for MsLogon_Impl {
     /// `IMSLogon::Logoff`: release what the logon holds, then report.
     unsafe fn Logoff(&self, _flags: *mut u32) -> HRESULT {
-        self.status.release_own();
-        self.sink.push(self.session.ms_logoff());
+        self.core.logoff(None, Session::ms_logoff);
         S_OK
     }
 
     unsafe fn OpenStatusEntry(&self, status: *mut Option<IMAPIStatus>) -> HRESULT {
-        put(status, Some(self.status.open_entry()))
+        put(status, Some(self.core.status.open_entry()))
     }
 }
 
@@ -86,7 +97,39 @@ impl IMSLogon_Impl for MsLogon_Impl {
 struct Store {
     track: Tracked,
     session: Session,
-    leak: Leak,
+    bug: Bug,
+    /// The store keeps the support object too, until its final Release.
+    support: Option<Support<IMAPISupport>>,
+    store_logoff_called: AtomicBool,
+}
+
+impl Store {
+    fn store_logoff_transports(&self, mut flags: u32) {
+        if let Some(s) = &self.support {
+            // SAFETY: a live interface; out pointer to a local.
+            let _ = unsafe { s.StoreLogoffTransports(&mut flags) };
+            self.session.store_logoff_transports(flags);
+        }
+    }
+}
+
+impl Drop for Store {
+    /// The store's final Release: without a StoreLogoff, the store logs the
+    /// transports off itself, with `LOGOFF_ABORT`.
+    fn drop(&mut self) {
+        let called = self.store_logoff_called.load(Ordering::Relaxed);
+        if !self.bug.has(Bug::StoreLogoffTransportsNever)
+            && (!called || self.bug.has(Bug::StoreLogoffTransportsTwice))
+        {
+            let flags = if self.bug.has(Bug::ReleaseWithoutAbort) {
+                LOGOFF_ORDERLY
+            } else {
+                LOGOFF_ABORT
+            };
+            self.store_logoff_transports(flags);
+        }
+        self.session.store_released();
+    }
 }
 
 impl Store_Impl {
@@ -110,15 +153,30 @@ impl IMsgStore_Impl for Store_Impl {
 
     unsafe fn Synchronize(&self, _flags: u32) -> HRESULT {
         let folder = self.root_folder();
-        refresh_unread_count(&folder, self.leak);
-        file_incoming_message(&folder, self.leak);
+        refresh_unread_count(&folder, self.bug);
+        file_incoming_message(&folder, self.bug);
         S_OK
+    }
+
+    /// `IMsgStore::StoreLogoff`: the client shuts this store down.
+    unsafe fn StoreLogoff(&self, flags: *mut u32) -> HRESULT {
+        if flags.is_null() {
+            return E_POINTER;
+        }
+        // SAFETY: non-null in/out parameter from the caller.
+        let requested = unsafe { *flags };
+        self.session.store_logoff(requested);
+        if !self.bug.has(Bug::StoreLogoffTransportsNever) {
+            self.store_logoff_transports(requested);
+        }
+        self.store_logoff_called.store(true, Ordering::Relaxed);
+        put(flags, requested | LOGOFF_INBOUND | LOGOFF_OUTBOUND)
     }
 }
 
 /// Counts the rows of the Inbox; the `Table` scenario forgets the table.
 #[inline(never)]
-fn refresh_unread_count(folder: &IMAPIFolder, leak: Leak) -> u32 {
+fn refresh_unread_count(folder: &IMAPIFolder, bug: Bug) -> u32 {
     let mut table = None;
     let mut rows = 0;
     // SAFETY: valid out pointers to locals; `folder` is a live interface.
@@ -130,7 +188,7 @@ fn refresh_unread_count(folder: &IMAPIFolder, leak: Leak) -> u32 {
             let _ = t.GetRowCount(0, &mut rows);
         }
     }
-    if leak.has(Leak::Table) {
+    if bug.has(Bug::Table) {
         std::mem::forget(table);
     }
     rows
@@ -139,7 +197,7 @@ fn refresh_unread_count(folder: &IMAPIFolder, leak: Leak) -> u32 {
 /// Files an incoming message with one attachment; the `Chain` scenario
 /// forgets the message, which holds its attachment and its folder.
 #[inline(never)]
-fn file_incoming_message(folder: &IMAPIFolder, leak: Leak) {
+fn file_incoming_message(folder: &IMAPIFolder, bug: Bug) {
     let mut message = None;
     // SAFETY: valid out pointers to locals; `folder` and the message are live.
     unsafe {
@@ -151,7 +209,7 @@ fn file_incoming_message(folder: &IMAPIFolder, leak: Leak) {
             let _ = m.CreateAttach(0, &mut n, &mut attach);
         }
     }
-    if leak.has(Leak::Chain) {
+    if bug.has(Bug::Chain) {
         std::mem::forget(message);
     }
 }

@@ -1,0 +1,653 @@
+//! The documented shutdown sequence, and the rules that check it.
+//!
+//! ```text
+//!  Provider::init ─► Provider::logon ─► [support AddRef, SetProviderUID, Subscribe, listed]
+//!  (*ProviderInit)    (IXXProvider::Logon)          │ work │
+//!                                                   ▼
+//!        [StoreLogoff ─► StoreLogoffTransports ─► store released]   (message store)
+//!        [Unsubscribe, unlisted, MakeInvalid (transport), support Release (last)]
+//!                                                   ▼
+//!   Session::*_logoff ─► Session::logon_released ─► Provider::shutdown ─► Provider::released
+//!   (IXXLogon::Logoff)   (MAPI: Release(logon))     (IXXProvider::Shutdown)  (MAPI: Release(provider))
+//!                                                                  ▼
+//!                                                   process_exit (at exit, or DLL unload)
+//! ```
+//!
+//! A provider reports each step; mapileak checks the order and what is
+//! still open when the logoff, Shutdown or process-end report is taken. Each
+//! broken rule is a finding with the stack of the call that broke it, or of
+//! the call whose counterpart never came. The rules are listed in
+//! `docs/rules.md`.
+
+use std::ops::Deref;
+
+use mapileak_reports::{Event, ProviderKind, SessionInfo, Severity};
+
+use crate::registry::{self, PendingFinding, SessionState};
+use crate::session::Session;
+use crate::{LOGOFF_ABORT, LOGOFF_IN_FLAGS, Logoff, Malloc, Mode, Scope, config, emit, stack};
+
+fn stack_now() -> stack::StackId {
+    if config::mode() == Mode::Off {
+        0
+    } else {
+        stack::capture()
+    }
+}
+
+fn finding(rule: &'static str, message: String, stack: stack::StackId) -> PendingFinding {
+    PendingFinding {
+        rule,
+        severity: Severity::Error,
+        message,
+        stack,
+        object: None,
+    }
+}
+
+/// A provider object's life: `*ProviderInit` to `Shutdown` and its final
+/// Release. Logons made through [`Provider::logon`] belong to it, so its
+/// Shutdown can check them and report what they left alive. `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Provider {
+    id: u64,
+}
+
+impl Provider {
+    /// `MSProviderInit` / `ABProviderInit` / `XPProviderInit` returned a
+    /// provider object of type `kind`.
+    #[inline(never)]
+    pub fn init(kind: ProviderKind, label: impl Into<String>, malloc: Malloc) -> Provider {
+        config::init();
+        crate::exit::register();
+        let stack = stack_now();
+        let id = registry::new_session(kind, label.into(), 0, true, stack);
+        if malloc == Malloc::AddRefd {
+            registry::with_session(id, |s| s.life.malloc = Some(stack));
+        }
+        Provider { id }
+    }
+
+    /// Its id, as its Shutdown report's `session.id` shows it.
+    pub fn id(self) -> u64 {
+        self.id
+    }
+
+    /// Makes the provider the current owner of new objects on this thread
+    /// (objects that belong to no logon, such as the provider object itself).
+    pub fn enter(self) -> Scope {
+        Session::from_id(self.id).enter()
+    }
+
+    /// `IXXProvider::Logon` created a logon: starts its session.
+    #[inline(never)]
+    pub fn logon(self, label: impl Into<String>) -> Session {
+        let stack = stack_now();
+        let state =
+            registry::with_session(self.id, |p| (p.provider, p.logged_off, p.label.clone()));
+        let Some((kind, shut, plabel)) = state else {
+            return Session::logon(ProviderKind::Unknown, label);
+        };
+        if shut {
+            registry::add_finding(
+                self.id,
+                finding(
+                    "out-of-order",
+                    format!("Logon on provider \"{plabel}\" after its Shutdown"),
+                    stack,
+                ),
+            );
+        }
+        Session::from_id(registry::new_session(
+            kind,
+            label.into(),
+            self.id,
+            false,
+            stack,
+        ))
+    }
+
+    /// `lpMalloc->Release()`: the provider let go of the allocator it kept.
+    pub fn malloc_release(self) {
+        registry::with_session(self.id, |p| p.life.malloc = None);
+    }
+
+    /// `IXXProvider::Shutdown`: checks the provider's logons and what it
+    /// still holds, and reports every object of the provider and its logons
+    /// still alive — logon objects included — as leaked at Shutdown. Call
+    /// it as the last step of your Shutdown.
+    #[inline(never)]
+    pub fn shutdown(self) -> Logoff {
+        let mode = config::mode();
+        let stack = stack_now();
+        let taken = registry::with_all_sessions(
+            |all| {
+                let p = all.get_mut(&self.id)?;
+                let mut findings = std::mem::take(&mut p.findings);
+                let (kind, label) = (p.provider, p.label.clone());
+                if p.logged_off {
+                    findings.push(finding("out-of-order", format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
+                }
+                p.logged_off = true;
+                if let Some(init) = p.life.malloc {
+                    findings.push(finding(
+                        "malloc-not-released",
+                        format!("lpMalloc was AddRef'd at {}ProviderInit and not released by Shutdown", init_prefix(kind)),
+                        init,
+                    ));
+                }
+                let mut members = vec![self.id];
+                for (&id, s) in all.iter_mut().filter(|(_, s)| s.owner == self.id && !s.is_provider) {
+                    members.push(id);
+                    findings.append(&mut s.findings);
+                    if !s.logged_off {
+                        findings.push(finding(
+                            "shutdown-with-open-logons",
+                            format!(
+                                "{} Shutdown while logon \"{}\" has not logged off ({} was never called)",
+                                provider_iface(kind),
+                                s.label,
+                                kind.logoff_method()
+                            ),
+                            // The Logoff never came: point at the Logon.
+                            s.opened,
+                        ));
+                    }
+                }
+                Some((kind, label, findings, members))
+            },
+            None,
+        )
+        .flatten();
+        let Some((kind, label, findings, members)) = taken else {
+            return Logoff::empty(ProviderKind::Unknown, Event::Shutdown);
+        };
+        let info = SessionInfo {
+            id: self.id,
+            provider: kind,
+            label,
+            event: Event::Shutdown,
+        };
+        if mode == Mode::Off {
+            return Logoff::new(mapileak_reports::Report::new(info));
+        }
+        let objects = registry::live_where(|s| members.contains(&s));
+        let report = emit::build(info, &objects, findings);
+        let files = emit::publish(&report, mode);
+        Logoff { report, files }
+    }
+
+    /// MAPI released the provider object (after Shutdown).
+    #[inline(never)]
+    pub fn released(self) {
+        let stack = stack_now();
+        let early = registry::with_session(self.id, |p| {
+            p.life.released = true;
+            (!p.logged_off).then(|| {
+                format!(
+                    "{} \"{}\" released before its Shutdown",
+                    provider_iface(p.provider),
+                    p.label
+                )
+            })
+        })
+        .flatten();
+        if let Some(message) = early {
+            registry::add_finding(self.id, finding("out-of-order", message, stack));
+        }
+    }
+}
+
+fn provider_iface(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::AddressBook => "IABProvider::",
+        ProviderKind::MessageStore => "IMSProvider::",
+        ProviderKind::Transport => "IXPProvider::",
+        ProviderKind::Unknown => "",
+    }
+}
+
+fn init_prefix(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::AddressBook => "AB",
+        ProviderKind::MessageStore => "MS",
+        ProviderKind::Transport => "XP",
+        ProviderKind::Unknown => "",
+    }
+}
+
+/// Records one lifecycle event of `session`: an event after Logoff is
+/// `out-of-order`; `f` may add findings of its own. Findings are filed after
+/// the session lock is released.
+#[inline(always)]
+fn on(
+    session: Session,
+    call: &str,
+    f: impl FnOnce(&mut SessionState, stack::StackId, &mut Vec<PendingFinding>),
+) {
+    if config::mode() == Mode::Off {
+        return;
+    }
+    let stack = stack::capture();
+    let mut findings = Vec::new();
+    registry::with_session(session.id(), |s| {
+        if s.logged_off {
+            findings.push(finding(
+                "out-of-order",
+                format!(
+                    "{call} on session \"{}\" after {}",
+                    s.label,
+                    s.provider.logoff_method()
+                ),
+                stack,
+            ));
+        }
+        f(s, stack, &mut findings);
+    });
+    for fi in findings {
+        registry::add_finding(session.id(), fi);
+    }
+}
+
+impl Session {
+    /// The provider AddRef'd the support object (`IMAPISupport::AddRef`), as
+    /// Logon does. Prefer [`Support`], which records this by itself.
+    #[inline(never)]
+    pub fn support_add_ref(self) {
+        on(self, "IMAPISupport::AddRef", |s, stack, _| {
+            s.life.support_refs.push(stack)
+        });
+    }
+
+    /// The provider released the support object (`IMAPISupport::Release`).
+    #[inline(never)]
+    pub fn support_release(self) {
+        self.release_support(None);
+    }
+
+    /// Releases the AddRef made at `addref` (a [`Support`]'s own), or the
+    /// latest one.
+    fn release_support(self, addref: Option<stack::StackId>) {
+        let session = self.id();
+        on(self, "IMAPISupport::Release", |s, stack, findings| {
+            let refs = &mut s.life.support_refs;
+            match addref.and_then(|a| refs.iter().rposition(|&r| r == a)) {
+                Some(i) => {
+                    refs.remove(i);
+                }
+                None => {
+                    refs.pop();
+                }
+            }
+            if !refs.is_empty() {
+                return;
+            }
+            if s.provider == ProviderKind::Transport && !s.life.made_invalid {
+                findings.push(finding(
+                    "transport-support-order",
+                    format!(
+                        "transport \"{}\" released the support object before calling IMAPISupport::MakeInvalid",
+                        s.label
+                    ),
+                    stack,
+                ));
+            }
+            let alive = registry::live_in(session).iter().map(|n| n.id).collect();
+            s.life.support_final_release = Some((stack, alive));
+        });
+    }
+
+    /// `IMAPISupport::SetProviderUID` registered a MAPIUID.
+    pub fn set_provider_uid(self) {
+        on(self, "IMAPISupport::SetProviderUID", |_, _, _| {});
+    }
+
+    /// `IMAPISupport::ModifyStatusRow` added or updated the status row.
+    pub fn modify_status_row(self) {
+        on(self, "IMAPISupport::ModifyStatusRow", |_, _, _| {});
+    }
+
+    /// `IMAPISupport::Subscribe` returned `connection`.
+    #[inline(never)]
+    pub fn subscribe(self, connection: u32) {
+        on(self, "IMAPISupport::Subscribe", |s, stack, _| {
+            s.life.subscriptions.push((connection, stack))
+        });
+    }
+
+    /// `IMAPISupport::Unsubscribe(connection)`.
+    #[inline(never)]
+    pub fn unsubscribe(self, connection: u32) {
+        on(self, "IMAPISupport::Unsubscribe", |s, _, _| {
+            if let Some(i) = s
+                .life
+                .subscriptions
+                .iter()
+                .position(|&(c, _)| c == connection)
+            {
+                s.life.subscriptions.remove(i);
+            }
+        });
+    }
+
+    /// `IMAPISupport::MakeInvalid` (transports, at TransportLogoff).
+    #[inline(never)]
+    pub fn make_invalid(self) {
+        on(self, "IMAPISupport::MakeInvalid", |s, _, _| {
+            s.life.made_invalid = true
+        });
+    }
+
+    /// The logon was added to the provider's list of logons.
+    #[inline(never)]
+    pub fn listed(self) {
+        on(
+            self,
+            "adding the logon to the provider's list",
+            |s, stack, _| s.life.listed = Some(stack),
+        );
+    }
+
+    /// The logon was removed from the provider's list of logons.
+    #[inline(never)]
+    pub fn unlisted(self) {
+        on(
+            self,
+            "removing the logon from the provider's list",
+            |s, _, _| s.life.listed = None,
+        );
+    }
+
+    /// `IMsgStore::StoreLogoff(flags)`: `flags` must be exactly one of
+    /// `LOGOFF_ABORT`, `LOGOFF_NO_WAIT`, `LOGOFF_ORDERLY`, `LOGOFF_PURGE`,
+    /// `LOGOFF_QUIET`.
+    #[inline(never)]
+    pub fn store_logoff(self, flags: u32) {
+        on(self, "IMsgStore::StoreLogoff", |s, stack, findings| {
+            s.life.store_logoff = true;
+            let valid = LOGOFF_IN_FLAGS.iter().any(|&(f, _)| f == flags);
+            if !valid {
+                findings.push(finding(
+                    "store-logoff-flags",
+                    format!(
+                        "IMsgStore::StoreLogoff on \"{}\" with flags {flags:#x}: exactly one of {} expected",
+                        s.label,
+                        LOGOFF_IN_FLAGS.map(|(_, n)| n).join(", ")
+                    ),
+                    stack,
+                ));
+            }
+        });
+    }
+
+    /// `IMAPISupport::StoreLogoffTransports(flags)`.
+    #[inline(never)]
+    pub fn store_logoff_transports(self, flags: u32) {
+        on(
+            self,
+            "IMAPISupport::StoreLogoffTransports",
+            |s, stack, findings| {
+                s.life.store_logoff_transports += 1;
+                if s.life.store_logoff_transports == 2 {
+                    findings.push(finding(
+                    "store-logoff-transports",
+                    format!("IMAPISupport::StoreLogoffTransports called a second time for store \"{}\"", s.label),
+                    stack,
+                ));
+                }
+                if !s.life.store_logoff && flags != LOGOFF_ABORT {
+                    findings.push(finding(
+                    "store-logoff-transports",
+                    format!(
+                        "store \"{}\" called IMAPISupport::StoreLogoffTransports without a StoreLogoff (from its Release) with flags {flags:#x}, not LOGOFF_ABORT",
+                        s.label
+                    ),
+                    stack,
+                ));
+                }
+            },
+        );
+    }
+
+    /// The store object's final Release (`IMsgStore::Release` to 0).
+    #[inline(never)]
+    pub fn store_released(self) {
+        on(
+            self,
+            "the IMsgStore's final Release",
+            |s, stack, findings| {
+                s.life.store_released = true;
+                if s.life.store_logoff_transports == 0 {
+                    findings.push(finding(
+                    "store-logoff-transports",
+                    format!(
+                        "store \"{}\" was released without calling IMAPISupport::StoreLogoffTransports (from StoreLogoff, or from Release with LOGOFF_ABORT)",
+                        s.label
+                    ),
+                    stack,
+                ));
+                }
+            },
+        );
+    }
+
+    /// MAPI released the logon object, after Logoff returned.
+    #[inline(never)]
+    pub fn logon_released(self) {
+        let stack = stack_now();
+        let early = registry::with_session(self.id(), |s| {
+            (!s.logged_off).then(|| {
+                format!(
+                    "logon \"{}\" released before {}",
+                    s.label,
+                    s.provider.logoff_method()
+                )
+            })
+        })
+        .flatten();
+        if let Some(message) = early {
+            registry::add_finding(self.id(), finding("out-of-order", message, stack));
+        }
+    }
+}
+
+/// The checks of what must be closed when a logon's Logoff runs.
+pub(crate) fn logoff_checks(s: &SessionState) -> Vec<PendingFinding> {
+    let mut out = Vec::new();
+    if let Some(&addref) = s.life.support_refs.last() {
+        out.push(finding(
+            "support-not-released",
+            format!(
+                "{} returned with {} AddRef(s) of the support object (IMAPISupport) not released",
+                s.provider.logoff_method(),
+                s.life.support_refs.len()
+            ),
+            addref,
+        ));
+    }
+    if s.provider == ProviderKind::Transport
+        && let Some((release, alive)) = &s.life.support_final_release
+    {
+        let released_after = alive.iter().filter(|&&id| !registry::is_live(id)).count();
+        if released_after > 0 {
+            out.push(finding(
+                "transport-support-order",
+                format!(
+                    "transport \"{}\" released the support object before {released_after} of its objects: it must be released last",
+                    s.label
+                ),
+                *release,
+            ));
+        }
+    }
+    for &(connection, subscribe) in &s.life.subscriptions {
+        out.push(finding(
+            "subscription-open",
+            format!(
+                "advise connection {connection} from IMAPISupport::Subscribe still open at {}",
+                s.provider.logoff_method()
+            ),
+            subscribe,
+        ));
+    }
+    if let Some(listed) = s.life.listed {
+        out.push(finding(
+            "logon-still-listed",
+            format!(
+                "logon \"{}\" is still in the provider's list of logons after {}",
+                s.label,
+                s.provider.logoff_method()
+            ),
+            listed,
+        ));
+    }
+    // Only for stores that report their life through a `Provider`: a
+    // provider that reports nothing must not be told it skipped a call.
+    if s.provider == ProviderKind::MessageStore
+        && s.owner != 0
+        && s.life.store_logoff_transports == 0
+        && !s.life.store_released
+    {
+        out.push(finding(
+            "store-logoff-transports",
+            format!(
+                "{} on store \"{}\" before IMAPISupport::StoreLogoffTransports was called",
+                s.provider.logoff_method(),
+                s.label
+            ),
+            // The call never came: point at the Logon.
+            s.opened,
+        ));
+    }
+    out
+}
+
+/// The support object (`IMAPISupport`) as the provider keeps it: creating
+/// and cloning record an AddRef, dropping records a Release.
+///
+/// ```
+/// # use mapileak::{ProviderKind, Session, Support};
+/// # #[derive(Clone)] struct IMAPISupport;
+/// # let session = Session::logon(ProviderKind::AddressBook, "ab");
+/// # let lpMAPISup = IMAPISupport;
+/// // IABProvider::Logon: keep the support object (AddRef).
+/// let support = Support::new(session, lpMAPISup.clone());
+/// // ... use it through Deref ...
+/// drop(support); // IABLogon::Logoff: Release
+/// ```
+pub struct Support<T> {
+    session: Session,
+    /// The stack of its own AddRef, so its Drop releases that one.
+    addref: stack::StackId,
+    inner: T,
+}
+
+impl<T> Support<T> {
+    /// Keeps `inner` (already AddRef'd, as a cloned COM pointer is) for `session`.
+    #[inline(never)]
+    pub fn new(session: Session, inner: T) -> Self {
+        let addref = stack_now();
+        on(session, "IMAPISupport::AddRef", |s, _, _| {
+            s.life.support_refs.push(addref)
+        });
+        Support {
+            session,
+            addref,
+            inner,
+        }
+    }
+}
+
+impl<T: Clone> Clone for Support<T> {
+    fn clone(&self) -> Self {
+        Support::new(self.session, self.inner.clone())
+    }
+}
+
+impl<T> Deref for Support<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T> Drop for Support<T> {
+    fn drop(&mut self) {
+        self.session.release_support(Some(self.addref));
+    }
+}
+
+static EXITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reports everything still alive as leaked at process end (`event: exit`):
+/// one report per provider (with its logons), per logon made without a
+/// provider, and one for objects created outside any logon. Runs once; the
+/// exit hook calls it (see the README), and a provider DLL may call it
+/// itself when it is unloaded.
+pub fn process_exit() -> Vec<Logoff> {
+    if EXITED.swap(true, std::sync::atomic::Ordering::SeqCst) || config::mode() == Mode::Off {
+        return Vec::new();
+    }
+    let mode = config::mode();
+    let wait = Some(std::time::Duration::from_millis(200));
+    let groups = registry::with_all_sessions(
+        |all| {
+            let mut groups: Vec<(SessionInfo, Vec<u64>, Vec<PendingFinding>)> = Vec::new();
+            let heads: Vec<u64> = all
+                .iter()
+                .filter(|(_, s)| s.is_provider || s.owner == 0)
+                .map(|(&id, _)| id)
+                .collect();
+            for head in heads {
+                let members: Vec<u64> = all
+                    .iter()
+                    .filter(|&(&id, s)| id == head || s.owner == head)
+                    .map(|(&id, _)| id)
+                    .collect();
+                let mut findings = Vec::new();
+                for m in &members {
+                    if let Some(s) = all.get_mut(m) {
+                        findings.append(&mut s.findings);
+                    }
+                }
+                let s = &all[&head];
+                let info = SessionInfo {
+                    id: head,
+                    provider: s.provider,
+                    label: s.label.clone(),
+                    event: Event::Exit,
+                };
+                groups.push((info, members, findings));
+            }
+            groups
+        },
+        wait,
+    );
+    let Some(mut groups) = groups else {
+        return Vec::new();
+    };
+    let unattributed = registry::UNATTRIBUTED
+        .try_lock_for(std::time::Duration::from_millis(200))
+        .map(|mut u| std::mem::take(&mut *u));
+    groups.push((
+        SessionInfo {
+            id: 0,
+            provider: ProviderKind::Unknown,
+            label: "outside any logon".to_owned(),
+            event: Event::Exit,
+        },
+        vec![0],
+        unattributed.unwrap_or_default(),
+    ));
+    let mut out = Vec::new();
+    for (info, members, findings) in groups {
+        let objects = registry::live_where(|s| members.contains(&s));
+        if objects.is_empty() && findings.is_empty() {
+            continue;
+        }
+        let report = emit::build(info, &objects, findings);
+        let files = emit::publish(&report, mode);
+        out.push(Logoff { report, files });
+    }
+    out
+}
