@@ -102,7 +102,6 @@ fn message_store_session(label: &str, bug: Bug, path: StorePath) -> Outcome {
             .ok()
             .expect("IMsgStore::StoreLogoff");
     }
-    let late_store = (bug == Bug::ObjectAfterLogoff).then(|| store.clone());
     drop(store);
     let mut flags = 0;
     if bug != Bug::ShutdownWithOpenLogon {
@@ -115,11 +114,15 @@ fn message_store_session(label: &str, bug: Bug, path: StorePath) -> Outcome {
             .ok()
             .expect("IMSLogon::Logoff");
     }
-    if let Some(store) = late_store {
-        let mut folder = None;
-        unsafe { store.OpenRootFolder(&mut folder) }
+    if bug == Bug::ObjectAfterLogoff {
+        let mut status = None;
+        unsafe { logon.OpenStatusEntry(&mut status) }
             .ok()
-            .expect("OpenRootFolder");
+            .expect("OpenStatusEntry");
+        let mut table = None;
+        unsafe { status.expect("status").OpenTable(0, &mut table) }
+            .ok()
+            .expect("OpenTable");
     }
     if bug != Bug::ShutdownWithOpenLogon {
         drop(logon);

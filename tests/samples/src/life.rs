@@ -211,6 +211,7 @@ impl LogonCore {
             std::mem::forget(support);
         } else if self.bug.has(Bug::SupportBeforeMakeInvalid) {
             let kept = support.as_ref().map(|s| (**s).clone());
+            release_objects();
             drop(support);
             // Still callable through the raw pointer MAPI keeps alive; the bug
             // is the order, which mapileak sees.
@@ -219,7 +220,6 @@ impl LogonCore {
                 let _ = unsafe { s.MakeInvalid() };
                 self.session.make_invalid();
             }
-            release_objects();
         } else if self.bug.has(Bug::SupportNotLast) {
             make_invalid(&support);
             drop(support);

@@ -15,6 +15,8 @@ const DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/mapileak-providers");
 /// process-wide report directory somewhere unwritable runs alone.
 static OUTPUT_DIR: RwLock<()> = RwLock::new(());
 
+mod rules;
+
 fn setup() -> RwLockReadGuard<'static, ()> {
     let guard = OUTPUT_DIR.read().unwrap_or_else(|e| e.into_inner());
     mapileak::set_output_dir(DIR);

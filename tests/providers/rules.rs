@@ -1,0 +1,285 @@
+//! The shutdown rules: each scenario trips exactly its rule, with a
+//! function name in the finding's stack, for every provider type the rule
+//! applies to; the clean scenarios trip none.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use mapileak::reports::{Event, Finding, Report};
+use mapileak_samples::host::{self, Provider, StorePath};
+use mapileak_samples::{Bug, Outcome};
+
+use super::setup;
+
+fn outcome(p: Provider, bug: Bug) -> Outcome {
+    let _dir = setup();
+    host::run(p, &format!("rules-{p:?}-{bug:?}"), bug)
+}
+
+fn store_outcome(bug: Bug, path: StorePath) -> Outcome {
+    let _dir = setup();
+    host::run_store(&format!("rules-store-{bug:?}-{path:?}"), bug, path)
+}
+
+fn logoff(o: &Outcome) -> &Report {
+    &o.logoffs.first().expect("a Logoff report").report
+}
+
+fn shutdown(o: &Outcome) -> &Report {
+    &o.shutdown.as_ref().expect("a Shutdown report").report
+}
+
+fn rules(r: &Report) -> Vec<&str> {
+    r.findings.iter().map(|f| f.rule.as_str()).collect()
+}
+
+/// The one finding of `r`, which must be `rule`, with `function` in its stack.
+fn only<'a>(r: &'a Report, rule: &str, function: &str) -> &'a Finding {
+    assert_eq!(rules(r), [rule], "{:#?}", r.findings);
+    let f = &r.findings[0];
+    let stack = r
+        .stack(f.stack.expect("a stack"))
+        .expect("stack in the report");
+    assert!(
+        stack.mentions(function),
+        "{rule}: {function} not in {stack:#?}"
+    );
+    f
+}
+
+#[test]
+fn clean_sessions_trip_no_rule_at_logoff_or_shutdown() {
+    for p in Provider::ALL {
+        let o = outcome(p, Bug::None);
+        assert!(logoff(&o).is_clean(), "{p:?}: {:#?}", logoff(&o));
+        let s = shutdown(&o);
+        assert_eq!(s.session.event, Event::Shutdown);
+        assert!(
+            s.is_clean(),
+            "{p:?}: the provider object is expected alive at Shutdown: {s:#?}"
+        );
+    }
+    let o = store_outcome(Bug::None, StorePath::ReleaseOnly);
+    assert!(logoff(&o).is_clean() && shutdown(&o).is_clean(), "{o:#?}");
+}
+
+#[test]
+fn support_not_released_points_at_the_addref() {
+    for p in Provider::ALL {
+        let o = outcome(p, Bug::SupportNotReleased);
+        let f = only(logoff(&o), "support-not-released", "LogonCore::logon");
+        assert!(f.message.contains("IMAPISupport"), "{}", f.message);
+    }
+}
+
+#[test]
+fn transport_support_order_before_make_invalid_and_not_last() {
+    let o = outcome(Provider::Transport, Bug::SupportBeforeMakeInvalid);
+    let f = only(logoff(&o), "transport-support-order", "LogonCore::logoff");
+    assert!(f.message.contains("MakeInvalid"), "{}", f.message);
+    let o = outcome(Provider::Transport, Bug::SupportNotLast);
+    let f = only(logoff(&o), "transport-support-order", "LogonCore::logoff");
+    assert!(f.message.contains("released last"), "{}", f.message);
+    // The same order in the other provider types is not a rule.
+    for p in [Provider::AddressBook, Provider::MessageStore] {
+        assert!(
+            logoff(&outcome(p, Bug::SupportNotLast)).findings.is_empty(),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn subscription_open_points_at_the_subscribe() {
+    for p in Provider::ALL {
+        let o = outcome(p, Bug::SubscriptionOpen);
+        let f = only(logoff(&o), "subscription-open", "LogonCore::logon");
+        assert!(f.message.contains("Subscribe"), "{}", f.message);
+    }
+}
+
+#[test]
+fn malloc_not_released_by_shutdown_points_at_init() {
+    for p in Provider::ALL {
+        let o = outcome(p, Bug::MallocNotReleased);
+        assert!(logoff(&o).findings.is_empty());
+        only(shutdown(&o), "malloc-not-released", "ProviderCore::init");
+    }
+}
+
+#[test]
+fn store_logoff_transports_exactly_once_on_both_paths() {
+    // StoreLogoff path: twice (StoreLogoff, then Release again), and never.
+    let o = store_outcome(Bug::StoreLogoffTransportsTwice, StorePath::StoreLogoff);
+    let f = only(
+        logoff(&o),
+        "store-logoff-transports",
+        "Store as core::ops::drop::Drop>::drop",
+    );
+    assert!(f.message.contains("second time"), "{}", f.message);
+    let o = store_outcome(Bug::StoreLogoffTransportsNever, StorePath::StoreLogoff);
+    only(
+        logoff(&o),
+        "store-logoff-transports",
+        "Store as core::ops::drop::Drop>::drop",
+    );
+    // Release path: must pass LOGOFF_ABORT, and must call it at all.
+    let o = store_outcome(Bug::ReleaseWithoutAbort, StorePath::ReleaseOnly);
+    let f = only(
+        logoff(&o),
+        "store-logoff-transports",
+        "store_logoff_transports",
+    );
+    assert!(f.message.contains("LOGOFF_ABORT"), "{}", f.message);
+    let o = store_outcome(Bug::StoreLogoffTransportsNever, StorePath::ReleaseOnly);
+    only(
+        logoff(&o),
+        "store-logoff-transports",
+        "Store as core::ops::drop::Drop>::drop",
+    );
+}
+
+#[test]
+fn store_logoff_flags_must_be_exactly_one() {
+    let o = store_outcome(Bug::BadStoreLogoffFlags, StorePath::StoreLogoff);
+    let f = only(logoff(&o), "store-logoff-flags", "StoreLogoff");
+    assert!(f.message.contains("0x6"), "{}", f.message);
+}
+
+#[test]
+fn logon_still_listed_points_at_where_it_was_listed() {
+    for p in Provider::ALL {
+        let o = outcome(p, Bug::LogonStillListed);
+        only(logoff(&o), "logon-still-listed", "LogonCore::logon");
+    }
+}
+
+#[test]
+fn out_of_order_second_logoff_and_objects_after_logoff() {
+    for (p, logoff_fn, late) in [
+        (
+            Provider::AddressBook,
+            "IABLogon_Impl>::Logoff",
+            "OpenRootContainer",
+        ),
+        (
+            Provider::MessageStore,
+            "IMSLogon_Impl>::Logoff",
+            "OpenTable",
+        ),
+        (
+            Provider::Transport,
+            "IXPLogon_Impl>::TransportLogoff",
+            "Poll",
+        ),
+    ] {
+        let o = outcome(p, Bug::LogoffTwice);
+        assert_eq!(o.logoffs.len(), 2);
+        assert!(o.logoffs[0].report.findings.is_empty(), "{p:?}");
+        let f = only(&o.logoffs[1].report, "out-of-order", logoff_fn);
+        assert!(f.message.contains("second time"), "{}", f.message);
+
+        let o = outcome(p, Bug::ObjectAfterLogoff);
+        assert!(logoff(&o).findings.is_empty());
+        // Findings after Logoff go to the provider's Shutdown report.
+        let s = shutdown(&o);
+        assert!(
+            !s.findings.is_empty() && s.findings.iter().all(|f| f.rule == "out-of-order"),
+            "{p:?}: {:#?}",
+            s.findings
+        );
+        let f = s
+            .findings
+            .iter()
+            .find(|f| f.message.contains("after its Logoff"))
+            .expect("object created after Logoff");
+        assert!(
+            s.stack(f.stack.unwrap()).unwrap().mentions(late),
+            "{p:?}: {late}"
+        );
+    }
+}
+
+#[test]
+fn shutdown_with_open_logons_reports_the_logon_object_too() {
+    for (p, logon_kind) in [
+        (Provider::AddressBook, "IABLogon"),
+        (Provider::MessageStore, "IMSLogon"),
+        (Provider::Transport, "IXPLogon"),
+    ] {
+        let o = outcome(p, Bug::ShutdownWithOpenLogon);
+        assert!(o.logoffs.is_empty());
+        let s = shutdown(&o);
+        let f = only(s, "shutdown-with-open-logons", "LogonCore::logon");
+        assert!(f.message.contains("has not logged off"), "{}", f.message);
+        assert!(
+            s.objects.iter().any(|o| o.kind == logon_kind && o.root),
+            "{p:?}: {:#?}",
+            s.objects
+        );
+    }
+}
+
+/// The demo program that never logs off, built by `cargo test` with the
+/// other examples.
+fn no_logoff_example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = dir
+        .join("examples")
+        .join(format!("no_logoff{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+fn exit_reports(how: &str) -> (Option<i32>, Vec<Report>) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("exit-{how}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(no_logoff_example())
+        .arg(how)
+        .env("MAPILEAK_DIR", &dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let mut reports: Vec<Report> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("no report directory {}: {e}\n{stderr}", dir.display()))
+        .map(|e| mapileak::reports::read_file(&e.unwrap().path()).unwrap())
+        .collect();
+    reports.sort_by_key(|r| r.session.id);
+    (out.status.code(), reports)
+}
+
+#[test]
+fn a_provider_that_never_logs_off_gets_a_report_at_process_end() {
+    for (how, code) in [("return", 0), ("exit", 3)] {
+        let (status, reports) = exit_reports(how);
+        assert_eq!(status, Some(code));
+        assert_eq!(reports.len(), 1, "{how}: {reports:#?}");
+        let r = &reports[0];
+        assert_eq!(r.session.event, Event::Exit);
+        let kinds: Vec<&str> = r.objects.iter().map(|o| o.kind.as_str()).collect();
+        for kind in ["IMSProvider", "IMSLogon", "IMsgStore", "IMAPIFolder"] {
+            assert!(kinds.contains(&kind), "{how}: {kind} not in {kinds:?}");
+        }
+        let folder = r.objects.iter().find(|o| o.kind == "IMAPIFolder").unwrap();
+        assert!(r.stack(folder.created).unwrap().mentions("root_folder"));
+    }
+}
+
+#[test]
+fn a_provider_released_before_shutdown_is_out_of_order_at_process_end() {
+    let (status, reports) = exit_reports("released-early");
+    assert_eq!(status, Some(0));
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let f = only(&reports[0], "out-of-order", "ProviderCore");
+    assert!(
+        f.message.contains("released before its Shutdown"),
+        "{}",
+        f.message
+    );
+}
