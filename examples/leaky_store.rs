@@ -7,8 +7,8 @@
 //!
 //! mapileak reports at `IMSLogon::Logoff`: its trace goes to stderr (no
 //! `tracing` subscriber is installed here, as in a provider DLL inside
-//! Outlook), its JSON report to `MAPILEAK_DIR` (default: `mapileak` in the
-//! system's temporary directory). This program then prints the report's
+//! Outlook), its JSON report and HTML page to `MAPILEAK_DIR` (default:
+//! `mapileak` in the system's temporary directory). This program then prints the report's
 //! leak tree, the way a provider's own test would read it.
 
 use mapileak::reports::{Report, Stack};
@@ -16,6 +16,8 @@ use mapileak_samples::Bug;
 use mapileak_samples::host::{self, Provider};
 
 fn main() {
+    // Write the HTML page next to the JSON report (as MAPILEAK_HTML=1 does).
+    mapileak::set_html(true);
     let outcome = host::run(Provider::MessageStore, "Personal Folders (demo)", Bug::All);
     let logoff = &outcome.logoffs[0];
     let report = &logoff.report;

@@ -12,6 +12,8 @@ use crate::Mode;
 /// 0: not read yet; then 1 + Mode as u8.
 static MODE: AtomicU8 = AtomicU8::new(0);
 static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// 0: not set (`MAPILEAK_HTML` decides); 1: off; 2: on.
+static HTML: AtomicU8 = AtomicU8::new(0);
 static ENV: Once = Once::new();
 
 /// Reads the environment once: the mode, and the kinds `MAPILEAK_HISTORY`
@@ -69,4 +71,24 @@ pub fn output_dir() -> PathBuf {
 /// Sets the report directory for the rest of the process, over `MAPILEAK_DIR`.
 pub fn set_output_dir(dir: impl Into<PathBuf>) {
     *DIR.lock() = Some(dir.into());
+}
+
+/// Whether an HTML page is written next to each JSON report:
+/// [`set_html`]'s choice, else `MAPILEAK_HTML` (`1`, `on`, `true`), else no.
+pub fn html() -> bool {
+    match HTML.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => std::env::var("MAPILEAK_HTML").is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "on" | "true" | "yes"
+            )
+        }),
+    }
+}
+
+/// Writes (or stops writing) an HTML page next to each JSON report, over `MAPILEAK_HTML`.
+pub fn set_html(on: bool) {
+    HTML.store(if on { 2 } else { 1 }, Ordering::Relaxed);
 }

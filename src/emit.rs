@@ -47,54 +47,62 @@ pub(crate) fn build(
         .collect();
     let placement = analysis::place(&holds);
 
+    // Symbolize each unique stack once, before anything reads one.
     let mut symbols = Symbolizer::default();
     let mut stacks: HashMap<StackId, Stack> = HashMap::new();
-    let mut stack = |id: StackId| -> Stack {
-        stacks
-            .entry(id)
-            .or_insert_with(|| symbols.stack(id))
-            .clone()
-    };
+    let needed = leaked
+        .iter()
+        .zip(&snaps)
+        .flat_map(|(n, (_, _, events))| {
+            std::iter::once(n.created).chain(events.iter().map(|&(_, s)| s))
+        })
+        .chain(findings.iter().map(|f| f.stack));
+    for id in needed {
+        stacks.entry(id).or_insert_with(|| symbols.stack(id));
+    }
+    let frames_of = |id: StackId| stacks.get(&id).map_or(&[][..], |s| s.frames.as_slice());
+    // Many objects share a kind and a creation stack: one signature each.
+    let mut signatures: HashMap<(&str, StackId), String> = HashMap::new();
 
     for (i, node) in leaked.iter().enumerate() {
         let (opened_from, _, events) = &snaps[i];
-        let created = stack(node.created);
         let events = if node.history {
-            for &(_, s) in events {
-                stack(s);
-            }
             analysis::balance(events, |s| {
-                stack(s)
-                    .frames
-                    .into_iter()
-                    .map(|f| f.function)
+                frames_of(s)
+                    .iter()
+                    .map(|f| f.function.as_str())
                     .collect::<Vec<_>>()
             })
         } else {
             Vec::new()
         };
+        let kind = node.kind.name();
+        let signature = signatures
+            .entry((kind, node.created))
+            .or_insert_with(|| signature::compute(kind, frames_of(node.created)))
+            .clone();
         report.objects.push(LeakedObject {
             id: node.id,
-            kind: node.kind.name().to_owned(),
+            kind: kind.to_owned(),
             label: node.label.clone(),
             refcount: node.counted.then(|| node.refs.load(Ordering::Acquire)),
             root: placement[i].root,
             parent: placement[i].parent.map(|p| leaked[p].id),
             opened_from: *opened_from,
-            signature: signature::compute(node.kind.name(), &created.frames),
+            signature,
             created: node.created,
             events,
         });
     }
     for f in findings {
-        let frames = stack(f.stack).frames;
+        let signature = signature::compute(f.rule, frames_of(f.stack));
         report.findings.push(Finding {
             rule: f.rule.to_owned(),
             severity: f.severity,
             message: f.message,
             stack: Some(f.stack),
             object: f.object,
-            signature: signature::compute(f.rule, &frames),
+            signature,
         });
     }
     let mut stacks: Vec<Stack> = stacks.into_values().collect();
@@ -116,6 +124,16 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
     {
         Ok(()) => files.push(json),
         Err(e) => log_error(&json, &e),
+    }
+    if config::html() {
+        let html = dir.join(file_name(report, "html"));
+        match mapileak_reports::write_atomic(
+            &html,
+            mapileak_reports::html::render(report).as_bytes(),
+        ) {
+            Ok(()) => files.push(html),
+            Err(e) => log_error(&html, &e),
+        }
     }
     emit_events(report, mode, &files);
     files

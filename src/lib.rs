@@ -34,6 +34,8 @@
 //! - `MAPILEAK=off|summary|full` — see [`Mode`]; default `full`.
 //! - `MAPILEAK_DIR` — where reports go; default `mapileak` in the temporary
 //!   directory.
+//! - `MAPILEAK_HTML=1` — also write a self-contained HTML page next to each
+//!   JSON report ([`set_html`]).
 //! - `MAPILEAK_HISTORY` — kinds (`IMAPITable,IMessage`, or `all`) whose
 //!   objects record a stack per AddRef/Release.
 #![deny(missing_docs)]
@@ -70,7 +72,7 @@ mod session;
 mod stack;
 
 #[cfg(any(debug_assertions, feature = "force"))]
-pub use config::{mode, output_dir, set_mode, set_output_dir};
+pub use config::{html, mode, output_dir, set_html, set_mode, set_output_dir};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use lifecycle::{Provider, Support, process_exit};
 #[cfg(any(debug_assertions, feature = "force"))]

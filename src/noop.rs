@@ -298,6 +298,16 @@ pub fn output_dir() -> PathBuf {
 #[inline(always)]
 pub fn set_output_dir(_dir: impl Into<PathBuf>) {}
 
+/// Always `false`.
+#[inline(always)]
+pub fn html() -> bool {
+    false
+}
+
+/// No-op.
+#[inline(always)]
+pub fn set_html(_on: bool) {}
+
 // The promise of release builds, checked by the compiler in every build.
 const _: () = {
     assert!(size_of::<Session>() == 0);

@@ -1,5 +1,5 @@
-//! `mapileak`: the command-line side of mapileak — the CI leak gate, and
-//! `diff` between two runs. Exit codes (contract): 0 nothing unaccepted,
+//! `mapileak`: the command-line side of mapileak — the CI leak gate, HTML
+//! rendering, and `diff` between two runs. Exit codes (contract): 0 nothing unaccepted,
 //! 1 leaks or findings not covered by the baseline or suppressions, 2 bad
 //! input or usage, with one line saying which file and what is wrong.
 
@@ -47,10 +47,13 @@ enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
-    /// Render a report as one self-contained HTML page (not in this version).
+    /// Render reports as one self-contained HTML page (several: with an index).
     Render {
-        report: PathBuf,
-        #[arg(short = 'o', value_name = "OUT.html")]
+        /// Report files, or directories of them.
+        #[arg(required = true, value_name = "REPORT")]
+        reports: Vec<PathBuf>,
+        /// The page to write. An existing file is replaced only if mapileak wrote it.
+        #[arg(short = 'o', long = "output", value_name = "OUT.html")]
         out: PathBuf,
     },
     /// New, fixed and still-leaking signatures between two runs.
@@ -143,9 +146,7 @@ fn run(command: Command) -> Result<u8, Error> {
             }
             Ok(if verdict.failures.is_empty() { 0 } else { 1 })
         }
-        Command::Render { .. } => Err(Error(
-            "render: the HTML report is not in this version".to_owned(),
-        )),
+        Command::Render { reports, out } => render(&reports, &out),
         Command::Diff { old, new } => {
             let (old, new) = (
                 load(std::slice::from_ref(&old))?,
@@ -179,4 +180,41 @@ fn run(command: Command) -> Result<u8, Error> {
             Ok(if new_count > 0 { 1 } else { 0 })
         }
     }
+}
+
+/// `mapileak render`: one report, or several with an index, to one page.
+fn render(reports: &[PathBuf], out: &Path) -> Result<u8, Error> {
+    let loaded = load(reports)?;
+    if let Ok(existing) = std::fs::read(out)
+        && !existing.starts_with(mapileak_reports::html::MARKER.as_bytes())
+    {
+        return Err(Error(format!(
+            "{}: exists and was not written by mapileak; remove it or choose another output",
+            out.display()
+        )));
+    }
+    let page = match loaded.as_slice() {
+        [one] => mapileak_reports::html::render(&one.report),
+        many => {
+            let named: Vec<(String, mapileak_reports::Report)> = many
+                .iter()
+                .map(|l| {
+                    let name = l.path.file_name().map_or_else(
+                        || l.path.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                    (name, l.report.clone())
+                })
+                .collect();
+            mapileak_reports::html::render_many(&named)
+        }
+    };
+    mapileak_reports::write_atomic(out, page.as_bytes())
+        .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
+    eprintln!(
+        "mapileak: wrote {} ({} report(s))",
+        out.display(),
+        loaded.len()
+    );
+    Ok(0)
 }

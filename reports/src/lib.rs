@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod html;
 mod model;
 mod read;
 pub mod signature;

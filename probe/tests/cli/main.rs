@@ -1,5 +1,8 @@
 //! `mapileak` tested as a built binary, on real reports written by the
-//! sample providers.
+//! sample providers; and the HTML it renders, in headless Chromium.
+
+mod browser;
+mod cdp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,285 @@
+//! The HTML report in a real browser: Debian's Chromium, headless, driven
+//! through the DevTools protocol. Screenshots land in
+//! `target/tmp/browser/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mapileak::reports::{
+    Event, Finding, Frame, LeakedObject, ProviderKind, Report, SessionInfo, Severity, Stack,
+};
+use mapileak_samples::Bug;
+use mapileak_samples::host::{self, Provider};
+use serde_json::Value;
+
+use super::cdp::Browser;
+use super::{DIR, code, mapileak, stderr, tmp};
+
+fn out_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn browser(name: &str) -> Browser {
+    Browser::launch(
+        &tmp(&format!("chromium-profile-{name}")),
+        Duration::from_secs(120),
+    )
+}
+
+fn url(path: &Path) -> String {
+    format!("file://{}", path.canonicalize().unwrap().display())
+}
+
+/// Loads a page and checks what every page must: no errors, no requests.
+fn load(b: &mut Browser, page: &Path) {
+    let u = url(page);
+    b.open(&u);
+    assert_eq!(b.errors(), Vec::<String>::new(), "console errors in {u}");
+    assert_eq!(
+        b.requests_besides(&u),
+        Vec::<String>::new(),
+        "network requests from {u}"
+    );
+}
+
+fn strings(v: Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The demo's HTML (the sample store with its bugs, written by the library
+/// at Logoff) shows the table, the message chain and their stacks, and the
+/// filter box filters.
+#[test]
+fn the_demo_page_shows_the_leaks_and_filters() {
+    let dir = tmp("browser-demo");
+    let logoff = {
+        let _one = DIR.lock().unwrap_or_else(|e| e.into_inner());
+        mapileak::set_output_dir(&dir);
+        mapileak::set_html(true);
+        let mut o = host::run(Provider::MessageStore, "Personal Folders (demo)", Bug::All);
+        mapileak::set_html(false);
+        o.logoffs.remove(0)
+    };
+    let html = logoff
+        .files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "html"))
+        .expect("an HTML page beside the JSON");
+    let mut b = browser("demo");
+    load(&mut b, html);
+
+    // Roots first, largest first: the message (holding two), then the table.
+    let roots = strings(b.eval("[...document.querySelectorAll('ul.tree > li.obj')].map(li => li.querySelector('.kind').textContent + ' ' + li.querySelector('.label').textContent)"));
+    assert_eq!(
+        roots,
+        [
+            "IMessage \"incoming message\"",
+            "IMAPITable \"contents of Inbox\""
+        ]
+    );
+    let under_message = strings(b.eval("[...document.querySelectorAll('ul.tree > li.obj:first-child > ul > li.obj > .kind')].map(e => e.textContent).sort()"));
+    assert_eq!(under_message, ["IAttach", "IMAPIFolder"]);
+    // Stacks are collapsed, and hold the creating functions with file:line.
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('details')].filter(d => d.open).length"),
+        0
+    );
+    let table_stack = b.eval(
+        "document.querySelector('ul.tree > li.obj:nth-child(2) details ol.stack').textContent",
+    );
+    let table_stack = table_stack.as_str().unwrap();
+    assert!(
+        table_stack.contains("refresh_unread_count") && table_stack.contains("store.rs:"),
+        "{table_stack}"
+    );
+    assert!(
+        b.eval("document.querySelectorAll('ol.stack li.own').length")
+            .as_u64()
+            .unwrap()
+            > 0,
+        "provider frames set apart"
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('td.rule').length"),
+        2,
+        "over-release and support-not-released"
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('svg rect').length"),
+        4,
+        "one bar per leaked kind"
+    );
+    b.eval("document.querySelector('ul.tree > li.obj details').open = true");
+    b.screenshot(&out_dir().join("demo.png"));
+
+    // Typing in the filter box narrows the rows.
+    b.eval("document.getElementById('filter').focus()");
+    b.type_text("IMAPITable");
+    let visible = strings(b.eval("[...document.querySelectorAll('[data-filter]')].filter(r => !r.hidden && r.offsetParent !== null).map(r => r.querySelector('.kind, .rule') ? r.querySelector('.kind, .rule').textContent : r.tagName)"));
+    assert_eq!(visible, ["IMAPITable"], "only the table row is left");
+    b.eval("const f = document.getElementById('filter'); f.value = ''; f.focus()");
+    b.type_text("over-release");
+    let visible = strings(b.eval("[...document.querySelectorAll('[data-filter]')].filter(r => !r.hidden).map(r => (r.querySelector('.kind, .rule') || r).textContent)"));
+    assert_eq!(visible, ["over-release"]);
+    b.screenshot(&out_dir().join("demo-filtered.png"));
+}
+
+fn hostile() -> Report {
+    let evil = [
+        "<script>window.__pwned = 1</script>",
+        "\"><img src=x onerror=\"window.__pwned = 2\">",
+        "</style><style>body{display:none}</style>",
+        "</script><script>window.__pwned = 3</script>",
+        "' onmouseover='window.__pwned = 4",
+        "<svg onload=\"window.__pwned = 5\">",
+        "javascript:window.__pwned = 6",
+    ];
+    let mut r = Report::new(SessionInfo {
+        id: 1,
+        provider: ProviderKind::MessageStore,
+        label: evil[0].to_owned(),
+        event: Event::Logoff,
+    });
+    r.stacks.push(Stack {
+        id: 1,
+        frames: evil
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Frame {
+                function: format!("provider::{e}"),
+                file: Some(format!("C:\\src\\{e}.rs")),
+                line: Some(i as u32),
+            })
+            .collect(),
+    });
+    for (i, e) in evil.iter().enumerate() {
+        r.objects.push(LeakedObject {
+            id: i as u64 + 1,
+            kind: format!("I{e}"),
+            label: e.to_string(),
+            refcount: Some(1),
+            root: true,
+            parent: None,
+            opened_from: None,
+            signature: e.to_string(),
+            created: 1,
+            events: Vec::new(),
+        });
+        r.findings.push(Finding {
+            rule: e.to_string(),
+            severity: Severity::Error,
+            message: e.to_string(),
+            stack: Some(1),
+            object: None,
+            signature: e.to_string(),
+        });
+    }
+    r.recount();
+    r
+}
+
+#[test]
+fn provider_strings_are_escaped_and_never_run() {
+    let dir = tmp("browser-hostile");
+    let json = dir.join("hostile.json");
+    std::fs::write(&json, serde_json::to_vec(&hostile()).unwrap()).unwrap();
+    let page = dir.join("hostile.html");
+    let o = mapileak(&[&"render", &json, &"-o", &page]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "only the page's own script"
+    );
+    assert!(
+        !html.contains("<img") && !html.contains("<svg onload"),
+        "no markup from the data"
+    );
+
+    let mut b = browser("hostile");
+    load(&mut b, &page);
+    assert_eq!(
+        b.eval("typeof window.__pwned"),
+        "undefined",
+        "nothing from the report ran"
+    );
+    assert_eq!(
+        b.eval("getComputedStyle(document.body).display"),
+        "block",
+        "the page's style survived"
+    );
+    let text = b
+        .eval("document.body.textContent")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for needle in [
+        "<script>window.__pwned = 1</script>",
+        "\"><img src=x onerror=",
+        "</style><style>body{display:none}</style>",
+    ] {
+        assert!(text.contains(needle), "{needle:?} is shown as text");
+    }
+    assert_eq!(
+        b.eval("document.querySelectorAll('ul.tree > li.obj').length"),
+        7
+    );
+    b.eval("document.querySelectorAll('details').forEach(d => d.open = true)");
+    b.screenshot(&out_dir().join("hostile.png"));
+}
+
+#[test]
+fn several_reports_render_as_one_page_with_an_index() {
+    let runs = tmp("browser-index-runs");
+    {
+        let _one = DIR.lock().unwrap_or_else(|e| e.into_inner());
+        mapileak::set_output_dir(&runs);
+        host::run(Provider::Transport, "Transport", Bug::Chain);
+        host::run(Provider::AddressBook, "AddressBook", Bug::None);
+    }
+    let reports = std::fs::read_dir(&runs).unwrap().count();
+    let page = tmp("browser-index").join("index.html");
+    let o = mapileak(&[&"render", &runs, &"-o", &page]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut b = browser("index");
+    load(&mut b, &page);
+    assert_eq!(
+        b.eval("document.querySelectorAll('#index tr[data-filter]').length"),
+        reports as u64
+    );
+    let first = b.eval("document.querySelector('#index a').getAttribute('href')");
+    assert!(
+        b.eval(&format!(
+            "!!document.getElementById({:?})",
+            &first.as_str().unwrap()[1..]
+        ))
+        .as_bool()
+        .unwrap()
+    );
+    assert!(
+        b.eval("document.body.textContent.includes('inbound message')")
+            .as_bool()
+            .unwrap()
+    );
+    b.screenshot(&out_dir().join("index.png"));
+
+    // Rendering again over our own page is fine; over someone else's file, not.
+    assert_eq!(code(&mapileak(&[&"render", &runs, &"-o", &page])), 0);
+    let theirs = tmp("browser-index").join("notes.html");
+    std::fs::write(&theirs, "my notes").unwrap();
+    let o = mapileak(&[&"render", &runs, &"-o", &theirs]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("not written by mapileak"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "my notes");
+}

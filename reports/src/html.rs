@@ -1,0 +1,654 @@
+//! One self-contained HTML page per report (or one page for several, with
+//! an index): no external scripts, styles, fonts or requests, and a
+//! Content-Security-Policy that forbids them. Readable with JavaScript off:
+//! stacks are `<details>` elements; the only script is the filter box's.
+//!
+//! Everything that comes from the provider — labels, kinds, rule messages,
+//! function names, file paths — is data, and is escaped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+
+use crate::signature::{Origin, origin};
+use crate::{Frame, LeakedObject, Report, Stack, StackId};
+
+/// The first line of every page, so a tool can tell its own output.
+pub const MARKER: &str = "<!-- mapileak report -->";
+
+/// Above this many objects, stacks are listed once in a Stacks section and
+/// objects link to them, instead of each object carrying its own copy.
+const INLINE_STACKS_UP_TO: usize = 1000;
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape_into(&mut out, s);
+    out
+}
+
+fn escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A short explanation of each rule, for the findings table.
+pub fn rule_help(rule: &str) -> &'static str {
+    match rule {
+        "over-release" => {
+            "IUnknown::Release was called on an object whose count was already 0: a use-after-free in a provider whose Release frees."
+        }
+        "support-not-released" => {
+            "Logoff must release every AddRef of the support object (IMAPISupport); while one is held, MAPI cannot remove the provider's MAPIUIDs and status row, and MAPIUninitialize can hang."
+        }
+        "transport-support-order" => {
+            "A transport calls IMAPISupport::MakeInvalid, then releases the support object last: that Release can release the provider itself."
+        }
+        "subscription-open" => {
+            "Every IMAPISupport::Subscribe connection must be Unsubscribe'd by Logoff."
+        }
+        "malloc-not-released" => {
+            "lpMalloc, AddRef'd at ProviderInit to keep it, must be released by Shutdown."
+        }
+        "store-logoff-transports" => {
+            "IMAPISupport::StoreLogoffTransports must be called exactly once: from StoreLogoff, or from the store's final Release with LOGOFF_ABORT."
+        }
+        "store-logoff-flags" => {
+            "IMsgStore::StoreLogoff takes exactly one of LOGOFF_ABORT, LOGOFF_NO_WAIT, LOGOFF_ORDERLY, LOGOFF_PURGE, LOGOFF_QUIET."
+        }
+        "logon-still-listed" => "Logoff must remove the logon from the provider's list of logons.",
+        "out-of-order" => {
+            "MAPI's order is Logoff, Release(logon), Shutdown, Release(provider); nothing is used on a session after its Logoff."
+        }
+        "shutdown-with-open-logons" => {
+            "Shutdown ran while a logon of the provider had not logged off."
+        }
+        "buffer-leaked" => {
+            "A MAPIAllocateBuffer block was never freed with MAPIFreeBuffer; Logoff does not free buffers."
+        }
+        "buffer-free-child" => {
+            "MAPIFreeBuffer was called on an AllocateMore child: only the parent may be freed, and it frees the chain."
+        }
+        "buffer-double-free" => "MAPIFreeBuffer was called twice on one buffer.",
+        "buffer-foreign-free" => "MAPIFreeBuffer was called on memory MAPI did not allocate.",
+        _ => "",
+    }
+}
+
+const STYLE: &str = "
+body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:14px 22px}
+header h1{font-size:18px;margin:0 0 4px}
+header .counts span{display:inline-block;margin-right:18px}
+header .bad{color:#ffb4a8;font-weight:600}
+main{padding:10px 22px 40px;max-width:1200px}
+section{background:#fff;border:1px solid #dde1e7;border-radius:6px;margin:14px 0;padding:10px 16px}
+h2{font-size:15px;margin:4px 0 10px}
+ul.tree{list-style:none;padding-left:0;margin:0}
+ul.tree ul{list-style:none;padding-left:22px;border-left:2px solid #e4e7ec;margin-left:6px}
+li.obj{margin:4px 0}
+.kind{font-weight:600;color:#7a2e12}
+.label{color:#2b4c7e}
+.tag{font-size:11px;border-radius:3px;padding:0 5px;margin-left:6px;background:#eef0f3;color:#444}
+.tag.root{background:#fde2dd;color:#8a1c0c}
+.sig{font:11px monospace;color:#888}
+details{margin:2px 0 2px 4px}
+summary{cursor:pointer;color:#445}
+ol.stack{margin:4px 0 6px;padding-left:26px;font:12px/1.4 ui-monospace,monospace}
+ol.stack li.own{color:#111;font-weight:600}
+ol.stack li.lib{color:#667}
+ol.stack li.rt{color:#a0a6b0}
+.loc{color:#6a7380;font-weight:400}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef2;vertical-align:top}
+.rule{font-weight:600;color:#8a1c0c}
+.help{color:#667;font-size:12px}
+#filter{font-size:14px;padding:5px 8px;width:340px;border:1px solid #c8ccd3;border-radius:4px}
+.empty{color:#4a7c3a}
+svg text{font:12px system-ui,sans-serif;fill:#1d2330}
+";
+
+const SCRIPT: &str = "
+(function(){
+  var box=document.getElementById('filter');
+  if(!box){return;}
+  box.hidden=false;
+  function apply(){
+    var q=box.value.trim().toLowerCase();
+    var rows=document.querySelectorAll('[data-filter]');
+    for(var i=0;i<rows.length;i++){
+      var r=rows[i];
+      r.hidden=q!==''&&r.getAttribute('data-filter').indexOf(q)<0;
+    }
+    var shown=document.querySelectorAll('[data-filter]:not([hidden])').length;
+    document.getElementById('shown').textContent=q===''?'':shown+' shown';
+  }
+  box.addEventListener('input',apply);
+  function openTarget(){
+    var id=decodeURIComponent(location.hash.slice(1));
+    var el=id&&document.getElementById(id);
+    if(el&&el.tagName==='DETAILS'){el.open=true;}
+  }
+  window.addEventListener('hashchange',openTarget);
+  openTarget();
+  apply();
+})();
+";
+
+fn nonce() -> String {
+    // Unpredictable per page, without a dependency: std's per-process
+    // random hash keys, mixed with the time.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+fn page(title: &str, body: &str) -> String {
+    let nonce = nonce();
+    let mut out = String::with_capacity(body.len() + 4096);
+    let _ = write!(
+        out,
+        "{MARKER}\n<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; img-src data:; base-uri 'none'; form-action 'none'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width\">\n<title>{}</title>\n<style nonce=\"{nonce}\">{STYLE}</style></head>\n<body>\n",
+        escape(title)
+    );
+    out.push_str(body);
+    let _ = write!(
+        out,
+        "<script nonce=\"{nonce}\">{SCRIPT}</script>\n</body></html>\n"
+    );
+    out
+}
+
+/// The page of one report.
+pub fn render(report: &Report) -> String {
+    let title = format!(
+        "mapileak: {} \"{}\" {}",
+        report.session.provider.as_str(),
+        report.session.label,
+        report.session.event.as_str()
+    );
+    let mut body = String::new();
+    header(&mut body, report);
+    body.push_str("<main>\n");
+    filter_box(&mut body);
+    sections(&mut body, report, "");
+    body.push_str("</main>\n");
+    page(&title, &body)
+}
+
+/// One page for several reports: an index, then each report's sections.
+/// `reports` pairs each report with the name to show (its file name).
+pub fn render_many(reports: &[(String, Report)]) -> String {
+    let mut body = String::new();
+    let leaked: u64 = reports.iter().map(|(_, r)| r.summary.leaked_objects).sum();
+    let findings: u64 = reports.iter().map(|(_, r)| r.summary.findings).sum();
+    let _ = write!(
+        body,
+        "<header><h1>mapileak: {} reports</h1><div class=\"counts\"><span class=\"{}\">{leaked} leaked objects</span><span class=\"{}\">{findings} findings</span></div></header>\n<main>\n",
+        reports.len(),
+        if leaked > 0 { "bad" } else { "" },
+        if findings > 0 { "bad" } else { "" }
+    );
+    filter_box(&mut body);
+    body.push_str("<section id=\"index\"><h2>Reports</h2><table><tr><th>report</th><th>provider</th><th>session</th><th>event</th><th>leaked</th><th>roots</th><th>heap bytes</th><th>buffers</th><th>findings</th></tr>\n");
+    for (i, (name, r)) in reports.iter().enumerate() {
+        let s = &r.summary;
+        let _ = writeln!(
+            body,
+            "<tr data-filter=\"{}\"><td><a href=\"#r{i}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(
+                &format!("{name} {} {}", r.session.label, r.session.provider.as_str())
+                    .to_lowercase()
+            ),
+            escape(name),
+            r.session.provider.as_str(),
+            escape(&r.session.label),
+            r.session.event.as_str(),
+            s.leaked_objects,
+            s.leak_roots,
+            s.heap_bytes,
+            s.mapi_buffers,
+            s.findings
+        );
+    }
+    body.push_str("</table></section>\n");
+    for (i, (name, r)) in reports.iter().enumerate() {
+        let title = format!(
+            "{name}: {} \"{}\" at {}",
+            r.session.provider.as_str(),
+            r.session.label,
+            r.session.event.as_str()
+        );
+        let _ = writeln!(body, "<h2 id=\"r{i}\">{}</h2>", escape(&title));
+        sections(&mut body, r, &format!("r{i}-"));
+    }
+    body.push_str("</main>\n");
+    page("mapileak: leak reports", &body)
+}
+
+fn header(out: &mut String, r: &Report) {
+    let s = &r.summary;
+    let cls = |n: u64| if n > 0 { "bad" } else { "" };
+    let _ = write!(
+        out,
+        "<header><h1>{} \"{}\" — {}</h1><div class=\"counts\">\
+         <span class=\"{}\">{} leaked objects</span><span>{} roots</span>\
+         <span class=\"{}\">{} heap blocks, {} bytes</span><span class=\"{}\">{} MAPI buffers</span>\
+         <span class=\"{}\">{} findings</span><span>session {}, process {}, {} {}</span></div></header>",
+        r.session.provider.as_str(),
+        escape(&r.session.label),
+        r.session.event.as_str(),
+        cls(s.leaked_objects),
+        s.leaked_objects,
+        s.leak_roots,
+        cls(s.heap_blocks),
+        s.heap_blocks,
+        s.heap_bytes,
+        cls(s.mapi_buffers),
+        s.mapi_buffers,
+        cls(s.findings),
+        s.findings,
+        r.session.id,
+        r.process,
+        escape(&r.tool.name),
+        escape(&r.tool.version)
+    );
+    out.push('\n');
+}
+
+fn filter_box(out: &mut String) {
+    out.push_str("<p><input id=\"filter\" type=\"search\" placeholder=\"filter: kind, rule, label, function…\" aria-label=\"filter\" hidden> <span id=\"shown\"></span></p>\n");
+}
+
+fn sections(out: &mut String, r: &Report, prefix: &str) {
+    let stacks: HashMap<StackId, &Stack> = r.stacks.iter().map(|s| (s.id, s)).collect();
+    let inline = r.objects.len() <= INLINE_STACKS_UP_TO;
+    if r.is_clean() {
+        out.push_str("<section><p class=\"empty\">Nothing leaked, nothing found.</p></section>\n");
+        return;
+    }
+    chart(out, r);
+    if !r.findings.is_empty() {
+        findings(out, r, &stacks, prefix);
+    }
+    if !r.objects.is_empty() {
+        objects(out, r, &stacks, inline, prefix);
+    }
+    if !r.heap.is_empty() {
+        out.push_str("<section><h2>Heap leaks by allocation site</h2><table><tr><th>bytes</th><th>blocks</th><th>where</th></tr>\n");
+        let mut heap: Vec<_> = r.heap.iter().collect();
+        heap.sort_by_key(|h| std::cmp::Reverse(h.bytes));
+        for h in heap {
+            let st = stacks.get(&h.stack).copied();
+            let _ = write!(
+                out,
+                "<tr data-filter=\"{}\"><td>{}</td><td>{}</td><td>",
+                filter_text(&["heap", &h.signature], st),
+                h.bytes,
+                h.blocks
+            );
+            stack_block(out, st, h.stack, inline, prefix);
+            out.push_str("</td></tr>\n");
+        }
+        out.push_str("</table></section>\n");
+    }
+    if !r.buffers.is_empty() {
+        out.push_str("<section><h2>Unfreed MAPI buffers</h2><table><tr><th>bytes</th><th>chained children</th><th>allocated at</th></tr>\n");
+        let mut bufs: Vec<_> = r.buffers.iter().collect();
+        bufs.sort_by_key(|b| std::cmp::Reverse(b.bytes));
+        for b in bufs {
+            let st = stacks.get(&b.stack).copied();
+            let _ = write!(
+                out,
+                "<tr data-filter=\"{}\"><td>{}</td><td>{}</td><td>",
+                filter_text(&["buffer", &b.signature], st),
+                b.bytes,
+                b.children
+            );
+            stack_block(out, st, b.stack, inline, prefix);
+            out.push_str("</td></tr>\n");
+        }
+        out.push_str("</table></section>\n");
+    }
+    if !inline {
+        out.push_str("<section><h2>Stacks</h2>\n");
+        for s in &r.stacks {
+            let _ = write!(
+                out,
+                "<details id=\"{prefix}stack-{}\"><summary>stack {} — {}</summary>",
+                s.id,
+                s.id,
+                top(Some(s))
+            );
+            frames(out, s);
+            out.push_str("</details>\n");
+        }
+        out.push_str("</section>\n");
+    }
+}
+
+/// Lower-case text a filter matches: the given words and the stack's functions.
+fn filter_text(words: &[&str], stack: Option<&Stack>) -> String {
+    let mut t = words.join(" ");
+    if let Some(s) = stack {
+        for f in &s.frames {
+            t.push(' ');
+            t.push_str(&f.function);
+        }
+    }
+    escape(&t.to_lowercase())
+}
+
+fn top(stack: Option<&Stack>) -> String {
+    match stack.and_then(Stack::top_frame) {
+        Some(f) => frame_text(f),
+        None => "an unknown place".to_owned(),
+    }
+}
+
+fn frame_text(f: &Frame) -> String {
+    let mut s = format!("<code>{}</code>", escape(&f.function));
+    if let (Some(file), Some(line)) = (&f.file, f.line) {
+        let _ = write!(s, " <span class=\"loc\">{}:{line}</span>", escape(file));
+    }
+    s
+}
+
+fn frames(out: &mut String, s: &Stack) {
+    out.push_str("<ol class=\"stack\">");
+    for f in &s.frames {
+        let class = match origin(&f.function) {
+            _ if f.function.contains("_Vtbl::new::") => "lib",
+            Origin::Provider => "own",
+            Origin::Library => "lib",
+            Origin::Runtime => "rt",
+        };
+        let _ = write!(out, "<li class=\"{class}\">{}</li>", frame_text(f));
+    }
+    out.push_str("</ol>");
+}
+
+/// The stack: a collapsed `<details>` in place, or a link to the Stacks section.
+fn stack_block(out: &mut String, stack: Option<&Stack>, id: StackId, inline: bool, prefix: &str) {
+    match (stack, inline) {
+        (Some(s), true) => {
+            let _ = write!(out, "<details><summary>{}</summary>", top(Some(s)));
+            frames(out, s);
+            out.push_str("</details>");
+        }
+        _ => {
+            let _ = write!(
+                out,
+                "{} <a href=\"#{prefix}stack-{id}\">stack {id}</a>",
+                top(stack)
+            );
+        }
+    }
+}
+
+fn findings(out: &mut String, r: &Report, stacks: &HashMap<StackId, &Stack>, prefix: &str) {
+    out.push_str(
+        "<section><h2>Findings</h2><table><tr><th>rule</th><th>what</th><th>where</th></tr>\n",
+    );
+    let inline = r.objects.len() <= INLINE_STACKS_UP_TO;
+    for f in &r.findings {
+        let st = f.stack.and_then(|s| stacks.get(&s).copied());
+        let _ = write!(
+            out,
+            "<tr data-filter=\"{}\"><td class=\"rule\">{}</td><td>{}<div class=\"help\">{}</div></td><td>",
+            filter_text(&[&f.rule, &f.message], st),
+            escape(&f.rule),
+            escape(&f.message),
+            escape(rule_help(&f.rule))
+        );
+        match f.stack {
+            Some(id) => stack_block(out, st, id, inline, prefix),
+            None => out.push('—'),
+        }
+        out.push_str("</td></tr>\n");
+    }
+    out.push_str("</table></section>\n");
+}
+
+fn objects(
+    out: &mut String,
+    r: &Report,
+    stacks: &HashMap<StackId, &Stack>,
+    inline: bool,
+    prefix: &str,
+) {
+    let index: HashMap<u64, usize> = r
+        .objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.id, i))
+        .collect();
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, o) in r.objects.iter().enumerate() {
+        if let Some(p) = o.parent.and_then(|p| index.get(&p)) {
+            children.entry(*p).or_default().push(i);
+        }
+    }
+    // Subtree sizes, for "largest first" (iteratively: chains can be long).
+    let mut size = vec![1usize; r.objects.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(r.objects.len());
+    let mut todo: Vec<usize> = (0..r.objects.len())
+        .filter(|&i| r.objects[i].parent.is_none_or(|p| !index.contains_key(&p)))
+        .collect();
+    let roots = todo.clone();
+    while let Some(i) = todo.pop() {
+        order.push(i);
+        todo.extend(children.get(&i).into_iter().flatten());
+    }
+    for &i in order.iter().rev() {
+        if let Some(p) = r.objects[i].parent.and_then(|p| index.get(&p)) {
+            size[*p] += size[i];
+        }
+    }
+    let mut roots = roots;
+    roots.sort_by(|&a, &b| {
+        size[b]
+            .cmp(&size[a])
+            .then(r.objects[a].id.cmp(&r.objects[b].id))
+    });
+
+    out.push_str("<section><h2>Leaked objects — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
+    // Depth-first, iteratively: Enter(i) writes the item and opens its list,
+    // Leave closes them.
+    enum Step {
+        Enter(usize),
+        Leave(bool),
+    }
+    let mut steps: Vec<Step> = roots.iter().rev().map(|&i| Step::Enter(i)).collect();
+    while let Some(step) = steps.pop() {
+        match step {
+            Step::Leave(had_children) => {
+                out.push_str(if had_children {
+                    "</ul></li>\n"
+                } else {
+                    "</li>\n"
+                });
+            }
+            Step::Enter(i) => {
+                let o = &r.objects[i];
+                object_item(
+                    out,
+                    o,
+                    size[i] - 1,
+                    stacks.get(&o.created).copied(),
+                    stacks,
+                    inline,
+                    prefix,
+                );
+                let kids = children.get(&i);
+                steps.push(Step::Leave(kids.is_some()));
+                if let Some(kids) = kids {
+                    out.push_str("<ul>");
+                    steps.extend(kids.iter().rev().map(|&k| Step::Enter(k)));
+                }
+            }
+        }
+    }
+    out.push_str("</ul></section>\n");
+}
+
+fn object_item(
+    out: &mut String,
+    o: &LeakedObject,
+    held: usize,
+    created: Option<&Stack>,
+    stacks: &HashMap<StackId, &Stack>,
+    inline: bool,
+    prefix: &str,
+) {
+    // A large report filters on the top frame only: every function of every
+    // stack on 100,000 rows would make the page hundreds of megabytes.
+    let filter = if inline {
+        filter_text(&[&o.kind, &o.label], created)
+    } else {
+        let top = created
+            .and_then(Stack::top_frame)
+            .map_or("", |f| f.function.as_str());
+        filter_text(&[&o.kind, &o.label, top], None)
+    };
+    let _ = write!(
+        out,
+        "<li class=\"obj\" data-filter=\"{filter}\"><span class=\"kind\">{}</span> <span class=\"label\">&quot;{}&quot;</span>",
+        escape(&o.kind),
+        escape(&o.label)
+    );
+    if o.root {
+        out.push_str("<span class=\"tag root\">leak root</span>");
+    } else {
+        out.push_str("<span class=\"tag\">indirect</span>");
+    }
+    if held > 0 {
+        let _ = write!(out, "<span class=\"tag\">holds {held}</span>");
+    }
+    if let Some(n) = o.refcount {
+        let _ = write!(out, "<span class=\"tag\">refcount {n}</span>");
+    }
+    let _ = write!(
+        out,
+        " <span class=\"sig\">{}</span><div>created in ",
+        escape(&o.signature)
+    );
+    stack_block(out, created, o.created, inline, prefix);
+    out.push_str("</div>");
+    let unmatched: Vec<_> = o.unmatched_addrefs().collect();
+    if !unmatched.is_empty() {
+        out.push_str("<div>AddRefs no Release matched (the likely culprit):<ul>");
+        for e in unmatched {
+            out.push_str("<li>");
+            let _ = write!(out, "{}× ", e.unmatched);
+            stack_block(out, stacks.get(&e.stack).copied(), e.stack, inline, prefix);
+            out.push_str("</li>");
+        }
+        out.push_str("</ul></div>");
+    }
+}
+
+/// Inline SVG bars: leaked objects by kind, and heap bytes by allocating
+/// function, so the worst offender shows at a glance.
+fn chart(out: &mut String, r: &Report) {
+    let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
+    for o in &r.objects {
+        *by_kind.entry(&o.kind).or_insert(0) += 1;
+    }
+    let stacks: HashMap<StackId, &Stack> = r.stacks.iter().map(|s| (s.id, s)).collect();
+    let mut by_site: BTreeMap<String, u64> = BTreeMap::new();
+    for h in &r.heap {
+        let f = stacks
+            .get(&h.stack)
+            .and_then(|s| s.top_frame())
+            .map_or("??".to_owned(), |f| f.function.clone());
+        *by_site.entry(f).or_insert(0) += h.bytes;
+    }
+    for b in &r.buffers {
+        *by_site.entry("MAPI buffers".to_owned()).or_insert(0) += b.bytes;
+    }
+    if by_kind.is_empty() && by_site.is_empty() {
+        return;
+    }
+    out.push_str("<section><h2>At a glance</h2>\n");
+    bars(
+        out,
+        "Leaked objects by kind",
+        by_kind
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect(),
+        "",
+    );
+    bars(
+        out,
+        "Leaked bytes by allocating function",
+        by_site.into_iter().collect(),
+        " B",
+    );
+    out.push_str("</section>\n");
+}
+
+fn bars(out: &mut String, title: &str, mut rows: Vec<(String, u64)>, unit: &str) {
+    if rows.is_empty() {
+        return;
+    }
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.truncate(12);
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1);
+    let (label_w, bar_w, row_h) = (320.0, 480.0, 22.0);
+    let height = row_h * rows.len() as f64 + 28.0;
+    let _ = write!(
+        out,
+        "<svg role=\"img\" aria-label=\"{}\" width=\"{}\" height=\"{height}\" viewBox=\"0 0 {} {height}\"><text x=\"0\" y=\"14\" font-weight=\"600\">{}</text>",
+        escape(title),
+        label_w + bar_w + 90.0,
+        label_w + bar_w + 90.0,
+        escape(title)
+    );
+    for (i, (name, n)) in rows.iter().enumerate() {
+        let y = 24.0 + i as f64 * row_h;
+        let w = (*n as f64 / max as f64 * bar_w).max(2.0);
+        let short: String = if name.chars().count() > 44 {
+            format!(
+                "…{}",
+                name.chars()
+                    .rev()
+                    .take(43)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+            )
+        } else {
+            name.clone()
+        };
+        let _ = write!(
+            out,
+            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{}\"><title>{}</title></rect><text x=\"{}\" y=\"{}\">{n}{unit}</text>",
+            y + 15.0,
+            escape(&short),
+            row_h - 6.0,
+            if i == 0 { "#c0392b" } else { "#7f8fa6" },
+            escape(name),
+            label_w + w + 6.0,
+            y + 15.0
+        );
+    }
+    out.push_str("</svg>\n");
+}
