@@ -84,8 +84,8 @@ pub use session::{Scope, Session};
 mod noop;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::{
-    ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, mode, output_dir, process_exit,
-    set_mode, set_output_dir,
+    ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, html, mode, output_dir,
+    process_exit, set_html, set_mode, set_output_dir,
 };
 
 /// `IMsgStore::StoreLogoff` input flags; exactly one may be passed.
