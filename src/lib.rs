@@ -40,6 +40,8 @@
 //!   objects record a stack per AddRef/Release.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// Unsafe code lives in `stack` (frame-pointer walk), `exit` (atexit) and
+// `alloc` (the allocator hook), each allowing it for itself.
 #![deny(unsafe_code)]
 
 pub mod kind;
