@@ -39,6 +39,13 @@ pub(crate) fn init() {
     });
 }
 
+/// Whether recording is on, without reading the environment: for the
+/// allocator hook (sessions exist only after [`init`] ran).
+#[inline(always)]
+pub(crate) fn live_fast() -> bool {
+    MODE.load(Ordering::Relaxed) != 1
+}
+
 /// The current mode: [`set_mode`]'s, else `MAPILEAK`'s, else [`Mode::Full`].
 pub fn mode() -> Mode {
     init();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mapileak_reports::signature;
-use mapileak_reports::{Event, Finding, LeakedObject, Report, SessionInfo, Stack};
+use mapileak_reports::{Event, Finding, HeapSite, LeakedObject, Report, SessionInfo, Stack};
 
 use crate::Mode;
 use crate::analysis;
@@ -23,6 +23,7 @@ pub(crate) fn build(
     session: SessionInfo,
     live: &[Arc<Node>],
     findings: Vec<PendingFinding>,
+    heap: &[(StackId, u64)],
 ) -> Report {
     let expected = |role: Role| match session.event {
         Event::Logoff => role != Role::Object,
@@ -56,7 +57,8 @@ pub(crate) fn build(
         .flat_map(|(n, (_, _, events))| {
             std::iter::once(n.created).chain(events.iter().map(|&(_, s)| s))
         })
-        .chain(findings.iter().map(|f| f.stack));
+        .chain(findings.iter().map(|f| f.stack))
+        .chain(heap.iter().map(|&(s, _)| s));
     for id in needed {
         stacks.entry(id).or_insert_with(|| symbols.stack(id));
     }
@@ -92,6 +94,23 @@ pub(crate) fn build(
             signature,
             created: node.created,
             events,
+        });
+    }
+    // Heap blocks, grouped by allocation site, largest first.
+    let mut sites: HashMap<StackId, (u64, u64)> = HashMap::new();
+    for &(stack, size) in heap {
+        let e = sites.entry(stack).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += size;
+    }
+    let mut sites: Vec<_> = sites.into_iter().collect();
+    sites.sort_by_key(|&(stack, (_, bytes))| (std::cmp::Reverse(bytes), stack));
+    for (stack, (blocks, bytes)) in sites {
+        report.heap.push(HeapSite {
+            stack,
+            blocks,
+            bytes,
+            signature: signature::compute("heap", frames_of(stack)),
         });
     }
     for f in findings {
@@ -212,6 +231,16 @@ fn summary_line(report: &Report, files: &[PathBuf]) -> String {
         s.findings,
         if s.findings == 1 { "" } else { "s" },
     );
+    if s.heap_blocks > 0 {
+        let _ = write!(
+            line,
+            ", {} heap block(s) of {} bytes",
+            s.heap_blocks, s.heap_bytes
+        );
+    }
+    if s.mapi_buffers > 0 {
+        let _ = write!(line, ", {} MAPI buffer(s)", s.mapi_buffers);
+    }
     if let Some(f) = files.first() {
         let _ = write!(line, "; report {}", f.display());
     }

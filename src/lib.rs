@@ -40,8 +40,9 @@
 //!   objects record a stack per AddRef/Release.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
-// Unsafe code lives in `stack` (frame-pointer walk), `exit` (atexit) and
-// `alloc` (the allocator hook), each allowing it for itself.
+// Unsafe code lives in `stack` (frame-pointer walk), `exit` (atexit),
+// `alloc` (the allocator hook) and `noop` (its pass-through allocator),
+// each allowing it for itself.
 #![deny(unsafe_code)]
 
 pub mod kind;
@@ -55,6 +56,8 @@ pub use mapileak_reports::{Event, ProviderKind, Report};
 pub use inventory as __inventory;
 
 #[cfg(any(debug_assertions, feature = "force"))]
+mod alloc;
+#[cfg(any(debug_assertions, feature = "force"))]
 mod analysis;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod config;
@@ -67,12 +70,16 @@ mod lifecycle;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod object;
 #[cfg(any(debug_assertions, feature = "force"))]
+mod quiet;
+#[cfg(any(debug_assertions, feature = "force"))]
 mod registry;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod session;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod stack;
 
+#[cfg(any(debug_assertions, feature = "force"))]
+pub use alloc::{HeapStats, TrackingAllocator, heap_stats};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use config::{html, mode, output_dir, set_html, set_mode, set_output_dir};
 #[cfg(any(debug_assertions, feature = "force"))]
@@ -86,8 +93,8 @@ pub use session::{Scope, Session};
 mod noop;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::{
-    ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, html, mode, output_dir,
-    process_exit, set_html, set_mode, set_output_dir,
+    HeapStats, ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, TrackingAllocator,
+    heap_stats, html, mode, output_dir, process_exit, set_html, set_mode, set_output_dir,
 };
 
 /// `IMsgStore::StoreLogoff` input flags; exactly one may be passed.

@@ -23,6 +23,7 @@ use std::ops::Deref;
 
 use mapileak_reports::{Event, ProviderKind, SessionInfo, Severity};
 
+use crate::quiet::Quiet;
 use crate::registry::{self, PendingFinding, SessionState};
 use crate::session::Session;
 use crate::{LOGOFF_ABORT, LOGOFF_IN_FLAGS, Logoff, Malloc, Mode, Scope, config, emit, stack};
@@ -58,6 +59,7 @@ impl Provider {
     /// provider object of type `kind`.
     #[inline(never)]
     pub fn init(kind: ProviderKind, label: impl Into<String>, malloc: Malloc) -> Provider {
+        let _quiet = Quiet::new();
         config::init();
         crate::exit::register();
         let stack = stack_now();
@@ -82,6 +84,7 @@ impl Provider {
     /// `IXXProvider::Logon` created a logon: starts its session.
     #[inline(never)]
     pub fn logon(self, label: impl Into<String>) -> Session {
+        let _quiet = Quiet::new();
         let stack = stack_now();
         let state =
             registry::with_session(self.id, |p| (p.provider, p.logged_off, p.label.clone()));
@@ -118,6 +121,7 @@ impl Provider {
     /// it as the last step of your Shutdown.
     #[inline(never)]
     pub fn shutdown(self) -> Logoff {
+        let _quiet = Quiet::new();
         let mode = config::mode();
         let stack = stack_now();
         let taken = registry::with_all_sessions(
@@ -172,7 +176,8 @@ impl Provider {
             return Logoff::new(mapileak_reports::Report::new(info));
         }
         let objects = registry::live_where(|s| members.contains(&s));
-        let report = emit::build(info, &objects, findings);
+        let (heap, _) = crate::alloc::live_blocks(|s| members.contains(&s));
+        let report = emit::build(info, &objects, findings, &heap);
         let files = emit::publish(&report, mode);
         Logoff { report, files }
     }
@@ -180,6 +185,7 @@ impl Provider {
     /// MAPI released the provider object (after Shutdown).
     #[inline(never)]
     pub fn released(self) {
+        let _quiet = Quiet::new();
         let stack = stack_now();
         let early = registry::with_session(self.id, |p| {
             p.life.released = true;
@@ -225,6 +231,7 @@ fn on(
     call: &str,
     f: impl FnOnce(&mut SessionState, stack::StackId, &mut Vec<PendingFinding>),
 ) {
+    let _quiet = Quiet::new();
     if config::mode() == Mode::Off {
         return;
     }
@@ -434,6 +441,7 @@ impl Session {
     /// MAPI released the logon object, after Logoff returned.
     #[inline(never)]
     pub fn logon_released(self) {
+        let _quiet = Quiet::new();
         let stack = stack_now();
         let early = registry::with_session(self.id(), |s| {
             (!s.logged_off).then(|| {
@@ -546,6 +554,7 @@ impl<T> Support<T> {
     /// Keeps `inner` (already AddRef'd, as a cloned COM pointer is) for `session`.
     #[inline(never)]
     pub fn new(session: Session, inner: T) -> Self {
+        let _quiet = Quiet::new();
         let addref = stack_now();
         on(session, "IMAPISupport::AddRef", |s, _, _| {
             s.life.support_refs.push(addref)
@@ -585,6 +594,7 @@ static EXITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 /// exit hook calls it (see the README), and a provider DLL may call it
 /// itself when it is unloaded.
 pub fn process_exit() -> Vec<Logoff> {
+    let _quiet = Quiet::new();
     if EXITED.swap(true, std::sync::atomic::Ordering::SeqCst) || config::mode() == Mode::Off {
         return Vec::new();
     }
@@ -642,10 +652,11 @@ pub fn process_exit() -> Vec<Logoff> {
     let mut out = Vec::new();
     for (info, members, findings) in groups {
         let objects = registry::live_where(|s| members.contains(&s));
-        if objects.is_empty() && findings.is_empty() {
+        let (heap, _) = crate::alloc::live_blocks(|s| members.contains(&s));
+        if objects.is_empty() && findings.is_empty() && heap.is_empty() {
             continue;
         }
-        let report = emit::build(info, &objects, findings);
+        let report = emit::build(info, &objects, findings, &heap);
         let files = emit::publish(&report, mode);
         out.push(Logoff { report, files });
     }

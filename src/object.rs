@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use crate::Mode;
 use crate::config;
 use crate::kind::Kind;
+use crate::quiet::Quiet;
 use crate::registry::{self, Links, Node, PendingFinding};
 use crate::session::{self, Session};
 use crate::stack;
@@ -47,6 +48,10 @@ struct Handle {
 impl Handle {
     #[inline(never)]
     fn new(session: Option<Session>, kind: &'static Kind, label: String, counted: bool) -> Handle {
+        let _quiet = Quiet::new();
+        // The caller's string was allocated in its scope: keep a copy of our
+        // own, so a leaked object's label is not reported again as a heap block.
+        let label = String::from(label.as_str());
         config::init();
         let live = config::mode() != Mode::Off;
         let session = session.or_else(Session::current).map_or(0, |s| s.id());
@@ -252,6 +257,7 @@ impl RefCount {
 
 #[inline(never)]
 fn record(node: &Node, op: RefOp) {
+    let _quiet = Quiet::new();
     let stack = stack::capture();
     node.links.lock().events.push((op, stack));
 }
@@ -259,6 +265,7 @@ fn record(node: &Node, op: RefOp) {
 #[inline(never)]
 #[cold]
 fn over_release(node: &Node) {
+    let _quiet = Quiet::new();
     if config::mode() == Mode::Off {
         return;
     }

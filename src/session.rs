@@ -21,12 +21,19 @@ use std::marker::PhantomData;
 use mapileak_reports::{Event, ProviderKind, Report, Severity};
 
 use crate::config;
+use crate::quiet::Quiet;
 use crate::registry::{self, Node, PendingFinding};
 use crate::{Logoff, Mode};
 use crate::{emit, lifecycle, stack};
 
 thread_local! {
     static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The calling thread's current session id, or 0; callable from the allocator hook.
+#[inline(always)]
+pub(crate) fn current_id() -> u64 {
+    CURRENT.try_with(Cell::get).unwrap_or(0)
 }
 
 /// One logon session. `Copy`: store it in the logon object and in whatever
@@ -44,6 +51,7 @@ impl Session {
     /// with [`Provider::logon`](crate::Provider::logon) instead.
     #[inline(never)]
     pub fn logon(provider: ProviderKind, label: impl Into<String>) -> Session {
+        let _quiet = Quiet::new();
         config::init();
         crate::exit::register();
         let stack = if config::mode() == Mode::Off {
@@ -101,6 +109,7 @@ impl Session {
 
     #[inline(never)]
     fn logoff(self, method: ProviderKind) -> Logoff {
+        let _quiet = Quiet::new();
         let mode = config::mode();
         let stack = if mode == Mode::Off {
             0
@@ -151,7 +160,8 @@ impl Session {
             return Logoff::new(Report::new(info));
         }
         let objects = registry::live_in(self.id);
-        let report = emit::build(info, &objects, findings);
+        let (heap, _) = crate::alloc::live_blocks(|s| s == self.id);
+        let report = emit::build(info, &objects, findings, &heap);
         let files = emit::publish(&report, mode);
         Logoff { report, files }
     }

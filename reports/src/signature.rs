@@ -51,9 +51,88 @@ const RUNTIME_NAMES: &[&str] = &[
 ];
 
 /// Classifies a demangled function name.
+///
+/// For `<A as B>::f` and `<A>::f`, the crates of `A` and `B` decide: a
+/// provider type or trait makes it provider code (its `Drop`, its COM
+/// interface implementation), else a library, else the runtime. Primitive
+/// and function types (`u8`, `fn() -> T`) name no crate and are passed over.
 pub fn origin(function: &str) -> Origin {
-    // `<T as Trait>::method` and `<T>::method` name T's crate first.
-    let name = function.trim_start_matches('<');
+    match qualified(function) {
+        Some(parts) => {
+            let found: Vec<Origin> = parts
+                .into_iter()
+                .filter(|p| is_path(p))
+                .map(path_origin)
+                .collect();
+            if found.contains(&Origin::Provider) {
+                Origin::Provider
+            } else if found.contains(&Origin::Library) {
+                Origin::Library
+            } else {
+                Origin::Runtime
+            }
+        }
+        None => path_origin(function),
+    }
+}
+
+/// `A` and `B` of `<A as B>::rest` (or just `A` of `<A>::rest`).
+fn qualified(function: &str) -> Option<Vec<&str>> {
+    let inner = function.strip_prefix('<')?;
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' if prev == '-' => {}
+            '>' if depth == 0 => {
+                let head = &inner[..i];
+                return Some(split_as(head));
+            }
+            '>' => depth -= 1,
+            _ => {}
+        }
+        prev = c;
+    }
+    None
+}
+
+/// Splits `A as B` at the top-level ` as `.
+fn split_as(head: &str) -> Vec<&str> {
+    let mut depth = 0usize;
+    let bytes = head.as_bytes();
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'<' => depth += 1,
+            b'>' if i > 0 && bytes[i - 1] == b'-' => {}
+            b'>' => depth = depth.saturating_sub(1),
+            b' ' if depth == 0 && head[i..].starts_with(" as ") => {
+                return vec![&head[..i], &head[i + 4..]];
+            }
+            _ => {}
+        }
+    }
+    vec![head]
+}
+
+/// Whether `t` names a path (`crate::Type`), after `&`, `&mut`, `dyn`, `*const`.
+fn is_path(t: &str) -> bool {
+    let t = t
+        .trim_start_matches(['&', '*'])
+        .trim_start_matches("mut ")
+        .trim_start_matches("const ")
+        .trim_start_matches("dyn ");
+    t.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && !t.starts_with("fn(")
+        && t.contains("::")
+}
+
+fn path_origin(path: &str) -> Origin {
+    let name = path
+        .trim_start_matches(['&', '*'])
+        .trim_start_matches("mut ")
+        .trim_start_matches("const ")
+        .trim_start_matches("dyn ");
     if LIBRARY_PREFIXES.iter().any(|p| name.starts_with(p)) {
         Origin::Library
     } else if RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p)) || RUNTIME_NAMES.contains(&name)
@@ -182,5 +261,28 @@ mod tests {
         assert_eq!(origin("main"), Origin::Runtime);
         assert_eq!(origin("mainline::open"), Origin::Provider);
         assert_eq!(origin("leaky_store::main"), Origin::Provider);
+        assert_eq!(
+            origin("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem"),
+            Origin::Runtime
+        );
+        assert_eq!(
+            origin("<alloc::raw_vec::RawVecInner>::try_allocate_in"),
+            Origin::Runtime
+        );
+        assert_eq!(
+            origin("<store::Folder_Impl as mapi::IMAPIFolder_Impl>::GetContentsTable"),
+            Origin::Provider
+        );
+        assert_eq!(
+            origin("<store::Store as core::ops::drop::Drop>::drop"),
+            Origin::Provider
+        );
+        assert_eq!(
+            origin(
+                "<fn() -> core::result::Result<(), alloc::string::String> as core::ops::function::FnOnce<()>>::call_once"
+            ),
+            Origin::Runtime
+        );
+        assert_eq!(origin("<windows_core::ComObject<T>>::new"), Origin::Library);
     }
 }
