@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mapileak_reports::signature;
-use mapileak_reports::{Event, Finding, HeapSite, LeakedObject, Report, SessionInfo, Stack};
+use mapileak_reports::{
+    Buffer, Event, Finding, HeapSite, LeakedObject, Report, SessionInfo, Stack,
+};
 
 use crate::Mode;
 use crate::analysis;
@@ -24,6 +26,7 @@ pub(crate) fn build(
     live: &[Arc<Node>],
     findings: Vec<PendingFinding>,
     heap: &[(StackId, u64)],
+    buffers: &[(StackId, u64, u64)],
 ) -> Report {
     let expected = |role: Role| match session.event {
         Event::Logoff => role != Role::Object,
@@ -58,7 +61,8 @@ pub(crate) fn build(
             std::iter::once(n.created).chain(events.iter().map(|&(_, s)| s))
         })
         .chain(findings.iter().map(|f| f.stack))
-        .chain(heap.iter().map(|&(s, _)| s));
+        .chain(heap.iter().map(|&(s, _)| s))
+        .chain(buffers.iter().map(|&(s, _, _)| s));
     for id in needed {
         stacks.entry(id).or_insert_with(|| symbols.stack(id));
     }
@@ -111,6 +115,14 @@ pub(crate) fn build(
             blocks,
             bytes,
             signature: signature::compute("heap", frames_of(stack)),
+        });
+    }
+    for &(stack, bytes, children) in buffers {
+        report.buffers.push(Buffer {
+            stack,
+            bytes,
+            children,
+            signature: signature::compute("buffer", frames_of(stack)),
         });
     }
     for f in findings {

@@ -41,7 +41,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // Unsafe code lives in `stack` (frame-pointer walk), `exit` (atexit),
-// `alloc` (the allocator hook) and `noop` (its pass-through allocator),
+// `alloc` (the allocator hook), `buffers` (MAPI's buffer functions) and
+// `noop` (their pass-through versions),
 // each allowing it for itself.
 #![deny(unsafe_code)]
 
@@ -59,6 +60,8 @@ pub use inventory as __inventory;
 mod alloc;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod analysis;
+#[cfg(any(debug_assertions, feature = "force"))]
+pub mod buffers;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod config;
 #[cfg(any(debug_assertions, feature = "force"))]
@@ -91,6 +94,8 @@ pub use session::{Scope, Session};
 
 #[cfg_attr(any(debug_assertions, feature = "force"), allow(dead_code))]
 mod noop;
+#[cfg(not(any(debug_assertions, feature = "force")))]
+pub use noop::buffers;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::{
     HeapStats, ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, TrackingAllocator,

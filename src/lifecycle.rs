@@ -177,7 +177,8 @@ impl Provider {
         }
         let objects = registry::live_where(|s| members.contains(&s));
         let (heap, _) = crate::alloc::live_blocks(|s| members.contains(&s));
-        let report = emit::build(info, &objects, findings, &heap);
+        let buffers = crate::buffers::live_in(|s| members.contains(&s));
+        let report = emit::build(info, &objects, findings, &heap, &buffers);
         let files = emit::publish(&report, mode);
         Logoff { report, files }
     }
@@ -653,10 +654,11 @@ pub fn process_exit() -> Vec<Logoff> {
     for (info, members, findings) in groups {
         let objects = registry::live_where(|s| members.contains(&s));
         let (heap, _) = crate::alloc::live_blocks(|s| members.contains(&s));
-        if objects.is_empty() && findings.is_empty() && heap.is_empty() {
+        let buffers = crate::buffers::live_in(|s| members.contains(&s));
+        if objects.is_empty() && findings.is_empty() && heap.is_empty() && buffers.is_empty() {
             continue;
         }
-        let report = emit::build(info, &objects, findings, &heap);
+        let report = emit::build(info, &objects, findings, &heap, &buffers);
         let files = emit::publish(&report, mode);
         out.push(Logoff { report, files });
     }

@@ -406,3 +406,137 @@ mod tests {
         assert_eq!(rc.release(), 0, "over-release must not wrap");
     }
 }
+
+pub mod buffers {
+    //! MAPI buffers in a release build: the real functions called directly,
+    //! or a plain in-process implementation with MAPI's chain semantics.
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::collections::HashMap;
+    use std::ffi::c_void;
+    use std::sync::Mutex;
+
+    /// `MAPIAllocateBuffer`.
+    pub type AllocateBufferFn = unsafe extern "system" fn(cb: u32, buffer: *mut *mut c_void) -> i32;
+    /// `MAPIAllocateMore`.
+    pub type AllocateMoreFn =
+        unsafe extern "system" fn(cb: u32, object: *mut c_void, buffer: *mut *mut c_void) -> i32;
+    /// `MAPIFreeBuffer`.
+    pub type FreeBufferFn = unsafe extern "system" fn(buffer: *mut c_void) -> u32;
+    /// `MAPI_E_NOT_ENOUGH_MEMORY`.
+    pub const MAPI_E_NOT_ENOUGH_MEMORY: i32 = 0x8007_000E_u32 as i32;
+    /// `MAPI_E_INVALID_PARAMETER`.
+    pub const MAPI_E_INVALID_PARAMETER: i32 = 0x8007_0057_u32 as i32;
+    /// No quarantine in this build.
+    pub const QUARANTINE: usize = 0;
+
+    /// MAPI's buffer functions.
+    pub struct MapiBuffers {
+        real: Option<(AllocateBufferFn, AllocateMoreFn, FreeBufferFn)>,
+        /// In-process: each root's chain, with layouts.
+        chains: Mutex<HashMap<usize, Vec<(usize, Layout)>>>,
+    }
+
+    impl MapiBuffers {
+        /// A plain in-process implementation.
+        pub fn in_process() -> MapiBuffers {
+            MapiBuffers {
+                real: None,
+                chains: Mutex::new(HashMap::new()),
+            }
+        }
+
+        /// Calls MAPI's functions directly.
+        ///
+        /// # Safety
+        ///
+        /// The pointers must be MAPI's functions (or ones with their contract).
+        pub unsafe fn wrap(
+            alloc: AllocateBufferFn,
+            more: AllocateMoreFn,
+            free: FreeBufferFn,
+        ) -> MapiBuffers {
+            MapiBuffers {
+                real: Some((alloc, more, free)),
+                chains: Mutex::new(HashMap::new()),
+            }
+        }
+
+        fn alloc(cb: u32) -> Result<(usize, Layout), i32> {
+            let layout = Layout::from_size_align(cb.max(1) as usize, 16)
+                .map_err(|_| MAPI_E_NOT_ENOUGH_MEMORY)?;
+            // SAFETY: the size is at least 1.
+            let p = unsafe { System.alloc(layout) };
+            if p.is_null() {
+                Err(MAPI_E_NOT_ENOUGH_MEMORY)
+            } else {
+                Ok((p as usize, layout))
+            }
+        }
+
+        /// `MAPIAllocateBuffer`.
+        pub fn allocate_buffer(&self, cb: u32) -> Result<*mut c_void, i32> {
+            if let Some((alloc, _, _)) = self.real {
+                let mut p = std::ptr::null_mut();
+                // SAFETY: `wrap`'s contract; `p` is a valid out pointer.
+                let hr = unsafe { alloc(cb, &mut p) };
+                return if hr < 0 { Err(hr) } else { Ok(p) };
+            }
+            let (p, layout) = Self::alloc(cb)?;
+            self.chains
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(p, vec![(p, layout)]);
+            Ok(p as *mut c_void)
+        }
+
+        /// `MAPIAllocateMore`.
+        ///
+        /// # Safety
+        ///
+        /// `parent` is a buffer from this value's `allocate_*`.
+        pub unsafe fn allocate_more(
+            &self,
+            cb: u32,
+            parent: *mut c_void,
+        ) -> Result<*mut c_void, i32> {
+            if let Some((_, more, _)) = self.real {
+                let mut p = std::ptr::null_mut();
+                // SAFETY: `wrap`'s contract and this function's; `p` is a valid out pointer.
+                let hr = unsafe { more(cb, parent, &mut p) };
+                return if hr < 0 { Err(hr) } else { Ok(p) };
+            }
+            let mut chains = self.chains.lock().unwrap_or_else(|e| e.into_inner());
+            let root = chains
+                .iter()
+                .find(|(_, c)| c.iter().any(|&(a, _)| a == parent as usize))
+                .map(|(&r, _)| r)
+                .ok_or(MAPI_E_INVALID_PARAMETER)?;
+            let (p, layout) = Self::alloc(cb)?;
+            chains.entry(root).or_default().push((p, layout));
+            Ok(p as *mut c_void)
+        }
+
+        /// `MAPIFreeBuffer`: frees a root and its chain.
+        ///
+        /// # Safety
+        ///
+        /// `buffer` is null or a root buffer from `allocate_buffer`, not freed yet.
+        pub unsafe fn free_buffer(&self, buffer: *mut c_void) -> u32 {
+            if let Some((_, _, free)) = self.real {
+                // SAFETY: `wrap`'s contract and this function's.
+                return unsafe { free(buffer) };
+            }
+            let chain = self
+                .chains
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(buffer as usize));
+            for (a, layout) in chain.into_iter().flatten() {
+                // SAFETY: allocated by `alloc` with this layout, and removed
+                // from the table, so freed once.
+                unsafe { System.dealloc(a as *mut u8, layout) };
+            }
+            0
+        }
+    }
+}

@@ -161,7 +161,8 @@ impl Session {
         }
         let objects = registry::live_in(self.id);
         let (heap, _) = crate::alloc::live_blocks(|s| s == self.id);
-        let report = emit::build(info, &objects, findings, &heap);
+        let buffers = crate::buffers::live_in(|s| s == self.id);
+        let report = emit::build(info, &objects, findings, &heap, &buffers);
         let files = emit::publish(&report, mode);
         Logoff { report, files }
     }

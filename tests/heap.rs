@@ -206,3 +206,202 @@ fn eight_threads_allocating_and_freeing_give_exact_totals() {
     assert_eq!(leaked_vecs, THREADS);
     assert!(mapileak::heap_stats().allocs > (THREADS * BLOCKS) as u64);
 }
+
+mod buffers {
+    //! The MAPI buffer shim: chains, and a finding for each misuse.
+    use std::ffi::c_void;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mapileak::buffers::{self, MapiBuffers};
+    use mapileak::reports::Report;
+    use mapileak::{ProviderKind, Session};
+
+    use super::setup;
+
+    /// Runs `f` in a fresh session's scope and returns its Logoff report.
+    fn session(f: impl FnOnce()) -> Report {
+        setup();
+        let s = Session::logon(ProviderKind::MessageStore, "buffers");
+        {
+            let _scope = s.enter();
+            f();
+        }
+        s.ms_logoff().report
+    }
+
+    /// `GetProps`-style: a property array and two values chained to it.
+    #[inline(never)]
+    fn get_props(b: &MapiBuffers) -> *mut c_void {
+        let root = b.allocate_buffer(100).unwrap();
+        // SAFETY: `root` came from `b`.
+        unsafe {
+            b.allocate_more(50, root).unwrap();
+            b.allocate_more(50, root).unwrap();
+        }
+        root
+    }
+
+    fn only_rule<'a>(r: &'a Report, rule: &str, function: &str) -> &'a mapileak::reports::Finding {
+        let rules: Vec<&str> = r.findings.iter().map(|f| f.rule.as_str()).collect();
+        assert_eq!(rules, [rule], "{:#?}", r.findings);
+        let f = &r.findings[0];
+        assert!(
+            r.stack(f.stack.unwrap()).unwrap().mentions(function),
+            "{function} in {:#?}",
+            r.stack(f.stack.unwrap())
+        );
+        f
+    }
+
+    #[test]
+    fn an_unfreed_chain_is_reported_and_a_chain_freed_through_its_parent_is_not() {
+        let b = MapiBuffers::in_process();
+        let r = session(|| {
+            let _leaked = get_props(&b);
+            let freed = get_props(&b);
+            // SAFETY: a root from `b`, freed once.
+            assert_eq!(unsafe { b.free_buffer(freed) }, 0);
+            // SAFETY: null is always allowed.
+            assert_eq!(unsafe { b.free_buffer(std::ptr::null_mut()) }, 0);
+        });
+        assert!(r.findings.is_empty(), "{:#?}", r.findings);
+        assert_eq!(r.buffers.len(), 1, "{:#?}", r.buffers);
+        let leaked = &r.buffers[0];
+        assert_eq!((leaked.bytes, leaked.children), (200, 2));
+        assert!(r.stack(leaked.stack).unwrap().mentions("get_props"));
+        assert!(
+            r.heap.is_empty(),
+            "a buffer is not also a heap leak: {:#?}",
+            r.heap
+        );
+    }
+
+    #[inline(never)]
+    fn free_the_child(b: &MapiBuffers, child: *mut c_void) {
+        // SAFETY: the shim checks it; this is the bug under test.
+        unsafe { b.free_buffer(child) };
+    }
+
+    #[inline(never)]
+    fn free_twice(b: &MapiBuffers, p: *mut c_void) {
+        // SAFETY: the second call is the bug under test; the shim catches it.
+        unsafe {
+            b.free_buffer(p);
+            b.free_buffer(p);
+        }
+    }
+
+    #[inline(never)]
+    fn free_foreign(b: &MapiBuffers, p: *mut c_void) {
+        // SAFETY: the shim checks it and does not touch foreign memory.
+        unsafe { b.free_buffer(p) };
+    }
+
+    #[test]
+    fn each_misuse_is_a_finding_at_the_bad_call_and_nothing_crashes() {
+        let b = MapiBuffers::in_process();
+        let r = session(|| {
+            let root = b.allocate_buffer(10).unwrap();
+            // SAFETY: `root` came from `b`.
+            let child = unsafe { b.allocate_more(5, root).unwrap() };
+            free_the_child(&b, child);
+            // SAFETY: the root, once: frees the chain, child included.
+            unsafe { b.free_buffer(root) };
+        });
+        let f = only_rule(&r, "buffer-free-child", "free_the_child");
+        assert!(f.message.contains("AllocateMore child"), "{}", f.message);
+        assert!(r.buffers.is_empty());
+
+        let r = session(|| {
+            let p = b.allocate_buffer(10).unwrap();
+            free_twice(&b, p);
+        });
+        only_rule(&r, "buffer-double-free", "free_twice");
+
+        let r = session(|| {
+            let theirs = Box::into_raw(Box::new(0x5eed_u64));
+            free_foreign(&b, theirs.cast());
+            // SAFETY: the shim did not free it: it is still ours.
+            assert_eq!(*unsafe { Box::from_raw(theirs) }, 0x5eed);
+        });
+        only_rule(&r, "buffer-foreign-free", "free_foreign");
+    }
+
+    // A stand-in for MAPI's own functions, with MAPI's chain semantics.
+    static REAL_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+    static REAL_FREES: AtomicUsize = AtomicUsize::new(0);
+    static CHAINS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+    unsafe extern "system" fn real_allocate_buffer(cb: u32, out: *mut *mut c_void) -> i32 {
+        REAL_ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: malloc of a nonzero size; `out` is the caller's valid out pointer.
+        unsafe { *out = libc::malloc(cb.max(1) as usize) };
+        0
+    }
+
+    unsafe extern "system" fn real_allocate_more(
+        cb: u32,
+        parent: *mut c_void,
+        out: *mut *mut c_void,
+    ) -> i32 {
+        REAL_ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: as above.
+        let p = unsafe { libc::malloc(cb.max(1) as usize) };
+        CHAINS.lock().unwrap().push((parent as usize, p as usize));
+        // SAFETY: the caller's valid out pointer.
+        unsafe { *out = p };
+        0
+    }
+
+    unsafe extern "system" fn real_free_buffer(p: *mut c_void) -> u32 {
+        REAL_FREES.fetch_add(1, Ordering::SeqCst);
+        let mut chains = CHAINS.lock().unwrap();
+        for &(_, child) in chains.iter().filter(|(parent, _)| *parent == p as usize) {
+            // SAFETY: malloc'd by real_allocate_more, freed once with its parent.
+            unsafe { libc::free(child as *mut c_void) };
+        }
+        chains.retain(|(parent, _)| *parent != p as usize);
+        // SAFETY: malloc'd by real_allocate_buffer, freed once.
+        unsafe { libc::free(p) };
+        0
+    }
+
+    #[test]
+    fn wrapping_the_real_functions_passes_only_valid_calls_through() {
+        // SAFETY: the three functions above keep MAPI's contract.
+        let b = unsafe {
+            MapiBuffers::wrap(real_allocate_buffer, real_allocate_more, real_free_buffer)
+        };
+        let r = session(|| {
+            let root = b.allocate_buffer(64).unwrap();
+            // SAFETY: `root` came from `b`.
+            let child = unsafe { b.allocate_more(16, root).unwrap() };
+            assert_eq!(REAL_ALLOCS.load(Ordering::SeqCst), 2);
+            free_the_child(&b, child);
+            assert_eq!(
+                REAL_FREES.load(Ordering::SeqCst),
+                0,
+                "a child's free is not passed to MAPI"
+            );
+            // SAFETY: the root, once.
+            unsafe { b.free_buffer(root) };
+        });
+        only_rule(&r, "buffer-free-child", "free_the_child");
+        assert!(r.buffers.is_empty());
+        // Freed roots are held in quarantine, then passed to MAPI's free.
+        for _ in 0..=buffers::QUARANTINE {
+            let p = b.allocate_buffer(8).unwrap();
+            // SAFETY: a root from `b`, freed once.
+            unsafe { b.free_buffer(p) };
+        }
+        assert!(
+            REAL_FREES.load(Ordering::SeqCst) >= 1,
+            "quarantined frees reach MAPI"
+        );
+        assert!(
+            CHAINS.lock().unwrap().is_empty(),
+            "the chain went with its root"
+        );
+    }
+}

@@ -202,7 +202,7 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
                 what: What::Buffer,
                 signature: &b.signature,
                 kind: None,
-                rule: None,
+                rule: Some("buffer-leaked"),
                 title: format!("MAPI buffer: {} bytes, {} chained", b.bytes, b.children),
                 message: format!(
                     "MAPIAllocateBuffer block of {} bytes ({} AllocateMore children) never freed with MAPIFreeBuffer",

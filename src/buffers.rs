@@ -1,0 +1,343 @@
+//! MAPI buffers: `MAPIAllocateBuffer`, `MAPIAllocateMore`, `MAPIFreeBuffer`
+//! with MAPI's semantics, tracked per session.
+//!
+//! - `AllocateMore(cb, parent)` links the new block to `parent`'s chain;
+//!   freeing the parent frees the chain. Freeing a child is a bug
+//!   (`buffer-free-child`), as is freeing twice (`buffer-double-free`) or
+//!   freeing memory MAPI did not allocate (`buffer-foreign-free`): each is
+//!   a finding with the stack of the bad call, and the call is not passed
+//!   on, so the provider does not crash. `FreeBuffer(NULL)` does nothing.
+//! - A buffer still allocated when its session logs off is listed in the
+//!   report's `buffers[]` (rule `buffer-leaked`): allocating stack, bytes of
+//!   the chain, number of children.
+//!
+//! Two uses: [`MapiBuffers::wrap`] around the real function pointers a
+//! provider receives in `*ProviderInit` (the calls go through, checked), and
+//! [`MapiBuffers::in_process`], a complete implementation for tests and
+//! platforms without MAPI. Freed buffers stay in a quarantine of the last
+//! [`QUARANTINE`] frees before their memory is released, so an address is
+//! not reused while a second free of it can still be recognized.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
+
+use mapileak_reports::Severity;
+use parking_lot::Mutex;
+
+use crate::quiet::Quiet;
+use crate::registry::{self, PendingFinding};
+use crate::{session, stack};
+
+/// `MAPIAllocateBuffer`.
+pub type AllocateBufferFn = unsafe extern "system" fn(cb: u32, buffer: *mut *mut c_void) -> i32;
+/// `MAPIAllocateMore`.
+pub type AllocateMoreFn =
+    unsafe extern "system" fn(cb: u32, object: *mut c_void, buffer: *mut *mut c_void) -> i32;
+/// `MAPIFreeBuffer`.
+pub type FreeBufferFn = unsafe extern "system" fn(buffer: *mut c_void) -> u32;
+
+/// `MAPI_E_NOT_ENOUGH_MEMORY` (`E_OUTOFMEMORY`).
+pub const MAPI_E_NOT_ENOUGH_MEMORY: i32 = 0x8007_000E_u32 as i32;
+/// `MAPI_E_INVALID_PARAMETER` (`E_INVALIDARG`).
+pub const MAPI_E_INVALID_PARAMETER: i32 = 0x8007_0057_u32 as i32;
+
+/// Frees held back before their memory is released.
+pub const QUARANTINE: usize = 4096;
+
+#[derive(Clone, Copy)]
+struct Real {
+    alloc: AllocateBufferFn,
+    more: AllocateMoreFn,
+    free: FreeBufferFn,
+}
+
+/// MAPI's buffer functions, tracked. See the module documentation.
+pub struct MapiBuffers {
+    real: Option<Real>,
+}
+
+struct Record {
+    session: u64,
+    stack: stack::StackId,
+    size: u64,
+    /// The chain's root, for a child.
+    root: Option<usize>,
+    children: Vec<usize>,
+    freed: bool,
+    /// Where the memory came from: `None` for the real MAPI functions.
+    layout: Option<Layout>,
+    real: Option<Real>,
+}
+
+#[derive(Default)]
+struct Table {
+    records: HashMap<usize, Record>,
+    quarantine: VecDeque<usize>,
+}
+
+static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
+    f(TABLE.lock().get_or_insert_with(Table::default))
+}
+
+impl MapiBuffers {
+    /// A complete in-process implementation (memory from the system allocator).
+    pub fn in_process() -> MapiBuffers {
+        MapiBuffers { real: None }
+    }
+
+    /// Checks and records the calls, and passes the valid ones to MAPI's.
+    ///
+    /// # Safety
+    ///
+    /// The three pointers must be MAPI's functions (or ones with their
+    /// contract), callable from any thread for as long as this value and the
+    /// buffers it allocated live.
+    pub unsafe fn wrap(
+        alloc: AllocateBufferFn,
+        more: AllocateMoreFn,
+        free: FreeBufferFn,
+    ) -> MapiBuffers {
+        MapiBuffers {
+            real: Some(Real { alloc, more, free }),
+        }
+    }
+
+    /// `MAPIAllocateBuffer(cb, &p)`: a new root buffer of the current session.
+    #[inline(never)]
+    pub fn allocate_buffer(&self, cb: u32) -> Result<*mut c_void, i32> {
+        let _quiet = Quiet::new();
+        let (p, layout) = self.raw_alloc(cb, None)?;
+        let stack = stack::capture();
+        with_table(|t| {
+            t.records.insert(
+                p as usize,
+                Record {
+                    session: session::current_id(),
+                    stack,
+                    size: u64::from(cb),
+                    root: None,
+                    children: Vec::new(),
+                    freed: false,
+                    layout,
+                    real: self.real,
+                },
+            )
+        });
+        Ok(p)
+    }
+
+    /// `MAPIAllocateMore(cb, parent, &p)`: a block freed with `parent`'s chain.
+    ///
+    /// # Safety
+    ///
+    /// `parent` is a buffer from this value's `allocate_*`. (This build
+    /// checks it and refuses others with `MAPI_E_INVALID_PARAMETER`; a
+    /// release build passes it to MAPI unchecked.)
+    #[inline(never)]
+    pub unsafe fn allocate_more(&self, cb: u32, parent: *mut c_void) -> Result<*mut c_void, i32> {
+        let _quiet = Quiet::new();
+        let root = with_table(|t| match t.records.get(&(parent as usize)) {
+            Some(r) if !r.freed => Some(r.root.unwrap_or(parent as usize)),
+            _ => None,
+        });
+        let Some(root) = root else {
+            return Err(MAPI_E_INVALID_PARAMETER);
+        };
+        let (p, layout) = self.raw_alloc(cb, Some(parent))?;
+        let stack = stack::capture();
+        with_table(|t| {
+            let session = t.records.get(&root).map_or(0, |r| r.session);
+            if let Some(r) = t.records.get_mut(&root) {
+                r.children.push(p as usize);
+            }
+            t.records.insert(
+                p as usize,
+                Record {
+                    session,
+                    stack,
+                    size: u64::from(cb),
+                    root: Some(root),
+                    children: Vec::new(),
+                    freed: false,
+                    layout,
+                    real: self.real,
+                },
+            );
+        });
+        Ok(p)
+    }
+
+    /// `MAPIFreeBuffer(p)`: frees a root buffer and its chain. Returns `S_OK`
+    /// (0); a bad call is a finding and is not passed on.
+    ///
+    /// # Safety
+    ///
+    /// `buffer` is null or a root buffer from this value's `allocate_buffer`,
+    /// not freed yet. (This build checks, reports a violation as a finding
+    /// and does not pass it on; a release build passes it to MAPI unchecked.)
+    #[inline(never)]
+    pub unsafe fn free_buffer(&self, buffer: *mut c_void) -> u32 {
+        if buffer.is_null() {
+            return 0;
+        }
+        let _quiet = Quiet::new();
+        let addr = buffer as usize;
+        enum Verdict {
+            Free(Vec<usize>),
+            Bad(&'static str, String, u64),
+        }
+        let verdict = with_table(|t| match t.records.get(&addr) {
+            None => Verdict::Bad(
+                "buffer-foreign-free",
+                format!("MAPIFreeBuffer({addr:#x}) on memory MAPIAllocateBuffer did not allocate"),
+                session::current_id(),
+            ),
+            Some(r) if r.freed => Verdict::Bad(
+                "buffer-double-free",
+                format!(
+                    "MAPIFreeBuffer called a second time on a {}-byte MAPI buffer",
+                    r.size
+                ),
+                r.session,
+            ),
+            Some(r) if r.root.is_some() => Verdict::Bad(
+                "buffer-free-child",
+                format!(
+                    "MAPIFreeBuffer called on a {}-byte MAPIAllocateMore child; only its parent may be freed, which frees the chain",
+                    r.size
+                ),
+                r.session,
+            ),
+            Some(r) => {
+                let chain: Vec<usize> = std::iter::once(addr)
+                    .chain(r.children.iter().copied())
+                    .collect();
+                for a in &chain {
+                    if let Some(c) = t.records.get_mut(a) {
+                        c.freed = true;
+                    }
+                }
+                t.quarantine.push_back(addr);
+                let mut release = Vec::new();
+                while t.quarantine.len() > QUARANTINE {
+                    if let Some(old) = t.quarantine.pop_front() {
+                        release.push(old);
+                    }
+                }
+                Verdict::Free(release)
+            }
+        });
+        match verdict {
+            Verdict::Free(release) => {
+                for root in release {
+                    release_chain(root);
+                }
+                0
+            }
+            Verdict::Bad(rule, message, session) => {
+                let stack = stack::capture();
+                registry::add_finding(
+                    session,
+                    PendingFinding {
+                        rule,
+                        severity: Severity::Error,
+                        message,
+                        stack,
+                        object: None,
+                    },
+                );
+                0
+            }
+        }
+    }
+
+    fn raw_alloc(
+        &self,
+        cb: u32,
+        parent: Option<*mut c_void>,
+    ) -> Result<(*mut c_void, Option<Layout>), i32> {
+        match self.real {
+            Some(real) => {
+                let mut p: *mut c_void = std::ptr::null_mut();
+                // SAFETY: `wrap`'s caller vouched for the functions; `p` is a
+                // valid out pointer and `parent` a live buffer we recorded.
+                let hr = unsafe {
+                    match parent {
+                        None => (real.alloc)(cb, &mut p),
+                        Some(parent) => (real.more)(cb, parent, &mut p),
+                    }
+                };
+                if hr < 0 || p.is_null() {
+                    Err(if hr < 0 { hr } else { MAPI_E_NOT_ENOUGH_MEMORY })
+                } else {
+                    Ok((p, None))
+                }
+            }
+            None => {
+                let layout = Layout::from_size_align(cb.max(1) as usize, 16)
+                    .map_err(|_| MAPI_E_NOT_ENOUGH_MEMORY)?;
+                // SAFETY: the layout's size is at least 1.
+                let p = unsafe { System.alloc(layout) };
+                if p.is_null() {
+                    Err(MAPI_E_NOT_ENOUGH_MEMORY)
+                } else {
+                    Ok((p.cast(), Some(layout)))
+                }
+            }
+        }
+    }
+}
+
+/// Releases a quarantined chain's memory and forgets its records.
+fn release_chain(root: usize) {
+    let records: Vec<(usize, Record)> = with_table(|t| {
+        let children = t
+            .records
+            .get(&root)
+            .map(|r| r.children.clone())
+            .unwrap_or_default();
+        std::iter::once(root)
+            .chain(children)
+            .filter_map(|a| t.records.remove(&a).map(|r| (a, r)))
+            .collect()
+    });
+    for (addr, r) in records {
+        match (r.layout, r.real) {
+            // SAFETY: allocated by `raw_alloc` with this layout, freed once
+            // (its record is gone now).
+            (Some(layout), _) => unsafe { System.dealloc(addr as *mut u8, layout) },
+            // SAFETY: a root MAPI allocated; MAPI frees the chain with it.
+            (None, Some(real)) if r.root.is_none() => unsafe {
+                (real.free)(addr as *mut c_void);
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Unfreed root buffers of the sessions `pick` accepts:
+/// `(stack, bytes of the chain, children)`.
+pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(stack::StackId, u64, u64)> {
+    with_table(|t| {
+        let mut out: Vec<_> = t
+            .records
+            .iter()
+            .filter(|(_, r)| !r.freed && r.root.is_none() && pick(r.session))
+            .map(|(_, r)| {
+                let bytes = r.size
+                    + r.children
+                        .iter()
+                        .filter_map(|c| t.records.get(c))
+                        .map(|c| c.size)
+                        .sum::<u64>();
+                (r.stack, bytes, r.children.len() as u64)
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    })
+}
