@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The README's test command. Installs what the tests need when it is
-# missing (Debian's chromium, for the HTML report's browser tests), then
+# missing (Debian's chromium for the HTML report's browser tests, valgrind
+# for the heap oracle), then
 # runs every test of the workspace. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]} (Debian packages the tests need)"
   sudo=""

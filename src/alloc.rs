@@ -78,19 +78,112 @@ pub struct HeapStats {
     pub untracked: u64,
 }
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static FREES: AtomicU64 = AtomicU64::new(0);
-static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
-static UNTRACKED: AtomicU64 = AtomicU64::new(0);
+/// The counters live in per-thread slots, updated with plain loads and
+/// stores (no locked instruction on the hot path) and summed when read.
+/// Threads beyond [`SLOTS`] share the last slot, updated atomically.
+mod counters {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    pub(super) const SLOTS: usize = 256;
+
+    pub(super) struct Slot {
+        pub allocs: AtomicU64,
+        pub frees: AtomicU64,
+        /// Bytes allocated minus bytes freed on this thread (wrapping).
+        pub bytes: AtomicU64,
+    }
+
+    pub(super) static SLOT: [Slot; SLOTS] = [const {
+        Slot {
+            allocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }; SLOTS];
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    pub(super) static UNTRACKED: AtomicU64 = AtomicU64::new(0);
+
+    thread_local! {
+        /// This thread's slot + 1; 0 until its first allocation.
+        static MINE: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[inline(always)]
+    fn slot() -> (usize, bool) {
+        let i = MINE.try_with(|m| {
+            let i = m.get();
+            if i != 0 {
+                return i - 1;
+            }
+            let i = NEXT.fetch_add(1, Ordering::Relaxed).min(SLOTS - 1);
+            m.set(i + 1);
+            i
+        });
+        match i {
+            Ok(i) => (i, i == SLOTS - 1),
+            // Thread-local storage is gone (thread exit): the shared slot.
+            Err(_) => (SLOTS - 1, true),
+        }
+    }
+
+    #[inline(always)]
+    fn bump(c: &AtomicU64, by: u64, shared: bool) {
+        if shared {
+            c.fetch_add(by, Ordering::Relaxed);
+        } else {
+            // Only this thread writes its slot: a plain load and store.
+            c.store(
+                c.load(Ordering::Relaxed).wrapping_add(by),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn alloc(size: usize) {
+        let (i, shared) = slot();
+        bump(&SLOT[i].allocs, 1, shared);
+        bump(&SLOT[i].bytes, size as u64, shared);
+    }
+
+    #[inline(always)]
+    pub(super) fn free(size: usize) {
+        let (i, shared) = slot();
+        bump(&SLOT[i].frees, 1, shared);
+        bump(&SLOT[i].bytes, (size as u64).wrapping_neg(), shared);
+    }
+
+    #[inline(always)]
+    pub(super) fn resize(old: usize, new: usize) {
+        let (i, shared) = slot();
+        bump(
+            &SLOT[i].bytes,
+            (new as u64).wrapping_sub(old as u64),
+            shared,
+        );
+    }
+
+    pub(super) fn sum() -> (u64, u64, u64) {
+        SLOT.iter().fold((0u64, 0u64, 0u64), |(a, f, b), s| {
+            (
+                a.wrapping_add(s.allocs.load(Ordering::Relaxed)),
+                f.wrapping_add(s.frees.load(Ordering::Relaxed)),
+                b.wrapping_add(s.bytes.load(Ordering::Relaxed)),
+            )
+        })
+    }
+}
 
 /// The counters now.
 pub fn heap_stats() -> HeapStats {
+    let (allocs, frees, bytes) = counters::sum();
     HeapStats {
-        allocs: ALLOCS.load(Ordering::Relaxed),
-        frees: FREES.load(Ordering::Relaxed),
-        live_bytes: LIVE_BYTES.load(Ordering::Relaxed),
-        attributed_blocks: table::LEN.load(Ordering::Relaxed) as u64,
-        untracked: UNTRACKED.load(Ordering::Relaxed),
+        allocs,
+        frees,
+        live_bytes: bytes,
+        attributed_blocks: table::len() as u64,
+        untracked: counters::UNTRACKED.load(Ordering::Relaxed),
     }
 }
 
@@ -132,8 +225,7 @@ fn attributable() -> u64 {
 
 #[inline(always)]
 fn on_alloc(ptr: *mut u8, size: usize) {
-    ALLOCS.fetch_add(1, Ordering::Relaxed);
-    LIVE_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    counters::alloc(size);
     let session = attributable();
     if session != 0 {
         record(ptr as usize, session, size);
@@ -147,15 +239,14 @@ fn record(addr: usize, session: u64, size: usize) {
     };
     let stack = stack::capture();
     if !table::insert(addr, session as u32, stack, size as u64) {
-        UNTRACKED.fetch_add(1, Ordering::Relaxed);
+        counters::UNTRACKED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 #[inline(always)]
 fn on_free(ptr: *mut u8, size: usize) {
-    FREES.fetch_add(1, Ordering::Relaxed);
-    LIVE_BYTES.fetch_sub(size as u64, Ordering::Relaxed);
-    if table::LEN.load(Ordering::Relaxed) != 0 {
+    counters::free(size);
+    if table::ANY.load(Ordering::Relaxed) {
         table::remove(ptr as usize);
     }
 }
@@ -196,7 +287,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // Take the record out first: once `inner.realloc` returns, the old
         // address may already belong to another thread's new block.
-        let origin = if table::LEN.load(Ordering::Relaxed) != 0 {
+        let origin = if table::ANY.load(Ordering::Relaxed) {
             table::remove(ptr as usize)
         } else {
             None
@@ -210,12 +301,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
             }
             return q;
         }
-        LIVE_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        counters::resize(layout.size(), new_size);
         if let Some((session, stack, _)) = origin
             && !table::insert(q as usize, session, stack, new_size as u64)
         {
-            UNTRACKED.fetch_add(1, Ordering::Relaxed);
+            counters::UNTRACKED.fetch_add(1, Ordering::Relaxed);
         }
         q
     }
@@ -227,10 +317,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 /// would re-enter the table): the vector is sized first, and entries beyond
 /// its capacity (blocks attributed meanwhile) are counted, not pushed.
 pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<(stack::StackId, u64)>, u64) {
-    let len = table::LEN.load(Ordering::Relaxed);
-    if len == 0 {
+    if !table::ANY.load(Ordering::Relaxed) {
         return (Vec::new(), 0);
     }
+    let len = table::len();
     let mut out = Vec::with_capacity(len + len / 4 + 1024);
     let mut missed = 0;
     table::for_each(|session, stack, size| {
@@ -255,7 +345,14 @@ mod table {
     /// A shard stops accepting at 7/8 full: probes stay short.
     const MAX_FILL: usize = PER_SHARD / 8 * 7;
 
-    pub(super) static LEN: AtomicUsize = AtomicUsize::new(0);
+    /// Set at the first insert and never cleared: until then, frees need
+    /// not look in the table at all.
+    pub(super) static ANY: AtomicBool = AtomicBool::new(false);
+
+    /// Live entries in all shards (a sum, for statistics).
+    pub(super) fn len() -> usize {
+        TABLE.iter().map(|s| s.len.load(Ordering::Relaxed)).sum()
+    }
 
     struct Slot {
         /// `!address`; 0 when empty.
@@ -322,6 +419,9 @@ mod table {
     pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
         let key = !addr;
         let (shard, mut i) = place(addr);
+        if !ANY.load(Ordering::Relaxed) {
+            ANY.store(true, Ordering::Relaxed);
+        }
         let _g = shard.lock();
         if shard.len.load(Ordering::Relaxed) >= MAX_FILL {
             return false;
@@ -331,8 +431,10 @@ mod table {
             let k = slot.key.load(Ordering::Relaxed);
             if k == 0 || k == key {
                 if k == 0 {
-                    shard.len.fetch_add(1, Ordering::Relaxed);
-                    LEN.fetch_add(1, Ordering::Relaxed);
+                    // Under the shard lock: a plain load and store.
+                    shard
+                        .len
+                        .store(shard.len.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 }
                 slot.key.store(key, Ordering::Relaxed);
                 slot.session.store(session, Ordering::Relaxed);
@@ -391,8 +493,9 @@ mod table {
             }
         }
         shard.slots[hole].key.store(0, Ordering::Relaxed);
-        shard.len.fetch_sub(1, Ordering::Relaxed);
-        LEN.fetch_sub(1, Ordering::Relaxed);
+        shard
+            .len
+            .store(shard.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
         Some(found)
     }
 

@@ -208,14 +208,24 @@ mod fp {
     }
 }
 
+/// Hashes the innermost frames (and the depth) in four independent lanes:
+/// cheap on the allocation path. Equality still compares every frame, so
+/// stacks that differ only deeper down share a probe run, never an id.
 fn hash(frames: &[usize]) -> u64 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ frames.len() as u64;
-    for &f in frames {
-        h = (h ^ f as u64)
-            .wrapping_mul(0x0100_0000_01b3)
-            .rotate_left(23);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut lanes = [
+        K ^ frames.len() as u64,
+        K.rotate_left(17),
+        K.rotate_left(31),
+        K.rotate_left(47),
+    ];
+    for (i, &f) in frames.iter().take(8).enumerate() {
+        let l = &mut lanes[i & 3];
+        *l = (*l ^ f as u64).wrapping_mul(K);
     }
-    h | 1
+    let h = (lanes[0] ^ lanes[1].rotate_left(13))
+        ^ (lanes[2].rotate_left(29) ^ lanes[3].rotate_left(43));
+    (h ^ (h >> 32)) | 1
 }
 
 fn same(id: StackId, hash: u64, frames: &[usize]) -> bool {

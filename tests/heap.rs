@@ -405,3 +405,74 @@ mod buffers {
         );
     }
 }
+
+/// The example built by `cargo test` alongside this test.
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the README's test command, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// `(blocks, bytes)` from a line `label ... <bytes> bytes in <blocks> blocks`.
+fn valgrind_totals(stderr: &str, label: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stderr}"));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.replace(',', "").parse().ok())
+        .collect();
+    // "==pid==    definitely lost: 1,234 bytes in 11 blocks": the pid is not a bare number.
+    assert!(nums.len() >= 2, "{line}");
+    (nums[nums.len() - 1], nums[nums.len() - 2])
+}
+
+#[test]
+fn valgrind_and_mapileak_agree_on_the_leaked_blocks() {
+    let valgrind = ["/usr/bin/valgrind", "/usr/local/bin/valgrind"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("valgrind is not installed: run the README's test command (scripts/test.sh), which installs it");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("oracle");
+    let out = std::process::Command::new(valgrind)
+        .args([
+            "--leak-check=full",
+            "--show-leak-kinds=definite",
+            "--error-exitcode=0",
+        ])
+        .arg(example("heap_oracle"))
+        .env("MAPILEAK_DIR", &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("mapileak-oracle"))
+        .expect("the oracle's line");
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let (blocks, bytes) = (field("blocks="), field("bytes="));
+    // 5 rows of a 12 x u64 Vec (96 bytes) and a 19-byte String, and one 70-byte box.
+    assert_eq!((blocks, bytes), (11, 5 * (96 + 19) + 70), "{line}");
+    let (lost_blocks, lost_bytes) = valgrind_totals(&stderr, "definitely lost:");
+    assert_eq!(
+        (lost_blocks, lost_bytes),
+        (blocks, bytes),
+        "valgrind:\n{stderr}"
+    );
+}
