@@ -23,25 +23,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 
-use mapileak_reports::Severity;
 use parking_lot::Mutex;
 
 use crate::quiet::Quiet;
 use crate::registry::{self, PendingFinding};
 use crate::{session, stack};
 
-/// `MAPIAllocateBuffer`.
-pub type AllocateBufferFn = unsafe extern "system" fn(cb: u32, buffer: *mut *mut c_void) -> i32;
-/// `MAPIAllocateMore`.
-pub type AllocateMoreFn =
-    unsafe extern "system" fn(cb: u32, object: *mut c_void, buffer: *mut *mut c_void) -> i32;
-/// `MAPIFreeBuffer`.
-pub type FreeBufferFn = unsafe extern "system" fn(buffer: *mut c_void) -> u32;
-
-/// `MAPI_E_NOT_ENOUGH_MEMORY` (`E_OUTOFMEMORY`).
-pub const MAPI_E_NOT_ENOUGH_MEMORY: i32 = 0x8007_000E_u32 as i32;
-/// `MAPI_E_INVALID_PARAMETER` (`E_INVALIDARG`).
-pub const MAPI_E_INVALID_PARAMETER: i32 = 0x8007_0057_u32 as i32;
+pub use crate::buffer_abi::*;
 
 /// Frees held back before their memory is released.
 pub const QUARANTINE: usize = 4096;
@@ -240,16 +228,7 @@ impl MapiBuffers {
             }
             Verdict::Bad(rule, message, session) => {
                 let stack = stack::capture();
-                registry::add_finding(
-                    session,
-                    PendingFinding {
-                        rule,
-                        severity: Severity::Error,
-                        message,
-                        stack,
-                        object: None,
-                    },
-                );
+                registry::add_finding(session, PendingFinding::error(rule, message, stack));
                 0
             }
         }

@@ -46,6 +46,7 @@
 // each allowing it for itself.
 #![deny(unsafe_code)]
 
+mod buffer_abi;
 pub mod kind;
 pub mod kinds;
 

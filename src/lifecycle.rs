@@ -21,7 +21,7 @@
 
 use std::ops::Deref;
 
-use mapileak_reports::{Event, ProviderKind, SessionInfo, Severity};
+use mapileak_reports::{Event, ProviderKind, SessionInfo};
 
 use crate::quiet::Quiet;
 use crate::registry::{self, PendingFinding, SessionState};
@@ -33,16 +33,6 @@ fn stack_now() -> stack::StackId {
         0
     } else {
         stack::capture()
-    }
-}
-
-fn finding(rule: &'static str, message: String, stack: stack::StackId) -> PendingFinding {
-    PendingFinding {
-        rule,
-        severity: Severity::Error,
-        message,
-        stack,
-        object: None,
     }
 }
 
@@ -94,7 +84,7 @@ impl Provider {
         if shut {
             registry::add_finding(
                 self.id,
-                finding(
+                PendingFinding::error(
                     "out-of-order",
                     format!("Logon on provider \"{plabel}\" after its Shutdown"),
                     stack,
@@ -130,11 +120,11 @@ impl Provider {
                 let mut findings = std::mem::take(&mut p.findings);
                 let (kind, label) = (p.provider, p.label.clone());
                 if p.logged_off {
-                    findings.push(finding("out-of-order", format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
+                    findings.push(PendingFinding::error("out-of-order", format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
                 }
                 p.logged_off = true;
                 if let Some(init) = p.life.malloc {
-                    findings.push(finding(
+                    findings.push(PendingFinding::error(
                         "malloc-not-released",
                         format!("lpMalloc was AddRef'd at {}ProviderInit and not released by Shutdown", init_prefix(kind)),
                         init,
@@ -145,7 +135,7 @@ impl Provider {
                     members.push(id);
                     findings.append(&mut s.findings);
                     if !s.logged_off {
-                        findings.push(finding(
+                        findings.push(PendingFinding::error(
                             "shutdown-with-open-logons",
                             format!(
                                 "{} Shutdown while logon \"{}\" has not logged off ({} was never called)",
@@ -200,7 +190,10 @@ impl Provider {
         })
         .flatten();
         if let Some(message) = early {
-            registry::add_finding(self.id, finding("out-of-order", message, stack));
+            registry::add_finding(
+                self.id,
+                PendingFinding::error("out-of-order", message, stack),
+            );
         }
     }
 }
@@ -240,7 +233,7 @@ fn on(
     let mut findings = Vec::new();
     registry::with_session(session.id(), |s| {
         if s.logged_off {
-            findings.push(finding(
+            findings.push(PendingFinding::error(
                 "out-of-order",
                 format!(
                     "{call} on session \"{}\" after {}",
@@ -291,7 +284,7 @@ impl Session {
                 return;
             }
             if s.provider == ProviderKind::Transport && !s.life.made_invalid {
-                findings.push(finding(
+                findings.push(PendingFinding::error(
                     "transport-support-order",
                     format!(
                         "transport \"{}\" released the support object before calling IMAPISupport::MakeInvalid",
@@ -375,7 +368,7 @@ impl Session {
             s.life.store_logoff = true;
             let valid = LOGOFF_IN_FLAGS.iter().any(|&(f, _)| f == flags);
             if !valid {
-                findings.push(finding(
+                findings.push(PendingFinding::error(
                     "store-logoff-flags",
                     format!(
                         "IMsgStore::StoreLogoff on \"{}\" with flags {flags:#x}: exactly one of {} expected",
@@ -397,14 +390,14 @@ impl Session {
             |s, stack, findings| {
                 s.life.store_logoff_transports += 1;
                 if s.life.store_logoff_transports == 2 {
-                    findings.push(finding(
+                    findings.push(PendingFinding::error(
                     "store-logoff-transports",
                     format!("IMAPISupport::StoreLogoffTransports called a second time for store \"{}\"", s.label),
                     stack,
                 ));
                 }
                 if !s.life.store_logoff && flags != LOGOFF_ABORT {
-                    findings.push(finding(
+                    findings.push(PendingFinding::error(
                     "store-logoff-transports",
                     format!(
                         "store \"{}\" called IMAPISupport::StoreLogoffTransports without a StoreLogoff (from its Release) with flags {flags:#x}, not LOGOFF_ABORT",
@@ -426,7 +419,7 @@ impl Session {
             |s, stack, findings| {
                 s.life.store_released = true;
                 if s.life.store_logoff_transports == 0 {
-                    findings.push(finding(
+                    findings.push(PendingFinding::error(
                     "store-logoff-transports",
                     format!(
                         "store \"{}\" was released without calling IMAPISupport::StoreLogoffTransports (from StoreLogoff, or from Release with LOGOFF_ABORT)",
@@ -455,7 +448,10 @@ impl Session {
         })
         .flatten();
         if let Some(message) = early {
-            registry::add_finding(self.id(), finding("out-of-order", message, stack));
+            registry::add_finding(
+                self.id(),
+                PendingFinding::error("out-of-order", message, stack),
+            );
         }
     }
 }
@@ -464,7 +460,7 @@ impl Session {
 pub(crate) fn logoff_checks(s: &SessionState) -> Vec<PendingFinding> {
     let mut out = Vec::new();
     if let Some(&addref) = s.life.support_refs.last() {
-        out.push(finding(
+        out.push(PendingFinding::error(
             "support-not-released",
             format!(
                 "{} returned with {} AddRef(s) of the support object (IMAPISupport) not released",
@@ -479,7 +475,7 @@ pub(crate) fn logoff_checks(s: &SessionState) -> Vec<PendingFinding> {
     {
         let released_after = alive.iter().filter(|&&id| !registry::is_live(id)).count();
         if released_after > 0 {
-            out.push(finding(
+            out.push(PendingFinding::error(
                 "transport-support-order",
                 format!(
                     "transport \"{}\" released the support object before {released_after} of its objects: it must be released last",
@@ -490,7 +486,7 @@ pub(crate) fn logoff_checks(s: &SessionState) -> Vec<PendingFinding> {
         }
     }
     for &(connection, subscribe) in &s.life.subscriptions {
-        out.push(finding(
+        out.push(PendingFinding::error(
             "subscription-open",
             format!(
                 "advise connection {connection} from IMAPISupport::Subscribe still open at {}",
@@ -500,7 +496,7 @@ pub(crate) fn logoff_checks(s: &SessionState) -> Vec<PendingFinding> {
         ));
     }
     if let Some(listed) = s.life.listed {
-        out.push(finding(
+        out.push(PendingFinding::error(
             "logon-still-listed",
             format!(
                 "logon \"{}\" is still in the provider's list of logons after {}",
@@ -517,7 +513,7 @@ pub(crate) fn logoff_checks(s: &SessionState) -> Vec<PendingFinding> {
         && s.life.store_logoff_transports == 0
         && !s.life.store_released
     {
-        out.push(finding(
+        out.push(PendingFinding::error(
             "store-logoff-transports",
             format!(
                 "{} on store \"{}\" before IMAPISupport::StoreLogoffTransports was called",

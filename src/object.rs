@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use mapileak_reports::{RefOp, Severity};
+use mapileak_reports::RefOp;
 use parking_lot::Mutex;
 
 use crate::Mode;
@@ -272,17 +272,16 @@ fn over_release(node: &Node) {
     let stack = stack::capture();
     registry::add_finding(
         node.session,
-        PendingFinding {
-            rule: "over-release",
-            severity: Severity::Error,
-            message: format!(
+        PendingFinding::error(
+            "over-release",
+            format!(
                 "IUnknown::Release called on {} \"{}\" whose reference count was already 0",
                 node.kind.name(),
                 node.label
             ),
             stack,
-            object: Some(node.id),
-        },
+        )
+        .about(node.id),
     );
 }
 

@@ -93,6 +93,27 @@ pub(crate) struct PendingFinding {
     pub object: Option<u64>,
 }
 
+impl PendingFinding {
+    /// An error-severity finding about no particular object.
+    pub(crate) fn error(rule: &'static str, message: String, stack: StackId) -> PendingFinding {
+        PendingFinding {
+            rule,
+            severity: Severity::Error,
+            message,
+            stack,
+            object: None,
+        }
+    }
+
+    /// The same, about `object`.
+    pub(crate) fn about(self, object: u64) -> PendingFinding {
+        PendingFinding {
+            object: Some(object),
+            ..self
+        }
+    }
+}
+
 /// A logon session's own state, or a provider's (`is_provider`): a
 /// provider is a session-like scope that owns its logons, so that its
 /// Shutdown can report what they left alive.

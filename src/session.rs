@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use mapileak_reports::{Event, ProviderKind, Report, Severity};
+use mapileak_reports::{Event, ProviderKind, Report};
 
 use crate::config;
 use crate::quiet::Quiet;
@@ -119,31 +119,27 @@ impl Session {
         let taken = registry::with_session(self.id, |s| {
             let mut findings = std::mem::take(&mut s.findings);
             if s.logged_off {
-                findings.push(PendingFinding {
-                    rule: "out-of-order",
-                    severity: Severity::Error,
-                    message: format!(
+                findings.push(PendingFinding::error(
+                    "out-of-order",
+                    format!(
                         "{} called a second time on session \"{}\"",
                         method.logoff_method(),
                         s.label
                     ),
                     stack,
-                    object: None,
-                });
+                ));
             }
             if s.provider != method {
-                findings.push(PendingFinding {
-                    rule: "out-of-order",
-                    severity: Severity::Error,
-                    message: format!(
+                findings.push(PendingFinding::error(
+                    "out-of-order",
+                    format!(
                         "{} called on a {} session \"{}\"",
                         method.logoff_method(),
                         s.provider.as_str(),
                         s.label
                     ),
                     stack,
-                    object: None,
-                });
+                ));
             }
             findings.extend(lifecycle::logoff_checks(s));
             s.logged_off = true;
@@ -179,17 +175,16 @@ pub(crate) fn check_open(session: u64, node: &Node) {
     if let Some(label) = closed {
         registry::add_finding(
             session,
-            PendingFinding {
-                rule: "out-of-order",
-                severity: Severity::Error,
-                message: format!(
+            PendingFinding::error(
+                "out-of-order",
+                format!(
                     "{} \"{}\" created on session \"{label}\" after its Logoff",
                     node.kind.name(),
                     node.label
                 ),
-                stack: node.created,
-                object: Some(node.id),
-            },
+                node.created,
+            )
+            .about(node.id),
         );
     }
 }

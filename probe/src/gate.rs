@@ -121,21 +121,9 @@ pub fn json(v: &Verdict<'_>, reports: usize, suppressions: &[Suppression]) -> St
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }
 
+/// XML escaping: the HTML renderer's, which also produces valid XML.
 fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' | '\t' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
+    mapileak_reports::html::escape(s)
 }
 
 /// One `<testcase>` per session report, one `<failure>` per unaccepted item.

@@ -20,7 +20,8 @@ pub const MARKER: &str = "<!-- mapileak report -->";
 /// objects link to them, instead of each object carrying its own copy.
 const INLINE_STACKS_UP_TO: usize = 1000;
 
-/// Escapes text for HTML content and attribute values.
+/// Escapes text for HTML (and XML) content and attribute values. Control
+/// characters and the non-characters XML forbids become U+FFFD.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     escape_into(&mut out, s);
@@ -35,7 +36,12 @@ fn escape_into(out: &mut String, s: &str) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            c if (c.is_control() && c != '\n' && c != '\t')
+                || c == '\u{fffe}'
+                || c == '\u{ffff}' =>
+            {
+                out.push('\u{fffd}')
+            }
             c => out.push(c),
         }
     }
