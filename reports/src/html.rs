@@ -102,6 +102,7 @@ h2{font-size:15px;margin:4px 0 10px}
 ul.tree{list-style:none;padding-left:0;margin:0}
 ul.tree ul{list-style:none;padding-left:22px;border-left:2px solid #e4e7ec;margin-left:6px}
 li.obj{margin:4px 0}
+ul.tree>li.obj{content-visibility:auto;contain-intrinsic-size:auto 60px}
 .kind{font-weight:600;color:#7a2e12}
 .label{color:#2b4c7e}
 .tag{font-size:11px;border-radius:3px;padding:0 5px;margin-left:6px;background:#eef0f3;color:#444}
