@@ -450,6 +450,11 @@ mod table {
     pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
         let key = !addr;
         let (shard, mut i) = place(addr);
+        // An empty shard cannot hold it: skip the lock. (A block's insert
+        // happened-before its free, through whatever handed the pointer over.)
+        if shard.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let _g = shard.lock();
         loop {
             let k = shard.slots[i].key.load(Ordering::Relaxed);

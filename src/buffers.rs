@@ -99,22 +99,7 @@ impl MapiBuffers {
     pub fn allocate_buffer(&self, cb: u32) -> Result<*mut c_void, i32> {
         let _quiet = Quiet::new();
         let (p, layout) = self.raw_alloc(cb, None)?;
-        let stack = stack::capture();
-        with_table(|t| {
-            t.records.insert(
-                p as usize,
-                Record {
-                    session: session::current_id(),
-                    stack,
-                    size: u64::from(cb),
-                    root: None,
-                    children: Vec::new(),
-                    freed: false,
-                    layout,
-                    real: self.real,
-                },
-            )
-        });
+        self.record(p, layout, cb, None);
         Ok(p)
     }
 
@@ -136,26 +121,7 @@ impl MapiBuffers {
             return Err(MAPI_E_INVALID_PARAMETER);
         };
         let (p, layout) = self.raw_alloc(cb, Some(parent))?;
-        let stack = stack::capture();
-        with_table(|t| {
-            let session = t.records.get(&root).map_or(0, |r| r.session);
-            if let Some(r) = t.records.get_mut(&root) {
-                r.children.push(p as usize);
-            }
-            t.records.insert(
-                p as usize,
-                Record {
-                    session,
-                    stack,
-                    size: u64::from(cb),
-                    root: Some(root),
-                    children: Vec::new(),
-                    freed: false,
-                    layout,
-                    real: self.real,
-                },
-            );
-        });
+        self.record(p, layout, cb, Some(root));
         Ok(p)
     }
 
@@ -232,6 +198,34 @@ impl MapiBuffers {
                 0
             }
         }
+    }
+
+    /// Records a new block: a root of the current session, or a child
+    /// joining `root`'s chain (and session).
+    fn record(&self, p: *mut c_void, layout: Option<Layout>, cb: u32, root: Option<usize>) {
+        let stack = stack::capture();
+        with_table(|t| {
+            let session = match root {
+                None => session::current_id(),
+                Some(r) => t.records.get(&r).map_or(0, |r| r.session),
+            };
+            if let Some(r) = root.and_then(|r| t.records.get_mut(&r)) {
+                r.children.push(p as usize);
+            }
+            t.records.insert(
+                p as usize,
+                Record {
+                    session,
+                    stack,
+                    size: u64::from(cb),
+                    root,
+                    children: Vec::new(),
+                    freed: false,
+                    layout,
+                    real: self.real,
+                },
+            );
+        });
     }
 
     fn raw_alloc(

@@ -179,7 +179,6 @@ impl Provider {
         let _quiet = Quiet::new();
         let stack = stack_now();
         let early = registry::with_session(self.id, |p| {
-            p.life.released = true;
             (!p.logged_off).then(|| {
                 format!(
                     "{} \"{}\" released before its Shutdown",

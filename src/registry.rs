@@ -149,8 +149,6 @@ pub(crate) struct Life {
     pub store_released: bool,
     /// Provider: `lpMalloc` AddRef'd at init and not released yet.
     pub malloc: Option<StackId>,
-    /// Provider: the provider object was released.
-    pub released: bool,
 }
 
 static SESSIONS: Mutex<BTreeMap<u64, SessionState>> = Mutex::new(BTreeMap::new());

@@ -19,13 +19,11 @@ use crate::mapi::*;
 use crate::objects::{S_OK, Status};
 use crate::{Bug, Sink, put};
 
-/// The host's support object: hands out connection numbers and counts calls.
+/// The host's support object: hands out connection numbers.
 #[implement(IMAPISupport)]
 #[derive(Default)]
 pub struct HostSupport {
     next_connection: AtomicU32,
-    /// Calls of `StoreLogoffTransports`.
-    pub store_logoff_transports: AtomicU32,
 }
 
 impl IMAPISupport_Impl for HostSupport_Impl {
@@ -48,7 +46,6 @@ impl IMAPISupport_Impl for HostSupport_Impl {
         S_OK
     }
     unsafe fn StoreLogoffTransports(&self, _flags: *mut u32) -> HRESULT {
-        self.store_logoff_transports.fetch_add(1, Ordering::Relaxed);
         S_OK
     }
 }
