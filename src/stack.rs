@@ -61,15 +61,17 @@ static FRAMES_USED: AtomicUsize = AtomicUsize::new(0);
 #[inline(never)]
 pub(crate) fn capture() -> StackId {
     let mut frames = [0usize; MAX_FRAMES];
-    let n = walk(&mut frames);
-    intern(&frames[..n])
-}
-
-#[inline(always)]
-fn walk(out: &mut [usize; MAX_FRAMES]) -> usize {
-    match fp::walk(out) {
-        Some(n) => n,
-        None => unwind(out),
+    match fp::walk(&mut frames) {
+        fp::Walk::Known(id) => id,
+        fp::Walk::Frames(n) => {
+            let id = intern(&frames[..n], hash(&frames[..n]));
+            fp::remember(id);
+            id
+        }
+        fp::Walk::Truncated => {
+            let n = unwind(&mut frames);
+            intern(&frames[..n], hash(&frames[..n]))
+        }
     }
 }
 
@@ -95,121 +97,28 @@ fn unwind(out: &mut [usize; MAX_FRAMES]) -> usize {
 }
 
 #[cfg(all(unix, any(target_arch = "x86_64", target_arch = "aarch64")))]
-mod fp {
-    //! The frame-pointer walk.
-    use std::cell::Cell;
-
-    use super::{MAX_FRAMES, MIN_FRAMES};
-
-    thread_local! {
-        /// This thread's stack, `[low, high)`; `(0, 0)` until first asked.
-        static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
-    }
-
-    fn bounds() -> (usize, usize) {
-        let cached = BOUNDS.try_with(Cell::get).unwrap_or((0, 0));
-        if cached.1 != 0 {
-            return cached;
-        }
-        let found = query_bounds();
-        let _ = BOUNDS.try_with(|b| b.set(found));
-        found
-    }
-
-    #[cfg(target_os = "linux")]
-    fn query_bounds() -> (usize, usize) {
-        // SAFETY: `attr` is initialized by pthread_getattr_np before it is
-        // read and destroyed once; the calls have no other preconditions.
-        // (For the main thread glibc reads /proc/self/maps here, which
-        // allocates: the allocator hook's re-entrancy guard passes those
-        // allocations straight through.)
-        unsafe {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-                return (0, 0);
-            }
-            let mut addr: *mut libc::c_void = std::ptr::null_mut();
-            let mut size: libc::size_t = 0;
-            let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-            libc::pthread_attr_destroy(&mut attr);
-            if ok {
-                (addr as usize, addr as usize + size)
-            } else {
-                (0, 0)
-            }
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn query_bounds() -> (usize, usize) {
-        (0, 0)
-    }
-
-    #[inline(always)]
-    fn frame_pointer() -> usize {
-        let fp: usize;
-        // SAFETY: reads the frame-pointer register; no memory is touched.
-        unsafe {
-            #[cfg(target_arch = "x86_64")]
-            std::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags));
-            #[cfg(target_arch = "aarch64")]
-            std::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags));
-        }
-        fp
-    }
-
-    /// Return addresses along the frame-pointer chain, or `None` when the
-    /// walk looks truncated (or the bounds are unknown).
-    #[inline(always)]
-    pub(super) fn walk(out: &mut [usize; MAX_FRAMES]) -> Option<usize> {
-        let (low, high) = bounds();
-        if high == 0 {
-            return None;
-        }
-        let mut fp = frame_pointer();
-        let mut n = 0;
-        let mut clean_end = false;
-        while n < MAX_FRAMES {
-            // A frame record is two words: [fp] = caller's fp, [fp+8] = return address.
-            if fp < low || fp > high - 16 || !fp.is_multiple_of(8) {
-                break;
-            }
-            // SAFETY: `fp` and `fp + 8` lie inside this thread's stack (checked
-            // just above), which is mapped and readable for its whole extent.
-            let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-            if ret == 0 {
-                clean_end = true;
-                break;
-            }
-            out[n] = ret;
-            n += 1;
-            if next == 0 {
-                clean_end = true;
-                break;
-            }
-            if next <= fp {
-                break;
-            }
-            fp = next;
-        }
-        if n < MIN_FRAMES && !clean_end {
-            None
-        } else {
-            Some(n)
-        }
-    }
-}
+mod fp;
 
 #[cfg(not(all(unix, any(target_arch = "x86_64", target_arch = "aarch64"))))]
 mod fp {
     //! No frame-pointer walk on this platform: always the unwinder.
-    pub(super) fn walk(_out: &mut [usize; super::MAX_FRAMES]) -> Option<usize> {
-        None
+    use super::{MAX_FRAMES, StackId};
+
+    pub(super) enum Walk {
+        Known(StackId),
+        Frames(usize),
+        Truncated,
     }
+
+    pub(super) fn walk(_out: &mut [usize; MAX_FRAMES]) -> Walk {
+        Walk::Truncated
+    }
+
+    pub(super) fn remember(_id: StackId) {}
 }
 
-/// Hashes the innermost frames (and the depth) in four independent lanes:
-/// cheap on the allocation path. Equality still compares every frame, so
+/// Hashes the innermost frames and the depth, in four independent lanes
+/// (cheap on the allocation path). Equality still compares every frame, so
 /// stacks that differ only deeper down share a probe run, never an id.
 fn hash(frames: &[usize]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -228,6 +137,23 @@ fn hash(frames: &[usize]) -> u64 {
     (h ^ (h >> 32)) | 1
 }
 
+/// The frames of a published stack, as plain memory.
+///
+/// # Safety
+///
+/// `start..start + len` must be the range of a stack whose header hash the
+/// caller loaded with `Acquire` and saw non-zero.
+unsafe fn published(start: usize, len: usize) -> &'static [usize] {
+    debug_assert!(start + len <= POOL);
+    // SAFETY: `AtomicUsize` has the layout of `usize`, and the pointer comes
+    // from the whole array, so it covers `start..start + len` (in bounds, as
+    // `reserve` checked). Those words were stored before the header's
+    // `Release` store that the caller acquired, and `FRAMES_USED` only grows,
+    // so they are never written again: plain reads cannot race.
+    unsafe { std::slice::from_raw_parts(FRAMES.as_ptr().cast::<usize>().add(start), len) }
+}
+
+#[inline(always)]
 fn same(id: StackId, hash: u64, frames: &[usize]) -> bool {
     let h = &HEADERS[id as usize];
     if h.hash.load(Ordering::Acquire) != hash
@@ -236,15 +162,13 @@ fn same(id: StackId, hash: u64, frames: &[usize]) -> bool {
         return false;
     }
     let start = h.start.load(Ordering::Relaxed) as usize;
-    frames
-        .iter()
-        .enumerate()
-        .all(|(i, &f)| FRAMES[start + i].load(Ordering::Relaxed) == f)
+    // SAFETY: the hash was acquired non-zero (it equals `hash`, never 0)
+    // for the stack at `start` with `frames.len()` frames.
+    unsafe { published(start, frames.len()) == frames }
 }
 
-/// Interns `frames`; lock-free and allocation-free.
-fn intern(frames: &[usize]) -> StackId {
-    let h = hash(frames);
+/// Interns `frames` (whose [`hash`] is `h`); lock-free and allocation-free.
+fn intern(frames: &[usize], h: u64) -> StackId {
     let mut slot = (h as usize) & (SLOTS - 1);
     let mut reserved: StackId = 0;
     for _ in 0..SLOTS {
@@ -301,9 +225,8 @@ pub(crate) fn frames(id: StackId) -> Vec<usize> {
     }
     let start = h.start.load(Ordering::Relaxed) as usize;
     let len = h.len.load(Ordering::Relaxed) as usize;
-    (start..start + len)
-        .map(|i| FRAMES[i].load(Ordering::Relaxed))
-        .collect()
+    // SAFETY: the hash was acquired non-zero just above.
+    unsafe { published(start, len) }.to_vec()
 }
 
 /// Turns interned stacks into report stacks, resolving each address once.
@@ -383,10 +306,67 @@ mod tests {
         assert!(stack.mentions("same_site_interns_once"), "{stack:#?}");
     }
 
+    #[inline(never)]
+    fn other_site() -> StackId {
+        capture()
+    }
+
+    #[inline(never)]
+    fn deeper(n: usize) -> StackId {
+        if n == 0 {
+            here()
+        } else {
+            std::hint::black_box(deeper(std::hint::black_box(n - 1)))
+        }
+    }
+
+    #[test]
+    fn the_walk_memo_tells_sites_and_depths_apart() {
+        // Interleaved, so each walk starts from a memo of a different stack:
+        // same frame addresses with other records, and longer or shorter
+        // prefixes below the shared frames.
+        let rounds: Vec<(StackId, StackId, Vec<StackId>)> = (0..3)
+            .map(|_| (here(), other_site(), (0..5).map(deeper).collect()))
+            .collect();
+        let (a, b, d) = &rounds[0];
+        for round in &rounds[1..] {
+            assert_eq!(
+                round, &rounds[0],
+                "the same site gets the same id every time"
+            );
+        }
+        assert_ne!(a, b, "two sites, two stacks");
+        let mut all = d.clone();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 5, "each depth is its own stack: {d:?}");
+        for (n, id) in d.iter().enumerate() {
+            assert_eq!(frames(*id).len(), frames(d[0]).len() + n, "depth {n}");
+        }
+        let mut symbols = Symbolizer::default();
+        let (sa, sb) = (symbols.stack(*a), symbols.stack(*b));
+        assert!(sa.frames[0].function.ends_with("tests::here"), "{sa:#?}");
+        assert!(
+            sb.frames[0].function.ends_with("tests::other_site"),
+            "{sb:#?}"
+        );
+        assert!(sb.mentions("the_walk_memo_tells_sites_and_depths_apart"));
+        // Frames outside the memo's reach agree with a walk from scratch.
+        let mut out = [0usize; MAX_FRAMES];
+        let m = unwind(&mut out);
+        let outer = *frames(*a).last().unwrap();
+        assert!(
+            out[..m].contains(&outer),
+            "outermost frame {outer:#x} is real"
+        );
+    }
+
     #[test]
     fn frame_pointer_walk_reaches_the_caller_without_the_unwinder() {
         let mut out = [0usize; MAX_FRAMES];
-        let n = fp::walk(&mut out).expect("frame pointers are on in this workspace");
+        let fp::Walk::Frames(n) = fp::walk(&mut out) else {
+            panic!("frame pointers are on in this workspace");
+        };
         assert!(n >= MIN_FRAMES, "{n} frames");
         let mut unwound = [0usize; MAX_FRAMES];
         let m = unwind(&mut unwound);
@@ -403,7 +383,14 @@ mod tests {
         let stacks: Vec<Vec<usize>> = (0..200).map(|i| vec![i + 1, i * 7 + 3, 99]).collect();
         let ids: Vec<Vec<StackId>> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| stacks.iter().map(|f| intern(f)).collect::<Vec<_>>()))
+                .map(|_| {
+                    s.spawn(|| {
+                        stacks
+                            .iter()
+                            .map(|f| intern(f, hash(f)))
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
