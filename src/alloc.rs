@@ -12,8 +12,9 @@
 //! ```
 //!
 //! Inside the hook nothing allocates, nothing calls `tracing`, and the only
-//! locks are per-shard spin locks (an atomic flag; no parking, so no
-//! allocation when a thread waits). A thread-local re-entrancy guard, reset
+//! locks are the live table's per-shard spin locks, taken to insert (an
+//! atomic flag; no parking, so no allocation when a thread waits; removes
+//! take none, see [`table`]). A thread-local re-entrancy guard, reset
 //! on unwind, passes any allocation made while the hook runs straight
 //! through. The live table stores each block's address inverted, so leak
 //! checkers (valgrind, LeakSanitizer) do not see it as a reference.
@@ -25,7 +26,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::{quiet, session, stack};
 
@@ -87,44 +88,59 @@ mod counters {
 
     pub(super) const SLOTS: usize = 256;
 
+    /// What one thread did. Each quantity that goes up and down has one
+    /// counter per direction: an alloc and the free that follows it then
+    /// update different words, and neither waits for the other's store.
     pub(super) struct Slot {
         pub allocs: AtomicU64,
         pub frees: AtomicU64,
-        /// Bytes allocated minus bytes freed on this thread (wrapping).
-        pub bytes: AtomicU64,
+        /// Bytes allocated (and grown by `realloc`) on this thread.
+        pub bytes_in: AtomicU64,
+        /// Bytes freed (and shrunk by `realloc`) on this thread.
+        pub bytes_out: AtomicU64,
+        /// Attributed blocks put in the live table on this thread.
+        pub recorded: AtomicU64,
+        /// Attributed blocks taken out of it on this thread.
+        pub dropped: AtomicU64,
     }
 
     pub(super) static SLOT: [Slot; SLOTS] = [const {
         Slot {
             allocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }; SLOTS];
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     pub(super) static UNTRACKED: AtomicU64 = AtomicU64::new(0);
 
     thread_local! {
-        /// This thread's slot + 1; 0 until its first allocation.
-        static MINE: Cell<usize> = const { Cell::new(0) };
+        /// This thread's slot, and whether other threads update it too;
+        /// `None` until the thread's first allocation.
+        static MINE: Cell<Option<(&'static Slot, bool)>> = const { Cell::new(None) };
     }
 
     #[inline(always)]
-    fn slot() -> (usize, bool) {
-        let i = MINE.try_with(|m| {
-            let i = m.get();
-            if i != 0 {
-                return i - 1;
-            }
-            let i = NEXT.fetch_add(1, Ordering::Relaxed).min(SLOTS - 1);
-            m.set(i + 1);
-            i
-        });
-        match i {
-            Ok(i) => (i, i == SLOTS - 1),
-            // Thread-local storage is gone (thread exit): the shared slot.
-            Err(_) => (SLOTS - 1, true),
+    fn slot() -> (&'static Slot, bool) {
+        match MINE.try_with(Cell::get) {
+            Ok(Some(mine)) => mine,
+            _ => first_use(),
         }
+    }
+
+    #[cold]
+    fn first_use() -> (&'static Slot, bool) {
+        MINE.try_with(|m| {
+            let i = NEXT.fetch_add(1, Ordering::Relaxed).min(SLOTS - 1);
+            let mine = (&SLOT[i], i == SLOTS - 1);
+            m.set(Some(mine));
+            mine
+        })
+        // Thread-local storage is gone (thread exit): the shared slot.
+        .unwrap_or((&SLOT[SLOTS - 1], true))
     }
 
     #[inline(always)]
@@ -142,47 +158,59 @@ mod counters {
 
     #[inline(always)]
     pub(super) fn alloc(size: usize) {
-        let (i, shared) = slot();
-        bump(&SLOT[i].allocs, 1, shared);
-        bump(&SLOT[i].bytes, size as u64, shared);
+        let (slot, shared) = slot();
+        bump(&slot.allocs, 1, shared);
+        bump(&slot.bytes_in, size as u64, shared);
     }
 
     #[inline(always)]
     pub(super) fn free(size: usize) {
-        let (i, shared) = slot();
-        bump(&SLOT[i].frees, 1, shared);
-        bump(&SLOT[i].bytes, (size as u64).wrapping_neg(), shared);
+        let (slot, shared) = slot();
+        bump(&slot.frees, 1, shared);
+        bump(&slot.bytes_out, size as u64, shared);
     }
 
     #[inline(always)]
     pub(super) fn resize(old: usize, new: usize) {
-        let (i, shared) = slot();
-        bump(
-            &SLOT[i].bytes,
-            (new as u64).wrapping_sub(old as u64),
-            shared,
-        );
+        let (slot, shared) = slot();
+        if new >= old {
+            bump(&slot.bytes_in, (new - old) as u64, shared);
+        } else {
+            bump(&slot.bytes_out, (old - new) as u64, shared);
+        }
     }
 
-    pub(super) fn sum() -> (u64, u64, u64) {
-        SLOT.iter().fold((0u64, 0u64, 0u64), |(a, f, b), s| {
-            (
-                a.wrapping_add(s.allocs.load(Ordering::Relaxed)),
-                f.wrapping_add(s.frees.load(Ordering::Relaxed)),
-                b.wrapping_add(s.bytes.load(Ordering::Relaxed)),
-            )
-        })
+    /// One attributed block more (`true`) or less on this thread.
+    #[inline(always)]
+    pub(super) fn attributed(more: bool) {
+        let (slot, shared) = slot();
+        let c = if more { &slot.recorded } else { &slot.dropped };
+        bump(c, 1, shared);
+    }
+
+    /// `(allocs, frees, live bytes, attributed blocks)`.
+    pub(super) fn sum() -> (u64, u64, u64, u64) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SLOT.iter()
+            .fold((0, 0, 0, 0), |(a, f, b, t): (u64, u64, u64, u64), s| {
+                (
+                    a.wrapping_add(get(&s.allocs)),
+                    f.wrapping_add(get(&s.frees)),
+                    b.wrapping_add(get(&s.bytes_in).wrapping_sub(get(&s.bytes_out))),
+                    t.wrapping_add(get(&s.recorded).wrapping_sub(get(&s.dropped))),
+                )
+            })
     }
 }
 
 /// The counters now.
 pub fn heap_stats() -> HeapStats {
-    let (allocs, frees, bytes) = counters::sum();
+    let (allocs, frees, bytes, attributed) = counters::sum();
     HeapStats {
         allocs,
         frees,
         live_bytes: bytes,
-        attributed_blocks: table::len() as u64,
+        attributed_blocks: attributed,
         untracked: counters::UNTRACKED.load(Ordering::Relaxed),
     }
 }
@@ -238,17 +266,36 @@ fn record(addr: usize, session: u64, size: usize) {
         return;
     };
     let stack = stack::capture();
-    if !table::insert(addr, session as u32, stack, size as u64) {
+    remember(addr, session as u32, stack, size as u64);
+}
+
+/// Puts a block in the live table, or counts it as untracked.
+#[inline(always)]
+fn remember(addr: usize, session: u32, stack: stack::StackId, size: u64) {
+    if table::insert(addr, session, stack, size) {
+        counters::attributed(true);
+    } else {
         counters::UNTRACKED.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Takes a block out of the live table: its `(session, stack, size)`.
+#[inline(always)]
+fn forget(addr: usize) -> Option<(u32, stack::StackId, u64)> {
+    if !table::ANY.load(Ordering::Relaxed) {
+        return None;
+    }
+    let found = table::remove(addr);
+    if found.is_some() {
+        counters::attributed(false);
+    }
+    found
 }
 
 #[inline(always)]
 fn on_free(ptr: *mut u8, size: usize) {
     counters::free(size);
-    if table::ANY.load(Ordering::Relaxed) {
-        table::remove(ptr as usize);
-    }
+    forget(ptr as usize);
 }
 
 // SAFETY: every method forwards to `inner` with the caller's arguments
@@ -287,25 +334,19 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // Take the record out first: once `inner.realloc` returns, the old
         // address may already belong to another thread's new block.
-        let origin = if table::ANY.load(Ordering::Relaxed) {
-            table::remove(ptr as usize)
-        } else {
-            None
-        };
+        let origin = forget(ptr as usize);
         // SAFETY: forwarded with the caller's guarantees.
         let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if q.is_null() {
             // The old block is still valid and still ours.
             if let Some((session, stack, _)) = origin {
-                table::insert(ptr as usize, session, stack, layout.size() as u64);
+                remember(ptr as usize, session, stack, layout.size() as u64);
             }
             return q;
         }
         counters::resize(layout.size(), new_size);
-        if let Some((session, stack, _)) = origin
-            && !table::insert(q as usize, session, stack, new_size as u64)
-        {
-            counters::UNTRACKED.fetch_add(1, Ordering::Relaxed);
+        if let Some((session, stack, _)) = origin {
+            remember(q as usize, session, stack, new_size as u64);
         }
         q
     }
@@ -320,7 +361,7 @@ pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<(stack::StackId, u
     if !table::ANY.load(Ordering::Relaxed) {
         return (Vec::new(), 0);
     }
-    let len = table::len();
+    let len = counters::sum().3 as usize;
     let mut out = Vec::with_capacity(len + len / 4 + 1024);
     let mut missed = 0;
     table::for_each(|session, stack, size| {
@@ -335,191 +376,4 @@ pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<(stack::StackId, u
     (out, missed)
 }
 
-mod table {
-    //! The live table: 64 shards of open addressing with backward-shift
-    //! deletion, each under a spin lock. Fixed size, in static memory.
-    use super::*;
-
-    const SHARDS: usize = 64;
-    const PER_SHARD: usize = 1 << 14;
-    /// A shard stops accepting at 7/8 full: probes stay short.
-    const MAX_FILL: usize = PER_SHARD / 8 * 7;
-
-    /// Set at the first insert and never cleared: until then, frees need
-    /// not look in the table at all.
-    pub(super) static ANY: AtomicBool = AtomicBool::new(false);
-
-    /// Live entries in all shards (a sum, for statistics).
-    pub(super) fn len() -> usize {
-        TABLE.iter().map(|s| s.len.load(Ordering::Relaxed)).sum()
-    }
-
-    struct Slot {
-        /// `!address`; 0 when empty.
-        key: AtomicUsize,
-        session: AtomicU32,
-        stack: AtomicU32,
-        size: AtomicU64,
-    }
-
-    struct Shard {
-        lock: AtomicBool,
-        len: AtomicUsize,
-        slots: [Slot; PER_SHARD],
-    }
-
-    static TABLE: [Shard; SHARDS] = [const {
-        Shard {
-            lock: AtomicBool::new(false),
-            len: AtomicUsize::new(0),
-            slots: [const {
-                Slot {
-                    key: AtomicUsize::new(0),
-                    session: AtomicU32::new(0),
-                    stack: AtomicU32::new(0),
-                    size: AtomicU64::new(0),
-                }
-            }; PER_SHARD],
-        }
-    }; SHARDS];
-
-    struct Locked<'a>(&'a Shard);
-
-    impl Shard {
-        fn lock(&self) -> Locked<'_> {
-            let mut spins = 0u32;
-            while self
-                .lock
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    // A syscall, not a parking lot: nothing allocates.
-                    std::thread::yield_now();
-                }
-            }
-            Locked(self)
-        }
-    }
-
-    impl Drop for Locked<'_> {
-        fn drop(&mut self) {
-            self.0.lock.store(false, Ordering::Release);
-        }
-    }
-
-    fn place(addr: usize) -> (&'static Shard, usize) {
-        let h = ((addr >> 4) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (&TABLE[(h >> 58) as usize], (h as usize) & (PER_SHARD - 1))
-    }
-
-    pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
-        let key = !addr;
-        let (shard, mut i) = place(addr);
-        if !ANY.load(Ordering::Relaxed) {
-            ANY.store(true, Ordering::Relaxed);
-        }
-        let _g = shard.lock();
-        if shard.len.load(Ordering::Relaxed) >= MAX_FILL {
-            return false;
-        }
-        loop {
-            let slot = &shard.slots[i];
-            let k = slot.key.load(Ordering::Relaxed);
-            if k == 0 || k == key {
-                if k == 0 {
-                    // Under the shard lock: a plain load and store.
-                    shard
-                        .len
-                        .store(shard.len.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                }
-                slot.key.store(key, Ordering::Relaxed);
-                slot.session.store(session, Ordering::Relaxed);
-                slot.stack.store(stack, Ordering::Relaxed);
-                slot.size.store(size, Ordering::Relaxed);
-                return true;
-            }
-            i = (i + 1) & (PER_SHARD - 1);
-        }
-    }
-
-    /// Removes `addr`; returns its `(session, stack, size)` if it was there.
-    pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
-        let key = !addr;
-        let (shard, mut i) = place(addr);
-        // An empty shard cannot hold it: skip the lock. (A block's insert
-        // happened-before its free, through whatever handed the pointer over.)
-        if shard.len.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let _g = shard.lock();
-        loop {
-            let k = shard.slots[i].key.load(Ordering::Relaxed);
-            if k == 0 {
-                return None;
-            }
-            if k == key {
-                break;
-            }
-            i = (i + 1) & (PER_SHARD - 1);
-        }
-        let s = &shard.slots[i];
-        let found = (
-            s.session.load(Ordering::Relaxed),
-            s.stack.load(Ordering::Relaxed),
-            s.size.load(Ordering::Relaxed),
-        );
-        // Backward-shift deletion: pull later entries of the probe run into
-        // the hole, so lookups never need tombstones.
-        let mut hole = i;
-        let mut j = i;
-        loop {
-            j = (j + 1) & (PER_SHARD - 1);
-            let k = shard.slots[j].key.load(Ordering::Relaxed);
-            if k == 0 {
-                break;
-            }
-            let home = place(!k).1;
-            let dist_j = j.wrapping_sub(home) & (PER_SHARD - 1);
-            let dist_hole = hole.wrapping_sub(home) & (PER_SHARD - 1);
-            if dist_hole <= dist_j {
-                let (from, to) = (&shard.slots[j], &shard.slots[hole]);
-                to.key.store(k, Ordering::Relaxed);
-                to.session
-                    .store(from.session.load(Ordering::Relaxed), Ordering::Relaxed);
-                to.stack
-                    .store(from.stack.load(Ordering::Relaxed), Ordering::Relaxed);
-                to.size
-                    .store(from.size.load(Ordering::Relaxed), Ordering::Relaxed);
-                hole = j;
-            }
-        }
-        shard.slots[hole].key.store(0, Ordering::Relaxed);
-        shard
-            .len
-            .store(shard.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
-        Some(found)
-    }
-
-    /// Visits every live entry, one shard at a time.
-    pub(super) fn for_each(mut f: impl FnMut(u32, u32, u64)) {
-        for shard in &TABLE {
-            if shard.len.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            let _g = shard.lock();
-            for s in &shard.slots {
-                if s.key.load(Ordering::Relaxed) != 0 {
-                    f(
-                        s.session.load(Ordering::Relaxed),
-                        s.stack.load(Ordering::Relaxed),
-                        s.size.load(Ordering::Relaxed),
-                    );
-                }
-            }
-        }
-    }
-}
+mod table;
