@@ -19,6 +19,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use mapileak_reports::{Frame, Stack};
@@ -60,30 +61,75 @@ static FRAMES_USED: AtomicUsize = AtomicUsize::new(0);
 /// Captures the calling thread's stack and interns it. Allocation-free.
 #[inline(never)]
 pub(crate) fn capture() -> StackId {
-    let mut frames = [0usize; MAX_FRAMES];
-    match fp::walk(&mut frames) {
+    let mut room = MaybeUninit::uninit();
+    let mut buf = Buf::new(&mut room);
+    match fp::walk(&mut buf) {
         fp::Walk::Known(id) => id,
-        fp::Walk::Frames(n) => {
-            let id = intern(&frames[..n], hash(&frames[..n]));
+        fp::Walk::Frames => {
+            let frames = buf.frames();
+            let id = intern(frames, hash(frames));
             fp::remember(id);
             id
         }
         fp::Walk::Truncated => {
-            let n = unwind(&mut frames);
-            intern(&frames[..n], hash(&frames[..n]))
+            let mut buf = Buf::new(&mut room);
+            unwind(&mut buf);
+            let frames = buf.frames();
+            intern(frames, hash(frames))
         }
+    }
+}
+
+/// One stack's return addresses, written front to back into room the
+/// caller keeps uninitialized (clearing it cost more than a memoized walk;
+/// a `MaybeUninit` array held by value got cleared anyway).
+pub(crate) struct Buf<'a> {
+    slots: &'a mut MaybeUninit<[usize; MAX_FRAMES]>,
+    len: usize,
+}
+
+impl<'a> Buf<'a> {
+    #[inline(always)]
+    fn new(slots: &'a mut MaybeUninit<[usize; MAX_FRAMES]>) -> Self {
+        Buf { slots, len: 0 }
+    }
+
+    /// Appends a frame; `false` when full (the frame is dropped).
+    #[inline(always)]
+    fn push(&mut self, frame: usize) -> bool {
+        if self.len == MAX_FRAMES {
+            return false;
+        }
+        // SAFETY: `len < MAX_FRAMES`: the write stays inside the array, and
+        // writing through a raw pointer never reads the uninitialized word.
+        unsafe {
+            self.slots
+                .as_mut_ptr()
+                .cast::<usize>()
+                .add(self.len)
+                .write(frame)
+        };
+        self.len += 1;
+        true
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn frames(&self) -> &[usize] {
+        // SAFETY: `push` wrote the first `len` words.
+        unsafe { std::slice::from_raw_parts(self.slots.as_ptr().cast::<usize>(), self.len) }
     }
 }
 
 /// The platform unwinder, for when frame pointers are missing.
 #[inline(never)]
-fn unwind(out: &mut [usize; MAX_FRAMES]) -> usize {
-    let mut n = 0;
-    let mut record = |frame: &backtrace::Frame| {
-        out[n] = frame.ip() as usize;
-        n += 1;
-        n < MAX_FRAMES
-    };
+fn unwind(out: &mut Buf<'_>) {
+    let mut record =
+        |frame: &backtrace::Frame| out.push(frame.ip() as usize) && out.len() < MAX_FRAMES;
     #[cfg(unix)]
     // SAFETY: `trace_unsynchronized` is unsafe only where the platform
     // unwinder is not thread-safe (dbghelp on Windows); libgcc's
@@ -93,7 +139,6 @@ fn unwind(out: &mut [usize; MAX_FRAMES]) -> usize {
     };
     #[cfg(not(unix))]
     backtrace::trace(&mut record);
-    n
 }
 
 #[cfg(all(unix, any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -102,15 +147,15 @@ mod fp;
 #[cfg(not(all(unix, any(target_arch = "x86_64", target_arch = "aarch64"))))]
 mod fp {
     //! No frame-pointer walk on this platform: always the unwinder.
-    use super::{MAX_FRAMES, StackId};
+    use super::{Buf, StackId};
 
     pub(super) enum Walk {
         Known(StackId),
-        Frames(usize),
+        Frames,
         Truncated,
     }
 
-    pub(super) fn walk(_out: &mut [usize; MAX_FRAMES]) -> Walk {
+    pub(super) fn walk(_out: &mut Buf<'_>) -> Walk {
         Walk::Truncated
     }
 
@@ -352,26 +397,34 @@ mod tests {
         );
         assert!(sb.mentions("the_walk_memo_tells_sites_and_depths_apart"));
         // Frames outside the memo's reach agree with a walk from scratch.
-        let mut out = [0usize; MAX_FRAMES];
-        let m = unwind(&mut out);
+        let mut room = MaybeUninit::uninit();
+        let mut out = Buf::new(&mut room);
+        unwind(&mut out);
         let outer = *frames(*a).last().unwrap();
         assert!(
-            out[..m].contains(&outer),
+            out.frames().contains(&outer),
             "outermost frame {outer:#x} is real"
         );
     }
 
     #[test]
     fn frame_pointer_walk_reaches_the_caller_without_the_unwinder() {
-        let mut out = [0usize; MAX_FRAMES];
-        let fp::Walk::Frames(n) = fp::walk(&mut out) else {
+        let mut room = MaybeUninit::uninit();
+        let mut out = Buf::new(&mut room);
+        let fp::Walk::Frames = fp::walk(&mut out) else {
             panic!("frame pointers are on in this workspace");
         };
+        let n = out.len();
         assert!(n >= MIN_FRAMES, "{n} frames");
-        let mut unwound = [0usize; MAX_FRAMES];
-        let m = unwind(&mut unwound);
+        let mut room2 = MaybeUninit::uninit();
+        let mut unwound = Buf::new(&mut room2);
+        unwind(&mut unwound);
         // The walk's frames are return addresses the unwinder saw too.
-        let seen = out[..n].iter().filter(|a| unwound[..m].contains(a)).count();
+        let seen = out
+            .frames()
+            .iter()
+            .filter(|a| unwound.frames().contains(a))
+            .count();
         assert!(
             seen >= n / 2,
             "{seen} of {n} frames confirmed by the unwinder"

@@ -20,7 +20,7 @@
 
 use std::cell::UnsafeCell;
 
-use super::{MAX_FRAMES, MIN_FRAMES, StackId};
+use super::{Buf, MAX_FRAMES, MIN_FRAMES, StackId};
 
 /// A frame record as read from the stack: `[fp]` and `[fp + 8]`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,12 +35,13 @@ const EMPTY: Record = Record { next: 0, ret: 0 };
 /// was 0 (the clean end of the chain).
 const CAP: usize = MAX_FRAMES + 1;
 
-/// One walk's records, innermost first.
+/// One walk's records, innermost first, each with the frame address it was
+/// read at (`at[k + 1] == records[k].next`). The addresses are kept apart
+/// from the records so the compiler cannot derive them from the stack loads
+/// they were compared with, which would chain the loads again.
 struct Walked {
-    /// The frame address of `records[0]`; `records[k]` (k > 0) was read at
-    /// `records[k - 1].next`.
-    first: usize,
     len: usize,
+    at: [usize; CAP],
     records: [Record; CAP],
 }
 
@@ -62,8 +63,8 @@ struct Memo {
 
 const fn walked() -> Walked {
     Walked {
-        first: 0,
         len: 0,
+        at: [0; CAP],
         records: [EMPTY; CAP],
     }
 }
@@ -85,15 +86,15 @@ thread_local! {
 pub(super) enum Walk {
     /// The same stack as this thread's last walk, already interned.
     Known(StackId),
-    /// `n` return addresses, innermost first, in the caller's buffer.
-    Frames(usize),
+    /// The return addresses, innermost first, are in the caller's buffer.
+    Frames,
     /// The chain broke early (frames without frame pointers): use the unwinder.
     Truncated,
 }
 
 /// Walks the calling thread's frame-pointer chain into `out`.
 #[inline(always)]
-pub(super) fn walk(out: &mut [usize; MAX_FRAMES]) -> Walk {
+pub(super) fn walk(out: &mut Buf<'_>) -> Walk {
     let start = frame_pointer();
     let Ok(memo) = MEMO.try_with(UnsafeCell::get) else {
         return Walk::Truncated;
@@ -123,7 +124,7 @@ pub(super) fn remember(id: StackId) {
 }
 
 #[inline(always)]
-fn walk_with(memo: &mut Memo, start: usize, out: &mut [usize; MAX_FRAMES]) -> Walk {
+fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
     if memo.high == 0 {
         (memo.low, memo.high) = query_bounds();
     }
@@ -135,7 +136,7 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut [usize; MAX_FRAMES]) -> Wa
     let (old, new) = if memo.last == 0 { (&*a, b) } else { (&*b, a) };
 
     // The same walk as last time, from its first frame: the same stack.
-    if memo.id != 0 && old.first == start && matching(old, 0, start) == old.len {
+    if memo.id != 0 && old.len > 0 && old.at[0] == start && matching(old, 0) == old.len {
         return Walk::Known(memo.id);
     }
 
@@ -144,20 +145,17 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut [usize; MAX_FRAMES]) -> Wa
         new,
         len: 0,
         out,
-        n: 0,
     };
-    // `cursor` indexes the memo record read at `old_fp`: the first memo
-    // frame address not below the walk's (they only grow along a chain).
+    // `cursor`: the first memo record not read below the walk's frame
+    // address (frame addresses only grow along a chain).
     let mut cursor = 0;
-    let mut old_fp = old.first;
     let mut fp = start;
     let clean = 'walk: loop {
-        while cursor < old.len && old_fp < fp {
-            old_fp = old.records[cursor].next;
+        while cursor < old.len && old.at[cursor] < fp {
             cursor += 1;
         }
-        if cursor < old.len && old_fp == fp {
-            let run = matching(old, cursor, fp);
+        if cursor < old.len && old.at[cursor] == fp {
+            let run = matching(old, cursor);
             for &rec in &old.records[cursor..cursor + run] {
                 match walk.step(fp, rec) {
                     Ok(next) => fp = next,
@@ -165,7 +163,6 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut [usize; MAX_FRAMES]) -> Wa
                 }
             }
             cursor += run;
-            old_fp = fp;
         }
         // SAFETY: `fp` passed `in_bounds` (the start above, every later one
         // in `step`): both words lie in this thread's stack, which is mapped
@@ -176,15 +173,14 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut [usize; MAX_FRAMES]) -> Wa
             Err(clean) => break clean,
         }
     };
-    let (n, len) = (walk.n, walk.len);
-    walk.new.first = start;
-    walk.new.len = len;
+    let n = walk.out.len();
+    walk.new.len = walk.len;
     memo.last ^= 1;
     memo.id = 0;
     if n < MIN_FRAMES && !clean {
         Walk::Truncated
     } else {
-        Walk::Frames(n)
+        Walk::Frames
     }
 }
 
@@ -193,53 +189,50 @@ fn in_bounds((low, high): (usize, usize), fp: usize) -> bool {
 }
 
 /// A walk in progress: where its records and frames go.
-struct Walking<'a> {
+struct Walking<'a, 'b> {
     bounds: (usize, usize),
     new: &'a mut Walked,
     len: usize,
-    out: &'a mut [usize; MAX_FRAMES],
-    n: usize,
+    out: &'a mut Buf<'b>,
 }
 
-impl Walking<'_> {
+impl Walking<'_, '_> {
     /// Takes the record read at `fp`: `Ok(next fp)`, or `Err(clean)` when
     /// the walk ends there (clean: the chain's own end, a 0 link).
     #[inline(always)]
     fn step(&mut self, fp: usize, rec: Record) -> Result<usize, bool> {
+        self.new.at[self.len] = fp;
         self.new.records[self.len] = rec;
         self.len += 1;
         if rec.ret == 0 {
             return Err(true);
         }
-        self.out[self.n] = rec.ret;
-        self.n += 1;
+        self.out.push(rec.ret);
         if rec.next == 0 {
             return Err(true);
         }
-        if rec.next <= fp || self.n == MAX_FRAMES || !in_bounds(self.bounds, rec.next) {
+        if rec.next <= fp || self.out.len() == MAX_FRAMES || !in_bounds(self.bounds, rec.next) {
             return Err(false);
         }
         Ok(rec.next)
     }
 }
 
-/// How many of `walked`'s records from `from` on are still on the stack,
-/// the first one read at `fp`. The loads take their addresses from the memo,
-/// so they do not wait for each other.
+/// How many of `walked`'s records from `from` on are still on the stack.
+/// Each load's address comes from the memo, not from the load before it, so
+/// the loads do not wait for each other.
 #[inline(always)]
-fn matching(walked: &Walked, from: usize, fp: usize) -> usize {
-    let mut at = fp;
+fn matching(walked: &Walked, from: usize) -> usize {
+    let len = walked.len;
     let mut k = from;
-    while k < walked.len {
+    while k < len {
         // SAFETY: every frame address in the memo passed the bounds check of
         // this thread's stack when it was walked, and the bounds do not
         // change: the two words lie in the mapped stack, aligned.
-        let now = unsafe { std::ptr::read(at as *const Record) };
-        let then = walked.records[k];
-        if now != then {
+        let now = unsafe { std::ptr::read(walked.at[k] as *const Record) };
+        if now != walked.records[k] {
             break;
         }
-        at = then.next;
         k += 1;
     }
     k - from
