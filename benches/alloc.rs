@@ -28,20 +28,47 @@ const LAYOUT: Layout = match Layout::from_size_align(32, 8) {
 };
 
 /// A provider-like call depth above the allocation, so the walk has work.
+/// With `sites` above 1, the allocations rotate through that many call
+/// sites, so each stack differs from the one before in its innermost frames.
 #[inline(never)]
-fn depth<A: GlobalAlloc>(a: &A, n: u32) {
-    if n == 0 {
+fn depth<A: GlobalAlloc>(a: &A, n: u32, sites: u32) {
+    if n > 0 {
+        return depth(a, black_box(n - 1), sites);
+    }
+    if sites <= 1 {
         for _ in 0..OPS {
-            // SAFETY: a valid non-zero layout; the block is freed at once
-            // with the same allocator and layout.
-            unsafe {
-                let p = a.alloc(black_box(LAYOUT));
-                assert!(!p.is_null());
-                a.dealloc(black_box(p), LAYOUT);
-            }
+            alloc_free(a);
         }
-    } else {
-        depth(a, black_box(n - 1));
+        return;
+    }
+    for i in 0..OPS {
+        match black_box(i) % sites {
+            0 => site::<A, 0>(a),
+            1 => site::<A, 1>(a),
+            2 => site::<A, 2>(a),
+            3 => site::<A, 3>(a),
+            4 => site::<A, 4>(a),
+            5 => site::<A, 5>(a),
+            6 => site::<A, 6>(a),
+            _ => site::<A, 7>(a),
+        }
+    }
+}
+
+#[inline(never)]
+fn site<A: GlobalAlloc, const K: usize>(a: &A) {
+    alloc_free(a);
+    black_box(K);
+}
+
+#[inline(always)]
+fn alloc_free<A: GlobalAlloc>(a: &A) {
+    // SAFETY: a valid non-zero layout; the block is freed at once with the
+    // same allocator and layout.
+    unsafe {
+        let p = a.alloc(black_box(LAYOUT));
+        assert!(!p.is_null());
+        a.dealloc(black_box(p), LAYOUT);
     }
 }
 
@@ -80,13 +107,27 @@ fn main() {
     let mut system = f64::INFINITY;
     let mut counting = f64::INFINITY;
     let mut stacks = f64::INFINITY;
+    // Not targets: rotating call sites, as many as a thread's walk memo
+    // holds (4), and twice that (every stack then takes a partial walk and
+    // an interning lookup).
+    let mut rotating = [
+        (4, f64::INFINITY, f64::INFINITY),
+        (8, f64::INFINITY, f64::INFINITY),
+    ];
     for _ in 0..2 {
-        system = system.min(best(|| depth(&System, DEPTH)));
-        counting = counting.min(best(|| depth(&TRACKER, DEPTH)));
+        system = system.min(best(|| depth(&System, DEPTH, 1)));
+        counting = counting.min(best(|| depth(&TRACKER, DEPTH, 1)));
         stacks = stacks.min(best(|| {
             let _scope = session.enter();
-            depth(&TRACKER, DEPTH)
+            depth(&TRACKER, DEPTH, 1)
         }));
+        for (sites, base, tracked) in &mut rotating {
+            *base = base.min(best(|| depth(&System, DEPTH, *sites)));
+            *tracked = tracked.min(best(|| {
+                let _scope = session.enter();
+                depth(&TRACKER, DEPTH, *sites)
+            }));
+        }
     }
     let report = session.ms_logoff().report;
     assert_eq!(report.summary.heap_blocks, 0, "every block was freed");
@@ -94,10 +135,16 @@ fn main() {
     let profiler = dhat::Profiler::builder()
         .file_name(dir.join("dhat-heap.json"))
         .build();
-    let dhat = best(|| depth(&DHAT, DEPTH));
+    let dhat = best(|| depth(&DHAT, DEPTH, 1));
     drop(profiler);
     let _ = std::fs::remove_dir_all(&dir);
 
+    for (sites, base, tracked) in rotating {
+        println!(
+            "mapileak-bench-info stacks_{sites}_sites ns_per_op={tracked:.2} vs_system={:.2}",
+            tracked / base
+        );
+    }
     for (name, ns) in [
         ("system", system),
         ("counting", counting),

@@ -98,10 +98,6 @@ mod counters {
         pub bytes_in: AtomicU64,
         /// Bytes freed (and shrunk by `realloc`) on this thread.
         pub bytes_out: AtomicU64,
-        /// Attributed blocks put in the live table on this thread.
-        pub recorded: AtomicU64,
-        /// Attributed blocks taken out of it on this thread.
-        pub dropped: AtomicU64,
     }
 
     pub(super) static SLOT: [Slot; SLOTS] = [const {
@@ -110,8 +106,6 @@ mod counters {
             frees: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            recorded: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
         }
     }; SLOTS];
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -180,32 +174,25 @@ mod counters {
         }
     }
 
-    /// One attributed block more (`true`) or less on this thread.
-    #[inline(always)]
-    pub(super) fn attributed(more: bool) {
-        let (slot, shared) = slot();
-        let c = if more { &slot.recorded } else { &slot.dropped };
-        bump(c, 1, shared);
-    }
-
-    /// `(allocs, frees, live bytes, attributed blocks)`.
-    pub(super) fn sum() -> (u64, u64, u64, u64) {
+    /// `(allocs, frees, live bytes)`.
+    pub(super) fn sum() -> (u64, u64, u64) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SLOT.iter()
-            .fold((0, 0, 0, 0), |(a, f, b, t): (u64, u64, u64, u64), s| {
+            .fold((0, 0, 0), |(a, f, b): (u64, u64, u64), s| {
                 (
                     a.wrapping_add(get(&s.allocs)),
                     f.wrapping_add(get(&s.frees)),
                     b.wrapping_add(get(&s.bytes_in).wrapping_sub(get(&s.bytes_out))),
-                    t.wrapping_add(get(&s.recorded).wrapping_sub(get(&s.dropped))),
                 )
             })
     }
 }
 
-/// The counters now.
+/// The counters now. (Counting the attributed blocks visits the live table.)
 pub fn heap_stats() -> HeapStats {
-    let (allocs, frees, bytes, attributed) = counters::sum();
+    let (allocs, frees, bytes) = counters::sum();
+    let mut attributed = 0;
+    table::for_each(|_, _, _| attributed += 1);
     HeapStats {
         allocs,
         frees,
@@ -265,16 +252,14 @@ fn record(addr: usize, session: u64, size: usize) {
     let Some(_guard) = Reentry::enter() else {
         return;
     };
-    let stack = stack::capture();
+    let stack = stack::capture_here();
     remember(addr, session as u32, stack, size as u64);
 }
 
 /// Puts a block in the live table, or counts it as untracked.
 #[inline(always)]
 fn remember(addr: usize, session: u32, stack: stack::StackId, size: u64) {
-    if table::insert(addr, session, stack, size) {
-        counters::attributed(true);
-    } else {
+    if !table::insert(addr, session, stack, size) {
         counters::UNTRACKED.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -285,11 +270,7 @@ fn forget(addr: usize) -> Option<(u32, stack::StackId, u64)> {
     if !table::ANY.load(Ordering::Relaxed) {
         return None;
     }
-    let found = table::remove(addr);
-    if found.is_some() {
-        counters::attributed(false);
-    }
-    found
+    table::remove(addr)
 }
 
 #[inline(always)]
@@ -361,7 +342,8 @@ pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<(stack::StackId, u
     if !table::ANY.load(Ordering::Relaxed) {
         return (Vec::new(), 0);
     }
-    let len = counters::sum().3 as usize;
+    let mut len = 0;
+    table::for_each(|_, _, _| len += 1);
     let mut out = Vec::with_capacity(len + len / 4 + 1024);
     let mut missed = 0;
     table::for_each(|session, stack, size| {

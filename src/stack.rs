@@ -61,6 +61,13 @@ static FRAMES_USED: AtomicUsize = AtomicUsize::new(0);
 /// Captures the calling thread's stack and interns it. Allocation-free.
 #[inline(never)]
 pub(crate) fn capture() -> StackId {
+    capture_here()
+}
+
+/// [`capture`], inlined into the caller: the allocator hook saves a call
+/// and a frame to walk.
+#[inline(always)]
+pub(crate) fn capture_here() -> StackId {
     let mut room = MaybeUninit::uninit();
     let mut buf = Buf::new(&mut room);
     match fp::walk(&mut buf) {
@@ -374,6 +381,11 @@ mod tests {
             .map(|_| (here(), other_site(), (0..5).map(deeper).collect()))
             .collect();
         let (a, b, d) = &rounds[0];
+        // Two stacks in turn: each walk matches a remembered one that is not
+        // the most recent.
+        let pairs: Vec<(StackId, StackId)> = (0..3).map(|_| (here(), other_site())).collect();
+        assert!(pairs.iter().all(|p| *p == pairs[0]), "{pairs:?}");
+        assert_ne!(pairs[0].0, pairs[0].1);
         for round in &rounds[1..] {
             assert_eq!(
                 round, &rounds[0],

@@ -46,7 +46,7 @@ struct Shard {
     /// Set by a lookup that probed [`LONG`] slots or more: the shard's next
     /// insert sweeps its tombstones.
     dirty: AtomicBool,
-    /// Inserts to go before `dirty` is heeded again (under the lock).
+    /// Dirty inserts to go before `dirty` is heeded again (under the lock).
     cooldown: AtomicU32,
     keys: [AtomicUsize; PER_SHARD],
     /// `session << 32 | stack`, and the block's size, beside each key.
@@ -101,17 +101,15 @@ fn home(addr: usize) -> (&'static Shard, usize) {
 }
 
 /// Records a live block; `false` when its probe run has no room.
+#[inline(always)]
 pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
     if !ANY.load(Ordering::Relaxed) {
         ANY.store(true, Ordering::Relaxed);
     }
     let (shard, home) = home(addr);
     let guard = shard.lock();
-    let cooldown = shard.cooldown.load(Ordering::Relaxed);
-    if cooldown > 0 {
-        shard.cooldown.store(cooldown - 1, Ordering::Relaxed);
-    } else if shard.dirty.load(Ordering::Relaxed) {
-        sweep(&guard);
+    if shard.dirty.load(Ordering::Relaxed) {
+        maybe_sweep(&guard);
     }
     for k in 0..PROBE {
         let i = (home + k) & MASK;
@@ -156,6 +154,16 @@ pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
     }
     shard.dirty.store(true, Ordering::Relaxed);
     None
+}
+
+/// Sweeps a dirty shard, unless a recent sweep found it full of live blocks.
+#[cold]
+fn maybe_sweep(locked: &Locked<'_>) {
+    let cooldown = &locked.0.cooldown;
+    match cooldown.load(Ordering::Relaxed) {
+        0 => sweep(locked),
+        n => cooldown.store(n - 1, Ordering::Relaxed),
+    }
 }
 
 /// Turns into EMPTY every tombstone that no live key's probe run crosses.

@@ -1,16 +1,19 @@
-//! The frame-pointer walk, with a per-thread memo of the last walk.
+//! The frame-pointer walk, with a per-thread memo of the last few walks.
 //!
 //! Following the chain costs one dependent load per frame: about a
 //! nanosecond, the load latency, whatever else is done. But most captures
 //! repeat a recent call path (a loop that fills rows, a method called again
-//! from the same place), so each thread keeps the frame records its last
-//! walk read. When a walk reaches a frame address the memo has, it checks
-//! the memo's next records against the stack with loads whose addresses come
-//! from the memo, not from the previous load: they run in parallel. The walk
-//! is a function of those words alone (and of the thread's fixed stack
-//! bounds), so where they are unchanged it reads just what the memo says.
-//! A walk that matches the memo from its first frame to its end is the same
-//! stack, and returns the memo's id without interning.
+//! from the same place), so each thread keeps the frame records of its last
+//! [`WAYS`] walks. The walk is a function of those words alone (and of the
+//! thread's fixed stack bounds), so where they are unchanged it reads just
+//! what the memo says, and they can be checked with loads whose addresses
+//! come from the memo, not from the load before: the loads run in parallel.
+//!
+//! - A walk whose every record matches a remembered walk from its first
+//!   frame is that stack: it returns the remembered id, no interning.
+//! - Otherwise it walks for real, and where it reaches a frame address the
+//!   most recent walk read, it checks that walk's records from there on and
+//!   takes the run that still matches in one copy.
 //!
 //! ```text
 //!  fp ─► record at fp = [next fp, return address] ─► next fp ─► ...
@@ -35,18 +38,22 @@ const EMPTY: Record = Record { next: 0, ret: 0 };
 /// was 0 (the clean end of the chain).
 const CAP: usize = MAX_FRAMES + 1;
 
+/// Walks a thread remembers.
+const WAYS: usize = 4;
+
 /// One walk's records, innermost first, each with the frame address it was
 /// read at (`at[k + 1] == records[k].next`). The addresses are kept apart
 /// from the records so the compiler cannot derive them from the stack loads
 /// they were compared with, which would chain the loads again.
 struct Walked {
     len: usize,
+    /// The interned id of this walk's stack; 0 when not known.
+    id: StackId,
     at: [usize; CAP],
     records: [Record; CAP],
 }
 
-/// A thread's memo: two record buffers, the last walk's and a scratch one
-/// the next walk fills, swapped when the walk is done.
+/// A thread's memo.
 struct Memo {
     /// Set while a walk uses the memo: a walk re-entered on this thread (a
     /// signal handler) walks without it.
@@ -54,16 +61,17 @@ struct Memo {
     /// This thread's stack, `[low, high)`; `high == 0` until first asked.
     low: usize,
     high: usize,
-    /// Which of `walks` is the last walk.
+    /// The most recent walk.
     last: usize,
-    walks: [Walked; 2],
-    /// The interned id of the last walk's stack; 0 when not known.
-    id: StackId,
+    /// The next to be replaced (round robin, skipping `last`).
+    victim: usize,
+    walks: [Walked; WAYS],
 }
 
 const fn walked() -> Walked {
     Walked {
         len: 0,
+        id: 0,
         at: [0; CAP],
         records: [EMPTY; CAP],
     }
@@ -76,15 +84,15 @@ thread_local! {
             low: 0,
             high: 0,
             last: 0,
-            walks: [walked(), walked()],
-            id: 0,
+            victim: 1,
+            walks: [const { walked() }; WAYS],
         })
     };
 }
 
 /// What a walk found.
 pub(super) enum Walk {
-    /// The same stack as this thread's last walk, already interned.
+    /// The same stack as one this thread walked lately, already interned.
     Known(StackId),
     /// The return addresses, innermost first, are in the caller's buffer.
     Frames,
@@ -118,7 +126,7 @@ pub(super) fn remember(id: StackId) {
         // SAFETY: as in `walk`: not busy means no other reference exists.
         let memo = unsafe { &mut *m.get() };
         if !memo.busy {
-            memo.id = id;
+            memo.walks[memo.last].id = id;
         }
     });
 }
@@ -132,14 +140,30 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
     if bounds.1 == 0 || !in_bounds(bounds, start) {
         return Walk::Truncated;
     }
-    let [a, b] = &mut memo.walks;
-    let (old, new) = if memo.last == 0 { (&*a, b) } else { (&*b, a) };
 
-    // The same walk as last time, from its first frame: the same stack.
-    if memo.id != 0 && old.len > 0 && old.at[0] == start && matching(old, 0) == old.len {
-        return Walk::Known(memo.id);
+    // A remembered walk from this frame, all of whose records still hold:
+    // the same stack. The most recent one first.
+    for k in 0..WAYS {
+        let w = (memo.last + k) % WAYS;
+        let walked = &memo.walks[w];
+        if walked.id != 0
+            && walked.len > 0
+            && walked.at[0] == start
+            && matching(walked, 0) == walked.len
+        {
+            memo.last = w;
+            return Walk::Known(walked.id);
+        }
     }
 
+    // Walk into the victim's buffer, taking what still holds of the last walk.
+    let from = memo.last;
+    let to = if memo.victim == from {
+        (from + 1) % WAYS
+    } else {
+        memo.victim
+    };
+    let (old, new) = pick(&mut memo.walks, from, to);
     let mut walk = Walking {
         bounds,
         new,
@@ -156,7 +180,19 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
         }
         if cursor < old.len && old.at[cursor] == fp {
             let run = matching(old, cursor);
-            for &rec in &old.records[cursor..cursor + run] {
+            // Records before the old walk's last one passed every check of
+            // `step` but the frame limit, whatever the walk: copy them.
+            let bulk = run
+                .min(old.len - 1 - cursor)
+                .min(MAX_FRAMES - 1 - walk.out.len());
+            if bulk > 0 {
+                walk.copy(
+                    &old.at[cursor..cursor + bulk],
+                    &old.records[cursor..cursor + bulk],
+                );
+                fp = old.at[cursor + bulk];
+            }
+            for &rec in &old.records[cursor + bulk..cursor + run] {
                 match walk.step(fp, rec) {
                     Ok(next) => fp = next,
                     Err(clean) => break 'walk clean,
@@ -165,8 +201,9 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
             cursor += run;
         }
         // SAFETY: `fp` passed `in_bounds` (the start above, every later one
-        // in `step`): both words lie in this thread's stack, which is mapped
-        // and readable for its whole extent, and they are aligned.
+        // in `step`, or as a memo address that passed it): both words lie in
+        // this thread's stack, which is mapped and readable for its whole
+        // extent, and they are aligned.
         let rec = unsafe { std::ptr::read(fp as *const Record) };
         match walk.step(fp, rec) {
             Ok(next) => fp = next,
@@ -175,12 +212,24 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
     };
     let n = walk.out.len();
     walk.new.len = walk.len;
-    memo.last ^= 1;
-    memo.id = 0;
+    walk.new.id = 0;
+    memo.last = to;
+    memo.victim = (to + 1) % WAYS;
     if n < MIN_FRAMES && !clean {
         Walk::Truncated
     } else {
         Walk::Frames
+    }
+}
+
+/// The walk at `from` to read and the one at `to` to write; `from != to`.
+fn pick(walks: &mut [Walked; WAYS], from: usize, to: usize) -> (&Walked, &mut Walked) {
+    debug_assert_ne!(from, to);
+    let (low, high) = walks.split_at_mut(from.max(to));
+    if from < to {
+        (&low[from], &mut high[0])
+    } else {
+        (&high[0], &mut low[to])
     }
 }
 
@@ -197,6 +246,18 @@ struct Walking<'a, 'b> {
 }
 
 impl Walking<'_, '_> {
+    /// Takes records known to pass [`Walking::step`], read at `at`.
+    #[inline(always)]
+    fn copy(&mut self, at: &[usize], records: &[Record]) {
+        let end = self.len + at.len();
+        self.new.at[self.len..end].copy_from_slice(at);
+        self.new.records[self.len..end].copy_from_slice(records);
+        self.len = end;
+        for rec in records {
+            self.out.push(rec.ret);
+        }
+    }
+
     /// Takes the record read at `fp`: `Ok(next fp)`, or `Err(clean)` when
     /// the walk ends there (clean: the chain's own end, a 0 link).
     #[inline(always)]
