@@ -289,7 +289,13 @@ fn matching(walked: &Walked, from: usize) -> usize {
     while k < len {
         // SAFETY: every frame address in the memo passed the bounds check of
         // this thread's stack when it was walked, and the bounds do not
-        // change: the two words lie in the mapped stack, aligned.
+        // change; callers start at a record read at the current walk's frame
+        // address or above, and addresses grow along the memo, so these
+        // words lie between this frame and the stack's top: mapped, aligned.
+        // They may have changed since (that is what the compare finds out);
+        // like any frame-pointer walk's, the read sees this thread's own
+        // stack, which another thread writes only through a reference this
+        // thread handed out to a local.
         let now = unsafe { std::ptr::read(walked.at[k] as *const Record) };
         if now != walked.records[k] {
             break;
