@@ -104,7 +104,12 @@ inventory::collect!(Registered);
 
 /// Every declared kind, predeclared and the provider's own.
 pub fn all() -> impl Iterator<Item = &'static Kind> {
-    inventory::iter::<Registered>.into_iter().map(|r| r.0)
+    let predeclared = &crate::kinds::PREDECLARED;
+    let registered = inventory::iter::<Registered>
+        .into_iter()
+        .map(|r| r.0)
+        .filter(|k| !predeclared.iter().any(|p| std::ptr::eq(*p, *k)));
+    predeclared.iter().copied().chain(registered)
 }
 
 /// The declared kind with this interface name (case-sensitive).

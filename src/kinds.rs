@@ -45,3 +45,30 @@ crate::declare_kind! {
     /// `IStorage`: a property storage.
     pub static ISTORAGE = ("IStorage", 0x0000000b_0000_0000_c000_000000000046, Object, history: false);
 }
+
+/// The kinds above. Lookups go through this list as well as `inventory`'s:
+/// a static library linked into a C or C++ provider keeps only the archive
+/// members something references, so link-time registration alone can miss
+/// them.
+pub(crate) static PREDECLARED: [&crate::Kind; 20] = [
+    &IAB_PROVIDER,
+    &IMS_PROVIDER,
+    &IXP_PROVIDER,
+    &IAB_LOGON,
+    &IMS_LOGON,
+    &IMSG_STORE,
+    &IXP_LOGON,
+    &IMAPI_STATUS,
+    &IMAPI_TABLE,
+    &IMAPI_PROP,
+    &IMAPI_CONTAINER,
+    &IMAPI_FOLDER,
+    &IAB_CONTAINER,
+    &IMESSAGE,
+    &IATTACH,
+    &IMAIL_USER,
+    &IDIST_LIST,
+    &IMAPI_ADVISE_SINK,
+    &ISTREAM,
+    &ISTORAGE,
+];

@@ -65,6 +65,11 @@ impl Provider {
         self.id
     }
 
+    /// The provider record with this id, if [`Provider::init`] made one.
+    pub fn by_id(id: u64) -> Option<Provider> {
+        registry::with_session(id, |s| s.is_provider)?.then_some(Provider { id })
+    }
+
     /// Makes the provider the current owner of new objects on this thread
     /// (objects that belong to no logon, such as the provider object itself).
     pub fn enter(self) -> Scope {

@@ -48,6 +48,11 @@ impl Session {
     pub fn current() -> Option<Session> {
         None
     }
+    /// Always a session (every id is 0 here).
+    #[inline(always)]
+    pub fn by_id(_id: u64) -> Option<Session> {
+        Some(Session)
+    }
     /// An empty report.
     #[inline(always)]
     pub fn ab_logoff(self) -> Logoff {
@@ -120,6 +125,11 @@ impl Provider {
     #[inline(always)]
     pub fn id(self) -> u64 {
         0
+    }
+    /// Always a provider (every id is 0 here).
+    #[inline(always)]
+    pub fn by_id(_id: u64) -> Option<Provider> {
+        Some(Provider)
     }
     /// No-op.
     #[inline(always)]
@@ -268,6 +278,9 @@ macro_rules! shared_methods {
         pub fn opened_from(self, _parent: ObjectId) -> Self {
             self
         }
+        /// No-op.
+        #[inline(always)]
+        pub fn set_opened_from(&self, _parent: ObjectId) {}
         /// No-op.
         #[inline(always)]
         pub fn holding(self, _other: ObjectId) -> Self {

@@ -113,6 +113,11 @@ macro_rules! shared_methods {
             self
         }
 
+        /// [`opened_from`](Self::opened_from), after creation.
+        pub fn set_opened_from(&self, parent: ObjectId) {
+            self.handle.opened_from(parent);
+        }
+
         /// Records that it keeps a reference on `other` from creation on (a
         /// message holding its folder). A leaked holder makes what it holds
         /// an indirect leak, shown under it.

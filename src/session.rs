@@ -84,6 +84,13 @@ impl Session {
         }
     }
 
+    /// The logon session with this id (as [`Session::id`] and reports show
+    /// it), if the process started one: for bindings that carry sessions as
+    /// numbers, such as the C ABI.
+    pub fn by_id(id: u64) -> Option<Session> {
+        registry::with_session(id, |s| !s.is_provider)?.then_some(Session { id })
+    }
+
     /// The calling thread's current session, if any.
     pub fn current() -> Option<Session> {
         match CURRENT.with(Cell::get) {

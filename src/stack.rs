@@ -328,15 +328,22 @@ fn resolve(addr: usize) -> Vec<Frame> {
     frames
 }
 
-/// Frames of the capture machinery itself: mapileak's functions, the
-/// unwinder, and the allocation plumbing between the caller and the hook.
+/// Frames of the capture machinery itself: mapileak's functions (the C
+/// ABI's exports and crate, and the C++ wrappers in namespace `mapileak`
+/// too), the unwinder, the allocation plumbing between the caller and the
+/// hook, and the panic guard around each C ABI call.
 fn is_capture_frame(function: &str) -> bool {
     let f = function.trim_start_matches('<');
     f.starts_with("backtrace::")
         || (f.starts_with("mapileak::") && !f.contains("::tests::"))
+        || f.starts_with("mapileak_c::")
+        || mapileak_reports::signature::is_c_abi(f)
         || f.starts_with("__rust")
         || f.starts_with("__rdl_")
         || f.starts_with("alloc::alloc::")
+        || f.starts_with("std::panicking::")
+        || f.starts_with("std::panic::catch_unwind")
+        || f.starts_with("core::panic::unwind_safe::")
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub enum Origin {
 const LIBRARY_PREFIXES: &[&str] = &[
     "mapileak::",
     "mapileak_reports::",
+    "mapileak_c::",
     "backtrace::",
     "windows_core::",
     "windows_implement::",
@@ -133,7 +134,7 @@ fn path_origin(path: &str) -> Origin {
         .trim_start_matches("mut ")
         .trim_start_matches("const ")
         .trim_start_matches("dyn ");
-    if LIBRARY_PREFIXES.iter().any(|p| name.starts_with(p)) {
+    if LIBRARY_PREFIXES.iter().any(|p| name.starts_with(p)) || is_c_abi(name) {
         Origin::Library
     } else if RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p)) || RUNTIME_NAMES.contains(&name)
     {
@@ -141,6 +142,12 @@ fn path_origin(path: &str) -> Origin {
     } else {
         Origin::Provider
     }
+}
+
+/// One of the C ABI's exported functions (`mapileak_object_new`): C names,
+/// no path.
+pub fn is_c_abi(function: &str) -> bool {
+    function.starts_with("mapileak_") && !function.contains("::")
 }
 
 /// The function name without a trailing `::h0123456789abcdef` hash.
@@ -174,6 +181,8 @@ pub fn compute(what: &str, frames: &[Frame]) -> String {
 fn counts_in_signature(function: &str) -> bool {
     origin(function) != Origin::Runtime
         && !function.trim_start_matches('<').starts_with("mapileak::")
+        && !function.starts_with("mapileak_c::")
+        && !is_c_abi(function)
         && !function.contains("_Vtbl::new::")
 }
 
@@ -252,6 +261,24 @@ mod tests {
         let mut h = Fnv::new();
         h.write(b"a");
         assert_eq!(h.0, 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn c_abi_frames_are_mapileak_but_crates_named_mapileak_something_are_not() {
+        assert_eq!(origin("mapileak_object_new"), Origin::Library);
+        assert_eq!(origin("mapileak_c::count_in"), Origin::Library);
+        assert_eq!(origin("mapileak_samples::store::open"), Origin::Provider);
+        let via = |top: &str| {
+            compute(
+                "IMAPITable",
+                &[frame(top), frame("Folder::GetContentsTable()")],
+            )
+        };
+        assert_eq!(via("mapileak_object_new"), via("mapileak_c::guard"));
+        assert_ne!(
+            via("mapileak_object_new"),
+            via("mapileak_samples::store::open")
+        );
     }
 
     #[test]
