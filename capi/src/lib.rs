@@ -1,0 +1,725 @@
+//! mapileak's C ABI: what `include/mapileak.h` declares, for MAPI providers
+//! written in C or C++ (`include/mapileak.hpp` wraps it in RAII classes).
+//!
+//! Build the static library in the provider's debug configuration
+//! (`cargo build -p mapileak-capi` gives `target/debug/libmapileak_c.a`) and
+//! link it with the system libraries `rustc --print native-static-libs`
+//! names (on Linux `-lgcc_s -lpthread -ldl -lm -lc`). Built without
+//! `debug_assertions`, every function is a no-op, as in Rust.
+//!
+//! Conventions, the same for every function:
+//! - Nothing unwinds into C: each function catches panics and returns its
+//!   failure value (0, NULL, -1, or `MAPI_E_NOT_ENOUGH_MEMORY`).
+//! - Strings may be NULL (read as empty) and need not be UTF-8 (read lossily).
+//! - Sessions and providers are their report ids (`uint64_t`; 0 is none).
+//!   Objects are opaque pointers; the provider frees each with
+//!   `mapileak_object_free` when the object it counts is destroyed.
+//! - A status is 0 when done and -1 for a bad argument (an unknown id, a
+//!   NULL object, an unknown mode).
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
+use std::sync::{Mutex, OnceLock};
+
+use mapileak::buffers::{
+    AllocateBufferFn, AllocateMoreFn, FreeBufferFn, MAPI_E_INVALID_PARAMETER,
+    MAPI_E_NOT_ENOUGH_MEMORY, MapiBuffers,
+};
+use mapileak::{
+    Kind, Logoff, Malloc, Mode, Provider, ProviderKind, RefCount, Role, Scope, Session,
+};
+
+/// `MAPILEAK_ADDRESS_BOOK`, `MAPILEAK_MESSAGE_STORE`, `MAPILEAK_TRANSPORT`.
+fn provider_kind(kind: c_int) -> ProviderKind {
+    match kind {
+        1 => ProviderKind::AddressBook,
+        2 => ProviderKind::MessageStore,
+        3 => ProviderKind::Transport,
+        _ => ProviderKind::Unknown,
+    }
+}
+
+/// Runs `f`; a panic becomes `fail` instead of unwinding into C.
+fn guard<R>(fail: R, f: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fail)
+}
+
+/// A C string argument.
+///
+/// # Safety
+///
+/// `p` is NULL or points to a NUL-terminated string.
+unsafe fn text(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: the caller's promise.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// `mapileak_summary`: the counts of a report.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    /// Objects alive that should not be.
+    pub leaked_objects: u64,
+    /// Of those, the ones no other leaked object holds.
+    pub leak_roots: u64,
+    /// Live heap blocks attributed to the session.
+    pub heap_blocks: u64,
+    /// Their bytes.
+    pub heap_bytes: u64,
+    /// Unfreed MAPI buffers (chains count once).
+    pub mapi_buffers: u64,
+    /// Protocol findings.
+    pub findings: u64,
+}
+
+impl From<&Logoff> for Summary {
+    fn from(logoff: &Logoff) -> Summary {
+        let s = &logoff.report.summary;
+        Summary {
+            leaked_objects: s.leaked_objects,
+            leak_roots: s.leak_roots,
+            heap_blocks: s.heap_blocks,
+            heap_bytes: s.heap_bytes,
+            mapi_buffers: s.mapi_buffers,
+            findings: s.findings,
+        }
+    }
+}
+
+/// Writes `summary` to `out` unless `out` is NULL.
+///
+/// # Safety
+///
+/// `out` is NULL or valid for writing a `mapileak_summary`.
+unsafe fn put(out: *mut Summary, summary: Summary) {
+    if !out.is_null() {
+        // SAFETY: the caller's promise.
+        unsafe { out.write(summary) };
+    }
+}
+
+// ---- settings ---------------------------------------------------------------
+
+/// `int mapileak_live(void)`: 1 when the instrumentation is compiled in.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_live() -> c_int {
+    c_int::from(mapileak::LIVE)
+}
+
+/// `int mapileak_set_mode(const char *mode)`: `off`, `summary` or `full`,
+/// as `MAPILEAK`. -1 for anything else.
+///
+/// # Safety
+///
+/// `mode` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_set_mode(mode: *const c_char) -> c_int {
+    // SAFETY: the caller's promise.
+    let mode = unsafe { text(mode) };
+    guard(-1, || match Mode::parse(&mode) {
+        Some(m) => {
+            mapileak::set_mode(m);
+            0
+        }
+        None => -1,
+    })
+}
+
+/// `void mapileak_set_output_dir(const char *dir)`: where reports go, as
+/// `MAPILEAK_DIR`.
+///
+/// # Safety
+///
+/// `dir` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_set_output_dir(dir: *const c_char) {
+    // SAFETY: the caller's promise.
+    let dir = unsafe { text(dir) };
+    guard((), || mapileak::set_output_dir(dir));
+}
+
+/// `void mapileak_set_html(int on)`: also write an HTML page per report.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_set_html(on: c_int) {
+    guard((), || mapileak::set_html(on != 0));
+}
+
+// ---- sessions ---------------------------------------------------------------
+
+/// `uint64_t mapileak_logon(int provider, const char *label)`: a logon of a
+/// provider of that type starts; returns its session.
+///
+/// # Safety
+///
+/// `label` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_logon(provider: c_int, label: *const c_char) -> u64 {
+    // SAFETY: the caller's promise.
+    let label = unsafe { text(label) };
+    guard(0, || Session::logon(provider_kind(provider), label).id())
+}
+
+fn logoff(session: u64, out: *mut Summary, how: fn(Session) -> Logoff) -> c_int {
+    let done = guard(None, || {
+        Session::by_id(session).map(|s| Summary::from(&how(s)))
+    });
+    match done {
+        Some(summary) => {
+            // SAFETY: the exported caller's promise on `out`.
+            unsafe { put(out, summary) };
+            0
+        }
+        None => -1,
+    }
+}
+
+/// `int mapileak_ab_logoff(uint64_t session, mapileak_summary *out)`:
+/// `IABLogon::Logoff`. Checks and reports the session; `out` (may be NULL)
+/// gets the report's counts.
+///
+/// # Safety
+///
+/// `out` is NULL or valid for writing a `mapileak_summary`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_ab_logoff(session: u64, out: *mut Summary) -> c_int {
+    logoff(session, out, Session::ab_logoff)
+}
+
+/// `int mapileak_ms_logoff(uint64_t session, mapileak_summary *out)`:
+/// `IMSLogon::Logoff`, as [`mapileak_ab_logoff`].
+///
+/// # Safety
+///
+/// `out` is NULL or valid for writing a `mapileak_summary`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_ms_logoff(session: u64, out: *mut Summary) -> c_int {
+    logoff(session, out, Session::ms_logoff)
+}
+
+/// `int mapileak_transport_logoff(uint64_t session, mapileak_summary *out)`:
+/// `IXPLogon::TransportLogoff`, as [`mapileak_ab_logoff`].
+///
+/// # Safety
+///
+/// `out` is NULL or valid for writing a `mapileak_summary`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_transport_logoff(session: u64, out: *mut Summary) -> c_int {
+    logoff(session, out, Session::transport_logoff)
+}
+
+thread_local! {
+    /// The scopes entered on this thread through `mapileak_enter`, innermost last.
+    static SCOPES: RefCell<Vec<Scope>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `int mapileak_enter(uint64_t id)`: the session (or provider) becomes the
+/// calling thread's current one, owner of the objects, heap blocks and
+/// buffers created without one, until the matching `mapileak_leave`.
+/// Scopes nest.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_enter(id: u64) -> c_int {
+    guard(-1, || {
+        let scope = match (Session::by_id(id), Provider::by_id(id)) {
+            (Some(session), _) => session.enter(),
+            (None, Some(provider)) => provider.enter(),
+            (None, None) => return -1,
+        };
+        SCOPES.with(|s| s.borrow_mut().push(scope));
+        0
+    })
+}
+
+/// `void mapileak_leave(void)`: ends the innermost scope this thread
+/// entered with `mapileak_enter` (nothing when there is none).
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_leave() {
+    guard((), || {
+        // Dropping the scope (after the borrow ends) restores the session
+        // that was current before it.
+        let _scope = SCOPES.with(|s| s.borrow_mut().pop());
+    });
+}
+
+/// `uint64_t mapileak_current(void)`: the calling thread's current session, or 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_current() -> u64 {
+    guard(0, || Session::current().map_or(0, Session::id))
+}
+
+// ---- provider life -----------------------------------------------------------
+
+/// `uint64_t mapileak_provider_init(int provider, const char *label, int
+/// malloc_addrefd)`: `*ProviderInit` returned a provider object; pass 1 for
+/// `malloc_addrefd` when it kept (AddRef'd) `lpMalloc`. Returns the provider.
+///
+/// # Safety
+///
+/// `label` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_provider_init(
+    provider: c_int,
+    label: *const c_char,
+    malloc_addrefd: c_int,
+) -> u64 {
+    // SAFETY: the caller's promise.
+    let label = unsafe { text(label) };
+    let malloc = if malloc_addrefd != 0 {
+        Malloc::AddRefd
+    } else {
+        Malloc::NotKept
+    };
+    guard(0, || {
+        Provider::init(provider_kind(provider), label, malloc).id()
+    })
+}
+
+/// `uint64_t mapileak_provider_logon(uint64_t provider, const char *label)`:
+/// the provider's `Logon` created a logon; returns its session (0 for an
+/// unknown provider).
+///
+/// # Safety
+///
+/// `label` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_provider_logon(provider: u64, label: *const c_char) -> u64 {
+    // SAFETY: the caller's promise.
+    let label = unsafe { text(label) };
+    guard(0, || {
+        Provider::by_id(provider).map_or(0, |p| p.logon(label).id())
+    })
+}
+
+/// `int mapileak_provider_shutdown(uint64_t provider, mapileak_summary *out)`:
+/// `IXXProvider::Shutdown` — checks the provider and its logons and reports
+/// what they left alive.
+///
+/// # Safety
+///
+/// `out` is NULL or valid for writing a `mapileak_summary`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_provider_shutdown(provider: u64, out: *mut Summary) -> c_int {
+    let done = guard(None, || {
+        Provider::by_id(provider).map(|p| Summary::from(&p.shutdown()))
+    });
+    match done {
+        Some(summary) => {
+            // SAFETY: the caller's promise.
+            unsafe { put(out, summary) };
+            0
+        }
+        None => -1,
+    }
+}
+
+/// Exports `int NAME(uint64_t provider)` calling a `Provider` method.
+macro_rules! provider_event {
+    ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
+        $(#[$doc])*
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name(provider: u64) -> c_int {
+            guard(-1, || match Provider::by_id(provider) {
+                Some(p) => {
+                    p.$method();
+                    0
+                }
+                None => -1,
+            })
+        }
+    )*};
+}
+
+provider_event! {
+    /// `int mapileak_provider_malloc_release(uint64_t provider)`: the provider
+    /// released the `lpMalloc` it kept.
+    mapileak_provider_malloc_release => malloc_release;
+    /// `int mapileak_provider_released(uint64_t provider)`: MAPI's final
+    /// Release of the provider object (after Shutdown).
+    mapileak_provider_released => released;
+}
+
+/// Exports `int NAME(uint64_t session)` calling a `Session` method.
+macro_rules! session_event {
+    ($($(#[$doc:meta])* $name:ident => $method:ident $(($arg:ident: $ty:ty))?;)*) => {$(
+        $(#[$doc])*
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name(session: u64 $(, $arg: $ty)?) -> c_int {
+            guard(-1, || match Session::by_id(session) {
+                Some(s) => {
+                    s.$method($($arg)?);
+                    0
+                }
+                None => -1,
+            })
+        }
+    )*};
+}
+
+session_event! {
+    /// `int mapileak_support_addref(uint64_t session)`: the logon AddRef'd
+    /// its support object.
+    mapileak_support_addref => support_add_ref;
+    /// `int mapileak_support_release(uint64_t session)`: it released one.
+    mapileak_support_release => support_release;
+    /// `int mapileak_set_provider_uid(uint64_t session)`: `IMAPISupport::SetProviderUID`.
+    mapileak_set_provider_uid => set_provider_uid;
+    /// `int mapileak_modify_status_row(uint64_t session)`: `IMAPISupport::ModifyStatusRow`.
+    mapileak_modify_status_row => modify_status_row;
+    /// `int mapileak_subscribe(uint64_t session, uint32_t connection)`: `IMAPISupport::Subscribe`.
+    mapileak_subscribe => subscribe(connection: u32);
+    /// `int mapileak_unsubscribe(uint64_t session, uint32_t connection)`: `IMAPISupport::Unsubscribe`.
+    mapileak_unsubscribe => unsubscribe(connection: u32);
+    /// `int mapileak_make_invalid(uint64_t session)`: `IMAPISupport::MakeInvalid` on the logon object.
+    mapileak_make_invalid => make_invalid;
+    /// `int mapileak_listed(uint64_t session)`: the logon went into the provider's list of logons.
+    mapileak_listed => listed;
+    /// `int mapileak_unlisted(uint64_t session)`: it left that list.
+    mapileak_unlisted => unlisted;
+    /// `int mapileak_store_logoff(uint64_t session, uint32_t flags)`: `IMsgStore::StoreLogoff`.
+    mapileak_store_logoff => store_logoff(flags: u32);
+    /// `int mapileak_store_logoff_transports(uint64_t session, uint32_t flags)`:
+    /// `IMAPISupport::StoreLogoffTransports`.
+    mapileak_store_logoff_transports => store_logoff_transports(flags: u32);
+    /// `int mapileak_store_released(uint64_t session)`: the store object's final Release.
+    mapileak_store_released => store_released;
+    /// `int mapileak_logon_released(uint64_t session)`: the logon object's final Release.
+    mapileak_logon_released => logon_released;
+}
+
+// ---- objects -----------------------------------------------------------------
+
+/// `mapileak_object`: one tracked COM object's reference count.
+pub struct Object {
+    count: RefCount,
+}
+
+/// The declared kind named `name`, or a kind made for it (role: an ordinary
+/// object), once per name.
+fn kind_named(name: &str) -> &'static Kind {
+    let name = if name.is_empty() { "IUnknown" } else { name };
+    if let Some(kind) = mapileak::kind::by_name(name) {
+        return kind;
+    }
+    static MADE: Mutex<Option<HashMap<String, &'static Kind>>> = Mutex::new(None);
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    made.get_or_insert_with(HashMap::new)
+        .entry(name.to_owned())
+        .or_insert_with(|| {
+            let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            Box::leak(Box::new(Kind::new(name, 0, Role::Object, false)))
+        })
+}
+
+/// A new count of 1 in `owner` (a session, a provider, or 0 for the
+/// thread's current session); `None` for an unknown owner.
+fn count_in(owner: u64, kind: &'static Kind, label: String) -> Option<RefCount> {
+    if owner == 0 {
+        return Some(RefCount::new(kind, label));
+    }
+    if let Some(session) = Session::by_id(owner) {
+        return Some(RefCount::in_session(session, kind, label));
+    }
+    let provider = Provider::by_id(owner)?;
+    let _scope = provider.enter();
+    Some(RefCount::new(kind, label))
+}
+
+fn boxed(count: Option<RefCount>) -> *mut Object {
+    count.map_or(ptr::null_mut(), |count| {
+        Box::into_raw(Box::new(Object { count }))
+    })
+}
+
+/// `mapileak_object *mapileak_object_new(uint64_t owner, const char *kind,
+/// const char *label)`: a new object with a reference count of 1, of the
+/// interface `kind` (`"IMAPITable"`; names the MAPI kinds use get their
+/// role, others are ordinary objects), in `owner` (a session, a provider,
+/// or 0 for the thread's current session). NULL for an unknown owner.
+///
+/// # Safety
+///
+/// `kind` and `label` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_new(
+    owner: u64,
+    kind: *const c_char,
+    label: *const c_char,
+) -> *mut Object {
+    // SAFETY: the caller's promise.
+    let (kind, label) = unsafe { (text(kind), text(label)) };
+    guard(ptr::null_mut(), || {
+        boxed(count_in(owner, kind_named(&kind), label))
+    })
+}
+
+/// `mapileak_guid`: a GUID as `<guiddef.h>` lays it out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Guid {
+    /// `Data1`.
+    pub data1: u32,
+    /// `Data2`.
+    pub data2: u16,
+    /// `Data3`.
+    pub data3: u16,
+    /// `Data4`.
+    pub data4: [u8; 8],
+}
+
+impl Guid {
+    /// The number [`Kind::iid`] uses.
+    fn value(&self) -> u128 {
+        u128::from(self.data1) << 96
+            | u128::from(self.data2) << 80
+            | u128::from(self.data3) << 64
+            | u128::from(u64::from_be_bytes(self.data4))
+    }
+}
+
+/// `mapileak_object *mapileak_object_new_iid(uint64_t owner, const
+/// mapileak_guid *iid, const char *label)`: as `mapileak_object_new`, the
+/// kind found by IID among the declared ones. NULL when none has it.
+///
+/// # Safety
+///
+/// `iid` is NULL or points to a GUID; `label` is NULL or a NUL-terminated
+/// string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_new_iid(
+    owner: u64,
+    iid: *const Guid,
+    label: *const c_char,
+) -> *mut Object {
+    // SAFETY: the caller's promise.
+    let (iid, label) = unsafe { (iid.as_ref().copied(), text(label)) };
+    guard(ptr::null_mut(), || {
+        let kind = iid.and_then(|iid| mapileak::kind::by_iid(iid.value()));
+        boxed(kind.and_then(|kind| count_in(owner, kind, label)))
+    })
+}
+
+/// The object behind a handle.
+///
+/// # Safety
+///
+/// `object` is NULL or a handle from `mapileak_object_new*` not yet freed.
+unsafe fn object<'a>(object: *const Object) -> Option<&'a Object> {
+    // SAFETY: the caller's promise.
+    unsafe { object.as_ref() }
+}
+
+/// `uint32_t mapileak_object_addref(mapileak_object *object)`:
+/// `IUnknown::AddRef`; returns the new count (0 for NULL).
+///
+/// # Safety
+///
+/// `object` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_addref(object: *const Object) -> u32 {
+    // SAFETY: the caller's promise.
+    let Some(o) = (unsafe { self::object(object) }) else {
+        return 0;
+    };
+    guard(0, || o.count.add_ref())
+}
+
+/// `uint32_t mapileak_object_release(mapileak_object *object)`:
+/// `IUnknown::Release`; returns the new count. At 0 the provider destroys
+/// its object (and frees the handle). A Release at 0 stays 0 and is an
+/// `over-release` finding.
+///
+/// # Safety
+///
+/// `object` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_release(object: *const Object) -> u32 {
+    // SAFETY: the caller's promise.
+    let Some(o) = (unsafe { self::object(object) }) else {
+        return 0;
+    };
+    guard(0, || o.count.release())
+}
+
+/// `uint32_t mapileak_object_count(const mapileak_object *object)`: the count now.
+///
+/// # Safety
+///
+/// `object` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_count(object: *const Object) -> u32 {
+    // SAFETY: the caller's promise.
+    unsafe { self::object(object) }.map_or(0, |o| o.count.count())
+}
+
+/// `uint64_t mapileak_object_id(const mapileak_object *object)`: its id in reports.
+///
+/// # Safety
+///
+/// `object` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_id(object: *const Object) -> u64 {
+    // SAFETY: the caller's promise.
+    unsafe { self::object(object) }.map_or(0, |o| o.count.id().get())
+}
+
+/// Exports `int NAME(mapileak_object *object, mapileak_object *other)`.
+macro_rules! object_link {
+    ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
+        $(#[$doc])*
+        ///
+        /// # Safety
+        ///
+        /// `object` and `other` are NULL or live handles.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(object: *const Object, other: *const Object) -> c_int {
+            // SAFETY: the caller's promise.
+            let (Some(o), Some(other)) = (unsafe { self::object(object) }, unsafe { self::object(other) }) else {
+                return -1;
+            };
+            guard(-1, || {
+                o.count.$method(other.count.id());
+                0
+            })
+        }
+    )*};
+}
+
+object_link! {
+    /// `int mapileak_object_opened_from(mapileak_object *object, mapileak_object
+    /// *parent)`: it was opened from `parent` (a message from its folder).
+    mapileak_object_opened_from => set_opened_from;
+    /// `int mapileak_object_hold(mapileak_object *object, mapileak_object
+    /// *other)`: it now keeps a reference on `other`; a leaked holder makes
+    /// what it holds an indirect leak.
+    mapileak_object_hold => hold;
+    /// `int mapileak_object_release_hold(mapileak_object *object,
+    /// mapileak_object *other)`: it let go of one reference on `other`.
+    mapileak_object_release_hold => release_hold;
+}
+
+/// `void mapileak_object_free(mapileak_object *object)`: the object is
+/// destroyed; the handle is gone. NULL is ignored.
+///
+/// # Safety
+///
+/// `object` is NULL or a live handle, not used again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_free(object: *mut Object) {
+    if object.is_null() {
+        return;
+    }
+    // SAFETY: the caller's promise: a handle from `Box::into_raw`, freed once.
+    let object = unsafe { Box::from_raw(object) };
+    guard((), move || drop(object));
+}
+
+// ---- MAPI buffers --------------------------------------------------------------
+
+static BUFFERS: OnceLock<MapiBuffers> = OnceLock::new();
+
+fn buffers() -> &'static MapiBuffers {
+    BUFFERS.get_or_init(MapiBuffers::in_process)
+}
+
+/// `int mapileak_buffers_wrap(LPALLOCATEBUFFER, LPALLOCATEMORE,
+/// LPFREEBUFFER)`: the buffer functions below check and record each call and
+/// pass it to these (the ones the provider received at init). Call it once,
+/// before the first buffer; until then, and without it, they use an
+/// in-process implementation. -1 when a pointer is NULL or buffers were
+/// already used.
+///
+/// # Safety
+///
+/// The three functions are MAPI's (or keep their contract), callable from
+/// any thread for as long as the process uses the buffer functions.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_buffers_wrap(
+    alloc: Option<AllocateBufferFn>,
+    more: Option<AllocateMoreFn>,
+    free: Option<FreeBufferFn>,
+) -> c_int {
+    let (Some(alloc), Some(more), Some(free)) = (alloc, more, free) else {
+        return -1;
+    };
+    // SAFETY: the caller's promise.
+    let wrapped = unsafe { MapiBuffers::wrap(alloc, more, free) };
+    guard(-1, || match BUFFERS.set(wrapped) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    })
+}
+
+/// `SCODE mapileak_allocate_buffer(ULONG cb, LPVOID *buffer)`: `MAPIAllocateBuffer`.
+///
+/// # Safety
+///
+/// `buffer` is NULL or valid for writing a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn mapileak_allocate_buffer(cb: u32, buffer: *mut *mut c_void) -> i32 {
+    if buffer.is_null() {
+        return MAPI_E_INVALID_PARAMETER;
+    }
+    match guard(Err(MAPI_E_NOT_ENOUGH_MEMORY), || {
+        buffers().allocate_buffer(cb)
+    }) {
+        Ok(p) => {
+            // SAFETY: the caller's promise.
+            unsafe { buffer.write(p) };
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// `SCODE mapileak_allocate_more(ULONG cb, LPVOID object, LPVOID *buffer)`:
+/// `MAPIAllocateMore`, linked to `object`'s chain.
+///
+/// # Safety
+///
+/// `buffer` is NULL or valid for writing a pointer; `object` is a buffer
+/// from these functions, not freed (MAPI's own contract). A debug build
+/// checks it and refuses others with `MAPI_E_INVALID_PARAMETER`.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn mapileak_allocate_more(
+    cb: u32,
+    object: *mut c_void,
+    buffer: *mut *mut c_void,
+) -> i32 {
+    if buffer.is_null() {
+        return MAPI_E_INVALID_PARAMETER;
+    }
+    let made = guard(Err(MAPI_E_NOT_ENOUGH_MEMORY), || {
+        // SAFETY: the caller's promise, which is `allocate_more`'s.
+        unsafe { buffers().allocate_more(cb, object) }
+    });
+    match made {
+        Ok(p) => {
+            // SAFETY: the caller's promise.
+            unsafe { buffer.write(p) };
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// `ULONG mapileak_free_buffer(LPVOID buffer)`: `MAPIFreeBuffer`. NULL is a no-op.
+///
+/// # Safety
+///
+/// `buffer` is NULL or a root buffer from these functions, not freed
+/// (MAPI's own contract). A debug build checks it, reports a bad call as a
+/// finding and does not pass it on.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn mapileak_free_buffer(buffer: *mut c_void) -> u32 {
+    guard(0, || {
+        // SAFETY: the caller's promise, which is `free_buffer`'s.
+        unsafe { buffers().free_buffer(buffer) }
+    })
+}

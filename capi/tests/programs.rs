@@ -1,0 +1,186 @@
+//! The C ABI as C and C++ providers use it: `programs/store.cpp` (a C++
+//! message store, through `mapileak.hpp`) and `programs/transport.c` (a C
+//! transport, wrapping stand-ins for MAPI's buffer functions) are compiled
+//! here with the system's C and C++ compilers against this crate's static
+//! library, run, and their reports read back.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mapileak_reports::{Report, StackId, read_file};
+
+// The crate under test: its static library is what the programs link.
+use mapileak_c as _;
+
+/// The static library cargo built for this test run (the newest one).
+fn static_lib() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("the deps directory");
+    let newest = std::fs::read_dir(deps)
+        .expect("read the deps directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("libmapileak_c") && name.ends_with(".a")
+        })
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    newest.unwrap_or_else(|| panic!("no libmapileak_c*.a in {}", deps.display()))
+}
+
+/// Compiles `source` with `compiler` into the test's temporary directory.
+fn build(compiler: &str, std: &str, source: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("capi");
+    std::fs::create_dir_all(&out).unwrap();
+    let exe = out.join(Path::new(source).file_stem().unwrap());
+    let status = Command::new(compiler)
+        .args([std, "-g", "-O0", "-fno-omit-frame-pointer"])
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg("-I")
+        .arg(root.join("../include"))
+        .arg(root.join("tests/programs").join(source))
+        .arg(static_lib())
+        // What `rustc --print native-static-libs` lists on Linux.
+        .args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-lc",
+        ])
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .unwrap_or_else(|e| panic!("{compiler} not runnable ({e}); scripts/test.sh installs it"));
+    assert!(status.success(), "{compiler} failed on {source}");
+    exe
+}
+
+/// Runs a built program with a fresh report directory: its one output
+/// line and its Logoff report.
+fn run(exe: &Path) -> (String, Report) {
+    let dir = exe.with_extension("reports");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(exe)
+        .arg(&dir)
+        .env_remove("MAPILEAK")
+        .env_remove("MAPILEAK_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}: {stderr}", exe.display());
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let report = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-logoff.json"))
+        .unwrap_or_else(|| panic!("no logoff report in {}: {stderr}", dir.display()));
+    (line, read_file(&report).unwrap())
+}
+
+fn frames(report: &Report, stack: impl Into<Option<StackId>>) -> Vec<String> {
+    let stack = stack.into();
+    report
+        .stacks
+        .iter()
+        .find(|s| Some(s.id) == stack)
+        .map(|s| s.frames.iter().map(|f| f.function.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
+    let exe = build("c++", "-std=c++17", "store.cpp");
+    let (line, report) = run(&exe);
+    assert_eq!(
+        line,
+        "mapileak-cpp leaked_objects=3 leak_roots=2 mapi_buffers=1 findings=1"
+    );
+    let s = &report.summary;
+    assert_eq!(
+        (s.leaked_objects, s.leak_roots, s.mapi_buffers, s.findings),
+        (3, 2, 1, 1)
+    );
+
+    let find = |kind: &str, label: &str| {
+        report
+            .objects
+            .iter()
+            .find(|o| o.kind == kind && o.label == label)
+            .unwrap_or_else(|| panic!("{kind} {label} not reported: {:#?}", report.objects))
+    };
+    let table = find("IMAPITable", "contents of Inbox");
+    assert!(table.root);
+    assert!(table.opened_from.is_some(), "opened from the Inbox folder");
+    let stack = frames(&report, table.created);
+    assert!(
+        stack.iter().any(|f| f == "Folder::GetContentsTable()"),
+        "{stack:#?}"
+    );
+    // The C ABI, its panic guard and the C++ wrapper are not the provider's.
+    assert_eq!(
+        stack[0], "Object<&kTable>::Object(char const*)",
+        "{stack:#?}"
+    );
+    assert!(stack.iter().any(|f| f == "main"));
+
+    let draft = find("IMessage", "draft");
+    let sent = find("IMAPIFolder", "Sent Items");
+    assert!(
+        draft.root && !sent.root,
+        "the held folder is an indirect leak"
+    );
+    assert_eq!(sent.parent, Some(draft.id));
+    assert!(
+        frames(&report, draft.created)
+            .iter()
+            .any(|f| f.starts_with("Message::Message(")),
+        "{:#?}",
+        frames(&report, draft.created)
+    );
+    assert!(
+        !report
+            .objects
+            .iter()
+            .any(|o| o.label == "hierarchy of Inbox" || o.label == "Inbox"),
+        "released objects are not leaks"
+    );
+
+    let [buffer] = &report.buffers[..] else {
+        panic!("one leaked chain: {:#?}", report.buffers)
+    };
+    assert_eq!((buffer.bytes, buffer.children), (64 + 16, 1));
+    // (Static functions have no linkage name: DWARF gives the plain name.)
+    assert_eq!(frames(&report, buffer.stack)[0], "LeakRecipientRows");
+
+    let [finding] = &report.findings[..] else {
+        panic!("one finding: {:#?}", report.findings)
+    };
+    assert_eq!(finding.rule, "buffer-free-child");
+    let stack = frames(&report, finding.stack);
+    assert_eq!(stack[0], "FreeChildByMistake", "{stack:#?}");
+}
+
+#[test]
+fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
+    let exe = build("cc", "-std=c99", "transport.c");
+    let (line, report) = run(&exe);
+    // One allocation reached the wrapped function; the second free of the
+    // same buffer did not (and the first waits in the quarantine).
+    assert_eq!(
+        line,
+        "mapileak-c real_allocs=1 real_frees=0 leaked_objects=0 findings=1"
+    );
+    assert_eq!(report.session.label, "C transport");
+    // The IXPLogon object found by IID has the logon role: alive at
+    // TransportLogoff is expected, so it is not a leak.
+    assert!(report.objects.is_empty(), "{:#?}", report.objects);
+    let [finding] = &report.findings[..] else {
+        panic!("one finding: {:#?}", report.findings)
+    };
+    assert_eq!(finding.rule, "buffer-double-free");
+    assert_eq!(frames(&report, finding.stack)[0], "main");
+}

@@ -1,0 +1,127 @@
+// A C++ message store provider with known leaks, for the C ABI test.
+// Usage: store REPORT_DIR. Prints one line of counts; exit 0.
+#include <cstdio>
+
+#include "mapileak.hpp"
+
+typedef unsigned long ULONG;
+
+struct IUnknownLike {
+    virtual ULONG AddRef() = 0;
+    virtual ULONG Release() = 0;
+
+protected:
+    virtual ~IUnknownLike() = default;
+};
+
+// The usual provider object: a tracked count, destroyed at its last Release.
+template <const char *Kind>
+class Object : public IUnknownLike {
+public:
+    explicit Object(const char *label) : count_(Kind, label) {}
+    ULONG AddRef() override { return count_.AddRef(); }
+    ULONG Release() override {
+        ULONG n = count_.Release();
+        if (n == 0) delete this;
+        return n;
+    }
+    const mapileak::RefCount &count() const { return count_; }
+
+protected:
+    mapileak::RefCount count_;
+};
+
+extern const char kTable[] = "IMAPITable";
+extern const char kFolder[] = "IMAPIFolder";
+extern const char kMessage[] = "IMessage";
+
+class Table : public Object<kTable> {
+public:
+    using Object::Object;
+};
+
+class Folder : public Object<kFolder> {
+public:
+    using Object::Object;
+
+    __attribute__((noinline)) Table *GetContentsTable() {
+        Table *table = new Table("contents of Inbox");
+        table->count().OpenedFrom(count_);
+        return table;
+    }
+
+    __attribute__((noinline)) Table *GetHierarchyTable() {
+        Table *table = new Table("hierarchy of Inbox");
+        table->count().OpenedFrom(count_);
+        return table;
+    }
+};
+
+// A message that keeps its folder referenced while it lives.
+class Message : public Object<kMessage> {
+public:
+    Message(const char *label, Folder *folder) : Object(label), folder_(folder) {
+        folder_->AddRef();
+        count_.Hold(folder_->count());
+    }
+    ~Message() override {
+        count_.ReleaseHold(folder_->count());
+        folder_->Release();
+    }
+
+private:
+    Folder *folder_;
+};
+
+__attribute__((noinline)) static void *LeakRecipientRows() {
+    void *rows = nullptr;
+    void *name = nullptr;
+    mapileak_allocate_buffer(64, &rows);
+    mapileak_allocate_more(16, rows, &name);
+    return rows;  // never freed
+}
+
+__attribute__((noinline)) static void FreeChildByMistake() {
+    void *row = nullptr;
+    void *prop = nullptr;
+    mapileak_allocate_buffer(32, &row);
+    mapileak_allocate_more(8, row, &prop);
+    mapileak_free_buffer(prop);  // a chained child: buffer-free-child
+    mapileak_free_buffer(row);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    mapileak_set_output_dir(argv[1]);
+    uint64_t session = mapileak_logon(MAPILEAK_MESSAGE_STORE, "C++ store");
+    mapileak_summary summary = {};
+    {
+        mapileak::Scope scope(session);
+        Folder *inbox = new Folder("Inbox");
+        Table *contents = inbox->GetContentsTable();  // the leak
+        (void)contents;
+        Table *hierarchy = inbox->GetHierarchyTable();
+        hierarchy->Release();
+        inbox->Release();
+
+        Folder *sent = new Folder("Sent Items");
+        Message *draft = new Message("draft", sent);  // leaked, holding Sent Items
+        (void)draft;
+        sent->Release();
+
+        LeakRecipientRows();
+        FreeChildByMistake();
+
+        // Misuse must come back as failure values, not crashes.
+        if (mapileak_object_addref(nullptr) != 0 || mapileak_enter(999999) != -1 ||
+            mapileak_free_buffer(nullptr) != 0 || mapileak_set_mode("loud") != -1 ||
+            mapileak_allocate_buffer(8, nullptr) == 0) {
+            return 4;
+        }
+    }
+    if (mapileak_ms_logoff(session, &summary) != 0) return 3;
+    std::printf("mapileak-cpp leaked_objects=%llu leak_roots=%llu mapi_buffers=%llu findings=%llu\n",
+                (unsigned long long)summary.leaked_objects, (unsigned long long)summary.leak_roots,
+                (unsigned long long)summary.mapi_buffers, (unsigned long long)summary.findings);
+    return 0;
+}

@@ -1,0 +1,63 @@
+/* A C transport provider for the C ABI test: MAPI's buffer functions
+ * wrapped (here a counting stand-in for them), an object found by IID, a
+ * double free. Usage: transport REPORT_DIR. Prints one line; exit 0. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mapileak.h"
+
+static int real_allocs;
+static int real_frees;
+
+static int32_t MAPILEAK_STDCALL stand_in_allocate(uint32_t cb, void **buffer) {
+    real_allocs++;
+    *buffer = malloc(cb ? cb : 1);
+    return 0;
+}
+
+static int32_t MAPILEAK_STDCALL stand_in_more(uint32_t cb, void *object, void **buffer) {
+    (void)object;
+    real_allocs++;
+    *buffer = malloc(cb ? cb : 1);
+    return 0;
+}
+
+static uint32_t MAPILEAK_STDCALL stand_in_free(void *buffer) {
+    real_frees++;
+    free(buffer);
+    return 0;
+}
+
+static const mapileak_guid IID_IXPLogon = {
+    0x00020315, 0x0000, 0x0000, {0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46}};
+
+int main(int argc, char **argv) {
+    mapileak_summary summary = {0, 0, 0, 0, 0, 0};
+    uint64_t session;
+    mapileak_object *logon;
+    void *message = NULL;
+    if (argc < 2) return 2;
+    mapileak_set_output_dir(argv[1]);
+    if (mapileak_buffers_wrap(stand_in_allocate, stand_in_more, stand_in_free) != 0) return 3;
+    if (mapileak_buffers_wrap(stand_in_allocate, stand_in_more, stand_in_free) != -1) return 3;
+
+    session = mapileak_logon(MAPILEAK_TRANSPORT, "C transport");
+    if (mapileak_enter(session) != 0) return 3;
+    /* The logon object: MAPI releases it after TransportLogoff, so alive
+     * there is expected, not a leak. */
+    logon = mapileak_object_new_iid(0, &IID_IXPLogon, "SMTP logon");
+    if (logon == NULL || mapileak_current() != session) return 4;
+    mapileak_allocate_buffer(100, &message);
+    mapileak_free_buffer(message);
+    mapileak_free_buffer(message); /* buffer-double-free, not passed on */
+    mapileak_leave();
+    if (mapileak_current() != 0) return 4;
+
+    if (mapileak_transport_logoff(session, &summary) != 0) return 3;
+    mapileak_object_release(logon);
+    mapileak_object_free(logon);
+    printf("mapileak-c real_allocs=%d real_frees=%d leaked_objects=%llu findings=%llu\n",
+           real_allocs, real_frees, (unsigned long long)summary.leaked_objects,
+           (unsigned long long)summary.findings);
+    return 0;
+}

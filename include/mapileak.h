@@ -1,0 +1,180 @@
+/*
+ * mapileak.h: leak detection for MAPI service providers written in C or C++.
+ *
+ * Link the provider's debug build with the static library of the
+ * mapileak-capi crate (`cargo build -p mapileak-capi` gives
+ * target/debug/libmapileak_c.a; on Linux also link -lpthread -ldl -lm) and
+ * build the provider with frame pointers (-fno-omit-frame-pointer, /Oy-):
+ * stacks are captured by walking them.
+ *
+ * The calls mirror the Rust API (see the README):
+ *  - a session per logon: mapileak_logon ... mapileak_ms_logoff (or the
+ *    provider's life: mapileak_provider_init, _logon, _shutdown);
+ *  - a counted object per COM object: AddRef and Release forward to
+ *    mapileak_object_addref/_release, the destructor to mapileak_object_free;
+ *  - MAPI buffers through mapileak_allocate_buffer/_more, mapileak_free_buffer
+ *    (wrapping the functions MAPI passed at init, or in-process).
+ * At Logoff mapileak writes a JSON report (and an HTML page when asked) to
+ * MAPILEAK_DIR and prints a summary where MAPI's own traces go.
+ *
+ * Conventions:
+ *  - Nothing unwinds or aborts into the caller: a failure returns 0, NULL,
+ *    -1 or MAPI_E_NOT_ENOUGH_MEMORY.
+ *  - Strings may be NULL (read as "") and need not be UTF-8.
+ *  - Sessions and providers are uint64_t ids, as reports show them; 0 is
+ *    none. Status results: 0 done, -1 a bad argument (an unknown id, NULL).
+ *  - Built without debug assertions, the library does nothing (and costs
+ *    nothing but the calls).
+ */
+#ifndef MAPILEAK_H
+#define MAPILEAK_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The calling convention of MAPI's buffer functions. */
+#if defined(_WIN32) && !defined(_WIN64)
+#define MAPILEAK_STDCALL __stdcall
+#else
+#define MAPILEAK_STDCALL
+#endif
+
+/* Provider types, for mapileak_logon and mapileak_provider_init. */
+enum {
+    MAPILEAK_ADDRESS_BOOK = 1,
+    MAPILEAK_MESSAGE_STORE = 2,
+    MAPILEAK_TRANSPORT = 3
+};
+
+/* The counts of a report. */
+typedef struct mapileak_summary {
+    uint64_t leaked_objects; /* objects alive that should not be */
+    uint64_t leak_roots;     /* of those, the ones no other leaked object holds */
+    uint64_t heap_blocks;    /* heap blocks attributed to the session, alive */
+    uint64_t heap_bytes;     /* their bytes */
+    uint64_t mapi_buffers;   /* unfreed MAPI buffers (a chain counts once) */
+    uint64_t findings;       /* shutdown-protocol and buffer findings */
+} mapileak_summary;
+
+/* A GUID laid out as <guiddef.h> does. */
+typedef struct mapileak_guid {
+    uint32_t data1;
+    uint16_t data2;
+    uint16_t data3;
+    uint8_t data4[8];
+} mapileak_guid;
+
+/* One tracked object's reference count (opaque). */
+typedef struct mapileak_object mapileak_object;
+
+/* ---- settings ---------------------------------------------------------- */
+
+/* 1 when the instrumentation is compiled in (a debug build of the library). */
+int mapileak_live(void);
+/* "off", "summary" or "full", as the MAPILEAK variable; -1 for others. */
+int mapileak_set_mode(const char *mode);
+/* Where reports go, as MAPILEAK_DIR. */
+void mapileak_set_output_dir(const char *dir);
+/* Also write an HTML page beside each JSON report (as MAPILEAK_HTML=1). */
+void mapileak_set_html(int on);
+
+/* ---- sessions ----------------------------------------------------------- */
+
+/* A logon of a provider of type `provider` starts; returns its session. */
+uint64_t mapileak_logon(int provider, const char *label);
+/* IABLogon::Logoff, IMSLogon::Logoff, IXPLogon::TransportLogoff: checks the
+ * session, writes its report, and fills `out` (may be NULL) with its counts. */
+int mapileak_ab_logoff(uint64_t session, mapileak_summary *out);
+int mapileak_ms_logoff(uint64_t session, mapileak_summary *out);
+int mapileak_transport_logoff(uint64_t session, mapileak_summary *out);
+
+/* The session (or provider) becomes this thread's current one: objects,
+ * heap blocks and buffers created without an owner belong to it, until the
+ * matching mapileak_leave. Scopes nest. */
+int mapileak_enter(uint64_t id);
+void mapileak_leave(void);
+/* This thread's current session, or 0. */
+uint64_t mapileak_current(void);
+
+/* ---- the provider's life (optional; enables the Shutdown checks) -------- */
+
+/* *ProviderInit returned a provider object; malloc_addrefd: it kept lpMalloc. */
+uint64_t mapileak_provider_init(int provider, const char *label, int malloc_addrefd);
+/* The provider's Logon created a logon: returns its session. */
+uint64_t mapileak_provider_logon(uint64_t provider, const char *label);
+/* The provider released the lpMalloc it kept. */
+int mapileak_provider_malloc_release(uint64_t provider);
+/* IXXProvider::Shutdown: checks the provider and its logons, reports. */
+int mapileak_provider_shutdown(uint64_t provider, mapileak_summary *out);
+/* MAPI's final Release of the provider object. */
+int mapileak_provider_released(uint64_t provider);
+
+/* What a logon does with MAPI's support object and lists. */
+int mapileak_support_addref(uint64_t session);
+int mapileak_support_release(uint64_t session);
+int mapileak_set_provider_uid(uint64_t session);
+int mapileak_modify_status_row(uint64_t session);
+int mapileak_subscribe(uint64_t session, uint32_t connection);
+int mapileak_unsubscribe(uint64_t session, uint32_t connection);
+int mapileak_make_invalid(uint64_t session);
+int mapileak_listed(uint64_t session);
+int mapileak_unlisted(uint64_t session);
+int mapileak_store_logoff(uint64_t session, uint32_t flags);
+int mapileak_store_logoff_transports(uint64_t session, uint32_t flags);
+int mapileak_store_released(uint64_t session);
+int mapileak_logon_released(uint64_t session);
+
+/* ---- objects ------------------------------------------------------------ */
+
+/* A new object with a count of 1, implementing interface `kind` (such as
+ * "IMAPITable"; the MAPI interfaces get their role, other names are ordinary
+ * objects), owned by `owner` (a session, a provider, or 0 for this thread's
+ * current session). NULL for an unknown owner. */
+mapileak_object *mapileak_object_new(uint64_t owner, const char *kind, const char *label);
+/* The same, the kind found by IID among the declared ones (NULL if none). */
+mapileak_object *mapileak_object_new_iid(uint64_t owner, const mapileak_guid *iid,
+                                         const char *label);
+/* IUnknown::AddRef and Release: the new count. At 0 the provider destroys
+ * its object; a Release at 0 stays 0 and is an over-release finding. */
+uint32_t mapileak_object_addref(const mapileak_object *object);
+uint32_t mapileak_object_release(const mapileak_object *object);
+uint32_t mapileak_object_count(const mapileak_object *object);
+/* Its id in reports. */
+uint64_t mapileak_object_id(const mapileak_object *object);
+/* It was opened from `parent` (a message from its folder). */
+int mapileak_object_opened_from(const mapileak_object *object, const mapileak_object *parent);
+/* It now keeps a reference on `other` / let go of one. A leaked holder makes
+ * what it holds an indirect leak. */
+int mapileak_object_hold(const mapileak_object *object, const mapileak_object *other);
+int mapileak_object_release_hold(const mapileak_object *object, const mapileak_object *other);
+/* The object is destroyed: frees the handle. NULL is ignored. */
+void mapileak_object_free(mapileak_object *object);
+
+/* ---- MAPI buffers --------------------------------------------------------- */
+
+typedef int32_t(MAPILEAK_STDCALL *mapileak_allocate_buffer_fn)(uint32_t cb, void **buffer);
+typedef int32_t(MAPILEAK_STDCALL *mapileak_allocate_more_fn)(uint32_t cb, void *object,
+                                                              void **buffer);
+typedef uint32_t(MAPILEAK_STDCALL *mapileak_free_buffer_fn)(void *buffer);
+
+/* The functions below pass each call on to these (the ones MAPI gave the
+ * provider at init). Call once, before the first buffer; without it they
+ * use an in-process implementation. -1 for NULL or when too late. */
+int mapileak_buffers_wrap(mapileak_allocate_buffer_fn allocate, mapileak_allocate_more_fn more,
+                          mapileak_free_buffer_fn free_buffer);
+/* MAPIAllocateBuffer, MAPIAllocateMore, MAPIFreeBuffer, checked: a buffer
+ * left at Logoff is buffer-leaked; freeing a chained child, freeing twice
+ * and freeing what these did not allocate are findings and are not passed
+ * on. */
+int32_t MAPILEAK_STDCALL mapileak_allocate_buffer(uint32_t cb, void **buffer);
+int32_t MAPILEAK_STDCALL mapileak_allocate_more(uint32_t cb, void *object, void **buffer);
+uint32_t MAPILEAK_STDCALL mapileak_free_buffer(void *buffer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAPILEAK_H */
