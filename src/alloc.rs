@@ -112,29 +112,45 @@ mod counters {
     pub(super) static UNTRACKED: AtomicU64 = AtomicU64::new(0);
 
     thread_local! {
-        /// This thread's slot, and whether other threads update it too;
-        /// `None` until the thread's first allocation.
-        static MINE: Cell<Option<(&'static Slot, bool)>> = const { Cell::new(None) };
+        /// This thread's slot: its address, with bit 0 set when other
+        /// threads update it too (the last, shared slot); 0 until the
+        /// thread's first allocation. One word, so one load per call.
+        static MINE: Cell<usize> = const { Cell::new(0) };
     }
+
+    const SHARED: usize = 1;
 
     #[inline(always)]
     fn slot() -> (&'static Slot, bool) {
-        match MINE.try_with(Cell::get) {
-            Ok(Some(mine)) => mine,
-            _ => first_use(),
+        let mine = MINE.try_with(Cell::get).unwrap_or(0);
+        if mine & SHARED != 0 || mine == 0 {
+            return first_use();
         }
+        // SAFETY: a non-zero value without the tag bit was stored by
+        // `first_use` from a reference to an element of the static `SLOT`.
+        (unsafe { &*(mine as *const Slot) }, false)
     }
 
+    /// Gives the thread its slot; and the shared slot, every time, to
+    /// threads beyond [`SLOTS`] or without thread-local storage left.
     #[cold]
     fn first_use() -> (&'static Slot, bool) {
-        MINE.try_with(|m| {
-            let i = NEXT.fetch_add(1, Ordering::Relaxed).min(SLOTS - 1);
-            let mine = (&SLOT[i], i == SLOTS - 1);
-            m.set(Some(mine));
-            mine
-        })
-        // Thread-local storage is gone (thread exit): the shared slot.
-        .unwrap_or((&SLOT[SLOTS - 1], true))
+        let mine = MINE
+            .try_with(|m| {
+                if m.get() == 0 {
+                    let i = NEXT.fetch_add(1, Ordering::Relaxed).min(SLOTS - 1);
+                    let shared = if i == SLOTS - 1 { SHARED } else { 0 };
+                    m.set(&SLOT[i] as *const Slot as usize | shared);
+                }
+                m.get()
+            })
+            .unwrap_or(SHARED);
+        if mine & SHARED != 0 {
+            (&SLOT[SLOTS - 1], true)
+        } else {
+            // SAFETY: as in `slot`.
+            (unsafe { &*(mine as *const Slot) }, false)
+        }
     }
 
     #[inline(always)]
@@ -359,3 +375,30 @@ pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<(stack::StackId, u
 }
 
 mod table;
+
+#[cfg(test)]
+mod tests {
+    use super::counters;
+
+    #[test]
+    fn counts_stay_exact_with_more_threads_than_slots() {
+        const THREADS: usize = counters::SLOTS + 40;
+        let before = counters::sum();
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        counters::alloc(48);
+                        counters::resize(48, 64);
+                        counters::free(64);
+                    }
+                });
+            }
+        });
+        let after = counters::sum();
+        let ops = (THREADS * 100) as u64;
+        assert_eq!(after.0 - before.0, ops, "allocs");
+        assert_eq!(after.1 - before.1, ops, "frees");
+        assert_eq!(after.2.wrapping_sub(before.2), 0, "live bytes");
+    }
+}

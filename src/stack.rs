@@ -72,10 +72,10 @@ pub(crate) fn capture_here() -> StackId {
     let mut buf = Buf::new(&mut room);
     match fp::walk(&mut buf) {
         fp::Walk::Known(id) => id,
-        fp::Walk::Frames => {
+        fp::Walk::Frames(ticket) => {
             let frames = buf.frames();
             let id = intern(frames, hash(frames));
-            fp::remember(id);
+            fp::remember(ticket, id);
             id
         }
         fp::Walk::Truncated => {
@@ -156,17 +156,21 @@ mod fp {
     //! No frame-pointer walk on this platform: always the unwinder.
     use super::{Buf, StackId};
 
+    // Only `Truncated` is built here; `capture` matches on all three.
+    #[allow(dead_code)]
     pub(super) enum Walk {
         Known(StackId),
-        Frames,
+        Frames(Ticket),
         Truncated,
     }
+
+    pub(super) struct Ticket;
 
     pub(super) fn walk(_out: &mut Buf<'_>) -> Walk {
         Walk::Truncated
     }
 
-    pub(super) fn remember(_id: StackId) {}
+    pub(super) fn remember(_ticket: Ticket, _id: StackId) {}
 }
 
 /// Hashes the innermost frames and the depth, in four independent lanes
@@ -430,7 +434,7 @@ mod tests {
     fn frame_pointer_walk_reaches_the_caller_without_the_unwinder() {
         let mut room = MaybeUninit::uninit();
         let mut out = Buf::new(&mut room);
-        let fp::Walk::Frames = fp::walk(&mut out) else {
+        let fp::Walk::Frames(_) = fp::walk(&mut out) else {
             panic!("frame pointers are on in this workspace");
         };
         let n = out.len();

@@ -65,6 +65,8 @@ struct Memo {
     last: usize,
     /// The next to be replaced (round robin, skipping `last`).
     victim: usize,
+    /// Counts walks, so `remember` can tell its walk was the last one.
+    walks_done: u32,
     walks: [Walked; WAYS],
 }
 
@@ -85,6 +87,7 @@ thread_local! {
             high: 0,
             last: 0,
             victim: 1,
+            walks_done: 0,
             walks: [const { walked() }; WAYS],
         })
     };
@@ -94,8 +97,9 @@ thread_local! {
 pub(super) enum Walk {
     /// The same stack as one this thread walked lately, already interned.
     Known(StackId),
-    /// The return addresses, innermost first, are in the caller's buffer.
-    Frames,
+    /// The return addresses, innermost first, are in the caller's buffer;
+    /// pass the ticket to [`remember`] with their interned id.
+    Frames(Ticket),
     /// The chain broke early (frames without frame pointers): use the unwinder.
     Truncated,
 }
@@ -120,12 +124,17 @@ pub(super) fn walk(out: &mut Buf<'_>) -> Walk {
     found
 }
 
-/// Records that the last walk's stack was interned as `id`.
-pub(super) fn remember(id: StackId) {
+/// Which walk a [`Walk::Frames`] was.
+pub(super) struct Ticket(u32);
+
+/// Records that the walk of `ticket` was interned as `id`, unless another
+/// walk (a signal handler's, on this thread) came in between: an id must
+/// only ever be paired with its own records.
+pub(super) fn remember(ticket: Ticket, id: StackId) {
     let _ = MEMO.try_with(|m| {
         // SAFETY: as in `walk`: not busy means no other reference exists.
         let memo = unsafe { &mut *m.get() };
-        if !memo.busy {
+        if !memo.busy && memo.walks_done == ticket.0 {
             memo.walks[memo.last].id = id;
         }
     });
@@ -215,10 +224,11 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
     walk.new.id = 0;
     memo.last = to;
     memo.victim = (to + 1) % WAYS;
+    memo.walks_done = memo.walks_done.wrapping_add(1);
     if n < MIN_FRAMES && !clean {
         Walk::Truncated
     } else {
-        Walk::Frames
+        Walk::Frames(Ticket(memo.walks_done))
     }
 }
 
