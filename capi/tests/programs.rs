@@ -6,8 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-use mapileak_reports::{Report, StackId, read_file};
+use mapileak_reports::{RefOp, Report, StackId, read_file};
 
 // The crate under test: its static library is what the programs link.
 use mapileak_c as _;
@@ -26,6 +27,12 @@ fn static_lib() -> PathBuf {
         })
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
     newest.unwrap_or_else(|| panic!("no libmapileak_c*.a in {}", deps.display()))
+}
+
+/// The C++ store, compiled once for all the tests that run it.
+fn store() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| build("c++", "-std=c++17", "store.cpp"))
 }
 
 /// Compiles `source` with `compiler` into the test's temporary directory.
@@ -62,12 +69,19 @@ fn build(compiler: &str, std: &str, source: &str) -> PathBuf {
 /// Runs a built program with a fresh report directory: its one output
 /// line and its Logoff report.
 fn run(exe: &Path) -> (String, Report) {
-    let dir = exe.with_extension("reports");
+    run_with(exe, "reports", &[])
+}
+
+/// [`run`], with environment variables set, reports in a directory `name`.
+fn run_with(exe: &Path, name: &str, env: &[(&str, &str)]) -> (String, Report) {
+    let dir = exe.with_extension(name);
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(exe)
         .arg(&dir)
         .env_remove("MAPILEAK")
         .env_remove("MAPILEAK_DIR")
+        .env_remove("MAPILEAK_HISTORY")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -93,8 +107,7 @@ fn frames(report: &Report, stack: impl Into<Option<StackId>>) -> Vec<String> {
 
 #[test]
 fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
-    let exe = build("c++", "-std=c++17", "store.cpp");
-    let (line, report) = run(&exe);
+    let (line, report) = run(store());
     assert_eq!(
         line,
         "mapileak-cpp leaked_objects=3 leak_roots=2 mapi_buffers=1 findings=1"
@@ -134,6 +147,7 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
         "the held folder is an indirect leak"
     );
     assert_eq!(sent.parent, Some(draft.id));
+    assert!(sent.events.is_empty(), "no history unless asked for");
     assert!(
         frames(&report, draft.created)
             .iter()
@@ -183,4 +197,43 @@ fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
     };
     assert_eq!(finding.rule, "buffer-double-free");
     assert_eq!(frames(&report, finding.stack)[0], "main");
+}
+
+#[test]
+fn mapileak_history_names_kinds_whose_addref_and_release_stacks_are_kept() {
+    let (_, report) = run_with(store(), "history", &[("MAPILEAK_HISTORY", "IMAPIFolder")]);
+    let sent = report
+        .objects
+        .iter()
+        .find(|o| o.label == "Sent Items")
+        .expect("the held folder leaks");
+    let at = |op: RefOp| -> Vec<Vec<String>> {
+        sent.events
+            .iter()
+            .filter(|e| e.op == op)
+            .map(|e| frames(&report, e.stack))
+            .collect()
+    };
+    let called_from = |stacks: &[Vec<String>], method: &str, caller: &str| {
+        stacks
+            .iter()
+            .any(|s| s[0] == method && s[1].starts_with(caller))
+    };
+    // The message's constructor took a reference; main let go of its own.
+    let addrefs = at(RefOp::AddRef);
+    assert!(
+        called_from(&addrefs, "Object<&kFolder>::AddRef()", "Message::Message("),
+        "{addrefs:#?}"
+    );
+    let releases = at(RefOp::Release);
+    assert!(
+        called_from(&releases, "Object<&kFolder>::Release()", "main"),
+        "{releases:#?}"
+    );
+    // One reference is left: one create or AddRef is unbalanced.
+    let unmatched: u32 = sent.events.iter().map(|e| e.unmatched).sum();
+    assert_eq!(unmatched, 1, "{:#?}", sent.events);
+    // Other kinds keep no history.
+    let table = report.objects.iter().find(|o| o.kind == "IMAPITable");
+    assert!(table.unwrap().events.is_empty());
 }
