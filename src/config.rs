@@ -26,14 +26,16 @@ pub(crate) fn init() {
                     let _ =
                         MODE.compare_exchange(0, 1 + m as u8, Ordering::Relaxed, Ordering::Relaxed);
                 }
-                None => {
-                    eprintln!("mapileak: MAPILEAK={v:?} is not off, summary or full; using full")
-                }
+                None => crate::trace::line(format_args!(
+                    "MAPILEAK={v:?} is not off, summary or full; using full"
+                )),
             }
         }
         if let Ok(v) = std::env::var("MAPILEAK_HISTORY") {
             for name in crate::kind::apply_history_env(&v) {
-                eprintln!("mapileak: MAPILEAK_HISTORY names {name:?}, which no declared kind has");
+                crate::trace::line(format_args!(
+                    "MAPILEAK_HISTORY names {name:?}, which no declared kind has"
+                ));
             }
         }
     });

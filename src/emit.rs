@@ -19,6 +19,7 @@ use crate::config;
 use crate::kind::Role;
 use crate::registry::{Node, PendingFinding};
 use crate::stack::{StackId, Symbolizer};
+use crate::trace;
 
 /// Builds the report of `session` at its Logoff from its live objects.
 pub(crate) fn build(
@@ -200,7 +201,10 @@ fn log_error(path: &Path, e: &std::io::Error) {
     if has_subscriber() {
         tracing::error!(target: "mapileak", path = %path.display(), error = %e, "cannot write leak report");
     } else {
-        eprintln!("mapileak: cannot write leak report {}: {e}", path.display());
+        trace::line(format_args!(
+            "cannot write leak report {}: {e}",
+            path.display()
+        ));
     }
 }
 
@@ -292,9 +296,9 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
                     "{message}"
                 );
             } else {
-                eprintln!("mapileak: {message}");
+                trace::line(format_args!("{message}"));
                 for u in unmatched {
-                    eprintln!("mapileak:     AddRef never released, from {u}");
+                    trace::line(format_args!("    AddRef never released, from {u}"));
                 }
             }
         }
@@ -309,7 +313,7 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
                     "{}: {} (at {at})", f.rule, f.message
                 );
             } else {
-                eprintln!("mapileak: {}: {} (at {at})", f.rule, f.message);
+                trace::line(format_args!("{}: {} (at {at})", f.rule, f.message));
             }
         }
     }
@@ -329,6 +333,6 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
             );
         }
     } else {
-        eprintln!("mapileak: {line}");
+        trace::line(format_args!("{line}"));
     }
 }

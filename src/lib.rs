@@ -41,8 +41,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // Unsafe code lives in `stack` (frame-pointer walk), `exit` (atexit),
-// `alloc` (the allocator hook), `buffers` (MAPI's buffer functions) and
-// `noop` (their pass-through versions),
+// `alloc` (the allocator hook), `buffers` (MAPI's buffer functions),
+// `trace` (Windows' debugger output) and `noop` (pass-through versions),
 // each allowing it for itself.
 #![deny(unsafe_code)]
 
@@ -81,6 +81,8 @@ mod registry;
 mod session;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod stack;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod trace;
 
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use alloc::{HeapStats, TrackingAllocator, heap_stats};

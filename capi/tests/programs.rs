@@ -67,13 +67,13 @@ fn build(compiler: &str, std: &str, source: &str) -> PathBuf {
 }
 
 /// Runs a built program with a fresh report directory: its one output
-/// line and its Logoff report.
-fn run(exe: &Path) -> (String, Report) {
+/// line, its Logoff report and what it wrote to stderr.
+fn run(exe: &Path) -> (String, Report, String) {
     run_with(exe, "reports", &[])
 }
 
 /// [`run`], with environment variables set, reports in a directory `name`.
-fn run_with(exe: &Path, name: &str, env: &[(&str, &str)]) -> (String, Report) {
+fn run_with(exe: &Path, name: &str, env: &[(&str, &str)]) -> (String, Report, String) {
     let dir = exe.with_extension(name);
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(exe)
@@ -92,7 +92,7 @@ fn run_with(exe: &Path, name: &str, env: &[(&str, &str)]) -> (String, Report) {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().ends_with("-logoff.json"))
         .unwrap_or_else(|| panic!("no logoff report in {}: {stderr}", dir.display()));
-    (line, read_file(&report).unwrap())
+    (line, read_file(&report).unwrap(), stderr.into_owned())
 }
 
 fn frames(report: &Report, stack: impl Into<Option<StackId>>) -> Vec<String> {
@@ -107,7 +107,7 @@ fn frames(report: &Report, stack: impl Into<Option<StackId>>) -> Vec<String> {
 
 #[test]
 fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
-    let (line, report) = run(store());
+    let (line, report, stderr) = run(store());
     assert_eq!(
         line,
         "mapileak-cpp leaked_objects=3 leak_roots=2 mapi_buffers=1 findings=1"
@@ -116,6 +116,24 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
     assert_eq!(
         (s.leaked_objects, s.leak_roots, s.mapi_buffers, s.findings),
         (3, 2, 1, 1)
+    );
+    // No tracing subscriber in a C++ host: the traces go to stderr (and to
+    // the debugger output on Windows), one line per root and a summary.
+    let traces: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("mapileak: "))
+        .collect();
+    assert!(
+        traces.iter().any(|l| l.starts_with(
+            "mapileak: leaked IMAPITable \"contents of Inbox\" created in Object<&kTable>::Object"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        traces.iter().any(|l| l.starts_with(
+            "mapileak: message_store \"C++ store\" logoff: 3 leaked objects (2 roots), 1 finding, 1 MAPI buffer(s); report "
+        )),
+        "{stderr}"
     );
 
     let find = |kind: &str, label: &str| {
@@ -181,7 +199,7 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
 #[test]
 fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
     let exe = build("cc", "-std=c99", "transport.c");
-    let (line, report) = run(&exe);
+    let (line, report, _) = run(&exe);
     // One allocation reached the wrapped function; the second free of the
     // same buffer did not (and the first waits in the quarantine).
     assert_eq!(
@@ -201,7 +219,7 @@ fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
 
 #[test]
 fn mapileak_history_names_kinds_whose_addref_and_release_stacks_are_kept() {
-    let (_, report) = run_with(store(), "history", &[("MAPILEAK_HISTORY", "IMAPIFolder")]);
+    let (_, report, _) = run_with(store(), "history", &[("MAPILEAK_HISTORY", "IMAPIFolder")]);
     let sent = report
         .objects
         .iter()

@@ -223,11 +223,16 @@ fn shutdown_with_open_logons_reports_the_logon_object_too() {
 /// The demo program that never logs off, built by `cargo test` with the
 /// other examples.
 fn no_logoff_example() -> PathBuf {
+    example("no_logoff")
+}
+
+/// An example program, built by `cargo test` with the tests.
+fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let path = dir
         .join("examples")
-        .join(format!("no_logoff{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
         "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
@@ -282,4 +287,32 @@ fn a_provider_released_before_shutdown_is_out_of_order_at_process_end() {
         "{}",
         f.message
     );
+}
+
+#[test]
+fn a_stderr_nobody_reads_costs_the_traces_not_the_logoff() {
+    // The demo logs off with no tracing subscriber, so its traces go to
+    // stderr: here a pipe whose reading end is closed, so every write fails
+    // (EPIPE). Logoff must return as usual, and write its reports.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("broken-stderr");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(example("leaky_store"))
+        .env("MAPILEAK_DIR", &dir)
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "the demo runs to its end");
+    let logoffs = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with("-logoff.json")
+        })
+        .count();
+    assert_eq!(logoffs, 1, "the Logoff report is written");
 }
