@@ -8,6 +8,8 @@ mod gate;
 mod items;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -78,10 +80,27 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("mapileak: {e}");
+            note(format_args!("{e}"));
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes the command's output. A reader that went away (`| head`) is not
+/// an error: the exit code still gives the verdict. Other failures are.
+fn print_out(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error(format!("cannot write to standard output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A `mapileak: ` line on stderr; if stderr is gone, nothing.
+fn note(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "mapileak: {line}");
 }
 
 fn read_text(path: &Path) -> Result<String, Error> {
@@ -104,11 +123,11 @@ fn run(command: Command) -> Result<u8, Error> {
                 let text = Baseline::render(&all);
                 mapileak_reports::write_atomic(&out, text.as_bytes())
                     .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
-                eprintln!(
-                    "mapileak: wrote baseline {} ({} item(s))",
+                note(format_args!(
+                    "wrote baseline {} ({} item(s))",
                     out.display(),
                     all.len()
-                );
+                ));
                 return Ok(0);
             }
             let baseline = match &baseline {
@@ -126,22 +145,22 @@ fn run(command: Command) -> Result<u8, Error> {
                 Format::Junit => gate::junit(&verdict, &loaded),
                 Format::Github => gate::github(&verdict, loaded.len()),
             };
-            print!("{out}");
+            print_out(&out)?;
             for s in &sups {
                 if s.hits > 0 {
-                    eprintln!(
-                        "mapileak: suppression {} (line {}) matched {} time(s): {}",
+                    note(format_args!(
+                        "suppression {} (line {}) matched {} time(s): {}",
                         s.entry(),
                         s.line,
                         s.hits,
                         s.reason
-                    );
+                    ));
                 } else {
-                    eprintln!(
-                        "mapileak: warning: suppression {} (line {}) matched nothing",
+                    note(format_args!(
+                        "warning: suppression {} (line {}) matched nothing",
                         s.entry(),
                         s.line
-                    );
+                    ));
                 }
             }
             Ok(if verdict.failures.is_empty() { 0 } else { 1 })
@@ -165,18 +184,20 @@ fn run(command: Command) -> Result<u8, Error> {
             };
             let (a, b) = (index(&old), index(&new));
             let mut new_count = 0;
+            let mut out = String::new();
             for (sig, (n, what)) in &b {
-                match a.get(sig) {
+                let _ = match a.get(sig) {
                     None => {
                         new_count += 1;
-                        println!("new    {sig} x{n}  {what}");
+                        writeln!(out, "new    {sig} x{n}  {what}")
                     }
-                    Some((m, _)) => println!("still  {sig} x{n} (was x{m})  {what}"),
-                }
+                    Some((m, _)) => writeln!(out, "still  {sig} x{n} (was x{m})  {what}"),
+                };
             }
             for (sig, (n, what)) in a.iter().filter(|(s, _)| !b.contains_key(*s)) {
-                println!("fixed  {sig} x{n}  {what}");
+                let _ = writeln!(out, "fixed  {sig} x{n}  {what}");
             }
+            print_out(&out)?;
             Ok(if new_count > 0 { 1 } else { 0 })
         }
     }
@@ -211,10 +232,10 @@ fn render(reports: &[PathBuf], out: &Path) -> Result<u8, Error> {
     };
     mapileak_reports::write_atomic(out, page.as_bytes())
         .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
-    eprintln!(
-        "mapileak: wrote {} ({} report(s))",
+    note(format_args!(
+        "wrote {} ({} report(s))",
         out.display(),
         loaded.len()
-    );
+    ));
     Ok(0)
 }

@@ -92,6 +92,28 @@ fn a_leak_fails_and_is_named_with_its_creator() {
 }
 
 #[test]
+fn a_reader_that_goes_away_keeps_the_verdict() {
+    // `mapileak gate reports/ | head -1`: stdout is a pipe nobody reads.
+    let d = tmp("closed-stdout");
+    reports(&d, &[(Provider::MessageStore, Bug::Table)]);
+    // gate: a leak, exit 1; diff of a run with itself: nothing new, exit 0.
+    for (args, want) in [(vec![&d], 1), (vec![&d, &d], 0)] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let command = if args.len() == 1 { "gate" } else { "diff" };
+        let o = Command::new(env!("CARGO_BIN_EXE_mapileak"))
+            .arg(command)
+            .args(args.clone())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{command}: {err}");
+        assert_eq!(code(&o), want, "{command}: {err}");
+    }
+}
+
+#[test]
 fn a_baseline_accepts_known_leaks_and_fails_one_more() {
     let d = tmp("baseline");
     let runs = tmp("baseline-runs");
