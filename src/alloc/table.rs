@@ -138,6 +138,9 @@ pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
         let i = (home + k) & MASK;
         let key = shard.keys[i].load(Ordering::Acquire);
         if key == want {
+            if k >= LONG {
+                shard.dirty.store(true, Ordering::Relaxed);
+            }
             let origin = shard.origin[i].load(Ordering::Relaxed);
             let size = shard.size[i].load(Ordering::Relaxed);
             // Nobody else writes a live key: inserts take only EMPTY and
@@ -259,6 +262,52 @@ mod tests {
         for k in 0..PROBE {
             let key = shard.keys[(slot + k) & MASK].load(Ordering::Relaxed);
             assert_eq!(key, EMPTY, "slot {k}");
+        }
+    }
+
+    #[test]
+    fn removes_racing_inserts_and_sweeps_lose_no_key() {
+        // Four threads with six addresses each, all homed within 8 slots of
+        // one shard (not the other test's), so runs are long and full of
+        // tombstones. Each round a worker inserts its keys, removes half,
+        // sweeps the shard, and removes the rest, lock-free, while the
+        // others do the same: a sweep that emptied a tombstone some live
+        // key's run crosses would lose that key.
+        let theirs = home(0x7f00_0000_0000).0;
+        let base = (1..)
+            .map(|k| 0x7e00_0000_0000 + k * 0x1000)
+            .find(|&b| !std::ptr::eq(home(b).0, theirs))
+            .unwrap();
+        let (shard, slot) = home(base);
+        let addrs: Vec<usize> = (0..)
+            .map(|i| base + i * 16)
+            .filter(|&a| {
+                let (s, h) = home(a);
+                std::ptr::eq(s, shard) && h.wrapping_sub(slot) & MASK < 8
+            })
+            .take(24)
+            .collect();
+        std::thread::scope(|s| {
+            for mine in addrs.chunks(6) {
+                s.spawn(move || {
+                    for round in 0..200u32 {
+                        for &a in mine {
+                            assert!(insert(a, 9, round, 1), "no room for {a:#x}");
+                        }
+                        let (first, rest) = mine.split_at(3);
+                        for &a in first {
+                            assert_eq!(remove(a), Some((9, round, 1)), "{a:#x} lost");
+                        }
+                        sweep(&shard.lock());
+                        for &a in rest {
+                            assert_eq!(remove(a), Some((9, round, 1)), "{a:#x} lost");
+                        }
+                    }
+                });
+            }
+        });
+        for &a in &addrs {
+            assert_eq!(remove(a), None);
         }
     }
 }
