@@ -15,8 +15,9 @@
 //! provider receives in `*ProviderInit` (the calls go through, checked), and
 //! [`MapiBuffers::in_process`], a complete implementation for tests and
 //! platforms without MAPI. Freed buffers stay in a quarantine of the last
-//! [`QUARANTINE`] frees before their memory is released, so an address is
-//! not reused while a second free of it can still be recognized.
+//! [`QUARANTINE`] frees (and at most [`QUARANTINE_BYTES`]) before their
+//! memory is released, so an address is not reused while a second free of
+//! it can still be recognized.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -33,6 +34,8 @@ pub use crate::buffer_abi::*;
 
 /// Frees held back before their memory is released.
 pub const QUARANTINE: usize = 4096;
+/// Bytes held back at most: a few large freed buffers do not pin more.
+pub const QUARANTINE_BYTES: u64 = 16 << 20;
 
 #[derive(Clone, Copy)]
 struct Real {
@@ -62,7 +65,9 @@ struct Record {
 #[derive(Default)]
 struct Table {
     records: HashMap<usize, Record>,
-    quarantine: VecDeque<usize>,
+    /// Freed roots, oldest first, with the bytes of their chains.
+    quarantine: VecDeque<(usize, u64)>,
+    quarantined_bytes: u64,
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
@@ -175,10 +180,19 @@ impl MapiBuffers {
                         c.freed = true;
                     }
                 }
-                t.quarantine.push_back(addr);
+                let bytes: u64 = chain
+                    .iter()
+                    .filter_map(|a| t.records.get(a))
+                    .map(|c| c.size)
+                    .sum();
+                t.quarantine.push_back((addr, bytes));
+                t.quarantined_bytes += bytes;
                 let mut release = Vec::new();
-                while t.quarantine.len() > QUARANTINE {
-                    if let Some(old) = t.quarantine.pop_front() {
+                while t.quarantine.len() > QUARANTINE
+                    || (t.quarantined_bytes > QUARANTINE_BYTES && t.quarantine.len() > 1)
+                {
+                    if let Some((old, bytes)) = t.quarantine.pop_front() {
+                        t.quarantined_bytes -= bytes;
                         release.push(old);
                     }
                 }

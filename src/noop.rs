@@ -431,6 +431,8 @@ pub mod buffers {
     pub use crate::buffer_abi::*;
     /// No quarantine in this build.
     pub const QUARANTINE: usize = 0;
+    /// No quarantine in release builds.
+    pub const QUARANTINE_BYTES: u64 = 0;
 
     /// MAPI's buffer functions.
     pub struct MapiBuffers {

@@ -332,6 +332,8 @@ mod buffers {
     static REAL_ALLOCS: AtomicUsize = AtomicUsize::new(0);
     static REAL_FREES: AtomicUsize = AtomicUsize::new(0);
     static CHAINS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+    /// Roots the stand-in freed, latest last.
+    static FREED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
     unsafe extern "system" fn real_allocate_buffer(cb: u32, out: *mut *mut c_void) -> i32 {
         REAL_ALLOCS.fetch_add(1, Ordering::SeqCst);
@@ -356,6 +358,7 @@ mod buffers {
 
     unsafe extern "system" fn real_free_buffer(p: *mut c_void) -> u32 {
         REAL_FREES.fetch_add(1, Ordering::SeqCst);
+        FREED.lock().unwrap().push(p as usize);
         let mut chains = CHAINS.lock().unwrap();
         for &(_, child) in chains.iter().filter(|(parent, _)| *parent == p as usize) {
             // SAFETY: malloc'd by real_allocate_more, freed once with its parent.
@@ -403,6 +406,23 @@ mod buffers {
             CHAINS.lock().unwrap().is_empty(),
             "the chain went with its root"
         );
+        // Large freed buffers are held back up to a byte limit, not a count.
+        let big = (buffers::QUARANTINE_BYTES * 3 / 4) as u32;
+        let before = REAL_FREES.load(Ordering::SeqCst);
+        let first = b.allocate_buffer(big).unwrap();
+        let second = b.allocate_buffer(big).unwrap();
+        // SAFETY: roots from `b`, freed once each.
+        unsafe {
+            b.free_buffer(first);
+            b.free_buffer(second);
+        }
+        let freed = FREED.lock().unwrap();
+        assert!(
+            freed.contains(&(first as usize)),
+            "the older of two buffers past the byte limit reached MAPI"
+        );
+        assert!(!freed.contains(&(second as usize)), "the newer one waits");
+        assert!(REAL_FREES.load(Ordering::SeqCst) > before);
     }
 }
 
