@@ -496,3 +496,65 @@ fn valgrind_and_mapileak_agree_on_the_leaked_blocks() {
         "valgrind:\n{stderr}"
     );
 }
+
+mod subscriber {
+    //! A `tracing` subscriber that allocates, counts the heap (taking every
+    //! live-table lock) and creates a tracked object from inside `event`,
+    //! while a Logoff with heap leaks publishes: it must finish, and the
+    //! report must not pick up the subscriber's own blocks.
+    use std::sync::{Arc, Mutex};
+
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    use mapileak::{ProviderKind, Session, Tracked, kinds};
+
+    #[derive(Clone, Default)]
+    struct Allocating(Arc<Mutex<Vec<String>>>);
+
+    impl Subscriber for Allocating {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let stats = mapileak::heap_stats();
+            drop(Tracked::new(&kinds::IMAPI_PROP, "made by the subscriber"));
+            let line = format!("{} {:?}", event.metadata().target(), stats.allocs);
+            self.0.lock().unwrap().push(line.repeat(4));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[inline(never)]
+    fn leak_rows() {
+        for i in 0..10u64 {
+            std::mem::forget(vec![i; 16]);
+        }
+    }
+
+    #[test]
+    fn a_subscriber_that_allocates_during_logoff_neither_hangs_nor_leaks_into_it() {
+        super::setup();
+        let sub = Allocating::default();
+        let report = tracing::subscriber::with_default(sub.clone(), || {
+            let session = Session::logon(ProviderKind::AddressBook, "subscriber");
+            let _scope = session.enter();
+            leak_rows();
+            session.ab_logoff().report
+        });
+        assert!(!sub.0.lock().unwrap().is_empty(), "events were delivered");
+        assert_eq!(
+            (report.summary.heap_blocks, report.summary.heap_bytes),
+            (10, 10 * 16 * 8),
+            "{:#?}",
+            super::sites(&report)
+        );
+        assert!(report.objects.is_empty(), "{:#?}", report.objects);
+    }
+}
