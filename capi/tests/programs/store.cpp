@@ -115,8 +115,15 @@ int main(int argc, char **argv) {
         // Misuse must come back as failure values, not crashes.
         if (mapileak_object_addref(nullptr) != 0 || mapileak_enter(999999) != -1 ||
             mapileak_free_buffer(nullptr) != 0 || mapileak_set_mode("loud") != -1 ||
-            mapileak_allocate_buffer(8, nullptr) == 0) {
+            mapileak_allocate_buffer(8, nullptr) == 0 ||
+            mapileak_object_new(999999, "IMAPITable", "no such owner") != nullptr) {
             return 4;
+        }
+        // A count mapileak cannot track (an unknown owner) still counts.
+        mapileak::RefCount orphan("IMAPITable", "orphan", 999999);
+        if (orphan.handle() != nullptr || orphan.AddRef() != 2 || orphan.Release() != 1 ||
+            orphan.Release() != 0 || orphan.Release() != 0) {
+            return 5;
         }
     }
     if (mapileak_ms_logoff(session, &summary) != 0) return 3;
