@@ -26,6 +26,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use crate::{quiet, session, stack};
@@ -208,7 +209,7 @@ mod counters {
 pub fn heap_stats() -> HeapStats {
     let (allocs, frees, bytes) = counters::sum();
     let mut attributed = 0;
-    table::for_each(|_, _, _| attributed += 1);
+    table::for_each(|_, _, _, _| attributed += 1);
     HeapStats {
         allocs,
         frees,
@@ -349,29 +350,89 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     }
 }
 
-/// The live attributed blocks of the sessions `pick` accepts: `(stack, bytes)` each.
+/// A live attributed block: `(address, stack, bytes)`.
+pub(crate) type LiveBlock = (usize, stack::StackId, u64);
+
+/// The live attributed blocks of the sessions `pick` accepts.
 ///
 /// The visit holds a shard's spin lock, so it must not allocate (a realloc
 /// would re-enter the table): the vector is sized first, and entries beyond
 /// its capacity (blocks attributed meanwhile) are counted, not pushed.
-pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<(stack::StackId, u64)>, u64) {
+pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<LiveBlock>, u64) {
     if !table::ANY.load(Ordering::Relaxed) {
         return (Vec::new(), 0);
     }
     let mut len = 0;
-    table::for_each(|_, _, _| len += 1);
+    table::for_each(|_, _, _, _| len += 1);
     let mut out = Vec::with_capacity(len + len / 4 + 1024);
     let mut missed = 0;
-    table::for_each(|session, stack, size| {
+    table::for_each(|addr, session, stack, size| {
         if pick(u64::from(session)) {
             if out.len() < out.capacity() {
-                out.push((stack, size));
+                out.push((addr, stack, size));
             } else {
                 missed += 1;
             }
         }
     });
     (out, missed)
+}
+
+/// Which of `blocks` hold one of `tags` (the words tracked objects carry,
+/// `registry::memory_tag`) in their first [`SCAN_BYTES`]: those blocks are
+/// leaked objects' own memory.
+///
+/// A block may be freed by another thread while this runs, so its memory is
+/// not touched directly: the kernel copies it (`process_vm_readv` on this
+/// process) and reports a range that is gone as an error instead of a
+/// fault. Where that is not available every block counts as not holding one.
+pub(crate) fn holding_tags(blocks: &[LiveBlock], tags: &HashSet<u64>) -> Vec<bool> {
+    let mut found = vec![false; blocks.len()];
+    if tags.is_empty() {
+        return found;
+    }
+    let mut buf = vec![0u8; SCAN_BYTES];
+    for (i, &(addr, _, size)) in blocks.iter().enumerate() {
+        let len = (size as usize).min(SCAN_BYTES) & !7;
+        if len == 0 || addr % 8 != 0 || !self_read::read(addr, &mut buf[..len]) {
+            continue;
+        }
+        found[i] = buf[..len]
+            .chunks_exact(8)
+            .any(|w| tags.contains(&u64::from_ne_bytes(w.try_into().unwrap_or_default())));
+    }
+    found
+}
+
+/// How much of each block [`holding_tags`] reads.
+const SCAN_BYTES: usize = 4096;
+
+#[cfg(target_os = "linux")]
+mod self_read {
+    /// Copies `buf.len()` bytes at `addr` of this process into `buf`;
+    /// `false` when the range is not (all) readable.
+    pub(super) fn read(addr: usize, buf: &mut [u8]) -> bool {
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`,
+        // which is valid for that; the source range is checked by the kernel
+        // (EFAULT when unmapped), never dereferenced by this process.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        usize::try_from(n).is_ok_and(|n| n == buf.len())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod self_read {
+    pub(super) fn read(_addr: usize, _buf: &mut [u8]) -> bool {
+        false
+    }
 }
 
 mod table;

@@ -2,7 +2,7 @@
 //! provider engineer looks: `tracing` events (or stderr when no subscriber is
 //! installed, as in a provider DLL inside Outlook) and the JSON file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::Mode;
 use crate::analysis;
 use crate::config;
 use crate::kind::Role;
-use crate::registry::{Node, PendingFinding};
+use crate::registry::{self, Node, PendingFinding};
 use crate::stack::{StackId, Symbolizer};
 use crate::trace;
 
@@ -26,7 +26,7 @@ pub(crate) fn build(
     session: SessionInfo,
     live: &[Arc<Node>],
     findings: Vec<PendingFinding>,
-    heap: &[(StackId, u64)],
+    heap: &[crate::alloc::LiveBlock],
     buffers: &[(StackId, u64, u64)],
 ) -> Report {
     let expected = |role: Role| match session.event {
@@ -36,6 +36,18 @@ pub(crate) fn build(
     };
     let leaked: Vec<&Arc<Node>> = live.iter().filter(|n| !expected(n.kind.role())).collect();
     let mut report = Report::new(session);
+
+    // A heap block that holds a leaked object is that object's memory (a
+    // Box of a COM object, say): the object is the leak, not the block too.
+    let tags: HashSet<u64> = leaked.iter().map(|n| registry::memory_tag(n.id)).collect();
+    let objects_memory = crate::alloc::holding_tags(heap, &tags);
+    let heap: Vec<(StackId, u64)> = heap
+        .iter()
+        .zip(objects_memory)
+        .filter(|(_, object)| !object)
+        .map(|(&(_, stack, size), _)| (stack, size))
+        .collect();
+    let heap = heap.as_slice();
 
     // Snapshot each node's relations once.
     let snaps: Vec<_> = leaked

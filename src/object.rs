@@ -43,6 +43,10 @@ impl fmt::Debug for ObjectId {
 /// What `Tracked` and `RefCount` share: the node and its registration.
 struct Handle {
     node: Arc<Node>,
+    /// [`registry::memory_tag`] of the node's id: never read here, but it
+    /// sits in the object's own memory, where a report finds it.
+    #[allow(dead_code)]
+    tag: u64,
 }
 
 impl Handle {
@@ -76,7 +80,8 @@ impl Handle {
             session::check_open(session, &node);
             registry::insert(node.clone());
         }
-        Handle { node }
+        let tag = registry::memory_tag(node.id);
+        Handle { node, tag }
     }
 
     fn id(&self) -> ObjectId {

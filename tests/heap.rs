@@ -558,3 +558,50 @@ mod subscriber {
         assert!(report.objects.is_empty(), "{:#?}", report.objects);
     }
 }
+
+/// A provider object holding its tracking guard in its own memory.
+struct ContentsTable {
+    _track: Tracked,
+    _rows: [u64; 6],
+}
+
+#[inline(never)]
+fn leak_boxed_table() {
+    let table = ContentsTable {
+        _track: Tracked::new(&kinds::IMAPI_TABLE, "contents"),
+        _rows: [7; 6],
+    };
+    std::mem::forget(Box::new(table));
+}
+
+#[inline(never)]
+fn leak_implemented_table(session: Session) {
+    let folder = Tracked::new(&kinds::IMAPI_FOLDER, "Inbox");
+    let table = mapileak_samples::objects::Table::open(session, "rows of Inbox", folder.id(), 3);
+    std::mem::forget(table);
+}
+
+#[inline(never)]
+fn leak_row_buffer() {
+    std::mem::forget(vec![1u8; 40]);
+}
+
+#[test]
+fn a_leaked_objects_own_memory_is_the_object_not_a_second_leak() {
+    setup();
+    let session = Session::logon(ProviderKind::MessageStore, "object memory");
+    {
+        let _scope = session.enter();
+        leak_boxed_table();
+        // windows-core's #[implement]: the object lives in a Box it makes.
+        leak_implemented_table(session);
+        leak_row_buffer();
+    }
+    let r = session.ms_logoff().report;
+    let kinds: Vec<&str> = r.objects.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["IMAPITable", "IMAPITable"], "{:#?}", r.objects);
+    let sites = sites(&r);
+    assert_eq!(sites.len(), 1, "only the row buffer: {sites:#?}");
+    assert!(sites[0].0.ends_with("leak_row_buffer"), "{sites:#?}");
+    assert_eq!((sites[0].1, sites[0].2), (1, 40));
+}

@@ -201,8 +201,9 @@ fn sweep(locked: &Locked<'_>) {
     }
 }
 
-/// Visits every live entry as `(session, stack, size)`, one shard at a time.
-pub(super) fn for_each(mut f: impl FnMut(u32, u32, u64)) {
+/// Visits every live entry as `(address, session, stack, size)`, one shard
+/// at a time.
+pub(super) fn for_each(mut f: impl FnMut(usize, u32, u32, u64)) {
     if !ANY.load(Ordering::Relaxed) {
         return;
     }
@@ -213,6 +214,7 @@ pub(super) fn for_each(mut f: impl FnMut(u32, u32, u64)) {
             if key != EMPTY && key != TOMB {
                 let origin = shard.origin[i].load(Ordering::Relaxed);
                 f(
+                    !key,
                     (origin >> 32) as u32,
                     origin as u32,
                     shard.size[i].load(Ordering::Relaxed),
