@@ -16,7 +16,7 @@ pub const MAX_REPORT_BYTES: u64 = 256 << 20;
 pub enum ReadError {
     /// The file could not be opened or read.
     Io(io::Error),
-    /// The file is larger than [`MAX_REPORT_BYTES`].
+    /// The file is larger than the 256 MiB a report may have.
     TooLarge(u64),
     /// Not JSON, truncated JSON, or JSON of the wrong shape.
     Json(serde_json::Error),

@@ -1,9 +1,9 @@
 //! What every sample provider does the same way: its life as MAPI's
 //! documentation describes it, reported to mapileak step by step.
 //!
-//! - [`ProviderCore`]: `*ProviderInit` keeps `lpMalloc`, Shutdown releases
+//! - `ProviderCore`: `*ProviderInit` keeps `lpMalloc`, Shutdown releases
 //!   it and reports, the final Release is recorded from `Drop`.
-//! - [`LogonCore`]: Logon keeps the support object (a [`mapileak::Support`]),
+//! - `LogonCore`: Logon keeps the support object (a [`mapileak::Support`]),
 //!   registers its MAPIUID and status row, subscribes, and joins the
 //!   provider's list of logons; Logoff undoes each in the documented order.
 //! - [`HostSupport`]: the host's `IMAPISupport`.
