@@ -50,7 +50,15 @@ fn depth<A: GlobalAlloc>(a: &A, n: u32, sites: u32) {
             4 => site::<A, 4>(a),
             5 => site::<A, 5>(a),
             6 => site::<A, 6>(a),
-            _ => site::<A, 7>(a),
+            7 => site::<A, 7>(a),
+            8 => site::<A, 8>(a),
+            9 => site::<A, 9>(a),
+            10 => site::<A, 10>(a),
+            11 => site::<A, 11>(a),
+            12 => site::<A, 12>(a),
+            13 => site::<A, 13>(a),
+            14 => site::<A, 14>(a),
+            _ => site::<A, 15>(a),
         }
     }
 }
@@ -108,11 +116,11 @@ fn main() {
     let mut counting = f64::INFINITY;
     let mut stacks = f64::INFINITY;
     // Not targets: rotating call sites, as many as a thread's walk memo
-    // holds (4), and twice that (every stack then takes a partial walk and
-    // an interning lookup).
+    // holds (8), and twice that (every stack then takes a partial walk and
+    // an interning lookup: the cost of a call path not seen lately).
     let mut rotating = [
-        (4, f64::INFINITY, f64::INFINITY),
         (8, f64::INFINITY, f64::INFINITY),
+        (16, f64::INFINITY, f64::INFINITY),
     ];
     for _ in 0..2 {
         system = system.min(best(|| depth(&System, DEPTH, 1)));

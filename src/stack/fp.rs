@@ -39,7 +39,7 @@ const EMPTY: Record = Record { next: 0, ret: 0 };
 const CAP: usize = MAX_FRAMES + 1;
 
 /// Walks a thread remembers.
-const WAYS: usize = 4;
+const WAYS: usize = 8;
 
 /// One walk's records, innermost first, each with the frame address it was
 /// read at (`at[k + 1] == records[k].next`). The addresses are kept apart
