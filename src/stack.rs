@@ -392,6 +392,13 @@ mod tests {
             .map(|_| (here(), other_site(), (0..5).map(deeper).collect()))
             .collect();
         let (a, b, d) = &rounds[0];
+        // More stacks in turn than a thread remembers: every walk misses the
+        // memo, splices from the last one and replaces an older one.
+        let many: Vec<Vec<StackId>> = (0..2).map(|_| (0..12).map(deeper).collect()).collect();
+        assert_eq!(many[0], many[1]);
+        for (n, id) in many[0].iter().enumerate() {
+            assert_eq!(frames(*id).len(), frames(many[0][0]).len() + n, "depth {n}");
+        }
         // Two stacks in turn: each walk matches a remembered one that is not
         // the most recent.
         let pairs: Vec<(StackId, StackId)> = (0..3).map(|_| (here(), other_site())).collect();
