@@ -99,6 +99,13 @@ void mapileak_leave(void);
 /* This thread's current session, or 0. */
 uint64_t mapileak_current(void);
 
+/* Reports everything still alive as leaked at process end (event "exit"):
+ * one report per provider with its logons, per logon without a provider,
+ * and one for objects outside any. Returns the number of reports; runs once
+ * (later calls return 0). An atexit hook calls it when the process exits
+ * normally; a provider DLL calls it from DLL_PROCESS_DETACH. */
+int mapileak_process_exit(void);
+
 /* ---- the provider's life (optional; enables the Shutdown checks) -------- */
 
 /* *ProviderInit returned a provider object; malloc_addrefd: it kept lpMalloc. */

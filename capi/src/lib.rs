@@ -254,6 +254,19 @@ pub extern "C" fn mapileak_current() -> u64 {
     guard(0, || Session::current().map_or(0, Session::id))
 }
 
+/// `int mapileak_process_exit(void)`: reports everything still alive as
+/// leaked at process end (`event: exit`): one report per provider with its
+/// logons, per logon without a provider, and one for objects outside any.
+/// Returns how many reports it made. It runs once (later calls return 0);
+/// an `atexit` hook calls it when the process exits normally, and a
+/// provider DLL should call it from `DLL_PROCESS_DETACH`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_process_exit() -> c_int {
+    guard(0, || {
+        c_int::try_from(mapileak::process_exit().len()).unwrap_or(c_int::MAX)
+    })
+}
+
 // ---- provider life -----------------------------------------------------------
 
 /// `uint64_t mapileak_provider_init(int provider, const char *label, int

@@ -188,6 +188,16 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
     // (Static functions have no linkage name: DWARF gives the plain name.)
     assert_eq!(frames(&report, buffer.stack)[0], "LeakRecipientRows");
 
+    // The program called mapileak_process_exit, as a DLL does when unloaded.
+    let exit = std::fs::read_dir(store().with_extension("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-exit.json"))
+        .map(|p| read_file(&p).unwrap())
+        .expect("a process-end report");
+    assert_eq!(exit.session.event, mapileak_reports::Event::Exit);
+    assert_eq!(exit.summary.leaked_objects, 3, "{:#?}", exit.objects);
+
     let [finding] = &report.findings[..] else {
         panic!("one finding: {:#?}", report.findings)
     };

@@ -127,6 +127,9 @@ int main(int argc, char **argv) {
         }
     }
     if (mapileak_ms_logoff(session, &summary) != 0) return 3;
+    // As a DLL does at DLL_PROCESS_DETACH: the leaks are still alive.
+    int exit_reports = mapileak_process_exit();
+    if (exit_reports < 1 || mapileak_process_exit() != 0) return 6;
     std::printf("mapileak-cpp leaked_objects=%llu leak_roots=%llu mapi_buffers=%llu findings=%llu\n",
                 (unsigned long long)summary.leaked_objects, (unsigned long long)summary.leak_roots,
                 (unsigned long long)summary.mapi_buffers, (unsigned long long)summary.findings);
