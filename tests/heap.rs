@@ -426,20 +426,9 @@ mod buffers {
     }
 }
 
-/// The example built by `cargo test` alongside this test.
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run the README's test command, which builds the examples",
-        path.display()
-    );
-    path
-}
+#[path = "support/examples.rs"]
+mod examples;
+use examples::example;
 
 /// `(blocks, bytes)` from a line `label ... <bytes> bytes in <blocks> blocks`.
 fn valgrind_totals(stderr: &str, label: &str) -> (u64, u64) {

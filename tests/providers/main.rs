@@ -15,6 +15,8 @@ const DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/mapileak-providers");
 /// process-wide report directory somewhere unwritable runs alone.
 static OUTPUT_DIR: RwLock<()> = RwLock::new(());
 
+#[path = "../support/examples.rs"]
+mod examples;
 mod rules;
 
 fn setup() -> RwLockReadGuard<'static, ()> {

@@ -9,6 +9,7 @@ use mapileak::reports::{Event, Finding, Report};
 use mapileak_samples::host::{self, Provider, StorePath};
 use mapileak_samples::{Bug, Outcome};
 
+use super::examples::example;
 use super::setup;
 
 fn outcome(p: Provider, bug: Bug) -> Outcome {
@@ -224,21 +225,6 @@ fn shutdown_with_open_logons_reports_the_logon_object_too() {
 /// other examples.
 fn no_logoff_example() -> PathBuf {
     example("no_logoff")
-}
-
-/// An example program, built by `cargo test` with the tests.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
-        path.display()
-    );
-    path
 }
 
 fn exit_reports(how: &str) -> (Option<i32>, Vec<Report>) {
