@@ -27,6 +27,7 @@
 
 pub mod html;
 mod model;
+pub mod names;
 mod read;
 pub mod signature;
 

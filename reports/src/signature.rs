@@ -8,7 +8,9 @@
 //! trampolines are passed over: they say
 //! nothing about which leak it is, and allocation paths through `alloc` differ
 //! between toolchains. No addresses, files or lines go in, so moving code
-//! inside a function keeps its leaks' signatures.
+//! inside a function keeps its leaks' signatures. Names are hashed in their
+//! [canonical](crate::names::canonical) form, so a report written with
+//! either Rust mangling, on Linux or on Windows, gives the same signatures.
 
 use crate::Frame;
 
@@ -170,7 +172,7 @@ pub fn compute(what: &str, frames: &[Frame]) -> String {
         .take(DEPTH)
     {
         h.write(&[0]);
-        h.write(strip_hash(&f.function).as_bytes());
+        h.write(crate::names::canonical(&f.function).as_bytes());
     }
     format!("{:016x}", h.0)
 }
