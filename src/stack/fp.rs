@@ -23,7 +23,11 @@
 
 use std::cell::UnsafeCell;
 
-use super::{Buf, MAX_FRAMES, MIN_FRAMES, StackId};
+use super::{Buf, MAX_FRAMES, StackId};
+
+/// A walk shorter than this that ended on a bad link is treated as
+/// truncated.
+pub(super) const MIN_FRAMES: usize = 4;
 
 /// A frame record as read from the stack: `[fp]` and `[fp + 8]`.
 #[derive(Clone, Copy, PartialEq, Eq)]
