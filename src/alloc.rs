@@ -385,7 +385,8 @@ pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<LiveBlock>, u64) {
 /// A block may be freed by another thread while this runs, so its memory is
 /// not touched directly: the kernel copies it (`process_vm_readv` on this
 /// process) and reports a range that is gone as an error instead of a
-/// fault. Where that is not available every block counts as not holding one.
+/// fault (`ReadProcessMemory` on Windows). Where neither is available every
+/// block counts as not holding one.
 pub(crate) fn holding_tags(blocks: &[LiveBlock], tags: &HashSet<u64>) -> Vec<bool> {
     let mut found = vec![false; blocks.len()];
     if tags.is_empty() {
@@ -428,7 +429,44 @@ mod self_read {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod self_read {
+    use std::ffi::c_void;
+
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn GetCurrentProcess() -> *mut c_void;
+        fn ReadProcessMemory(
+            process: *mut c_void,
+            base: *const c_void,
+            buf: *mut c_void,
+            len: usize,
+            read: *mut usize,
+        ) -> i32;
+    }
+
+    /// Copies `buf.len()` bytes at `addr` of this process into `buf`;
+    /// `false` when the range is not (all) readable.
+    pub(super) fn read(addr: usize, buf: &mut [u8]) -> bool {
+        let mut n = 0usize;
+        // SAFETY: the system writes at most `buf.len()` bytes into `buf`,
+        // which is valid for that, and checks the source range itself (a
+        // decommitted or freed range is an error, not a fault);
+        // `GetCurrentProcess` is a constant pseudo-handle.
+        let ok = unsafe {
+            ReadProcessMemory(
+                GetCurrentProcess(),
+                addr as *const c_void,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut n,
+            )
+        };
+        ok != 0 && n == buf.len()
+    }
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod self_read {
     pub(super) fn read(_addr: usize, _buf: &mut [u8]) -> bool {
         false
