@@ -14,6 +14,7 @@ use mapileak_reports::{RefOp, Report, StackId, read_file};
 use mapileak_c as _;
 
 /// The static library cargo built for this test run (the newest one).
+#[cfg(not(windows))]
 fn static_lib() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("the deps directory");
@@ -35,7 +36,25 @@ fn store() -> &'static Path {
     EXE.get_or_init(|| build("c++", "-std=c++17", "store.cpp"))
 }
 
+/// On Windows the programs are compiled before the tests run, by
+/// `scripts/test-windows.sh` with mingw-w64 (a test under Wine cannot run
+/// the Linux cross-compiler), into `$MAPILEAK_TEST_PROGRAMS`.
+#[cfg(windows)]
+fn build(_compiler: &str, _std: &str, source: &str) -> PathBuf {
+    let dir = std::env::var_os("MAPILEAK_TEST_PROGRAMS").unwrap_or_else(|| {
+        panic!(
+            "MAPILEAK_TEST_PROGRAMS is not set: run scripts/test-windows.sh, which builds {source}"
+        )
+    });
+    let exe = Path::new(&dir)
+        .join(Path::new(source).file_stem().unwrap())
+        .with_extension("exe");
+    assert!(exe.is_file(), "{} was not built", exe.display());
+    exe
+}
+
 /// Compiles `source` with `compiler` into the test's temporary directory.
+#[cfg(not(windows))]
 fn build(compiler: &str, std: &str, source: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("capi");

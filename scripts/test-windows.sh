@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The Windows leg: cross-compiles the workspace for x86_64-pc-windows-gnu
+# and runs its tests under Wine (see README, "Windows").
+#
+# Installs what it needs when missing (Debian's rustc-web and rust-web-src
+# for a compiler that can build std for Windows, mingw-w64, wine64), makes a
+# Wine prefix of its own under target/windows/wine (with the
+# bcryptprimitives.dll that Wine 8 lacks, built from
+# scripts/windows/bcryptprimitives.c), then runs `cargo test` for the
+# Windows target with every test binary under Wine. Extra arguments go to
+# `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+missing=()
+[ -x /usr/bin/rustc ] || missing+=(rustc-web)
+[ -d /usr/lib/rustlib/src/rust/library ] || missing+=(rust-web-src)
+command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || missing+=(gcc-mingw-w64-x86-64)
+command -v x86_64-w64-mingw32-g++ >/dev/null 2>&1 || missing+=(g++-mingw-w64-x86-64)
+command -v wine >/dev/null 2>&1 || missing+=(wine64)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test-windows.sh: installing ${missing[*]} (Debian packages the Windows leg needs)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+target=x86_64-pc-windows-gnu
+out=$root/target/windows
+export WINEPREFIX=$out/wine
+export WINEDEBUG=-all
+mkdir -p "$out"
+
+# The prefix: made once, then reused; the shim rebuilt when its source changes.
+if [ ! -f "$WINEPREFIX/system.reg" ]; then
+  echo "scripts/test-windows.sh: making the Wine prefix $WINEPREFIX"
+  wine wineboot -i >/dev/null 2>&1 || true
+  wineserver -w
+fi
+shim=$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll
+src=scripts/windows/bcryptprimitives.c
+if [ ! -f "$shim" ] || [ "$src" -nt "$shim" ]; then
+  x86_64-w64-mingw32-gcc -O2 -shared -o "$out/bcryptprimitives.dll" "$src" -ladvapi32
+  cp "$out/bcryptprimitives.dll" "$shim"
+fi
+
+# Debian's rustc builds std for Windows from its source (build-std); its
+# artifacts stay apart from the Linux build's.
+export RUSTC=/usr/bin/rustc
+export RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_DIR=$out/cargo
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=$root/scripts/windows/wine-run
+export CXX_x86_64_pc_windows_gnu=x86_64-w64-mingw32-g++
+export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc
+
+# The C ABI's test programs: a test under Wine cannot run the Linux
+# cross-compiler, so they are built here against the Windows static library,
+# as a C or C++ provider DLL would be (see README, "Windows").
+# Everything the tests run, built first: the examples some tests start
+# (`cargo test` builds them only without --tests, and doctests do not
+# cross-compile), and the static library. A warning fails the leg, as
+# clippy's -D warnings does the Linux one.
+cargo build -Zbuild-std=std,panic_unwind --target "$target" --workspace --tests --examples \
+  2>&1 | tee "$out/build.log"
+if grep -q '^warning: `mapileak' "$out/build.log"; then
+  echo "scripts/test-windows.sh: the Windows build has warnings (above)" >&2
+  exit 1
+fi
+cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi
+programs=$out/programs
+mkdir -p "$programs"
+lib=$CARGO_TARGET_DIR/$target/debug/libmapileak_c.a
+syslibs=(-static-libgcc -lws2_32 -luserenv -lntdll -lbcrypt -ladvapi32 -lkernel32)
+x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Iinclude \
+  capi/tests/programs/store.cpp "$lib" -static-libstdc++ "${syslibs[@]}" -o "$programs/store.exe"
+x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -pedantic -Iinclude \
+  capi/tests/programs/transport.c "$lib" "${syslibs[@]}" -o "$programs/transport.exe"
+export MAPILEAK_TEST_PROGRAMS=$programs
+
+wineserver -p 2>/dev/null || true   # one server for the whole run
+status=0
+cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace --tests "$@" || status=$?
+wineserver -k 2>/dev/null || true
+exit $status
