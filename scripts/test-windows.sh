@@ -83,5 +83,33 @@ export MAPILEAK_TEST_PROGRAMS=$programs
 wineserver -p 2>/dev/null || true   # one server for the whole run
 status=0
 cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace --tests "$@" || status=$?
+
+# One name per function on every platform: the demo's leaks, run on Linux
+# and under Wine, have the same signatures, kinds, labels and top frames
+# (compared as the baselines `mapileak gate --write-baseline` writes).
+if [ $status -eq 0 ]; then
+  demo=$out/demo
+  rm -rf "$demo"
+  mkdir -p "$demo"
+  MAPILEAK_DIR="$demo/windows" "$CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER" \
+    "$CARGO_TARGET_DIR/$target/debug/examples/leaky_store.exe" >"$demo/windows.out" 2>&1
+  (
+    unset RUSTC RUSTC_BOOTSTRAP CARGO_TARGET_DIR
+    MAPILEAK_DIR="$demo/linux" cargo run -q --example leaky_store >"$demo/linux.out" 2>&1
+    for os in linux windows; do
+      cargo run -q -p mapileak-probe -- gate --write-baseline "$demo/$os.baseline" "$demo/$os" 2>/dev/null
+    done
+  )
+  if ! diff -u "$demo/linux.baseline" "$demo/windows.baseline"; then
+    echo "scripts/test-windows.sh: the demo's leaks differ between Linux and Windows (above)" >&2
+    status=1
+  elif [ "$(grep -vc '^#' "$demo/linux.baseline")" -lt 4 ]; then
+    echo "scripts/test-windows.sh: the demo reported fewer leaks than it plants" >&2
+    status=1
+  else
+    echo "demo signatures: Linux and Windows agree ($(grep -vc '^#' "$demo/linux.baseline") items)"
+  fi
+fi
+
 wineserver -k 2>/dev/null || true
 exit $status

@@ -15,6 +15,8 @@ const DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/mapileak-providers");
 /// process-wide report directory somewhere unwritable runs alone.
 static OUTPUT_DIR: RwLock<()> = RwLock::new(());
 
+#[cfg(windows)]
+mod debugger;
 #[path = "../support/examples.rs"]
 mod examples;
 mod rules;
