@@ -78,6 +78,9 @@ pub struct HeapStats {
     pub attributed_blocks: u64,
     /// Attributed blocks the live table had no room for (not reported).
     pub untracked: u64,
+    /// Blocks the live table holds at most (`MAPILEAK_LIVE_BLOCKS`); its
+    /// memory is reserved at the first attributed block, not before.
+    pub table_capacity: u64,
 }
 
 /// The counters live in per-thread slots, updated with plain loads and
@@ -216,6 +219,7 @@ pub fn heap_stats() -> HeapStats {
         live_bytes: bytes,
         attributed_blocks: attributed,
         untracked: counters::UNTRACKED.load(Ordering::Relaxed),
+        table_capacity: table::capacity() as u64,
     }
 }
 
@@ -473,7 +477,7 @@ mod self_read {
     }
 }
 
-mod table;
+pub(crate) mod table;
 
 #[cfg(test)]
 mod tests {

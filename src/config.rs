@@ -1,5 +1,6 @@
-//! Run-time settings: `MAPILEAK`, `MAPILEAK_DIR`, `MAPILEAK_HISTORY`, and
-//! their API counterparts, which win over the environment.
+//! Run-time settings: `MAPILEAK`, `MAPILEAK_DIR`, `MAPILEAK_HISTORY`,
+//! `MAPILEAK_LIVE_BLOCKS`, and their API counterparts, which win over the
+//! environment.
 
 use std::path::PathBuf;
 use std::sync::Once;
@@ -28,6 +29,15 @@ pub(crate) fn init() {
                 }
                 None => crate::trace::line(format_args!(
                     "MAPILEAK={v:?} is not off, summary or full; using full"
+                )),
+            }
+        }
+        if let Ok(v) = std::env::var("MAPILEAK_LIVE_BLOCKS") {
+            match v.trim().replace('_', "").parse::<usize>() {
+                Ok(n) if n > 0 => crate::alloc::table::set_capacity(n),
+                _ => crate::trace::line(format_args!(
+                    "MAPILEAK_LIVE_BLOCKS={v:?} is not a number of blocks; using {}",
+                    crate::alloc::table::capacity()
                 )),
             }
         }

@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // Unsafe code lives in `stack` (frame-pointer walk), `exit` (atexit),
+// `vmem` (tables reserved on first use),
 // `alloc` (the allocator hook), `buffers` (MAPI's buffer functions),
 // `trace` (Windows' debugger output) and `noop` (pass-through versions),
 // each allowing it for itself.
@@ -83,6 +84,8 @@ mod session;
 mod stack;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod trace;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod vmem;
 
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use alloc::{HeapStats, TrackingAllocator, heap_stats};

@@ -241,6 +241,8 @@ pub struct HeapStats {
     pub attributed_blocks: u64,
     /// Always 0.
     pub untracked: u64,
+    /// Always 0.
+    pub table_capacity: u64,
 }
 
 /// All zero.

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::vmem::{Lazy, Zeroed};
 use mapileak_reports::names::canonical;
 use mapileak_reports::{Frame, Stack};
 
@@ -50,19 +51,47 @@ struct Header {
     len: AtomicU32,
 }
 
-/// Open-addressed index: slot -> stack id (0: empty).
-static INDEX: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
-static HEADERS: [Header; MAX_STACKS] = [const {
-    Header {
-        hash: AtomicU64::new(0),
-        start: AtomicU32::new(0),
-        len: AtomicU32::new(0),
-    }
-}; MAX_STACKS];
-/// Every interned stack's frames, back to back.
-static FRAMES: [AtomicUsize; POOL] = [const { AtomicUsize::new(0) }; POOL];
+// SAFETY: three atomics: valid when zero, `Sync`, 8-byte aligned.
+unsafe impl Zeroed for Header {}
+
+/// Open-addressed index: slot -> stack id (0: empty). [`SLOTS`] slots.
+static INDEX: Lazy<AtomicU32> = Lazy::new();
+/// [`MAX_STACKS`] headers, by stack id.
+static HEADERS: Lazy<Header> = Lazy::new();
+/// Every interned stack's frames, back to back: [`POOL`] words.
+static FRAMES: Lazy<AtomicUsize> = Lazy::new();
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 static FRAMES_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// The interner's tables (reserved on first use, see [`crate::vmem`]).
+#[derive(Clone, Copy)]
+struct Tables {
+    index: &'static [AtomicU32],
+    headers: &'static [Header],
+    frames: &'static [AtomicUsize],
+}
+
+impl Tables {
+    /// The tables, reserved now if they were not; `None` if the system
+    /// has no memory for them (stacks are then unknown, id 0).
+    #[inline(always)]
+    fn get_or_map() -> Option<Tables> {
+        Some(Tables {
+            index: INDEX.get_or_map(|| SLOTS)?,
+            headers: HEADERS.get_or_map(|| MAX_STACKS)?,
+            frames: FRAMES.get_or_map(|| POOL)?,
+        })
+    }
+
+    /// The tables, if anything was ever interned.
+    fn get() -> Option<Tables> {
+        Some(Tables {
+            index: INDEX.get()?,
+            headers: HEADERS.get()?,
+            frames: FRAMES.get()?,
+        })
+    }
+}
 
 /// Captures the calling thread's stack and interns it. Allocation-free.
 #[inline(never)]
@@ -215,19 +244,19 @@ fn hash(frames: &[usize]) -> u64 {
 ///
 /// `start..start + len` must be the range of a stack whose header hash the
 /// caller loaded with `Acquire` and saw non-zero.
-unsafe fn published(start: usize, len: usize) -> &'static [usize] {
-    debug_assert!(start + len <= POOL);
+unsafe fn published(t: Tables, start: usize, len: usize) -> &'static [usize] {
+    debug_assert!(start + len <= t.frames.len());
     // SAFETY: `AtomicUsize` has the layout of `usize`, and the pointer comes
-    // from the whole array, so it covers `start..start + len` (in bounds, as
+    // from the whole pool, so it covers `start..start + len` (in bounds, as
     // `reserve` checked). Those words were stored before the header's
     // `Release` store that the caller acquired, and `FRAMES_USED` only grows,
     // so they are never written again: plain reads cannot race.
-    unsafe { std::slice::from_raw_parts(FRAMES.as_ptr().cast::<usize>().add(start), len) }
+    unsafe { std::slice::from_raw_parts(t.frames.as_ptr().cast::<usize>().add(start), len) }
 }
 
 #[inline(always)]
-fn same(id: StackId, hash: u64, frames: &[usize]) -> bool {
-    let h = &HEADERS[id as usize];
+fn same(t: Tables, id: StackId, hash: u64, frames: &[usize]) -> bool {
+    let h = &t.headers[id as usize];
     if h.hash.load(Ordering::Acquire) != hash
         || h.len.load(Ordering::Relaxed) as usize != frames.len()
     {
@@ -236,29 +265,32 @@ fn same(id: StackId, hash: u64, frames: &[usize]) -> bool {
     let start = h.start.load(Ordering::Relaxed) as usize;
     // SAFETY: the hash was acquired non-zero (it equals `hash`, never 0)
     // for the stack at `start` with `frames.len()` frames.
-    unsafe { published(start, frames.len()) == frames }
+    unsafe { published(t, start, frames.len()) == frames }
 }
 
 /// Interns `frames` (whose [`hash`] is `h`); lock-free and allocation-free.
 fn intern(frames: &[usize], h: u64) -> StackId {
+    let Some(t) = Tables::get_or_map() else {
+        return 0;
+    };
     let mut slot = (h as usize) & (SLOTS - 1);
     let mut reserved: StackId = 0;
     for _ in 0..SLOTS {
-        let id = INDEX[slot].load(Ordering::Acquire);
+        let id = t.index[slot].load(Ordering::Acquire);
         if id == 0 {
             if reserved == 0 {
-                reserved = match reserve(h, frames) {
+                reserved = match reserve(t, h, frames) {
                     Some(id) => id,
                     None => return 0,
                 };
             }
-            match INDEX[slot].compare_exchange(0, reserved, Ordering::AcqRel, Ordering::Acquire) {
+            match t.index[slot].compare_exchange(0, reserved, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return reserved,
                 // Another thread filled the slot: look at what it put there.
-                Err(other) if same(other, h, frames) => return other,
+                Err(other) if same(t, other, h, frames) => return other,
                 Err(_) => {}
             }
-        } else if same(id, h, frames) {
+        } else if same(t, id, h, frames) {
             return id;
         }
         slot = (slot + 1) & (SLOTS - 1);
@@ -267,7 +299,7 @@ fn intern(frames: &[usize], h: u64) -> StackId {
 }
 
 /// Writes a new stack's frames and header; publishing it is the caller's CAS.
-fn reserve(h: u64, frames: &[usize]) -> Option<StackId> {
+fn reserve(t: Tables, h: u64, frames: &[usize]) -> Option<StackId> {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     if id as usize >= MAX_STACKS {
         return None;
@@ -277,9 +309,9 @@ fn reserve(h: u64, frames: &[usize]) -> Option<StackId> {
         return None;
     }
     for (i, &f) in frames.iter().enumerate() {
-        FRAMES[start + i].store(f, Ordering::Relaxed);
+        t.frames[start + i].store(f, Ordering::Relaxed);
     }
-    let header = &HEADERS[id as usize];
+    let header = &t.headers[id as usize];
     header.start.store(start as u32, Ordering::Relaxed);
     header.len.store(frames.len() as u32, Ordering::Relaxed);
     header.hash.store(h, Ordering::Release);
@@ -288,17 +320,20 @@ fn reserve(h: u64, frames: &[usize]) -> Option<StackId> {
 
 /// The raw return addresses of stack `id`, innermost first.
 pub(crate) fn frames(id: StackId) -> Vec<usize> {
+    let Some(t) = Tables::get() else {
+        return Vec::new();
+    };
     if id == 0 || id as usize >= MAX_STACKS {
         return Vec::new();
     }
-    let h = &HEADERS[id as usize];
+    let h = &t.headers[id as usize];
     if h.hash.load(Ordering::Acquire) == 0 {
         return Vec::new();
     }
     let start = h.start.load(Ordering::Relaxed) as usize;
     let len = h.len.load(Ordering::Relaxed) as usize;
     // SAFETY: the hash was acquired non-zero just above.
-    unsafe { published(start, len) }.to_vec()
+    unsafe { published(t, start, len) }.to_vec()
 }
 
 /// Turns interned stacks into report stacks, resolving each address once.

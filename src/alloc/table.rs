@@ -21,18 +21,22 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::vmem::{Lazy, Zeroed};
+
 const SHARDS: usize = 64;
-const PER_SHARD: usize = 1 << 14;
-const MASK: usize = PER_SHARD - 1;
 /// The longest probe run: an insert that finds no free slot within it gives
 /// up (the block is counted as untracked), and a lookup stops there.
 const PROBE: usize = 32;
 /// A lookup that had to look this far asks for a sweep.
 const LONG: usize = 8;
-/// A sweep that freed fewer slots than this was not worth it: the shard is
-/// full of live blocks. The next ones wait [`COOLDOWN`] inserts.
-const WORTH: u32 = (PER_SHARD / 64) as u32;
+/// A sweep that freed fewer than one slot in this many was not worth it:
+/// the shard is full of live blocks. The next ones wait [`COOLDOWN`] inserts.
+const WORTH: usize = 64;
 const COOLDOWN: u32 = 4096;
+/// Slots per shard: a power of two, at most this (the sweep's bitmap of
+/// crossed slots lives on the stack).
+const MAX_PER_SHARD: usize = 1 << 16;
+const MIN_PER_SHARD: usize = 1 << 6;
 
 const EMPTY: usize = 0;
 const TOMB: usize = 1;
@@ -41,6 +45,39 @@ const TOMB: usize = 1;
 /// look in the table at all.
 pub(super) static ANY: AtomicBool = AtomicBool::new(false);
 
+/// Slots the table gets when it is reserved ([`set_capacity`]).
+static CAPACITY: AtomicUsize = AtomicUsize::new(1 << 20);
+
+/// Sets how many blocks the table holds, rounded to a power of two between
+/// 4,096 and 4,194,304; it takes effect if the table is not reserved yet.
+pub(crate) fn set_capacity(blocks: usize) {
+    CAPACITY.store(blocks, Ordering::Relaxed);
+}
+
+/// The slots the table was reserved with, or would be now.
+pub(crate) fn capacity() -> usize {
+    SLOTS.get().map_or_else(
+        || per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS,
+        <[Slot]>::len,
+    )
+}
+
+fn per_shard_for(blocks: usize) -> usize {
+    (blocks / SHARDS)
+        .clamp(MIN_PER_SHARD, MAX_PER_SHARD)
+        .next_power_of_two()
+}
+
+/// One live block: its address (inverted), `session << 32 | stack`, size.
+struct Slot {
+    key: AtomicUsize,
+    origin: AtomicU64,
+    size: AtomicU64,
+}
+
+// SAFETY: three atomics: valid when zero (EMPTY), `Sync`, 8-byte aligned.
+unsafe impl Zeroed for Slot {}
+
 struct Shard {
     lock: AtomicBool,
     /// Set by a lookup that probed [`LONG`] slots or more: the shard's next
@@ -48,31 +85,41 @@ struct Shard {
     dirty: AtomicBool,
     /// Dirty inserts to go before `dirty` is heeded again (under the lock).
     cooldown: AtomicU32,
-    keys: [AtomicUsize; PER_SHARD],
-    /// `session << 32 | stack`, and the block's size, beside each key.
-    origin: [AtomicU64; PER_SHARD],
-    size: [AtomicU64; PER_SHARD],
 }
 
-static TABLE: [Shard; SHARDS] = [const {
+static SHARD: [Shard; SHARDS] = [const {
     Shard {
         lock: AtomicBool::new(false),
         dirty: AtomicBool::new(false),
         cooldown: AtomicU32::new(0),
-        keys: [const { AtomicUsize::new(EMPTY) }; PER_SHARD],
-        origin: [const { AtomicU64::new(0) }; PER_SHARD],
-        size: [const { AtomicU64::new(0) }; PER_SHARD],
     }
 }; SHARDS];
 
+/// Every shard's slots, back to back (reserved on first use).
+static SLOTS: Lazy<Slot> = Lazy::new();
+
+/// A shard and its slots.
+#[derive(Clone, Copy)]
+struct Part {
+    shard: &'static Shard,
+    slots: &'static [Slot],
+}
+
+impl Part {
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+}
+
 /// A held shard lock: an atomic flag, so waiting never parks (parking can
 /// allocate), and nothing in the allocator hook can deadlock on it.
-struct Locked<'a>(&'a Shard);
+struct Locked(Part);
 
-impl Shard {
-    fn lock(&self) -> Locked<'_> {
+impl Part {
+    fn lock(self) -> Locked {
         let mut spins = 0u32;
         while self
+            .shard
             .lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
@@ -89,40 +136,53 @@ impl Shard {
     }
 }
 
-impl Drop for Locked<'_> {
+impl Drop for Locked {
     fn drop(&mut self) {
-        self.0.lock.store(false, Ordering::Release);
+        self.0.shard.lock.store(false, Ordering::Release);
     }
 }
 
-fn home(addr: usize) -> (&'static Shard, usize) {
+/// The shard `addr` belongs to, and its home slot there.
+fn home(all: &'static [Slot], addr: usize) -> (Part, usize) {
+    let per = all.len() / SHARDS;
     let h = ((addr >> 4) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (&TABLE[(h >> 58) as usize], (h as usize) & MASK)
+    let n = (h >> 58) as usize;
+    let part = Part {
+        shard: &SHARD[n],
+        slots: &all[n * per..(n + 1) * per],
+    };
+    (part, (h as usize) & (per - 1))
 }
 
-/// Records a live block; `false` when its probe run has no room.
+/// Records a live block; `false` when its probe run has no room (or the
+/// table could not be reserved).
 #[inline(always)]
 pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
+    let Some(all) = SLOTS.get_or_map(|| per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS)
+    else {
+        return false;
+    };
     if !ANY.load(Ordering::Relaxed) {
         ANY.store(true, Ordering::Relaxed);
     }
-    let (shard, home) = home(addr);
-    let guard = shard.lock();
-    if shard.dirty.load(Ordering::Relaxed) {
+    let (part, home) = home(all, addr);
+    let guard = part.lock();
+    if part.shard.dirty.load(Ordering::Relaxed) {
         maybe_sweep(&guard);
     }
+    let mask = part.mask();
     for k in 0..PROBE {
-        let i = (home + k) & MASK;
+        let slot = &part.slots[(home + k) & mask];
         // Acquire: a remove's reads of this slot come before its tombstone.
-        let key = shard.keys[i].load(Ordering::Acquire);
+        let key = slot.key.load(Ordering::Acquire);
         if key == EMPTY || key == TOMB {
-            shard.origin[i].store(
+            slot.origin.store(
                 u64::from(session) << 32 | u64::from(stack),
                 Ordering::Relaxed,
             );
-            shard.size[i].store(size, Ordering::Relaxed);
+            slot.size.store(size, Ordering::Relaxed);
             // Release: whoever finds the key finds the data.
-            shard.keys[i].store(!addr, Ordering::Release);
+            slot.key.store(!addr, Ordering::Release);
             return true;
         }
     }
@@ -132,37 +192,39 @@ pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
 /// Removes `addr`; returns its `(session, stack, size)` if it was there.
 /// Call it only for a block this thread is freeing (or moving).
 pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
-    let (shard, home) = home(addr);
+    let all = SLOTS.get()?;
+    let (part, home) = home(all, addr);
     let want = !addr;
+    let mask = part.mask();
     for k in 0..PROBE {
-        let i = (home + k) & MASK;
-        let key = shard.keys[i].load(Ordering::Acquire);
+        let slot = &part.slots[(home + k) & mask];
+        let key = slot.key.load(Ordering::Acquire);
         if key == want {
             if k >= LONG {
-                shard.dirty.store(true, Ordering::Relaxed);
+                part.shard.dirty.store(true, Ordering::Relaxed);
             }
-            let origin = shard.origin[i].load(Ordering::Relaxed);
-            let size = shard.size[i].load(Ordering::Relaxed);
+            let origin = slot.origin.load(Ordering::Relaxed);
+            let size = slot.size.load(Ordering::Relaxed);
             // Nobody else writes a live key: inserts take only EMPTY and
             // TOMB slots, and only this block's freer removes it.
-            shard.keys[i].store(TOMB, Ordering::Release);
+            slot.key.store(TOMB, Ordering::Release);
             return Some(((origin >> 32) as u32, origin as u32, size));
         }
         if key == EMPTY {
             if k >= LONG {
-                shard.dirty.store(true, Ordering::Relaxed);
+                part.shard.dirty.store(true, Ordering::Relaxed);
             }
             return None;
         }
     }
-    shard.dirty.store(true, Ordering::Relaxed);
+    part.shard.dirty.store(true, Ordering::Relaxed);
     None
 }
 
 /// Sweeps a dirty shard, unless a recent sweep found it full of live blocks.
 #[cold]
-fn maybe_sweep(locked: &Locked<'_>) {
-    let cooldown = &locked.0.cooldown;
+fn maybe_sweep(locked: &Locked) {
+    let cooldown = &locked.0.shard.cooldown;
     match cooldown.load(Ordering::Relaxed) {
         0 => sweep(locked),
         n => cooldown.store(n - 1, Ordering::Relaxed),
@@ -170,33 +232,35 @@ fn maybe_sweep(locked: &Locked<'_>) {
 }
 
 /// Turns into EMPTY every tombstone that no live key's probe run crosses.
-fn sweep(locked: &Locked<'_>) {
-    let shard = locked.0;
+fn sweep(locked: &Locked) {
+    let Part { shard, slots } = locked.0;
+    let mask = locked.0.mask();
+    let all = SLOTS.get().unwrap_or_default();
     shard.dirty.store(false, Ordering::Relaxed);
-    // One bit per slot: crossed by some live key's run. On the stack (2 KiB):
-    // nothing here allocates.
-    let mut crossed = [0u64; PER_SHARD / 64];
-    for (at, key) in shard.keys.iter().enumerate() {
-        let key = key.load(Ordering::Acquire);
+    // One bit per slot: crossed by some live key's run. On the stack (8 KiB
+    // at most): nothing here allocates.
+    let mut crossed = [0u64; MAX_PER_SHARD / 64];
+    for (at, slot) in slots.iter().enumerate() {
+        let key = slot.key.load(Ordering::Acquire);
         if key == EMPTY || key == TOMB {
             continue;
         }
-        let mut i = home(!key).1;
+        let mut i = home(all, !key).1;
         while i != at {
             crossed[i / 64] |= 1 << (i % 64);
-            i = (i + 1) & MASK;
+            i = (i + 1) & mask;
         }
     }
     // A key removed since it was seen only leaves its run marked: the sweep
     // errs towards keeping a tombstone. Inserts wait for the lock we hold.
-    let mut freed = 0u32;
-    for (at, key) in shard.keys.iter().enumerate() {
-        if crossed[at / 64] & (1 << (at % 64)) == 0 && key.load(Ordering::Relaxed) == TOMB {
-            key.store(EMPTY, Ordering::Relaxed);
+    let mut freed = 0usize;
+    for (at, slot) in slots.iter().enumerate() {
+        if crossed[at / 64] & (1 << (at % 64)) == 0 && slot.key.load(Ordering::Relaxed) == TOMB {
+            slot.key.store(EMPTY, Ordering::Relaxed);
             freed += 1;
         }
     }
-    if freed < WORTH {
+    if freed < slots.len() / WORTH {
         shard.cooldown.store(COOLDOWN, Ordering::Relaxed);
     }
 }
@@ -204,20 +268,25 @@ fn sweep(locked: &Locked<'_>) {
 /// Visits every live entry as `(address, session, stack, size)`, one shard
 /// at a time.
 pub(super) fn for_each(mut f: impl FnMut(usize, u32, u32, u64)) {
-    if !ANY.load(Ordering::Relaxed) {
+    let Some(all) = SLOTS.get() else {
         return;
-    }
-    for shard in &TABLE {
-        let _g = shard.lock();
-        for (i, key) in shard.keys.iter().enumerate() {
-            let key = key.load(Ordering::Acquire);
+    };
+    let per = all.len() / SHARDS;
+    for (n, shard) in SHARD.iter().enumerate() {
+        let part = Part {
+            shard,
+            slots: &all[n * per..(n + 1) * per],
+        };
+        let _g = part.lock();
+        for slot in part.slots {
+            let key = slot.key.load(Ordering::Acquire);
             if key != EMPTY && key != TOMB {
-                let origin = shard.origin[i].load(Ordering::Relaxed);
+                let origin = slot.origin.load(Ordering::Relaxed);
                 f(
                     !key,
                     (origin >> 32) as u32,
                     origin as u32,
-                    shard.size[i].load(Ordering::Relaxed),
+                    slot.size.load(Ordering::Relaxed),
                 );
             }
         }
@@ -228,14 +297,22 @@ pub(super) fn for_each(mut f: impl FnMut(usize, u32, u32, u64)) {
 mod tests {
     use super::*;
 
+    /// [`home`] in the table, reserved if it was not yet.
+    fn at(addr: usize) -> (Part, usize) {
+        let all = SLOTS
+            .get_or_map(|| per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS)
+            .unwrap();
+        home(all, addr)
+    }
+
     /// Addresses that all land in one shard, from one home slot on.
     fn crowd(n: usize) -> Vec<usize> {
-        let (shard, slot) = home(0x7f00_0000_0000);
+        let (part, slot) = at(0x7f00_0000_0000);
         (0..)
             .map(|i| 0x7f00_0000_0000 + i * 16)
             .filter(|&a| {
-                let (s, h) = home(a);
-                std::ptr::eq(s, shard) && h == slot
+                let (p, h) = at(a);
+                std::ptr::eq(p.shard, part.shard) && h == slot
             })
             .take(n)
             .collect()
@@ -253,16 +330,18 @@ mod tests {
             assert!(remove(a).is_some());
         }
         assert_eq!(remove(addrs[0]), None, "removed once");
-        let (shard, _) = home(addrs[0]);
+        let (shard, _) = at(addrs[0]);
         sweep(&shard.lock());
         for (i, &a) in addrs[..PROBE].iter().enumerate().skip(1).step_by(2) {
             assert_eq!(remove(a), Some((7, i as u32 + 1, 16)), "entry {i}");
         }
         // Nothing live crosses the run now: the sweep empties it all.
         sweep(&shard.lock());
-        let (_, slot) = home(addrs[0]);
+        let (_, slot) = at(addrs[0]);
         for k in 0..PROBE {
-            let key = shard.keys[(slot + k) & MASK].load(Ordering::Relaxed);
+            let key = shard.slots[(slot + k) & shard.mask()]
+                .key
+                .load(Ordering::Relaxed);
             assert_eq!(key, EMPTY, "slot {k}");
         }
     }
@@ -275,17 +354,17 @@ mod tests {
         // sweeps the shard, and removes the rest, lock-free, while the
         // others do the same: a sweep that emptied a tombstone some live
         // key's run crosses would lose that key.
-        let theirs = home(0x7f00_0000_0000).0;
+        let theirs = at(0x7f00_0000_0000).0.shard;
         let base = (1..)
             .map(|k| 0x7e00_0000_0000 + k * 0x1000)
-            .find(|&b| !std::ptr::eq(home(b).0, theirs))
+            .find(|&b| !std::ptr::eq(at(b).0.shard, theirs))
             .unwrap();
-        let (shard, slot) = home(base);
+        let (shard, slot) = at(base);
         let addrs: Vec<usize> = (0..)
             .map(|i| base + i * 16)
             .filter(|&a| {
-                let (s, h) = home(a);
-                std::ptr::eq(s, shard) && h.wrapping_sub(slot) & MASK < 8
+                let (s, h) = at(a);
+                std::ptr::eq(s.shard, shard.shard) && h.wrapping_sub(slot) & shard.mask() < 8
             })
             .take(24)
             .collect();
