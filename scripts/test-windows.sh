@@ -7,7 +7,9 @@
 # Wine prefix of its own under target/windows/wine (with the
 # bcryptprimitives.dll that Wine 8 lacks, built from
 # scripts/windows/bcryptprimitives.c), then runs `cargo test` for the
-# Windows target with every test binary under Wine. Extra arguments go to
+# Windows target with every test binary under Wine; then compares the
+# demo's signatures with a Linux run, and prints the allocator benchmark's
+# lines under Wine (MAPILEAK_SKIP_BENCH=1 skips it). Extra arguments go to
 # `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +111,14 @@ if [ $status -eq 0 ]; then
   else
     echo "demo signatures: Linux and Windows agree ($(grep -vc '^#' "$demo/linux.baseline") items)"
   fi
+fi
+
+# The allocator benchmark under Wine: ratios to Wine's own heap (System) in
+# the same run, printed for the log (no timing is asserted).
+if [ $status -eq 0 ] && [ "${MAPILEAK_SKIP_BENCH:-}" != 1 ]; then
+  echo "== allocator benchmark under Wine (cargo bench --bench alloc)"
+  cargo bench -Zbuild-std=std,panic_unwind,test --target "$target" --bench alloc 2>&1 \
+    | grep -E '^mapileak-bench' || status=1
 fi
 
 wineserver -k 2>/dev/null || true

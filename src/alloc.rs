@@ -288,7 +288,7 @@ fn remember(addr: usize, session: u32, stack: stack::StackId, size: u64) {
 /// Takes a block out of the live table: its `(session, stack, size)`.
 #[inline(always)]
 fn forget(addr: usize) -> Option<(u32, stack::StackId, u64)> {
-    if !table::ANY.load(Ordering::Relaxed) {
+    if !table::any() {
         return None;
     }
     table::remove(addr)
@@ -363,7 +363,7 @@ pub(crate) type LiveBlock = (usize, stack::StackId, u64);
 /// would re-enter the table): the vector is sized first, and entries beyond
 /// its capacity (blocks attributed meanwhile) are counted, not pushed.
 pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<LiveBlock>, u64) {
-    if !table::ANY.load(Ordering::Relaxed) {
+    if !table::any() {
         return (Vec::new(), 0);
     }
     let mut len = 0;

@@ -455,7 +455,15 @@ mod tests {
         // More stacks in turn than a thread remembers: every walk misses the
         // memo, splices from the last one and replaces an older one.
         let many: Vec<Vec<StackId>> = (0..2).map(|_| (0..12).map(deeper).collect()).collect();
-        assert_eq!(many[0], many[1]);
+        let shown =
+            |ids: &[StackId]| -> Vec<Vec<usize>> { ids.iter().map(|&i| frames(i)).collect() };
+        assert_eq!(
+            many[0],
+            many[1],
+            "{:#x?}\n{:#x?}",
+            shown(&many[0]),
+            shown(&many[1])
+        );
         for (n, id) in many[0].iter().enumerate() {
             assert_eq!(
                 frames(*id).len(),

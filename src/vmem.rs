@@ -9,7 +9,7 @@
 //! touched.
 //!
 //! ```text
-//!  null ──first use: map zeroed pages, CAS──► [len | slots ...]
+//!  null ──first use: fix len, map zeroed pages, CAS──► [header | slots ...]
 //!                       (a thread that loses the race unmaps its own)
 //! ```
 //!
@@ -35,19 +35,29 @@ unsafe impl Zeroed for AtomicU64 {}
 // SAFETY: as above.
 unsafe impl Zeroed for AtomicUsize {}
 
-/// Bytes before the first slot: the slot count, padded to a cache line.
+/// Bytes before the first slot (a cache line, unused): slots start aligned.
 const HEADER: usize = 64;
 
-/// A table of `T`, mapped on first use.
+/// A table of `T`, mapped on first use, with a power-of-two slot count.
 pub(crate) struct Lazy<T> {
+    /// The mapping's (page-aligned) base, with log2 of the slot count in
+    /// its low bits: one load gives both, so a lookup's address waits for
+    /// one load, not two in a row.
     base: AtomicPtr<u8>,
+    /// The slot count, fixed by the first thread that maps: every mapper
+    /// agrees on it.
+    len: AtomicUsize,
     _slots: PhantomData<T>,
 }
+
+/// The low bits of [`Lazy::base`] that hold log2 of the slot count.
+const SHIFT_BITS: usize = 63;
 
 impl<T: Zeroed> Lazy<T> {
     pub(crate) const fn new() -> Self {
         Lazy {
             base: AtomicPtr::new(std::ptr::null_mut()),
+            len: AtomicUsize::new(0),
             _slots: PhantomData,
         }
     }
@@ -55,26 +65,33 @@ impl<T: Zeroed> Lazy<T> {
     /// The table, if it has been mapped.
     #[inline(always)]
     pub(crate) fn get(&self) -> Option<&'static [T]> {
-        let base = self.base.load(Ordering::Acquire);
-        if base.is_null() {
-            return None;
-        }
-        // SAFETY: a non-null base was published (Release) by `map` after it
-        // wrote the slot count at the base and got `HEADER + len * size_of::<T>()`
-        // zeroed bytes from the system, never unmapped while published: the
-        // slots are valid `T`s (`Zeroed`), aligned (page-aligned base, `T`'s
-        // alignment divides `HEADER`), for the rest of the process.
-        unsafe {
-            let len = base.cast::<usize>().read();
-            Some(std::slice::from_raw_parts(
-                base.add(HEADER).cast::<T>(),
-                len,
-            ))
-        }
+        self.get_pow2().map(|(t, _)| t)
     }
 
-    /// The table, mapped now with `len` slots if it was not yet; `None`
-    /// when the system has no memory for it.
+    /// The table and log2 of its length, if it has been mapped.
+    #[inline(always)]
+    pub(crate) fn get_pow2(&self) -> Option<(&'static [T], u32)> {
+        let tagged = self.base.load(Ordering::Acquire);
+        if tagged.is_null() {
+            return None;
+        }
+        let shift = (tagged.addr() & SHIFT_BITS) as u32;
+        let len = 1usize << shift;
+        let base = tagged.map_addr(|a| a & !SHIFT_BITS);
+        // SAFETY: a non-null base was published (Release) by `map`, tagged
+        // with log2 of its slot count, on a mapping of
+        // `HEADER + len * size_of::<T>()` zeroed bytes from the system,
+        // never unmapped while published: the slots are valid `T`s
+        // (`Zeroed`), aligned (page-aligned base, `T`'s alignment divides
+        // `HEADER`), for the rest of the process.
+        Some((
+            unsafe { std::slice::from_raw_parts(base.add(HEADER).cast::<T>(), len) },
+            shift,
+        ))
+    }
+
+    /// The table, mapped now with `len` slots (rounded up to a power of
+    /// two) if it was not yet; `None` when the system has no memory for it.
     #[inline(always)]
     pub(crate) fn get_or_map(&self, len: impl FnOnce() -> usize) -> Option<&'static [T]> {
         match self.get() {
@@ -85,20 +102,27 @@ impl<T: Zeroed> Lazy<T> {
 
     #[cold]
     #[inline(never)]
-    fn map(&self, len: usize) -> Option<&'static [T]> {
+    fn map(&self, want: usize) -> Option<&'static [T]> {
         const { assert!(std::mem::align_of::<T>() <= HEADER) };
+        let want = want.checked_next_power_of_two()?;
+        let len = match self
+            .len
+            .compare_exchange(0, want, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => want,
+            Err(fixed) => fixed,
+        };
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())?
             .checked_add(HEADER)?;
         let base = os::map(bytes)?;
-        // SAFETY: `base` is the start of `bytes >= HEADER` fresh, writable,
-        // page-aligned bytes that no one else sees yet.
-        unsafe { base.cast::<usize>().write(len) };
+        // Page-aligned: the low bits are free for the shift (< 64).
+        let tagged = base.map_addr(|a| a | len.trailing_zeros() as usize);
         if self
             .base
             .compare_exchange(
                 std::ptr::null_mut(),
-                base,
+                tagged,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )

@@ -41,9 +41,12 @@ const MIN_PER_SHARD: usize = 1 << 6;
 const EMPTY: usize = 0;
 const TOMB: usize = 1;
 
-/// Set at the first insert and never cleared: until then, frees need not
-/// look in the table at all.
-pub(super) static ANY: AtomicBool = AtomicBool::new(false);
+/// Whether a block was ever recorded (the table exists): until then, frees
+/// need not look in the table at all.
+#[inline(always)]
+pub(super) fn any() -> bool {
+    SLOTS.get().is_some()
+}
 
 /// Slots the table gets when it is reserved ([`set_capacity`]).
 static CAPACITY: AtomicUsize = AtomicUsize::new(1 << 20);
@@ -106,6 +109,7 @@ struct Part {
 }
 
 impl Part {
+    #[inline(always)]
     fn mask(&self) -> usize {
         self.slots.len() - 1
     }
@@ -116,6 +120,7 @@ impl Part {
 struct Locked(Part);
 
 impl Part {
+    #[inline(always)]
     fn lock(self) -> Locked {
         let mut spins = 0u32;
         while self
@@ -142,30 +147,37 @@ impl Drop for Locked {
     }
 }
 
-/// The shard `addr` belongs to, and its home slot there.
-fn home(all: &'static [Slot], addr: usize) -> (Part, usize) {
-    let per = all.len() / SHARDS;
+/// The shard `addr` belongs to, and its home slot there, in a table of
+/// `1 << shift` slots.
+#[inline(always)]
+fn home(all: &'static [Slot], shift: u32, addr: usize) -> (Part, usize) {
+    let per_shift = shift - SHARDS.trailing_zeros();
     let h = ((addr >> 4) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let n = (h >> 58) as usize;
+    let first = n << per_shift;
     let part = Part {
         shard: &SHARD[n],
-        slots: &all[n * per..(n + 1) * per],
+        slots: &all[first..first + (1 << per_shift)],
     };
-    (part, (h as usize) & (per - 1))
+    (part, (h as usize) & ((1 << per_shift) - 1))
+}
+
+/// [`home`] in a mapped table.
+fn home_in(all: &'static [Slot], addr: usize) -> (Part, usize) {
+    home(all, all.len().trailing_zeros(), addr)
 }
 
 /// Records a live block; `false` when its probe run has no room (or the
 /// table could not be reserved).
 #[inline(always)]
 pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
-    let Some(all) = SLOTS.get_or_map(|| per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS)
-    else {
+    let Some((all, shift)) = SLOTS.get_pow2().or_else(|| {
+        SLOTS.get_or_map(|| per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS)?;
+        SLOTS.get_pow2()
+    }) else {
         return false;
     };
-    if !ANY.load(Ordering::Relaxed) {
-        ANY.store(true, Ordering::Relaxed);
-    }
-    let (part, home) = home(all, addr);
+    let (part, home) = home(all, shift, addr);
     let guard = part.lock();
     if part.shard.dirty.load(Ordering::Relaxed) {
         maybe_sweep(&guard);
@@ -192,8 +204,8 @@ pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
 /// Removes `addr`; returns its `(session, stack, size)` if it was there.
 /// Call it only for a block this thread is freeing (or moving).
 pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
-    let all = SLOTS.get()?;
-    let (part, home) = home(all, addr);
+    let (all, shift) = SLOTS.get_pow2()?;
+    let (part, home) = home(all, shift, addr);
     let want = !addr;
     let mask = part.mask();
     for k in 0..PROBE {
@@ -245,7 +257,7 @@ fn sweep(locked: &Locked) {
         if key == EMPTY || key == TOMB {
             continue;
         }
-        let mut i = home(all, !key).1;
+        let mut i = home_in(all, !key).1;
         while i != at {
             crossed[i / 64] |= 1 << (i % 64);
             i = (i + 1) & mask;
@@ -302,7 +314,7 @@ mod tests {
         let all = SLOTS
             .get_or_map(|| per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS)
             .unwrap();
-        home(all, addr)
+        home_in(all, addr)
     }
 
     /// Addresses that all land in one shard, from one home slot on.

@@ -17,7 +17,10 @@
 //! `rbp`, whose address `RtlVirtualUnwind` reports
 //! (`KNONVOLATILE_CONTEXT_POINTERS`). A walk that starts at the same `rsp`
 //! and `rbp` as a remembered one, whose remembered words all still hold, is
-//! that stack: its interned id is returned without unwinding.
+//! that stack: its interned id is returned without unwinding. A walk that
+//! reaches a state (`rip`, `rsp`, `rbp`) the last walk passed through, with
+//! that walk's later words unchanged, takes the rest of it in one copy: a
+//! new call site above a known path unwinds only its own frames.
 //!
 //! ```text
 //!  RtlCaptureContext ─► memo: same rsp, rbp, and every word read? ─yes─► id
@@ -93,22 +96,46 @@ unsafe extern "system" {
 }
 
 /// Walks a thread remembers.
-const WAYS: usize = 4;
-/// Stack words a remembered walk may have read (return addresses and saved
-/// registers; about two per frame).
-const WORDS: usize = 3 * MAX_FRAMES;
+const WAYS: usize = 8;
+/// Stack words a remembered walk may have read: a return address and a
+/// saved `rbp` per frame at most.
+const WORDS: usize = 2 * MAX_FRAMES;
 
-/// One remembered walk.
+/// One remembered walk: for each frame, the state the unwind of that frame
+/// started from, and the words it read.
 struct Walked {
-    /// The interned id; 0 while unknown (or when the walk is not checkable).
+    /// The interned id; 0 while unknown.
     id: StackId,
-    rsp: u64,
-    rbp: u64,
+    /// Frames; 0 when the walk is not checkable (not remembered).
+    frames: usize,
+    /// The walk stopped at [`MAX_FRAMES`], not at the stack's end: what
+    /// lies below its last frame is not known.
+    full: bool,
+    /// `rip`, `rsp`, `rbp` before each frame was unwound.
+    pc: [u64; MAX_FRAMES],
+    sp: [u64; MAX_FRAMES],
+    bp: [u64; MAX_FRAMES],
+    /// The first of `at`/`values` each frame's unwind read.
+    first: [u8; MAX_FRAMES],
     len: usize,
     /// Where each word was read, apart from the values: the compiler cannot
     /// then chain each load to the one before.
     at: [usize; WORDS],
     values: [u64; WORDS],
+}
+
+impl Walked {
+    /// Whether every word from `from` on still holds its value.
+    #[inline(always)]
+    fn holds_from(&self, from: usize) -> bool {
+        (from..self.len).all(|k| {
+            // SAFETY: each address passed `in_stack` for this thread's stack
+            // when it was recorded, and the bounds do not change; the memo
+            // belongs to this thread. The words may have changed since: that
+            // is what the compare finds out.
+            (unsafe { std::ptr::read(self.at[k] as *const u64) }) == self.values[k]
+        })
+    }
 }
 
 struct Memo {
@@ -117,7 +144,8 @@ struct Memo {
     busy: bool,
     low: usize,
     high: usize,
-    next: usize,
+    /// The most recent walk; the next one goes to `(last + 1) % WAYS`.
+    last: usize,
     walks_done: u32,
     walks: [Walked; WAYS],
 }
@@ -125,8 +153,12 @@ struct Memo {
 const fn walked() -> Walked {
     Walked {
         id: 0,
-        rsp: 0,
-        rbp: 0,
+        frames: 0,
+        full: false,
+        pc: [0; MAX_FRAMES],
+        sp: [0; MAX_FRAMES],
+        bp: [0; MAX_FRAMES],
+        first: [0; MAX_FRAMES],
         len: 0,
         at: [0; WORDS],
         values: [0; WORDS],
@@ -139,7 +171,7 @@ thread_local! {
             busy: false,
             low: 0,
             high: 0,
-            next: 0,
+            last: 0,
             walks_done: 0,
             walks: [const { walked() }; WAYS],
         })
@@ -189,8 +221,7 @@ pub(super) fn remember(ticket: Ticket, id: StackId) {
         // SAFETY: as in `walk`: not busy means no other reference exists.
         let memo = unsafe { &mut *m.get() };
         if !memo.busy && ticket.0 != u32::MAX && memo.walks_done == ticket.0 {
-            let last = (memo.next + WAYS - 1) % WAYS;
-            memo.walks[last].id = id;
+            memo.walks[memo.last].id = id;
         }
     });
 }
@@ -207,21 +238,57 @@ fn walk_with(memo: &mut Memo, context: &mut Context, out: &mut Buf<'_>) -> Walk 
     if bounds.1 == 0 || !in_stack(bounds, rsp as usize) {
         return Walk::Truncated;
     }
-    for walked in &memo.walks {
-        if walked.id != 0 && walked.rsp == rsp && walked.rbp == rbp && holds(walked) {
+    // A remembered walk from this state whose words all hold: the same stack.
+    for k in 0..WAYS {
+        let w = (memo.last + WAYS - k) % WAYS;
+        let walked = &memo.walks[w];
+        if walked.id != 0
+            && walked.frames > 0
+            && walked.sp[0] == rsp
+            && walked.bp[0] == rbp
+            && walked.pc[0] == context.rip
+            && walked.holds_from(0)
+        {
+            memo.last = w;
             return Walk::Known(walked.id);
         }
     }
 
-    let slot = memo.next;
-    let new = &mut memo.walks[slot];
+    let from = memo.last;
+    let to = (from + 1) % WAYS;
+    let (old, new) = pick(&mut memo.walks, from, to);
     new.id = 0;
-    new.rsp = rsp;
-    new.rbp = rbp;
+    new.frames = 0;
     new.len = 0;
+    new.full = false;
     let mut checkable = true;
+    // The first of the last walk's frames not below this one's `rsp`
+    // (`rsp` grows along a walk).
+    let mut cursor = 0;
     loop {
-        let pc = context.rip;
+        let (pc, sp, bp) = (context.rip, context.regs[RSP], context.regs[RBP]);
+        while cursor < old.frames && old.sp[cursor] < sp {
+            cursor += 1;
+        }
+        if checkable
+            && cursor < old.frames
+            && (old.sp[cursor], old.pc[cursor], old.bp[cursor]) == (sp, pc, bp)
+            // A walk cut at MAX_FRAMES knows nothing below its last frame:
+            // splice from it only where this one will be cut no later.
+            && (!old.full || old.frames - cursor > MAX_FRAMES - out.len())
+            && old.holds_from(usize::from(old.first[cursor]))
+        {
+            // From here on the unwind reads what the last walk read: take
+            // the rest of it.
+            splice(old, cursor, new, out);
+            break;
+        }
+        if checkable {
+            let n = new.frames;
+            (new.pc[n], new.sp[n], new.bp[n]) = (pc, sp, bp);
+            new.first[n] = new.len as u8;
+            new.frames += 1;
+        }
         if !out.push(pc as usize) || out.len() == MAX_FRAMES {
             break;
         }
@@ -237,7 +304,8 @@ fn walk_with(memo: &mut Memo, context: &mut Context, out: &mut Buf<'_>) -> Walk 
         }
         // SAFETY: `entry` points into the `.pdata` of the image at `base`,
         // and its unwind info lies in that image: mapped while the image is
-        // loaded, which it is while its code is on this stack.
+        // loaded, which it is while its code is on this stack. Byte 3 of
+        // UNWIND_INFO holds the frame register in its low nibble.
         let frame_register =
             unsafe { *((base + u64::from((*entry).unwind_info)) as *const u8).add(3) } & 0x0f;
         if frame_register != 0 && frame_register as usize != RBP {
@@ -248,9 +316,8 @@ fn walk_with(memo: &mut Memo, context: &mut Context, out: &mut Buf<'_>) -> Walk 
             integer: [std::ptr::null_mut(); 16],
         };
         let (mut handler, mut establisher) = (std::ptr::null_mut(), 0u64);
-        let before = context.regs[RSP];
         // SAFETY: `context` holds this thread's registers in the frame of
-        // `pc`, just checked to lie in this thread's stack, and `entry` is
+        // `pc`, whose `rsp` lies in this thread's stack, and `entry` is
         // `pc`'s function entry in the image at `base`: what the unwinder
         // needs to read that frame's saved registers and return address.
         unsafe {
@@ -265,22 +332,70 @@ fn walk_with(memo: &mut Memo, context: &mut Context, out: &mut Buf<'_>) -> Walk 
                 &mut pointers,
             )
         };
-        let sp = context.regs[RSP] as usize;
-        if context.rip == 0 || context.regs[RSP] <= before || !in_stack(bounds, sp) {
+        let next_sp = context.regs[RSP] as usize;
+        if context.rip == 0 || context.regs[RSP] <= sp || !in_stack(bounds, next_sp) {
             break;
         }
         if checkable {
-            checkable = note(new, bounds, &pointers, sp - 8, context.rip);
+            checkable = note(new, bounds, &pointers, next_sp - 8, context.rip);
         }
     }
+    new.full = out.len() == MAX_FRAMES;
     memo.walks_done = memo.walks_done.wrapping_add(1);
-    if checkable && new.len > 0 {
-        memo.next = (slot + 1) % WAYS;
+    memo.last = to;
+    if checkable && new.frames > 0 {
         Walk::Frames(Ticket(memo.walks_done))
     } else {
+        new.frames = 0;
         new.len = 0;
         Walk::Frames(Ticket(u32::MAX))
     }
+}
+
+/// The walk at `from` to read and the one at `to` to write; `from != to`.
+fn pick(walks: &mut [Walked; WAYS], from: usize, to: usize) -> (&Walked, &mut Walked) {
+    let (low, high) = walks.split_at_mut(from.max(to));
+    if from < to {
+        (&low[from], &mut high[0])
+    } else {
+        (&high[0], &mut low[to])
+    }
+}
+
+/// Takes `old`'s frames from `k` on (as many as fit), with their states
+/// and the words their unwinds read.
+fn splice(old: &Walked, k: usize, new: &mut Walked, out: &mut Buf<'_>) {
+    let room = MAX_FRAMES - out.len();
+    let take = (old.frames - k).min(room);
+    // Words of the frames whose unwind the copied walk needs: all of them
+    // when it ends as the old one did, else those before the last frame.
+    let words_end = if k + take == old.frames {
+        old.len
+    } else {
+        usize::from(old.first[k + take - 1])
+    };
+    let words_start = usize::from(old.first[k]);
+    let n = words_end - words_start;
+    if new.len + n > WORDS {
+        // Cannot be remembered whole: take the frames, forget the walk.
+        for &pc in &old.pc[k..k + take] {
+            out.push(pc as usize);
+        }
+        new.frames = 0;
+        new.len = 0;
+        return;
+    }
+    let shift = new.len as isize - words_start as isize;
+    for j in k..k + take {
+        let f = new.frames;
+        (new.pc[f], new.sp[f], new.bp[f]) = (old.pc[j], old.sp[j], old.bp[j]);
+        new.first[f] = (old.first[j] as isize + shift) as u8;
+        new.frames += 1;
+        out.push(old.pc[j] as usize);
+    }
+    new.at[new.len..new.len + n].copy_from_slice(&old.at[words_start..words_end]);
+    new.values[new.len..new.len + n].copy_from_slice(&old.values[words_start..words_end]);
+    new.len += n;
 }
 
 /// Records the words one frame's unwind read; `false` when the walk cannot
@@ -317,18 +432,6 @@ fn note(
     // on the same stack.)
     let rbp = pointers.integer[RBP];
     rbp.is_null() || push(rbp as usize)
-}
-
-/// Whether every word `walked` read still holds its value.
-#[inline(always)]
-fn holds(walked: &Walked) -> bool {
-    (0..walked.len).all(|k| {
-        // SAFETY: each address passed `in_stack` for this thread's stack
-        // when it was recorded, and the bounds do not change; the memo
-        // belongs to this thread. The words may have changed since: that
-        // is what the compare finds out.
-        (unsafe { std::ptr::read(walked.at[k] as *const u64) }) == walked.values[k]
-    })
 }
 
 fn in_stack((low, high): (usize, usize), at: usize) -> bool {
