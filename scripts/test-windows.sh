@@ -51,6 +51,7 @@ fi
 # Debian's rustc builds std for Windows from its source (build-std); its
 # artifacts stay apart from the Linux build's.
 export RUSTC=/usr/bin/rustc
+export RUSTDOC=/usr/bin/rustdoc
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR=$out/cargo
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
@@ -58,19 +59,19 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=$root/scripts/windows/wine-run
 export CXX_x86_64_pc_windows_gnu=x86_64-w64-mingw32-g++
 export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc
 
-# The C ABI's test programs: a test under Wine cannot run the Linux
-# cross-compiler, so they are built here against the Windows static library,
-# as a C or C++ provider DLL would be (see README, "Windows").
-# Everything the tests run, built first: the examples some tests start
-# (`cargo test` builds them only without --tests, and doctests do not
-# cross-compile), and the static library. A warning fails the leg, as
-# clippy's -D warnings does the Linux one.
+# Everything the tests run, built first, so a warning fails the leg as
+# clippy's -D warnings does the Linux one. (Doctests are compiled by
+# Debian's rustdoc, which matches its rustc.)
 cargo build -Zbuild-std=std,panic_unwind --target "$target" --workspace --tests --examples \
   2>&1 | tee "$out/build.log"
 if grep -q '^warning: `mapileak' "$out/build.log"; then
   echo "scripts/test-windows.sh: the Windows build has warnings (above)" >&2
   exit 1
 fi
+
+# The C ABI's test programs: a test under Wine cannot run the Linux
+# cross-compiler, so they are built here against the Windows static library,
+# as a C or C++ provider DLL would be (see README, "Windows").
 cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi
 programs=$out/programs
 mkdir -p "$programs"
@@ -84,7 +85,7 @@ export MAPILEAK_TEST_PROGRAMS=$programs
 
 wineserver -p 2>/dev/null || true   # one server for the whole run
 status=0
-cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace --tests "$@" || status=$?
+cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace "$@" || status=$?
 
 # One name per function on every platform: the demo's leaks, run on Linux
 # and under Wine, have the same signatures, kinds, labels and top frames
