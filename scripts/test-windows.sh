@@ -38,7 +38,9 @@ mkdir -p "$out"
 # The prefix: made once, then reused; the shim rebuilt when its source changes.
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
   echo "scripts/test-windows.sh: making the Wine prefix $WINEPREFIX"
-  wine wineboot -i >/dev/null 2>&1 || true
+  # No Mono or Gecko: nothing here needs .NET or HTML, and their installers
+  # would ask for a display.
+  WINEDLLOVERRIDES="mscoree,mshtml=" wine wineboot -i >/dev/null 2>&1 || true
   wineserver -w
 fi
 shim=$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll

@@ -29,7 +29,7 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
-use crate::{quiet, session, stack};
+use crate::{context, stack};
 
 /// Counts every block; attributes blocks allocated in a session's scope.
 ///
@@ -251,8 +251,8 @@ impl Drop for Reentry {
 /// The session an allocation belongs to right now, or 0.
 #[inline(always)]
 fn attributable() -> u64 {
-    let s = session::current_id();
-    if s == 0 || quiet::is_quiet() || !crate::config::live_fast() {
+    let s = context::current_id();
+    if s == 0 || context::is_quiet() || !crate::config::live_fast() {
         0
     } else {
         s
@@ -477,7 +477,7 @@ mod self_read {
     }
 }
 
-pub(crate) mod table;
+mod table;
 
 #[cfg(test)]
 mod tests {

@@ -26,9 +26,9 @@ use std::ffi::c_void;
 
 use parking_lot::Mutex;
 
-use crate::quiet::Quiet;
+use crate::context::Quiet;
 use crate::registry::{self, PendingFinding};
-use crate::{session, stack};
+use crate::{context, stack};
 
 pub use crate::buffer_abi::*;
 
@@ -153,7 +153,7 @@ impl MapiBuffers {
             None => Verdict::Bad(
                 "buffer-foreign-free",
                 format!("MAPIFreeBuffer({addr:#x}) on memory MAPIAllocateBuffer did not allocate"),
-                session::current_id(),
+                context::current_id(),
             ),
             Some(r) if r.freed => Verdict::Bad(
                 "buffer-double-free",
@@ -220,7 +220,7 @@ impl MapiBuffers {
         let stack = stack::capture();
         with_table(|t| {
             let session = match root {
-                None => session::current_id(),
+                None => context::current_id(),
                 Some(r) => t.records.get(&r).map_or(0, |r| r.session),
             };
             if let Some(r) = root.and_then(|r| t.records.get_mut(&r)) {

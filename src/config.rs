@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -16,6 +16,16 @@ static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// 0: not set (`MAPILEAK_HTML` decides); 1: off; 2: on.
 static HTML: AtomicU8 = AtomicU8::new(0);
 static ENV: Once = Once::new();
+/// `MAPILEAK_LIVE_BLOCKS`: the live table's size when it is reserved.
+static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(1 << 20);
+
+/// How many blocks the allocator's live table is to hold
+/// (`MAPILEAK_LIVE_BLOCKS`); read when the table is reserved, in the
+/// allocator hook, so it never reads the environment itself.
+#[inline]
+pub(crate) fn live_blocks() -> usize {
+    LIVE_BLOCKS.load(Ordering::Relaxed)
+}
 
 /// Reads the environment once: the mode, and the kinds `MAPILEAK_HISTORY`
 /// names. A bad value is reported once on stderr, never fatal.
@@ -34,10 +44,10 @@ pub(crate) fn init() {
         }
         if let Ok(v) = std::env::var("MAPILEAK_LIVE_BLOCKS") {
             match v.trim().replace('_', "").parse::<usize>() {
-                Ok(n) if n > 0 => crate::alloc::table::set_capacity(n),
+                Ok(n) if n > 0 => LIVE_BLOCKS.store(n, Ordering::Relaxed),
                 _ => crate::trace::line(format_args!(
                     "MAPILEAK_LIVE_BLOCKS={v:?} is not a number of blocks; using {}",
-                    crate::alloc::table::capacity()
+                    live_blocks()
                 )),
             }
         }

@@ -1,66 +1,51 @@
-//! From a session snapshot to a report, and from a report to the places a
-//! provider engineer looks: `tracing` events (or stderr when no subscriber is
-//! installed, as in a provider DLL inside Outlook) and the JSON file.
+//! The last two phases of the Logoff pipeline (`logoff`): from a snapshot
+//! (`snapshot`)
+//! to a report, and from a report to the places a provider engineer looks:
+//! `tracing` events (or stderr and the debugger output when no subscriber
+//! is installed, as in a provider DLL inside Outlook) and the JSON and HTML
+//! files.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use mapileak_reports::signature;
-use mapileak_reports::{
-    Buffer, Event, Finding, HeapSite, LeakedObject, Report, SessionInfo, Stack,
-};
+use mapileak_reports::{Buffer, Finding, HeapSite, LeakedObject, Report, Stack};
 
 use crate::Mode;
 use crate::analysis;
 use crate::config;
-use crate::kind::Role;
-use crate::registry::{self, Node, PendingFinding};
+use crate::snapshot::Snapshot;
 use crate::stack::{StackId, Symbolizer};
 use crate::trace;
 
-/// Builds the report of `session` at its Logoff from its live objects.
-pub(crate) fn build(
-    session: SessionInfo,
-    live: &[Arc<Node>],
-    findings: Vec<PendingFinding>,
-    heap: &[crate::alloc::LiveBlock],
-    buffers: &[(StackId, u64, u64)],
-) -> Report {
-    let expected = |role: Role| match session.event {
-        Event::Logoff => role != Role::Object,
-        Event::Shutdown => role == Role::Provider,
-        Event::Exit => false,
-    };
-    let leaked: Vec<&Arc<Node>> = live.iter().filter(|n| !expected(n.kind.role())).collect();
-    let mut report = Report::new(session);
-
-    // A heap block that holds a leaked object is that object's memory (a
-    // Box of a COM object, say): the object is the leak, not the block too.
-    let tags: HashSet<u64> = leaked.iter().map(|n| registry::memory_tag(n.id)).collect();
-    let objects_memory = crate::alloc::holding_tags(heap, &tags);
-    let heap: Vec<(StackId, u64)> = heap
-        .iter()
-        .zip(objects_memory)
-        .filter(|(_, object)| !object)
-        .map(|(&(_, stack, size), _)| (stack, size))
-        .collect();
+/// Builds the report of a snapshot: the analysis (leak roots and what they
+/// hold, the balancer's unmatched AddRefs), each unique stack symbolized
+/// once, signatures.
+pub(crate) fn build(snapshot: Snapshot) -> Report {
+    let Snapshot {
+        info,
+        objects: leaked,
+        heap,
+        buffers,
+        findings,
+    } = snapshot;
+    let mut report = Report::new(info);
     let heap = heap.as_slice();
-
-    // Snapshot each node's relations once.
-    let snaps: Vec<_> = leaked
+    let buffers = buffers.as_slice();
+    let index: HashMap<u64, usize> = leaked
         .iter()
-        .map(|n| {
-            let l = n.links.lock();
-            (l.opened_from, l.holds.clone(), l.events.clone())
-        })
+        .enumerate()
+        .map(|(i, o)| (o.node.id, i))
         .collect();
-    let index: HashMap<u64, usize> = leaked.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
-    let holds: Vec<Vec<usize>> = snaps
+    let holds: Vec<Vec<usize>> = leaked
         .iter()
-        .map(|(_, h, _)| h.iter().filter_map(|id| index.get(id).copied()).collect())
+        .map(|o| {
+            o.holds
+                .iter()
+                .filter_map(|id| index.get(id).copied())
+                .collect()
+        })
         .collect();
     let placement = analysis::place(&holds);
 
@@ -69,10 +54,7 @@ pub(crate) fn build(
     let mut stacks: HashMap<StackId, Stack> = HashMap::new();
     let needed = leaked
         .iter()
-        .zip(&snaps)
-        .flat_map(|(n, (_, _, events))| {
-            std::iter::once(n.created).chain(events.iter().map(|&(_, s)| s))
-        })
+        .flat_map(|o| std::iter::once(o.node.created).chain(o.events.iter().map(|&(_, s)| s)))
         .chain(findings.iter().map(|f| f.stack))
         .chain(heap.iter().map(|&(s, _)| s))
         .chain(buffers.iter().map(|&(s, _, _)| s));
@@ -83,10 +65,10 @@ pub(crate) fn build(
     // Many objects share a kind and a creation stack: one signature each.
     let mut signatures: HashMap<(&str, StackId), String> = HashMap::new();
 
-    for (i, node) in leaked.iter().enumerate() {
-        let (opened_from, _, events) = &snaps[i];
+    for (i, o) in leaked.iter().enumerate() {
+        let node = &o.node;
         let events = if node.history {
-            analysis::balance(events, |s| {
+            analysis::balance(&o.events, |s| {
                 frames_of(s)
                     .iter()
                     .map(|f| f.function.as_str())
@@ -104,10 +86,10 @@ pub(crate) fn build(
             id: node.id,
             kind: kind.to_owned(),
             label: node.label.clone(),
-            refcount: node.counted.then(|| node.refs.load(Ordering::Acquire)),
+            refcount: o.refcount,
             root: placement[i].root,
-            parent: placement[i].parent.map(|p| leaked[p].id),
-            opened_from: *opened_from,
+            parent: placement[i].parent.map(|p| leaked[p].node.id),
+            opened_from: o.opened_from,
             signature,
             created: node.created,
             events,

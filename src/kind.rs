@@ -7,6 +7,8 @@
 //! own. The table lets `MAPILEAK_HISTORY` name kinds, and lets the C ABI find
 //! a kind by IID.
 
+pub mod kinds;
+
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// What role objects of a kind play in a logon's life.
@@ -104,7 +106,7 @@ inventory::collect!(Registered);
 
 /// Every declared kind, predeclared and the provider's own.
 pub fn all() -> impl Iterator<Item = &'static Kind> {
-    let predeclared = &crate::kinds::PREDECLARED;
+    let predeclared = &kinds::PREDECLARED;
     let registered = inventory::iter::<Registered>
         .into_iter()
         .map(|r| r.0)

@@ -49,9 +49,8 @@
 
 mod buffer_abi;
 pub mod kind;
-pub mod kinds;
 
-pub use kind::{Kind, Role};
+pub use kind::{Kind, Role, kinds};
 pub use mapileak_reports as reports;
 pub use mapileak_reports::{Event, ProviderKind, Report};
 
@@ -67,19 +66,27 @@ pub mod buffers;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod config;
 #[cfg(any(debug_assertions, feature = "force"))]
+mod context;
+#[cfg(any(debug_assertions, feature = "force"))]
 mod emit;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod exit;
+#[cfg(all(test, any(debug_assertions, feature = "force")))]
+mod layers;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod lifecycle;
 #[cfg(any(debug_assertions, feature = "force"))]
-mod object;
+mod logoff;
 #[cfg(any(debug_assertions, feature = "force"))]
-mod quiet;
+mod object;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod registry;
 #[cfg(any(debug_assertions, feature = "force"))]
+mod rules;
+#[cfg(any(debug_assertions, feature = "force"))]
 mod session;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod snapshot;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod stack;
 #[cfg(any(debug_assertions, feature = "force"))]
@@ -92,7 +99,9 @@ pub use alloc::{HeapStats, TrackingAllocator, heap_stats};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use config::{html, mode, output_dir, set_html, set_mode, set_output_dir};
 #[cfg(any(debug_assertions, feature = "force"))]
-pub use lifecycle::{Provider, Support, process_exit};
+pub use lifecycle::{Provider, Support};
+#[cfg(any(debug_assertions, feature = "force"))]
+pub use logoff::process_exit;
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use object::{ObjectId, RefCount, Tracked};
 #[cfg(any(debug_assertions, feature = "force"))]

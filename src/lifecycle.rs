@@ -17,16 +17,17 @@
 //! still open when the logoff, Shutdown or process-end report is taken. Each
 //! broken rule is a finding with the stack of the call that broke it, or of
 //! the call whose counterpart never came. The rules are listed in
-//! `docs/rules.md`.
+//! `docs/rules.md`; what must be closed at Logoff is checked by
+//! [`rules`](crate::rules).
 
 use std::ops::Deref;
 
 use mapileak_reports::{Event, ProviderKind, SessionInfo};
 
-use crate::quiet::Quiet;
+use crate::context::Quiet;
 use crate::registry::{self, PendingFinding, SessionState};
 use crate::session::Session;
-use crate::{LOGOFF_ABORT, LOGOFF_IN_FLAGS, Logoff, Malloc, Mode, Scope, config, emit, stack};
+use crate::{LOGOFF_ABORT, LOGOFF_IN_FLAGS, Logoff, Malloc, Mode, Scope, config, logoff, stack};
 
 fn stack_now() -> stack::StackId {
     if config::mode() == Mode::Off {
@@ -167,15 +168,7 @@ impl Provider {
             label,
             event: Event::Shutdown,
         };
-        if mode == Mode::Off {
-            return Logoff::new(mapileak_reports::Report::new(info));
-        }
-        let objects = registry::live_where(|s| members.contains(&s));
-        let (heap, _) = crate::alloc::live_blocks(|s| members.contains(&s));
-        let buffers = crate::buffers::live_in(|s| members.contains(&s));
-        let report = emit::build(info, &objects, findings, &heap, &buffers);
-        let files = emit::publish(&report, mode);
-        Logoff { report, files }
+        logoff::report(info, &members, findings, mode)
     }
 
     /// MAPI released the provider object (after Shutdown).
@@ -460,77 +453,6 @@ impl Session {
     }
 }
 
-/// The checks of what must be closed when a logon's Logoff runs.
-pub(crate) fn logoff_checks(s: &SessionState) -> Vec<PendingFinding> {
-    let mut out = Vec::new();
-    if let Some(&addref) = s.life.support_refs.last() {
-        out.push(PendingFinding::error(
-            "support-not-released",
-            format!(
-                "{} returned with {} AddRef(s) of the support object (IMAPISupport) not released",
-                s.provider.logoff_method(),
-                s.life.support_refs.len()
-            ),
-            addref,
-        ));
-    }
-    if s.provider == ProviderKind::Transport
-        && let Some((release, alive)) = &s.life.support_final_release
-    {
-        let released_after = alive.iter().filter(|&&id| !registry::is_live(id)).count();
-        if released_after > 0 {
-            out.push(PendingFinding::error(
-                "transport-support-order",
-                format!(
-                    "transport \"{}\" released the support object before {released_after} of its objects: it must be released last",
-                    s.label
-                ),
-                *release,
-            ));
-        }
-    }
-    for &(connection, subscribe) in &s.life.subscriptions {
-        out.push(PendingFinding::error(
-            "subscription-open",
-            format!(
-                "advise connection {connection} from IMAPISupport::Subscribe still open at {}",
-                s.provider.logoff_method()
-            ),
-            subscribe,
-        ));
-    }
-    if let Some(listed) = s.life.listed {
-        out.push(PendingFinding::error(
-            "logon-still-listed",
-            format!(
-                "logon \"{}\" is still in the provider's list of logons after {}",
-                s.label,
-                s.provider.logoff_method()
-            ),
-            listed,
-        ));
-    }
-    // Only for stores that report their life through a `Provider`: a
-    // provider that reports nothing must not be told it skipped a call.
-    if s.provider == ProviderKind::MessageStore
-        && s.owner != 0
-        && s.life.store_logoff_transports == 0
-        && !s.life.store_released
-    {
-        out.push(PendingFinding::error(
-            "store-logoff-transports",
-            format!(
-                "{} on store \"{}\" before IMAPISupport::StoreLogoffTransports was called",
-                s.provider.logoff_method(),
-                s.label
-            ),
-            // The call never came: point at the Logon.
-            s.opened,
-        ));
-    }
-    out
-}
-
 /// The support object (`IMAPISupport`) as the provider keeps it: creating
 /// and cloning record an AddRef, dropping records a Release.
 ///
@@ -585,82 +507,4 @@ impl<T> Drop for Support<T> {
     fn drop(&mut self) {
         self.session.release_support(Some(self.addref));
     }
-}
-
-static EXITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Reports everything still alive as leaked at process end (`event: exit`):
-/// one report per provider (with its logons), per logon made without a
-/// provider, and one for objects created outside any logon. Runs once; the
-/// exit hook calls it (see the README), and a provider DLL may call it
-/// itself when it is unloaded.
-pub fn process_exit() -> Vec<Logoff> {
-    let _quiet = Quiet::new();
-    if EXITED.swap(true, std::sync::atomic::Ordering::SeqCst) || config::mode() == Mode::Off {
-        return Vec::new();
-    }
-    let mode = config::mode();
-    let wait = Some(std::time::Duration::from_millis(200));
-    let groups = registry::with_all_sessions(
-        |all| {
-            let mut groups: Vec<(SessionInfo, Vec<u64>, Vec<PendingFinding>)> = Vec::new();
-            let heads: Vec<u64> = all
-                .iter()
-                .filter(|(_, s)| s.is_provider || s.owner == 0)
-                .map(|(&id, _)| id)
-                .collect();
-            for head in heads {
-                let members: Vec<u64> = all
-                    .iter()
-                    .filter(|&(&id, s)| id == head || s.owner == head)
-                    .map(|(&id, _)| id)
-                    .collect();
-                let mut findings = Vec::new();
-                for m in &members {
-                    if let Some(s) = all.get_mut(m) {
-                        findings.append(&mut s.findings);
-                    }
-                }
-                let s = &all[&head];
-                let info = SessionInfo {
-                    id: head,
-                    provider: s.provider,
-                    label: s.label.clone(),
-                    event: Event::Exit,
-                };
-                groups.push((info, members, findings));
-            }
-            groups
-        },
-        wait,
-    );
-    let Some(mut groups) = groups else {
-        return Vec::new();
-    };
-    let unattributed = registry::UNATTRIBUTED
-        .try_lock_for(std::time::Duration::from_millis(200))
-        .map(|mut u| std::mem::take(&mut *u));
-    groups.push((
-        SessionInfo {
-            id: 0,
-            provider: ProviderKind::Unknown,
-            label: "outside any logon".to_owned(),
-            event: Event::Exit,
-        },
-        vec![0],
-        unattributed.unwrap_or_default(),
-    ));
-    let mut out = Vec::new();
-    for (info, members, findings) in groups {
-        let objects = registry::live_where(|s| members.contains(&s));
-        let (heap, _) = crate::alloc::live_blocks(|s| members.contains(&s));
-        let buffers = crate::buffers::live_in(|s| members.contains(&s));
-        if objects.is_empty() && findings.is_empty() && heap.is_empty() && buffers.is_empty() {
-            continue;
-        }
-        let report = emit::build(info, &objects, findings, &heap, &buffers);
-        let files = emit::publish(&report, mode);
-        out.push(Logoff { report, files });
-    }
-    out
 }

@@ -17,10 +17,10 @@ use parking_lot::Mutex;
 
 use crate::Mode;
 use crate::config;
+use crate::context::{self, Quiet};
 use crate::kind::Kind;
-use crate::quiet::Quiet;
 use crate::registry::{self, Links, Node, PendingFinding};
-use crate::session::{self, Session};
+use crate::session::Session;
 use crate::stack;
 
 /// Names a tracked object; `Copy`, so a child can record its parent.
@@ -58,7 +58,7 @@ impl Handle {
         let label = String::from(label.as_str());
         config::init();
         let live = config::mode() != Mode::Off;
-        let session = session.or_else(Session::current).map_or(0, |s| s.id());
+        let session = session.map_or_else(context::current_id, Session::id);
         let created = if live { stack::capture() } else { 0 };
         let history = live && kind.history();
         let mut links = Links::default();
@@ -77,7 +77,7 @@ impl Handle {
             links: Mutex::new(links),
         });
         if live {
-            session::check_open(session, &node);
+            registry::check_open(session, &node);
             registry::insert(node.clone());
         }
         let tag = registry::memory_tag(node.id);

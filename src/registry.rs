@@ -225,3 +225,27 @@ pub(crate) fn add_finding(session: u64, finding: PendingFinding) {
         UNATTRIBUTED.lock().push(f);
     }
 }
+
+/// Records `out-of-order` when an object is created on a session that has
+/// logged off.
+pub(crate) fn check_open(session: u64, node: &Node) {
+    if session == 0 {
+        return;
+    }
+    let closed = with_session(session, |s| s.logged_off.then(|| s.label.clone())).flatten();
+    if let Some(label) = closed {
+        add_finding(
+            session,
+            PendingFinding::error(
+                "out-of-order",
+                format!(
+                    "{} \"{}\" created on session \"{label}\" after its Logoff",
+                    node.kind.name(),
+                    node.label
+                ),
+                node.created,
+            )
+            .about(node.id),
+        );
+    }
+}

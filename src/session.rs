@@ -15,26 +15,15 @@
 //! [`Role::Provider`](crate::Role::Provider)) are expected alive at Logoff:
 //! MAPI releases them after it returns.
 
-use std::cell::Cell;
 use std::marker::PhantomData;
 
-use mapileak_reports::{Event, ProviderKind, Report};
+use mapileak_reports::{Event, ProviderKind};
 
-use crate::config;
-use crate::quiet::Quiet;
-use crate::registry::{self, Node, PendingFinding};
+use crate::context::Quiet;
+use crate::registry::{self, PendingFinding};
 use crate::{Logoff, Mode};
-use crate::{emit, lifecycle, stack};
-
-thread_local! {
-    static CURRENT: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The calling thread's current session id, or 0; callable from the allocator hook.
-#[inline(always)]
-pub(crate) fn current_id() -> u64 {
-    CURRENT.try_with(Cell::get).unwrap_or(0)
-}
+use crate::{config, context};
+use crate::{logoff, rules, stack};
 
 /// One logon session. `Copy`: store it in the logon object and in whatever
 /// creates objects for it.
@@ -77,7 +66,7 @@ impl Session {
     /// returned guard drops; objects created meanwhile without an explicit
     /// session belong to it. Scopes nest.
     pub fn enter(self) -> Scope {
-        let previous = CURRENT.with(|c| c.replace(self.id));
+        let previous = context::enter(self.id);
         Scope {
             previous,
             _not_send: PhantomData,
@@ -93,7 +82,7 @@ impl Session {
 
     /// The calling thread's current session, if any.
     pub fn current() -> Option<Session> {
-        match CURRENT.with(Cell::get) {
+        match context::current_id() {
             0 => None,
             id => Some(Session { id }),
         }
@@ -148,7 +137,7 @@ impl Session {
                     stack,
                 ));
             }
-            findings.extend(lifecycle::logoff_checks(s));
+            findings.extend(rules::logoff_checks(s, registry::is_live));
             s.logged_off = true;
             (s.provider, s.label.clone(), findings)
         });
@@ -159,40 +148,7 @@ impl Session {
             label,
             event: Event::Logoff,
         };
-        if mode == Mode::Off {
-            return Logoff::new(Report::new(info));
-        }
-        let objects = registry::live_in(self.id);
-        let (heap, _) = crate::alloc::live_blocks(|s| s == self.id);
-        let buffers = crate::buffers::live_in(|s| s == self.id);
-        let report = emit::build(info, &objects, findings, &heap, &buffers);
-        let files = emit::publish(&report, mode);
-        Logoff { report, files }
-    }
-}
-
-/// Records `out-of-order` when an object is created on a session that has
-/// logged off.
-pub(crate) fn check_open(session: u64, node: &Node) {
-    if session == 0 {
-        return;
-    }
-    let closed =
-        registry::with_session(session, |s| s.logged_off.then(|| s.label.clone())).flatten();
-    if let Some(label) = closed {
-        registry::add_finding(
-            session,
-            PendingFinding::error(
-                "out-of-order",
-                format!(
-                    "{} \"{}\" created on session \"{label}\" after its Logoff",
-                    node.kind.name(),
-                    node.label
-                ),
-                node.created,
-            )
-            .about(node.id),
-        );
+        logoff::report(info, &[self.id], findings, mode)
     }
 }
 
@@ -206,6 +162,6 @@ pub struct Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.previous));
+        context::leave(self.previous);
     }
 }

@@ -48,21 +48,15 @@ pub(super) fn any() -> bool {
     SLOTS.get().is_some()
 }
 
-/// Slots the table gets when it is reserved ([`set_capacity`]).
-static CAPACITY: AtomicUsize = AtomicUsize::new(1 << 20);
-
-/// Sets how many blocks the table holds, rounded to a power of two between
-/// 4,096 and 4,194,304; it takes effect if the table is not reserved yet.
-pub(crate) fn set_capacity(blocks: usize) {
-    CAPACITY.store(blocks, Ordering::Relaxed);
+/// The slots the table was reserved with, or would be now: the setting
+/// (`MAPILEAK_LIVE_BLOCKS`), rounded to a power of two between 4,096 and
+/// 4,194,304.
+pub(super) fn capacity() -> usize {
+    SLOTS.get().map_or_else(slots_wanted, <[Slot]>::len)
 }
 
-/// The slots the table was reserved with, or would be now.
-pub(crate) fn capacity() -> usize {
-    SLOTS.get().map_or_else(
-        || per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS,
-        <[Slot]>::len,
-    )
+fn slots_wanted() -> usize {
+    per_shard_for(crate::config::live_blocks()) * SHARDS
 }
 
 fn per_shard_for(blocks: usize) -> usize {
@@ -172,7 +166,7 @@ fn home_in(all: &'static [Slot], addr: usize) -> (Part, usize) {
 #[inline(always)]
 pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
     let Some((all, shift)) = SLOTS.get_pow2().or_else(|| {
-        SLOTS.get_or_map(|| per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS)?;
+        SLOTS.get_or_map(slots_wanted)?;
         SLOTS.get_pow2()
     }) else {
         return false;
@@ -311,9 +305,7 @@ mod tests {
 
     /// [`home`] in the table, reserved if it was not yet.
     fn at(addr: usize) -> (Part, usize) {
-        let all = SLOTS
-            .get_or_map(|| per_shard_for(CAPACITY.load(Ordering::Relaxed)) * SHARDS)
-            .unwrap();
+        let all = SLOTS.get_or_map(slots_wanted).unwrap();
         home_in(all, addr)
     }
 

@@ -1,0 +1,60 @@
+//! The leaf every other module may use: which session the calling thread
+//! works for, and whether the code running is mapileak's own.
+//!
+//! - **Current session**: [`Session::enter`](crate::Session::enter) makes a
+//!   logon current on a thread; objects and heap blocks created meanwhile
+//!   belong to it. The allocator hook reads it, so it is one thread-local
+//!   word, read without allocating.
+//! - **Quiet**: while mapileak's code runs on a thread (recording an
+//!   object, writing a report), the allocations it makes there must not be
+//!   attributed to the session that happens to be current. [`Quiet`] marks
+//!   such a stretch; the allocator hook counts those blocks but does not
+//!   attribute them. A guard, so it is reset on unwind too.
+//!
+//! This module names no other module of the crate.
+
+use std::cell::Cell;
+
+thread_local! {
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+    static QUIET: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The calling thread's current session id, or 0; callable from the
+/// allocator hook.
+#[inline(always)]
+pub(crate) fn current_id() -> u64 {
+    CURRENT.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Makes `id` the current session; returns the one it replaces.
+pub(crate) fn enter(id: u64) -> u64 {
+    CURRENT.try_with(|c| c.replace(id)).unwrap_or(0)
+}
+
+/// Makes `previous` (what [`enter`] returned) current again.
+pub(crate) fn leave(previous: u64) {
+    let _ = CURRENT.try_with(|c| c.set(previous));
+}
+
+/// While alive, this thread's allocations are mapileak's own.
+pub(crate) struct Quiet(());
+
+impl Quiet {
+    pub(crate) fn new() -> Quiet {
+        let _ = QUIET.try_with(|q| q.set(q.get() + 1));
+        Quiet(())
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        let _ = QUIET.try_with(|q| q.set(q.get().saturating_sub(1)));
+    }
+}
+
+/// Whether this thread is inside mapileak's own code (or its TLS is gone).
+#[inline(always)]
+pub(crate) fn is_quiet() -> bool {
+    QUIET.try_with(|q| q.get() > 0).unwrap_or(true)
+}

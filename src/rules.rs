@@ -1,0 +1,84 @@
+//! The protocol rules checked when a logon's Logoff runs: pure functions of
+//! the session's recorded state (what it opened, subscribed, listed, and
+//! the objects still alive), which return findings. The events that break a
+//! rule as they happen (a second `StoreLogoffTransports`, a bad flag) are
+//! recorded by `lifecycle` at the call. `docs/rules.md` lists every rule.
+
+use mapileak_reports::ProviderKind;
+
+use crate::registry::{PendingFinding, SessionState};
+
+/// The checks of what must be closed when a logon's Logoff runs.
+/// `is_live` tells whether an object is still alive now.
+pub(crate) fn logoff_checks(
+    s: &SessionState,
+    is_live: impl Fn(u64) -> bool,
+) -> Vec<PendingFinding> {
+    let mut out = Vec::new();
+    if let Some(&addref) = s.life.support_refs.last() {
+        out.push(PendingFinding::error(
+            "support-not-released",
+            format!(
+                "{} returned with {} AddRef(s) of the support object (IMAPISupport) not released",
+                s.provider.logoff_method(),
+                s.life.support_refs.len()
+            ),
+            addref,
+        ));
+    }
+    if s.provider == ProviderKind::Transport
+        && let Some((release, alive)) = &s.life.support_final_release
+    {
+        let released_after = alive.iter().filter(|&&id| !is_live(id)).count();
+        if released_after > 0 {
+            out.push(PendingFinding::error(
+                "transport-support-order",
+                format!(
+                    "transport \"{}\" released the support object before {released_after} of its objects: it must be released last",
+                    s.label
+                ),
+                *release,
+            ));
+        }
+    }
+    for &(connection, subscribe) in &s.life.subscriptions {
+        out.push(PendingFinding::error(
+            "subscription-open",
+            format!(
+                "advise connection {connection} from IMAPISupport::Subscribe still open at {}",
+                s.provider.logoff_method()
+            ),
+            subscribe,
+        ));
+    }
+    if let Some(listed) = s.life.listed {
+        out.push(PendingFinding::error(
+            "logon-still-listed",
+            format!(
+                "logon \"{}\" is still in the provider's list of logons after {}",
+                s.label,
+                s.provider.logoff_method()
+            ),
+            listed,
+        ));
+    }
+    // Only for stores that report their life through a `Provider`: a
+    // provider that reports nothing must not be told it skipped a call.
+    if s.provider == ProviderKind::MessageStore
+        && s.owner != 0
+        && s.life.store_logoff_transports == 0
+        && !s.life.store_released
+    {
+        out.push(PendingFinding::error(
+            "store-logoff-transports",
+            format!(
+                "{} on store \"{}\" before IMAPISupport::StoreLogoffTransports was called",
+                s.provider.logoff_method(),
+                s.label
+            ),
+            // The call never came: point at the Logon.
+            s.opened,
+        ));
+    }
+    out
+}
