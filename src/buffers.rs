@@ -20,6 +20,7 @@
 //! it can still be recognized.
 #![allow(unsafe_code)]
 
+use mapileak_reports::Rule;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
@@ -147,16 +148,16 @@ impl MapiBuffers {
         let addr = buffer as usize;
         enum Verdict {
             Free(Vec<usize>),
-            Bad(&'static str, String, u64),
+            Bad(Rule, String, u64),
         }
         let verdict = with_table(|t| match t.records.get(&addr) {
             None => Verdict::Bad(
-                "buffer-foreign-free",
+                Rule::BufferForeignFree,
                 format!("MAPIFreeBuffer({addr:#x}) on memory MAPIAllocateBuffer did not allocate"),
                 context::current_id(),
             ),
             Some(r) if r.freed => Verdict::Bad(
-                "buffer-double-free",
+                Rule::BufferDoubleFree,
                 format!(
                     "MAPIFreeBuffer called a second time on a {}-byte MAPI buffer",
                     r.size
@@ -164,7 +165,7 @@ impl MapiBuffers {
                 r.session,
             ),
             Some(r) if r.root.is_some() => Verdict::Bad(
-                "buffer-free-child",
+                Rule::BufferFreeChild,
                 format!(
                     "MAPIFreeBuffer called on a {}-byte MAPIAllocateMore child; only its parent may be freed, which frees the chain",
                     r.size

@@ -121,9 +121,9 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         });
     }
     for f in findings {
-        let signature = signature::compute(f.rule, frames_of(f.stack));
+        let signature = signature::compute(f.rule.id(), frames_of(f.stack));
         report.findings.push(Finding {
-            rule: f.rule.to_owned(),
+            rule: f.rule.id().to_owned(),
             severity: f.severity,
             message: f.message,
             stack: Some(f.stack),

@@ -20,6 +20,7 @@
 //! `docs/rules.md`; what must be closed at Logoff is checked by
 //! [`rules`](crate::rules).
 
+use mapileak_reports::Rule;
 use std::ops::Deref;
 
 use mapileak_reports::{Event, ProviderKind, SessionInfo};
@@ -91,7 +92,7 @@ impl Provider {
             registry::add_finding(
                 self.id,
                 PendingFinding::error(
-                    "out-of-order",
+                    Rule::OutOfOrder,
                     format!("Logon on provider \"{plabel}\" after its Shutdown"),
                     stack,
                 ),
@@ -126,12 +127,12 @@ impl Provider {
                 let mut findings = std::mem::take(&mut p.findings);
                 let (kind, label) = (p.provider, p.label.clone());
                 if p.logged_off {
-                    findings.push(PendingFinding::error("out-of-order", format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
+                    findings.push(PendingFinding::error(Rule::OutOfOrder, format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
                 }
                 p.logged_off = true;
                 if let Some(init) = p.life.malloc {
                     findings.push(PendingFinding::error(
-                        "malloc-not-released",
+                        Rule::MallocNotReleased,
                         format!("lpMalloc was AddRef'd at {}ProviderInit and not released by Shutdown", init_prefix(kind)),
                         init,
                     ));
@@ -142,7 +143,7 @@ impl Provider {
                     findings.append(&mut s.findings);
                     if !s.logged_off {
                         findings.push(PendingFinding::error(
-                            "shutdown-with-open-logons",
+                            Rule::ShutdownWithOpenLogons,
                             format!(
                                 "{} Shutdown while logon \"{}\" has not logged off ({} was never called)",
                                 provider_iface(kind),
@@ -189,7 +190,7 @@ impl Provider {
         if let Some(message) = early {
             registry::add_finding(
                 self.id,
-                PendingFinding::error("out-of-order", message, stack),
+                PendingFinding::error(Rule::OutOfOrder, message, stack),
             );
         }
     }
@@ -231,7 +232,7 @@ fn on(
     registry::with_session(session.id(), |s| {
         if s.logged_off {
             findings.push(PendingFinding::error(
-                "out-of-order",
+                Rule::OutOfOrder,
                 format!(
                     "{call} on session \"{}\" after {}",
                     s.label,
@@ -282,7 +283,7 @@ impl Session {
             }
             if s.provider == ProviderKind::Transport && !s.life.made_invalid {
                 findings.push(PendingFinding::error(
-                    "transport-support-order",
+                    Rule::TransportSupportOrder,
                     format!(
                         "transport \"{}\" released the support object before calling IMAPISupport::MakeInvalid",
                         s.label
@@ -366,7 +367,7 @@ impl Session {
             let valid = LOGOFF_IN_FLAGS.iter().any(|&(f, _)| f == flags);
             if !valid {
                 findings.push(PendingFinding::error(
-                    "store-logoff-flags",
+                    Rule::StoreLogoffFlags,
                     format!(
                         "IMsgStore::StoreLogoff on \"{}\" with flags {flags:#x}: exactly one of {} expected",
                         s.label,
@@ -388,14 +389,14 @@ impl Session {
                 s.life.store_logoff_transports += 1;
                 if s.life.store_logoff_transports == 2 {
                     findings.push(PendingFinding::error(
-                    "store-logoff-transports",
+                    Rule::StoreLogoffTransports,
                     format!("IMAPISupport::StoreLogoffTransports called a second time for store \"{}\"", s.label),
                     stack,
                 ));
                 }
                 if !s.life.store_logoff && flags != LOGOFF_ABORT {
                     findings.push(PendingFinding::error(
-                    "store-logoff-transports",
+                    Rule::StoreLogoffTransports,
                     format!(
                         "store \"{}\" called IMAPISupport::StoreLogoffTransports without a StoreLogoff (from its Release) with flags {flags:#x}, not LOGOFF_ABORT",
                         s.label
@@ -417,7 +418,7 @@ impl Session {
                 s.life.store_released = true;
                 if s.life.store_logoff_transports == 0 {
                     findings.push(PendingFinding::error(
-                    "store-logoff-transports",
+                    Rule::StoreLogoffTransports,
                     format!(
                         "store \"{}\" was released without calling IMAPISupport::StoreLogoffTransports (from StoreLogoff, or from Release with LOGOFF_ABORT)",
                         s.label
@@ -447,7 +448,7 @@ impl Session {
         if let Some(message) = early {
             registry::add_finding(
                 self.id(),
-                PendingFinding::error("out-of-order", message, stack),
+                PendingFinding::error(Rule::OutOfOrder, message, stack),
             );
         }
     }

@@ -8,6 +8,7 @@
 //!   `AddRef`/`Release` call it and return what it returns. It records every
 //!   transition, and a Release at zero becomes an `over-release` finding.
 
+use mapileak_reports::Rule;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -283,7 +284,7 @@ fn over_release(node: &Node) {
     registry::add_finding(
         node.session,
         PendingFinding::error(
-            "over-release",
+            Rule::OverRelease,
             format!(
                 "IUnknown::Release called on {} \"{}\" whose reference count was already 0",
                 node.kind.name(),

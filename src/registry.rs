@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use mapileak_reports::{ProviderKind, RefOp, Severity};
+use mapileak_reports::{ProviderKind, RefOp, Rule, Severity};
 use parking_lot::Mutex;
 
 use crate::kind::Kind;
@@ -94,7 +94,7 @@ pub(crate) fn live_where(pick: impl Fn(u64) -> bool) -> Vec<Arc<Node>> {
 
 /// A finding recorded when it happened, reported with its session.
 pub(crate) struct PendingFinding {
-    pub rule: &'static str,
+    pub rule: Rule,
     pub severity: Severity,
     pub message: String,
     pub stack: StackId,
@@ -103,10 +103,10 @@ pub(crate) struct PendingFinding {
 
 impl PendingFinding {
     /// An error-severity finding about no particular object.
-    pub(crate) fn error(rule: &'static str, message: String, stack: StackId) -> PendingFinding {
+    pub(crate) fn error(rule: Rule, message: String, stack: StackId) -> PendingFinding {
         PendingFinding {
             rule,
-            severity: Severity::Error,
+            severity: rule.severity(),
             message,
             stack,
             object: None,
@@ -237,7 +237,7 @@ pub(crate) fn check_open(session: u64, node: &Node) {
         add_finding(
             session,
             PendingFinding::error(
-                "out-of-order",
+                Rule::OutOfOrder,
                 format!(
                     "{} \"{}\" created on session \"{label}\" after its Logoff",
                     node.kind.name(),

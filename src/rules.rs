@@ -5,6 +5,7 @@
 //! recorded by `lifecycle` at the call. `docs/rules.md` lists every rule.
 
 use mapileak_reports::ProviderKind;
+use mapileak_reports::Rule;
 
 use crate::registry::{PendingFinding, SessionState};
 
@@ -17,7 +18,7 @@ pub(crate) fn logoff_checks(
     let mut out = Vec::new();
     if let Some(&addref) = s.life.support_refs.last() {
         out.push(PendingFinding::error(
-            "support-not-released",
+            Rule::SupportNotReleased,
             format!(
                 "{} returned with {} AddRef(s) of the support object (IMAPISupport) not released",
                 s.provider.logoff_method(),
@@ -32,7 +33,7 @@ pub(crate) fn logoff_checks(
         let released_after = alive.iter().filter(|&&id| !is_live(id)).count();
         if released_after > 0 {
             out.push(PendingFinding::error(
-                "transport-support-order",
+                Rule::TransportSupportOrder,
                 format!(
                     "transport \"{}\" released the support object before {released_after} of its objects: it must be released last",
                     s.label
@@ -43,7 +44,7 @@ pub(crate) fn logoff_checks(
     }
     for &(connection, subscribe) in &s.life.subscriptions {
         out.push(PendingFinding::error(
-            "subscription-open",
+            Rule::SubscriptionOpen,
             format!(
                 "advise connection {connection} from IMAPISupport::Subscribe still open at {}",
                 s.provider.logoff_method()
@@ -53,7 +54,7 @@ pub(crate) fn logoff_checks(
     }
     if let Some(listed) = s.life.listed {
         out.push(PendingFinding::error(
-            "logon-still-listed",
+            Rule::LogonStillListed,
             format!(
                 "logon \"{}\" is still in the provider's list of logons after {}",
                 s.label,
@@ -70,7 +71,7 @@ pub(crate) fn logoff_checks(
         && !s.life.store_released
     {
         out.push(PendingFinding::error(
-            "store-logoff-transports",
+            Rule::StoreLogoffTransports,
             format!(
                 "{} on store \"{}\" before IMAPISupport::StoreLogoffTransports was called",
                 s.provider.logoff_method(),

@@ -15,6 +15,7 @@
 //! [`Role::Provider`](crate::Role::Provider)) are expected alive at Logoff:
 //! MAPI releases them after it returns.
 
+use mapileak_reports::Rule;
 use std::marker::PhantomData;
 
 use mapileak_reports::{Event, ProviderKind};
@@ -116,7 +117,7 @@ impl Session {
             let mut findings = std::mem::take(&mut s.findings);
             if s.logged_off {
                 findings.push(PendingFinding::error(
-                    "out-of-order",
+                    Rule::OutOfOrder,
                     format!(
                         "{} called a second time on session \"{}\"",
                         method.logoff_method(),
@@ -127,7 +128,7 @@ impl Session {
             }
             if s.provider != method {
                 findings.push(PendingFinding::error(
-                    "out-of-order",
+                    Rule::OutOfOrder,
                     format!(
                         "{} called on a {} session \"{}\"",
                         method.logoff_method(),

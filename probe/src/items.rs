@@ -4,6 +4,7 @@
 //! Indirect leaks are not judged on their own: they go away with their root,
 //! and are shown under it.
 
+use mapileak_reports::Rule;
 use std::collections::HashSet;
 use std::fmt;
 use std::fs;
@@ -202,7 +203,7 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
                 what: What::Buffer,
                 signature: &b.signature,
                 kind: None,
-                rule: Some("buffer-leaked"),
+                rule: Some(Rule::BufferLeaked.id()),
                 title: format!("MAPI buffer: {} bytes, {} chained", b.bytes, b.children),
                 message: format!(
                     "MAPIAllocateBuffer block of {} bytes ({} AllocateMore children) never freed with MAPIFreeBuffer",

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 
 use crate::signature::{Origin, origin};
-use crate::{Frame, LeakedObject, Report, Stack, StackId};
+use crate::{Frame, LeakedObject, Report, Rule, Stack, StackId};
 
 /// The first line of every page, so a tool can tell its own output.
 pub const MARKER: &str = "<!-- mapileak report -->";
@@ -47,47 +47,10 @@ fn escape_into(out: &mut String, s: &str) {
     }
 }
 
-/// A short explanation of each rule, for the findings table.
+/// A short explanation of a rule, for the findings table ("" for a rule
+/// this version does not know).
 pub fn rule_help(rule: &str) -> &'static str {
-    match rule {
-        "over-release" => {
-            "IUnknown::Release was called on an object whose count was already 0: a use-after-free in a provider whose Release frees."
-        }
-        "support-not-released" => {
-            "Logoff must release every AddRef of the support object (IMAPISupport); while one is held, MAPI cannot remove the provider's MAPIUIDs and status row, and MAPIUninitialize can hang."
-        }
-        "transport-support-order" => {
-            "A transport calls IMAPISupport::MakeInvalid, then releases the support object last: that Release can release the provider itself."
-        }
-        "subscription-open" => {
-            "Every IMAPISupport::Subscribe connection must be Unsubscribe'd by Logoff."
-        }
-        "malloc-not-released" => {
-            "lpMalloc, AddRef'd at ProviderInit to keep it, must be released by Shutdown."
-        }
-        "store-logoff-transports" => {
-            "IMAPISupport::StoreLogoffTransports must be called exactly once: from StoreLogoff, or from the store's final Release with LOGOFF_ABORT."
-        }
-        "store-logoff-flags" => {
-            "IMsgStore::StoreLogoff takes exactly one of LOGOFF_ABORT, LOGOFF_NO_WAIT, LOGOFF_ORDERLY, LOGOFF_PURGE, LOGOFF_QUIET."
-        }
-        "logon-still-listed" => "Logoff must remove the logon from the provider's list of logons.",
-        "out-of-order" => {
-            "MAPI's order is Logoff, Release(logon), Shutdown, Release(provider); nothing is used on a session after its Logoff."
-        }
-        "shutdown-with-open-logons" => {
-            "Shutdown ran while a logon of the provider had not logged off."
-        }
-        "buffer-leaked" => {
-            "A MAPIAllocateBuffer block was never freed with MAPIFreeBuffer; Logoff does not free buffers."
-        }
-        "buffer-free-child" => {
-            "MAPIFreeBuffer was called on an AllocateMore child: only the parent may be freed, and it frees the chain."
-        }
-        "buffer-double-free" => "MAPIFreeBuffer was called twice on one buffer.",
-        "buffer-foreign-free" => "MAPIFreeBuffer was called on memory MAPI did not allocate.",
-        _ => "",
-    }
+    Rule::from_id(rule).map_or("", Rule::help)
 }
 
 const STYLE: &str = "

@@ -29,7 +29,9 @@ pub mod html;
 mod model;
 pub mod names;
 mod read;
+mod rule;
 pub mod signature;
 
 pub use model::*;
 pub use read::{ReadError, from_json, read_file, write_atomic};
+pub use rule::Rule;

@@ -1,0 +1,172 @@
+//! The rules a finding can name: one enum, spelled once. The library
+//! files findings by [`Rule`], the HTML explains them with [`Rule::help`],
+//! the gate matches `rule:` suppressions against [`Rule::id`], and
+//! `docs/rules.md` is checked against [`Rule::ALL`] by a test.
+//!
+//! In a report a finding's `rule` stays a string (the wire format is a
+//! contract, and a newer writer may name a rule this reader does not know):
+//! [`Rule::from_id`] reads it back.
+
+use crate::Severity;
+
+/// A rule of the MAPI shutdown protocol or memory contract (`docs/rules.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Rule {
+    /// `over-release`: IUnknown::Release was called on an object whose count was already 0: a use-after-free in a provider whose Release frees.
+    OverRelease,
+    /// `support-not-released`: Logoff must release every AddRef of the support object (IMAPISupport); while one is held, MAPI cannot remove the provider's MAPIUIDs and status row, and MAPIUninitialize can hang.
+    SupportNotReleased,
+    /// `transport-support-order`: A transport calls IMAPISupport::MakeInvalid, then releases the support object last: that Release can release the provider itself.
+    TransportSupportOrder,
+    /// `subscription-open`: Every IMAPISupport::Subscribe connection must be Unsubscribe'd by Logoff.
+    SubscriptionOpen,
+    /// `malloc-not-released`: lpMalloc, AddRef'd at ProviderInit to keep it, must be released by Shutdown.
+    MallocNotReleased,
+    /// `store-logoff-transports`: IMAPISupport::StoreLogoffTransports must be called exactly once: from StoreLogoff, or from the store's final Release with LOGOFF_ABORT.
+    StoreLogoffTransports,
+    /// `store-logoff-flags`: IMsgStore::StoreLogoff takes exactly one of LOGOFF_ABORT, LOGOFF_NO_WAIT, LOGOFF_ORDERLY, LOGOFF_PURGE, LOGOFF_QUIET.
+    StoreLogoffFlags,
+    /// `logon-still-listed`: Logoff must remove the logon from the provider's list of logons.
+    LogonStillListed,
+    /// `out-of-order`: MAPI's order is Logoff, Release(logon), Shutdown, Release(provider); nothing is used on a session after its Logoff.
+    OutOfOrder,
+    /// `buffer-leaked`: A MAPIAllocateBuffer block was never freed with MAPIFreeBuffer; Logoff does not free buffers.
+    BufferLeaked,
+    /// `buffer-free-child`: MAPIFreeBuffer was called on an AllocateMore child: only the parent may be freed, and it frees the chain.
+    BufferFreeChild,
+    /// `buffer-double-free`: MAPIFreeBuffer was called twice on one buffer.
+    BufferDoubleFree,
+    /// `buffer-foreign-free`: MAPIFreeBuffer was called on memory MAPI did not allocate.
+    BufferForeignFree,
+    /// `shutdown-with-open-logons`: Shutdown ran while a logon of the provider had not logged off.
+    ShutdownWithOpenLogons,
+}
+
+impl Rule {
+    /// Every rule, in the order `docs/rules.md` lists them.
+    pub const ALL: [Rule; 14] = [
+        Rule::OverRelease,
+        Rule::SupportNotReleased,
+        Rule::TransportSupportOrder,
+        Rule::SubscriptionOpen,
+        Rule::MallocNotReleased,
+        Rule::StoreLogoffTransports,
+        Rule::StoreLogoffFlags,
+        Rule::LogonStillListed,
+        Rule::OutOfOrder,
+        Rule::BufferLeaked,
+        Rule::BufferFreeChild,
+        Rule::BufferDoubleFree,
+        Rule::BufferForeignFree,
+        Rule::ShutdownWithOpenLogons,
+    ];
+
+    /// The id reports and suppressions use (`over-release`).
+    pub const fn id(self) -> &'static str {
+        match self {
+            Rule::OverRelease => "over-release",
+            Rule::SupportNotReleased => "support-not-released",
+            Rule::TransportSupportOrder => "transport-support-order",
+            Rule::SubscriptionOpen => "subscription-open",
+            Rule::MallocNotReleased => "malloc-not-released",
+            Rule::StoreLogoffTransports => "store-logoff-transports",
+            Rule::StoreLogoffFlags => "store-logoff-flags",
+            Rule::LogonStillListed => "logon-still-listed",
+            Rule::OutOfOrder => "out-of-order",
+            Rule::BufferLeaked => "buffer-leaked",
+            Rule::BufferFreeChild => "buffer-free-child",
+            Rule::BufferDoubleFree => "buffer-double-free",
+            Rule::BufferForeignFree => "buffer-foreign-free",
+            Rule::ShutdownWithOpenLogons => "shutdown-with-open-logons",
+        }
+    }
+
+    /// How bad a broken rule is: each one here leaks, corrupts memory or
+    /// can hang `MAPIUninitialize`.
+    pub const fn severity(self) -> Severity {
+        Severity::Error
+    }
+
+    /// One line on what the rule asks, for the HTML's findings table.
+    pub const fn help(self) -> &'static str {
+        match self {
+            Rule::OverRelease => {
+                "IUnknown::Release was called on an object whose count was already 0: a use-after-free in a provider whose Release frees."
+            }
+            Rule::SupportNotReleased => {
+                "Logoff must release every AddRef of the support object (IMAPISupport); while one is held, MAPI cannot remove the provider's MAPIUIDs and status row, and MAPIUninitialize can hang."
+            }
+            Rule::TransportSupportOrder => {
+                "A transport calls IMAPISupport::MakeInvalid, then releases the support object last: that Release can release the provider itself."
+            }
+            Rule::SubscriptionOpen => {
+                "Every IMAPISupport::Subscribe connection must be Unsubscribe'd by Logoff."
+            }
+            Rule::MallocNotReleased => {
+                "lpMalloc, AddRef'd at ProviderInit to keep it, must be released by Shutdown."
+            }
+            Rule::StoreLogoffTransports => {
+                "IMAPISupport::StoreLogoffTransports must be called exactly once: from StoreLogoff, or from the store's final Release with LOGOFF_ABORT."
+            }
+            Rule::StoreLogoffFlags => {
+                "IMsgStore::StoreLogoff takes exactly one of LOGOFF_ABORT, LOGOFF_NO_WAIT, LOGOFF_ORDERLY, LOGOFF_PURGE, LOGOFF_QUIET."
+            }
+            Rule::LogonStillListed => {
+                "Logoff must remove the logon from the provider's list of logons."
+            }
+            Rule::OutOfOrder => {
+                "MAPI's order is Logoff, Release(logon), Shutdown, Release(provider); nothing is used on a session after its Logoff."
+            }
+            Rule::BufferLeaked => {
+                "A MAPIAllocateBuffer block was never freed with MAPIFreeBuffer; Logoff does not free buffers."
+            }
+            Rule::BufferFreeChild => {
+                "MAPIFreeBuffer was called on an AllocateMore child: only the parent may be freed, and it frees the chain."
+            }
+            Rule::BufferDoubleFree => "MAPIFreeBuffer was called twice on one buffer.",
+            Rule::BufferForeignFree => "MAPIFreeBuffer was called on memory MAPI did not allocate.",
+            Rule::ShutdownWithOpenLogons => {
+                "Shutdown ran while a logon of the provider had not logged off."
+            }
+        }
+    }
+
+    /// The rule with this id.
+    pub fn from_id(id: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.id() == id)
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rule;
+
+    #[test]
+    fn ids_are_unique_and_read_back() {
+        for r in Rule::ALL {
+            assert_eq!(Rule::from_id(r.id()), Some(r));
+            assert!(!r.help().is_empty(), "{r} has help");
+        }
+        assert_eq!(Rule::from_id("no-such-rule"), None);
+    }
+
+    /// `docs/rules.md` lists exactly these rules, in this order.
+    #[test]
+    fn docs_rules_md_lists_every_rule() {
+        let doc = include_str!("../../docs/rules.md");
+        let listed: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let ids: Vec<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
+        assert_eq!(listed, ids, "docs/rules.md's table against Rule::ALL");
+    }
+}
