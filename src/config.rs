@@ -16,6 +16,8 @@ static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// 0: not set (`MAPILEAK_HTML` decides); 1: off; 2: on.
 static HTML: AtomicU8 = AtomicU8::new(0);
 static ENV: Once = Once::new();
+/// `MAPILEAK_TRACE_ROOTS`: leak roots (and findings) with a trace line each.
+static TRACE_ROOTS: AtomicUsize = AtomicUsize::new(20);
 /// `MAPILEAK_LIVE_BLOCKS`: the live table's size when it is reserved.
 static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(1 << 20);
 
@@ -49,6 +51,18 @@ pub(crate) fn init() {
                     "MAPILEAK_LIVE_BLOCKS={v:?} is not a number of blocks; using {}",
                     live_blocks()
                 )),
+            }
+        }
+        if let Ok(v) = std::env::var("MAPILEAK_TRACE_ROOTS") {
+            match v.trim() {
+                "all" => TRACE_ROOTS.store(usize::MAX, Ordering::Relaxed),
+                n => match n.parse::<usize>() {
+                    Ok(n) => TRACE_ROOTS.store(n, Ordering::Relaxed),
+                    Err(_) => crate::trace::line(format_args!(
+                        "MAPILEAK_TRACE_ROOTS={v:?} is not a number or `all`; using {}",
+                        TRACE_ROOTS.load(Ordering::Relaxed)
+                    )),
+                },
             }
         }
         if let Ok(v) = std::env::var("MAPILEAK_HISTORY") {
@@ -120,4 +134,19 @@ pub fn html() -> bool {
 /// Writes (or stops writing) an HTML page next to each JSON report, over `MAPILEAK_HTML`.
 pub fn set_html(on: bool) {
     HTML.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// How many leak roots, and how many findings, get a trace line each in
+/// `full` mode: the largest roots first; one more line counts the rest and
+/// names the report. [`set_trace_roots`]'s, else `MAPILEAK_TRACE_ROOTS`
+/// (a number or `all`), else 20.
+pub fn trace_roots() -> usize {
+    init();
+    TRACE_ROOTS.load(Ordering::Relaxed)
+}
+
+/// Sets [`trace_roots`] for the rest of the process (`usize::MAX`: all).
+pub fn set_trace_roots(n: usize) {
+    init();
+    TRACE_ROOTS.store(n, Ordering::Relaxed);
 }

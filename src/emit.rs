@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use mapileak_reports::signature;
-use mapileak_reports::{Buffer, Finding, HeapSite, LeakedObject, Report, Stack};
+use mapileak_reports::{Buffer, Finding, HeapSite, Index, LeakedObject, Report, Stack};
 
 use crate::Mode;
 use crate::analysis;
@@ -257,15 +257,44 @@ fn summary_line(report: &Report, files: &[PathBuf]) -> String {
     line
 }
 
+/// The leak roots, largest first (by everything leaked under them, then in
+/// report order), with that count.
+fn roots_by_size<'a>(report: &'a Report, index: &Index<'a>) -> Vec<(&'a LeakedObject, usize)> {
+    let mut roots: Vec<(&LeakedObject, usize)> = report
+        .roots()
+        .map(|root| {
+            // Iteratively: chains can be long.
+            let (mut under, mut todo) = (0usize, vec![root.id]);
+            while let Some(id) = todo.pop() {
+                if under > report.objects.len() {
+                    break; // holder links in a circle: not from this writer
+                }
+                for child in index.children_of(id) {
+                    under += 1;
+                    todo.push(child.id);
+                }
+            }
+            (root, under)
+        })
+        .collect();
+    roots.sort_by_key(|&(_, under)| std::cmp::Reverse(under));
+    roots
+}
+
 fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
     let subscriber = has_subscriber();
+    let see = files
+        .first()
+        .map_or_else(|| "the report".to_owned(), |f| f.display().to_string());
     if mode == Mode::Full {
-        for o in report.roots() {
-            let created = report.stack(o.created);
-            let indirect = report.children_of(o.id).count();
+        let index = report.index();
+        let limit = config::trace_roots();
+        let roots = roots_by_size(report, &index);
+        for &(o, indirect) in roots.iter().take(limit) {
+            let created = index.stack(o.created);
             let unmatched: Vec<String> = o
                 .unmatched_addrefs()
-                .map(|e| site(report.stack(e.stack)))
+                .map(|e| site(index.stack(e.stack)))
                 .collect();
             let message = format!(
                 "leaked {} created in {}{}",
@@ -296,18 +325,43 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
                 }
             }
         }
-        for f in &report.findings {
-            let at = site(f.stack.and_then(|s| report.stack(s)));
+        if roots.len() > limit {
+            let rest = &roots[limit..];
+            let objects: usize = rest.iter().map(|&(_, under)| under + 1).sum();
+            let message = format!(
+                "and {} more leak root(s) ({objects} leaked object(s)): see {see}",
+                rest.len()
+            );
+            if subscriber {
+                tracing::warn!(target: "mapileak", session = report.session.id, "{message}");
+            } else {
+                trace::line(format_args!("{message}"));
+            }
+        }
+        for f in report.findings.iter().take(limit) {
+            let stack = f.stack.and_then(|s| index.stack(s));
+            let at = site(stack);
             if subscriber {
                 tracing::warn!(
                     target: "mapileak",
                     session = report.session.id,
                     rule = %f.rule,
-                    stack = %render_stack(f.stack.and_then(|s| report.stack(s))),
+                    stack = %render_stack(stack),
                     "{}: {} (at {at})", f.rule, f.message
                 );
             } else {
                 trace::line(format_args!("{}: {} (at {at})", f.rule, f.message));
+            }
+        }
+        if report.findings.len() > limit {
+            let message = format!(
+                "and {} more finding(s): see {see}",
+                report.findings.len() - limit
+            );
+            if subscriber {
+                tracing::warn!(target: "mapileak", session = report.session.id, "{message}");
+            } else {
+                trace::line(format_args!("{message}"));
             }
         }
     }

@@ -97,7 +97,9 @@ mod vmem;
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use alloc::{HeapStats, TrackingAllocator, heap_stats};
 #[cfg(any(debug_assertions, feature = "force"))]
-pub use config::{html, mode, output_dir, set_html, set_mode, set_output_dir};
+pub use config::{
+    html, mode, output_dir, set_html, set_mode, set_output_dir, set_trace_roots, trace_roots,
+};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use lifecycle::{Provider, Support};
 #[cfg(any(debug_assertions, feature = "force"))]
@@ -115,6 +117,7 @@ pub use noop::buffers;
 pub use noop::{
     HeapStats, ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, TrackingAllocator,
     heap_stats, html, mode, output_dir, process_exit, set_html, set_mode, set_output_dir,
+    set_trace_roots, trace_roots,
 };
 
 /// `IMsgStore::StoreLogoff` input flags; exactly one may be passed.

@@ -391,6 +391,16 @@ pub fn html() -> bool {
 #[inline(always)]
 pub fn set_html(_on: bool) {}
 
+/// 0: no trace lines in release builds.
+#[inline(always)]
+pub fn trace_roots() -> usize {
+    0
+}
+
+/// Does nothing.
+#[inline(always)]
+pub fn set_trace_roots(_n: usize) {}
+
 // The promise of release builds, checked by the compiler in every build.
 const _: () = {
     assert!(size_of::<Session>() == 0);

@@ -1,7 +1,7 @@
 //! `mapileak gate`: judge every item against suppressions and the baseline,
 //! and say what failed in the format a CI system reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use crate::accept::{Baseline, Suppression};
@@ -129,14 +129,20 @@ fn xml(s: &str) -> String {
 /// One `<testcase>` per session report, one `<failure>` per unaccepted item.
 pub fn junit(v: &Verdict<'_>, loaded: &[Loaded]) -> String {
     let mut cases = String::new();
+    // Failures by report, in one pass (not one pass per report).
+    let mut by_source: HashMap<*const Loaded, Vec<&Item<'_>>> = HashMap::new();
+    for &i in &v.failures {
+        let item = &v.items[i];
+        by_source
+            .entry(std::ptr::from_ref(item.source))
+            .or_default()
+            .push(item);
+    }
     for source in loaded {
         let s = &source.report.session;
-        let failures: Vec<&Item<'_>> = v
-            .failures
-            .iter()
-            .map(|&i| &v.items[i])
-            .filter(|i| std::ptr::eq(i.source, source))
-            .collect();
+        let failures = by_source
+            .remove(&std::ptr::from_ref(source))
+            .unwrap_or_default();
         let _ = write!(
             cases,
             "    <testcase classname=\"mapileak.{}\" name=\"{}\" file=\"{}\">",

@@ -148,9 +148,10 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
     let mut out = Vec::new();
     for source in order {
         let r = &source.report;
+        let index = r.index();
         let known = |id: u64| r.process != 0 && seen.contains(&(r.process, id));
         for o in r.roots().filter(|o| !known(o.id)) {
-            let held = r.children_of(o.id).count();
+            let held = index.children_of(o.id).len();
             out.push(Item {
                 what: What::Leak,
                 signature: &o.signature,
@@ -167,7 +168,7 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
                         String::new()
                     }
                 ),
-                stack: r.stack(o.created),
+                stack: index.stack(o.created),
                 source,
             });
         }
@@ -182,7 +183,7 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
                 rule: Some(&f.rule),
                 title: f.rule.clone(),
                 message: f.message.clone(),
-                stack: f.stack.and_then(|s| r.stack(s)),
+                stack: f.stack.and_then(|s| index.stack(s)),
                 source,
             });
         }
@@ -194,7 +195,7 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
                 rule: None,
                 title: format!("heap: {} block(s), {} bytes", h.blocks, h.bytes),
                 message: format!("{} heap block(s), {} bytes, never freed", h.blocks, h.bytes),
-                stack: r.stack(h.stack),
+                stack: index.stack(h.stack),
                 source,
             });
         }
@@ -209,7 +210,7 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
                     "MAPIAllocateBuffer block of {} bytes ({} AllocateMore children) never freed with MAPIFreeBuffer",
                     b.bytes, b.children
                 ),
-                stack: r.stack(b.stack),
+                stack: index.stack(b.stack),
                 source,
             });
         }

@@ -1,5 +1,7 @@
 //! The types of a report, serialized as the v1 wire format.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The value of a report's `format` field.
@@ -63,6 +65,23 @@ impl Report {
         }
     }
 
+    /// Lookups by id for the whole report, built in one pass: use it
+    /// wherever more than a few lookups are made ([`Report::stack`],
+    /// [`Report::object`] and [`Report::children_of`] scan the lists).
+    pub fn index(&self) -> Index<'_> {
+        let mut children: HashMap<u64, Vec<&LeakedObject>> = HashMap::new();
+        for o in &self.objects {
+            if let Some(p) = o.parent {
+                children.entry(p).or_default().push(o);
+            }
+        }
+        Index {
+            stacks: self.stacks.iter().map(|s| (s.id, s)).collect(),
+            objects: self.objects.iter().map(|o| (o.id, o)).collect(),
+            children,
+        }
+    }
+
     /// The stack with id `id`, if the report has it.
     pub fn stack(&self, id: StackId) -> Option<&Stack> {
         self.stacks.iter().find(|s| s.id == id)
@@ -103,6 +122,31 @@ impl Report {
             mapi_buffers: self.buffers.len() as u64,
             findings: self.findings.len() as u64,
         };
+    }
+}
+
+/// A report's stacks, objects and holders by id ([`Report::index`]).
+#[derive(Debug)]
+pub struct Index<'a> {
+    stacks: HashMap<StackId, &'a Stack>,
+    objects: HashMap<u64, &'a LeakedObject>,
+    children: HashMap<u64, Vec<&'a LeakedObject>>,
+}
+
+impl<'a> Index<'a> {
+    /// The stack with id `id`, if the report has it.
+    pub fn stack(&self, id: StackId) -> Option<&'a Stack> {
+        self.stacks.get(&id).copied()
+    }
+
+    /// The leaked object with id `id`.
+    pub fn object(&self, id: u64) -> Option<&'a LeakedObject> {
+        self.objects.get(&id).copied()
+    }
+
+    /// The indirect leaks shown under `holder`, in report order.
+    pub fn children_of(&self, holder: u64) -> &[&'a LeakedObject] {
+        self.children.get(&holder).map_or(&[], Vec::as_slice)
     }
 }
 

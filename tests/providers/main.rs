@@ -429,6 +429,62 @@ fn logoff_emits_one_warn_event_per_root_and_a_summary() {
 }
 
 #[test]
+fn full_mode_traces_the_largest_roots_then_counts_the_rest() {
+    // Process-wide setting: restored at once, with the other event tests out.
+    let _serial = EVENT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let sub = capture::Capture::default();
+    let logoff = tracing::subscriber::with_default(sub.clone(), || {
+        let _dir = setup();
+        let s = Session::logon(ProviderKind::MessageStore, "many roots");
+        // Five roots: tables holding 0, 3, 1, 4 and 2 messages.
+        for held in [0, 3, 1, 4, 2] {
+            let table = Tracked::in_session(s, &kinds::IMAPI_TABLE, format!("holds {held}"));
+            for _ in 0..held {
+                let m = Tracked::in_session(s, &kinds::IMESSAGE, "m");
+                table.hold(m.id());
+                std::mem::forget(m);
+            }
+            std::mem::forget(table);
+        }
+        mapileak::set_trace_roots(2);
+        let r = s.ms_logoff();
+        mapileak::set_trace_roots(20);
+        r
+    });
+    assert_eq!(logoff.report.summary.leak_roots, 5);
+    let session = logoff.report.session.id.to_string();
+    let events: Vec<_> = sub
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.fields.get("session") == Some(&session))
+        .cloned()
+        .collect();
+    let roots: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.fields.get("label").map(String::as_str))
+        .collect();
+    assert_eq!(
+        roots,
+        ["holds 4", "holds 3"],
+        "the two largest, largest first"
+    );
+    let rest: Vec<&str> = events
+        .iter()
+        .map(|e| e.fields["message"].as_str())
+        .filter(|m| m.starts_with("and "))
+        .collect();
+    assert_eq!(rest.len(), 1, "{events:#?}");
+    assert!(
+        rest[0].starts_with("and 3 more leak root(s) (6 leaked object(s)): see ")
+            && rest[0].ends_with(".json"),
+        "{}",
+        rest[0]
+    );
+}
+
+#[test]
 fn summary_mode_emits_only_the_summary() {
     // The mode is process-wide: restore it at once, and keep the other
     // event test out meanwhile.

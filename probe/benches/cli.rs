@@ -1,0 +1,110 @@
+//! The `mapileak` command on large reports, as CI runs it: the release
+//! binary, a report of N leaked objects (a third of them held by another)
+//! from 2,000 unique creation stacks. Each command's time is shown as a
+//! ratio to reading the same report into memory (`read_file`) in this
+//! process, measured in the same run, and in seconds (best of three).
+//! Targets (DESIGN.md): gate, diff and render of 100,000 objects under a
+//! second; 1,000,000 under ten.
+//!
+//! `cargo bench -p mapileak-probe --bench cli` prints
+//! `mapileak-bench <command>_<n> seconds=<float> vs_read=<float>` lines.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use mapileak_reports::{
+    Event, Frame, LeakedObject, ProviderKind, Report, SessionInfo, Stack, read_file,
+};
+
+const STACKS: u32 = 2_000;
+
+fn report(n: u64) -> Report {
+    let mut r = Report::new(SessionInfo {
+        id: 1,
+        provider: ProviderKind::MessageStore,
+        label: "bench".into(),
+        event: Event::Logoff,
+    });
+    for s in 1..=STACKS {
+        r.stacks.push(Stack {
+            id: s,
+            frames: (0..12)
+                .map(|d| Frame {
+                    function: format!("store::folder{}::open_{d}", s),
+                    file: Some(format!("src/folder{}.rs", s % 40)),
+                    line: Some(10 + d),
+                })
+                .collect(),
+        });
+    }
+    for i in 0..n {
+        let held = i % 3 == 2;
+        r.objects.push(LeakedObject {
+            id: i + 1,
+            kind: ["IMAPITable", "IMessage", "IAttach"][(i % 3) as usize].into(),
+            label: format!("object {i}"),
+            refcount: Some(1),
+            root: !held,
+            parent: held.then_some(i),
+            opened_from: held.then_some(i),
+            signature: format!("{:016x}", i % 5_000),
+            created: (i % u64::from(STACKS)) as u32 + 1,
+            events: Vec::new(),
+        });
+    }
+    r.recount();
+    r
+}
+
+fn best(mut f: impl FnMut()) -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mapileak"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .expect("run mapileak");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("mapileak-bench-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for n in [100_000u64, 1_000_000] {
+        let path = dir.join(format!("r{n}.json"));
+        std::fs::write(&path, serde_json::to_vec(&report(n)).unwrap()).unwrap();
+        let read = best(|| {
+            read_file(Path::new(&path)).unwrap();
+        });
+        let html = dir.join("out.html");
+        let _ = std::fs::remove_file(&html);
+        let lines = [
+            ("gate", best(|| run(&[&"gate", &path]))),
+            (
+                "gate_junit",
+                best(|| run(&[&"gate", &"--format", &"junit", &path])),
+            ),
+            ("diff", best(|| run(&[&"diff", &path, &path]))),
+            ("render", best(|| run(&[&"render", &path, &"-o", &html]))),
+        ];
+        for (name, s) in lines {
+            println!(
+                "mapileak-bench {name}_{n} seconds={s:.3} vs_read={:.2}",
+                s / read
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
