@@ -354,8 +354,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     }
 }
 
-/// A live attributed block: `(address, stack, bytes)`.
-pub(crate) type LiveBlock = (usize, stack::StackId, u64);
+/// A live attributed block: `(address, session, stack, bytes)`.
+pub(crate) type LiveBlock = (usize, u64, stack::StackId, u64);
 
 /// The live attributed blocks of the sessions `pick` accepts.
 ///
@@ -373,7 +373,7 @@ pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<LiveBlock>, u64) {
     table::for_each(|addr, session, stack, size| {
         if pick(u64::from(session)) {
             if out.len() < out.capacity() {
-                out.push((addr, stack, size));
+                out.push((addr, u64::from(session), stack, size));
             } else {
                 missed += 1;
             }
@@ -397,7 +397,7 @@ pub(crate) fn holding_tags(blocks: &[LiveBlock], tags: &HashSet<u64>) -> Vec<boo
         return found;
     }
     let mut buf = vec![0u8; SCAN_BYTES];
-    for (i, &(addr, _, size)) in blocks.iter().enumerate() {
+    for (i, &(addr, _, _, size)) in blocks.iter().enumerate() {
         let len = (size as usize).min(SCAN_BYTES) & !7;
         if len == 0 || addr % 8 != 0 || !self_read::read(addr, &mut buf[..len]) {
             continue;

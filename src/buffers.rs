@@ -309,7 +309,9 @@ fn release_chain(root: usize) {
 
 /// Unfreed root buffers of the sessions `pick` accepts:
 /// `(stack, bytes of the chain, children)`.
-pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(stack::StackId, u64, u64)> {
+/// Unfreed chains of the sessions `pick` accepts: `(session, stack, bytes,
+/// children)`.
+pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(u64, stack::StackId, u64, u64)> {
     with_table(|t| {
         let mut out: Vec<_> = t
             .records
@@ -322,7 +324,7 @@ pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(stack::StackId, u64, u
                         .filter_map(|c| t.records.get(c))
                         .map(|c| c.size)
                         .sum::<u64>();
-                (r.stack, bytes, r.children.len() as u64)
+                (r.session, r.stack, bytes, r.children.len() as u64)
             })
             .collect();
         out.sort_unstable();

@@ -14,13 +14,14 @@
 //! exit hook) decide which sessions a report covers and which findings it
 //! carries, then call [`report`].
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
 
 use crate::context::Quiet;
 use crate::registry::{self, PendingFinding};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Live, Snapshot};
 use crate::{Logoff, Mode, config, emit};
 
 /// The whole pipeline for the sessions in `members`: snapshot, analysis
@@ -108,9 +109,18 @@ pub fn process_exit() -> Vec<Logoff> {
         vec![0],
         unattributed.unwrap_or_default(),
     ));
+    // One pass over each table for all groups: a process that logged on
+    // and off thousands of times pays for what is alive, not per session.
+    let group_of: HashMap<u64, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, (_, members, _))| members.iter().map(move |&m| (m, g)))
+        .collect();
+    let parts = Live::of(|_| true).split(groups.len(), |s| group_of.get(&s).copied());
     groups
         .into_iter()
-        .map(|(info, members, findings)| Snapshot::take(info, &members, findings))
+        .zip(parts)
+        .map(|((info, _, findings), live)| Snapshot::of(info, live, findings))
         .filter(|snapshot| !snapshot.is_empty())
         .map(|snapshot| publish(snapshot, mode))
         .collect()

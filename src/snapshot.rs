@@ -37,6 +37,54 @@ pub(crate) struct Snapshot {
     pub findings: Vec<PendingFinding>,
 }
 
+/// Everything alive for some sessions, read once from the recorder: the
+/// objects, the live heap blocks, the unfreed MAPI buffer chains.
+pub(crate) struct Live {
+    objects: Vec<Arc<Node>>,
+    blocks: Vec<alloc::LiveBlock>,
+    buffers: Vec<(u64, StackId, u64, u64)>,
+}
+
+impl Live {
+    /// What the sessions `pick` accepts left alive: one pass over each table.
+    pub(crate) fn of(pick: impl Fn(u64) -> bool + Copy) -> Live {
+        Live {
+            objects: registry::live_where(pick),
+            blocks: alloc::live_blocks(pick).0,
+            buffers: buffers::live_in(pick),
+        }
+    }
+
+    /// Splits into one part per group of sessions (`group_of(session)`:
+    /// its group's index); what belongs to no group is dropped. Linear in
+    /// what is alive, whatever the number of groups.
+    pub(crate) fn split(self, groups: usize, group_of: impl Fn(u64) -> Option<usize>) -> Vec<Live> {
+        let mut parts: Vec<Live> = (0..groups)
+            .map(|_| Live {
+                objects: Vec::new(),
+                blocks: Vec::new(),
+                buffers: Vec::new(),
+            })
+            .collect();
+        for o in self.objects {
+            if let Some(g) = group_of(o.session) {
+                parts[g].objects.push(o);
+            }
+        }
+        for b in self.blocks {
+            if let Some(g) = group_of(b.1) {
+                parts[g].blocks.push(b);
+            }
+        }
+        for b in self.buffers {
+            if let Some(g) = group_of(b.0) {
+                parts[g].buffers.push(b);
+            }
+        }
+        parts
+    }
+}
+
 impl Snapshot {
     /// Copies what the sessions in `members` left alive.
     pub(crate) fn take(
@@ -44,12 +92,18 @@ impl Snapshot {
         members: &[u64],
         findings: Vec<PendingFinding>,
     ) -> Snapshot {
+        Snapshot::of(info, Live::of(|s| members.contains(&s)), findings)
+    }
+
+    /// The snapshot of `live`, what one report covers.
+    pub(crate) fn of(info: SessionInfo, live: Live, findings: Vec<PendingFinding>) -> Snapshot {
         let expected = |role: Role| match info.event {
             Event::Logoff => role != Role::Object,
             Event::Shutdown => role == Role::Provider,
             Event::Exit => false,
         };
-        let objects: Vec<ObjectSnap> = registry::live_where(|s| members.contains(&s))
+        let objects: Vec<ObjectSnap> = live
+            .objects
             .into_iter()
             .filter(|n| !expected(n.kind.role()))
             .map(|node| {
@@ -66,23 +120,29 @@ impl Snapshot {
                 }
             })
             .collect();
-        let (blocks, _) = alloc::live_blocks(|s| members.contains(&s));
         let tags: HashSet<u64> = objects
             .iter()
             .map(|o| registry::memory_tag(o.node.id))
             .collect();
-        let own_memory = alloc::holding_tags(&blocks, &tags);
-        let heap = blocks
+        let own_memory = alloc::holding_tags(&live.blocks, &tags);
+        let heap = live
+            .blocks
             .iter()
             .zip(own_memory)
             .filter(|(_, object)| !object)
-            .map(|(&(_, stack, size), _)| (stack, size))
+            .map(|(&(_, _, stack, size), _)| (stack, size))
             .collect();
+        let mut buffers: Vec<(StackId, u64, u64)> = live
+            .buffers
+            .into_iter()
+            .map(|(_, stack, bytes, children)| (stack, bytes, children))
+            .collect();
+        buffers.sort_unstable();
         Snapshot {
             info,
             objects,
             heap,
-            buffers: buffers::live_in(|s| members.contains(&s)),
+            buffers,
             findings,
         }
     }
