@@ -137,6 +137,18 @@ fn main() {
             }));
         }
     }
+    // Two threads counting at once: their per-thread counters must not
+    // share a cache line. Against two threads on `System`.
+    let two = |a: &'static (dyn Fn() + Sync)| {
+        best(|| {
+            std::thread::scope(|s| {
+                s.spawn(a);
+                a();
+            })
+        })
+    };
+    let two_system = two(&|| depth(&System, DEPTH, 1));
+    let two_counting = two(&|| depth(&TRACKER, DEPTH, 1));
     let report = session.ms_logoff().report;
     assert_eq!(report.summary.heap_blocks, 0, "every block was freed");
 
@@ -147,6 +159,10 @@ fn main() {
     drop(profiler);
     let _ = std::fs::remove_dir_all(&dir);
 
+    println!(
+        "mapileak-bench-info counting_2_threads ns_per_op={two_counting:.2} vs_system={:.2}",
+        two_counting / two_system
+    );
     for (sites, base, tracked) in rotating {
         println!(
             "mapileak-bench-info stacks_{sites}_sites ns_per_op={tracked:.2} vs_system={:.2}",

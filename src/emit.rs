@@ -29,6 +29,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         heap,
         buffers,
         findings,
+        heap_untracked,
     } = snapshot;
     let mut report = Report::new(info);
     let heap = heap.as_slice();
@@ -134,6 +135,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
     let mut stacks: Vec<Stack> = stacks.into_values().collect();
     stacks.sort_by_key(|s| s.id);
     report.stacks = stacks;
+    report.summary.heap_untracked = heap_untracked;
     report.recount();
     report
 }
@@ -250,6 +252,13 @@ fn summary_line(report: &Report, files: &[PathBuf]) -> String {
     }
     if s.mapi_buffers > 0 {
         let _ = write!(line, ", {} MAPI buffer(s)", s.mapi_buffers);
+    }
+    if s.heap_untracked > 0 {
+        let _ = write!(
+            line,
+            " ({} heap block(s) not tracked: the live table is full, raise MAPILEAK_LIVE_BLOCKS)",
+            s.heap_untracked
+        );
     }
     if let Some(f) = files.first() {
         let _ = write!(line, "; report {}", f.display());

@@ -35,6 +35,8 @@ pub(crate) struct Snapshot {
     /// Unfreed MAPI buffer chains: `(stack, bytes, children)`.
     pub buffers: Vec<(StackId, u64, u64)>,
     pub findings: Vec<PendingFinding>,
+    /// Attributed blocks the live table could not hold, process-wide.
+    pub heap_untracked: u64,
 }
 
 /// Everything alive for some sessions, read once from the recorder: the
@@ -144,6 +146,7 @@ impl Snapshot {
             heap,
             buffers,
             findings,
+            heap_untracked: alloc::untracked(),
         }
     }
 

@@ -435,10 +435,8 @@ mod buffers {
 
 #[path = "support/capture.rs"]
 mod capture;
-#[cfg(target_os = "linux")]
 #[path = "support/examples.rs"]
 mod examples;
-#[cfg(target_os = "linux")]
 use examples::example;
 
 /// `(blocks, bytes)` from a line `label ... <bytes> bytes in <blocks> blocks`.
@@ -592,4 +590,42 @@ fn a_leaked_objects_own_memory_is_the_object_not_a_second_leak() {
     assert_eq!(sites.len(), 1, "only the row buffer: {sites:#?}");
     assert!(sites[0].0.ends_with("leak_row_buffer"), "{sites:#?}");
     assert_eq!((sites[0].1, sites[0].2), (1, 40));
+}
+
+#[test]
+fn blocks_a_full_live_table_cannot_hold_are_counted_in_the_report() {
+    // 4,096 slots for 20,011 leaked blocks: most cannot be recorded.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("crowded");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = std::process::Command::new(example("heap_oracle"))
+        .args(["--extra", "20000"])
+        .env("MAPILEAK_LIVE_BLOCKS", "4000")
+        .env("MAPILEAK_DIR", &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let field = |name: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("mapileak-oracle"))
+            .unwrap();
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    assert_eq!(field("capacity"), 4096, "rounded up to a power of two");
+    let (blocks, untracked) = (field("blocks"), field("untracked"));
+    assert!(blocks <= 4096 && untracked > 0, "{stdout}");
+    assert_eq!(
+        blocks + untracked,
+        20_011,
+        "every leaked block is reported or counted"
+    );
+    assert!(
+        stderr.contains("heap block(s) not tracked: the live table is full"),
+        "named in the summary line: {stderr}"
+    );
 }

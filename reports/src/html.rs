@@ -219,7 +219,7 @@ fn header(out: &mut String, r: &Report) {
         "<header><h1>{} \"{}\" — {}</h1><div class=\"counts\">\
          <span class=\"{}\">{} leaked objects</span><span>{} roots</span>\
          <span class=\"{}\">{} heap blocks, {} bytes</span><span class=\"{}\">{} MAPI buffers</span>\
-         <span class=\"{}\">{} findings</span><span>session {}, process {}, {} {}</span></div></header>",
+         <span class=\"{}\">{} findings</span>{}<span>session {}, process {}, {} {}</span></div></header>",
         r.session.provider.as_str(),
         escape(&r.session.label),
         r.session.event.as_str(),
@@ -233,6 +233,14 @@ fn header(out: &mut String, r: &Report) {
         s.mapi_buffers,
         cls(s.findings),
         s.findings,
+        if s.heap_untracked > 0 {
+            format!(
+                "<span class=\"bad\">{} heap blocks not tracked (live table full)</span>",
+                s.heap_untracked
+            )
+        } else {
+            String::new()
+        },
         r.session.id,
         r.process,
         escape(&r.tool.name),

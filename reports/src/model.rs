@@ -113,8 +113,10 @@ impl Report {
     }
 
     /// Recomputes `summary` from the lists.
+    /// (`heap_untracked`, which no list shows, is kept.)
     pub fn recount(&mut self) {
         self.summary = Summary {
+            heap_untracked: self.summary.heap_untracked,
             leaked_objects: self.objects.len() as u64,
             leak_roots: self.roots().count() as u64,
             heap_blocks: self.heap.iter().map(|h| h.blocks).sum(),
@@ -255,6 +257,12 @@ pub struct Summary {
     pub mapi_buffers: u64,
     /// Protocol findings.
     pub findings: u64,
+    /// Attributed heap blocks the allocator's live table had no room for,
+    /// process-wide up to this report (`heap_stats().untracked`): when not
+    /// 0, `heap[]` may be missing blocks (raise `MAPILEAK_LIVE_BLOCKS`).
+    /// Added in 0.1.x; 0 in older reports.
+    #[serde(default)]
+    pub heap_untracked: u64,
 }
 
 /// An object alive when it should not be.
