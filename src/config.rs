@@ -99,21 +99,101 @@ pub fn set_mode(mode: Mode) {
 }
 
 /// Where report files go: [`set_output_dir`]'s, else `MAPILEAK_DIR`, else
-/// `mapileak` in the system's temporary directory (`/tmp/mapileak`,
-/// `%TEMP%\mapileak`).
+/// the user's own `mapileak` directory in the system's temporary directory
+/// (`/tmp/mapileak-<uid>` on Unix, `%TEMP%\mapileak` on Windows, where
+/// `%TEMP%` is per user).
 pub fn output_dir() -> PathBuf {
+    chosen_dir().unwrap_or_else(default_dir)
+}
+
+fn chosen_dir() -> Option<PathBuf> {
     if let Some(dir) = DIR.lock().clone() {
-        return dir;
+        return Some(dir);
     }
-    match std::env::var_os("MAPILEAK_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => std::env::temp_dir().join("mapileak"),
+    std::env::var_os("MAPILEAK_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
+#[cfg(unix)]
+fn default_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("mapileak-{uid}"))
+}
+
+#[cfg(not(unix))]
+fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("mapileak")
+}
+
+/// A report directory refused, and why.
+pub(crate) struct Refused {
+    pub dir: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// The directory to write a report into, made if missing. The default one
+/// lives in a directory other users can write to (`/tmp`), so it is made
+/// private (mode 0700) and used only if it is a real directory (not a
+/// symlink), owned by this user, and closed to others; otherwise it is
+/// refused and nothing is written. A directory the user chose is used as
+/// it is.
+pub(crate) fn report_dir() -> Result<PathBuf, Refused> {
+    if let Some(dir) = chosen_dir() {
+        return Ok(dir);
     }
+    let dir = default_dir();
+    private_dir(&dir)
+        .map(|()| dir.clone())
+        .map_err(|error| Refused { dir, error })
+}
+
+#[cfg(unix)]
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    // SAFETY: as in `default_dir`.
+    #[allow(unsafe_code)]
+    let uid = unsafe { libc::getuid() };
+    let unsafe_dir = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("not safe for reports: {why}; remove it, or set MAPILEAK_DIR"),
+        ))
+    };
+    if !meta.file_type().is_dir() {
+        return unsafe_dir("not a directory (a symlink?)");
+    }
+    if meta.uid() != uid {
+        return unsafe_dir(&format!(
+            "owned by uid {}, not by this user ({uid})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return unsafe_dir("other users can write to it");
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    // `%TEMP%` is the user's own profile directory on Windows.
+    std::fs::create_dir_all(dir)
 }
 
 /// Sets the report directory for the rest of the process, over `MAPILEAK_DIR`.
+/// An empty path means the default again (`MAPILEAK_DIR`, else the user's
+/// own directory), as an empty `MAPILEAK_DIR` does.
 pub fn set_output_dir(dir: impl Into<PathBuf>) {
-    *DIR.lock() = Some(dir.into());
+    let dir = dir.into();
+    *DIR.lock() = (!dir.as_os_str().is_empty()).then_some(dir);
 }
 
 /// Whether an HTML page is written next to each JSON report:

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use mapileak_reports::signature;
+use mapileak_reports::text::one_line;
 use mapileak_reports::{Buffer, Finding, HeapSite, Index, LeakedObject, Report, Stack};
 
 use crate::Mode;
@@ -144,32 +145,53 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
 /// Errors are logged, never returned: the provider carries on.
 pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let dir = config::output_dir();
-    let json = dir.join(file_name(report, "json"));
-    match serde_json::to_vec_pretty(report)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| mapileak_reports::write_atomic(&json, &bytes))
-    {
-        Ok(()) => files.push(json),
-        Err(e) => log_error(&json, &e),
-    }
-    if config::html() {
-        let html = dir.join(file_name(report, "html"));
-        match mapileak_reports::write_atomic(
-            &html,
-            mapileak_reports::html::render(report).as_bytes(),
-        ) {
-            Ok(()) => files.push(html),
-            Err(e) => log_error(&html, &e),
+    match config::report_dir() {
+        Ok(dir) => {
+            let base = base_name(report);
+            let json = dir.join(format!("{base}.json"));
+            match serde_json::to_vec_pretty(report)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| mapileak_reports::write_atomic(&json, &bytes))
+            {
+                Ok(()) => files.push(json),
+                Err(e) => log_error(&json, &e),
+            }
+            if config::html() {
+                let html = dir.join(format!("{base}.html"));
+                match mapileak_reports::write_atomic(
+                    &html,
+                    mapileak_reports::html::render(report).as_bytes(),
+                ) {
+                    Ok(()) => files.push(html),
+                    Err(e) => log_error(&html, &e),
+                }
+            }
         }
+        Err(refused) => log_error(&refused.dir, &refused.error),
     }
-    emit_events(report, mode, &files);
+    // A subscriber is the host's code: if it panics, the panic stops here,
+    // not in the provider's Logoff (a COM method, where unwinding aborts).
+    // No lock of mapileak's is held while it runs.
+    let events = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        emit_events(report, mode, &files)
+    }));
+    if events.is_err() {
+        trace::line(format_args!(
+            "a tracing subscriber panicked while the report's events were emitted; the report files are written"
+        ));
+    }
     files
 }
 
-/// `<provider>-<label>-<pid>-s<session>-<event>.<ext>`: unique per process
-/// and session, so no report overwrites another.
-fn file_name(report: &Report, ext: &str) -> String {
+/// `<provider>-<label>-<pid>-<run>-s<session>-<n>-<event>`: `run` is random
+/// per process start (two processes with one pid, in two containers, do not
+/// collide) and `n` counts this process's reports (a second Logoff of one
+/// session, or two at once, get two files): no report replaces another.
+fn base_name(report: &Report) -> String {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let run = RUN.get_or_init(|| format!("{:06x}", mapileak_reports::unguessable() & 0xff_ffff));
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let label: String = report
         .session
         .label
@@ -184,7 +206,7 @@ fn file_name(report: &Report, ext: &str) -> String {
         })
         .collect();
     format!(
-        "{}-{}-{}-s{}-{}.{ext}",
+        "{}-{}-{}-{run}-s{}-{n}-{}",
         report.session.provider.as_str(),
         if label.is_empty() { "session" } else { &label },
         std::process::id(),
@@ -195,7 +217,10 @@ fn file_name(report: &Report, ext: &str) -> String {
 
 fn log_error(path: &Path, e: &std::io::Error) {
     if has_subscriber() {
-        tracing::error!(target: "mapileak", path = %path.display(), error = %e, "cannot write leak report");
+        // As in `publish`: a panicking subscriber stops here.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tracing::error!(target: "mapileak", path = %path.display(), error = %e, "cannot write leak report");
+        }));
     } else {
         trace::line(format_args!(
             "cannot write leak report {}: {e}",
@@ -208,9 +233,9 @@ fn has_subscriber() -> bool {
     tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
 }
 
-/// `kind "label"`, as every line names an object.
+/// `kind "label"`, as every line names an object; the label on one line.
 fn describe(o: &LeakedObject) -> String {
-    format!("{} \"{}\"", o.kind, o.label)
+    format!("{} \"{}\"", o.kind, one_line(&o.label))
 }
 
 /// The innermost provider frame of a stack, `function (file:line)`.
@@ -234,7 +259,7 @@ fn summary_line(report: &Report, files: &[PathBuf]) -> String {
     let mut line = format!(
         "{} \"{}\" {}: {} leaked object{} ({} root{}), {} finding{}",
         report.session.provider.as_str(),
-        report.session.label,
+        one_line(&report.session.label),
         report.session.event.as_str(),
         s.leaked_objects,
         if s.leaked_objects == 1 { "" } else { "s" },
@@ -356,7 +381,7 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
                     session = report.session.id,
                     rule = %f.rule,
                     stack = %render_stack(stack),
-                    "{}: {} (at {at})", f.rule, f.message
+                    "{}: {} (at {at})", f.rule, one_line(&f.message)
                 );
             } else {
                 trace::line(format_args!("{}: {} (at {at})", f.rule, f.message));

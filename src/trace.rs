@@ -6,9 +6,11 @@
 
 use std::io::Write;
 
-/// Writes `mapileak: {line}`.
+/// Writes `mapileak: {line}`, on one line: a label with a line break in it
+/// cannot start a line of its own (see `mapileak_reports::text`).
 pub(crate) fn line(line: std::fmt::Arguments<'_>) {
-    let text = format!("mapileak: {line}\n");
+    let line = line.to_string();
+    let text = format!("mapileak: {}\n", mapileak_reports::text::one_line(&line));
     let _ = std::io::stderr().write_all(text.as_bytes());
     debugger::write(&text);
 }

@@ -134,7 +134,7 @@ pub unsafe extern "C" fn mapileak_set_mode(mode: *const c_char) -> c_int {
 }
 
 /// `void mapileak_set_output_dir(const char *dir)`: where reports go, as
-/// `MAPILEAK_DIR`.
+/// `MAPILEAK_DIR`; NULL or "" means the default again.
 ///
 /// # Safety
 ///
@@ -232,8 +232,12 @@ pub extern "C" fn mapileak_enter(id: u64) -> c_int {
             (None, Some(provider)) => provider.enter(),
             (None, None) => return -1,
         };
-        SCOPES.with(|s| s.borrow_mut().push(scope));
-        0
+        // From a thread-local destructor the list may be gone: then the
+        // scope ends at once, quietly (no panic message).
+        match SCOPES.try_with(|s| s.borrow_mut().push(scope)) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
     })
 }
 
@@ -244,7 +248,7 @@ pub extern "C" fn mapileak_leave() {
     guard((), || {
         // Dropping the scope (after the borrow ends) restores the session
         // that was current before it.
-        let _scope = SCOPES.with(|s| s.borrow_mut().pop());
+        let _scope = SCOPES.try_with(|s| s.borrow_mut().pop()).ok().flatten();
     });
 }
 

@@ -54,7 +54,10 @@ impl Baseline {
             let sig = parts.next().unwrap_or_default();
             let count = parts.next().and_then(|c| c.parse::<u64>().ok());
             match count {
-                Some(c) if is_signature(sig) => *counts.entry(sig.to_owned()).or_insert(0) += c,
+                Some(c) if is_signature(sig) => {
+                    let total: &mut u64 = counts.entry(sig.to_owned()).or_insert(0);
+                    *total = total.saturating_add(c);
+                }
                 _ => {
                     return Err(Error(format!(
                         "{file}:{}: not a baseline line (expected `SIGNATURE COUNT what...`)",

@@ -32,32 +32,53 @@ pub struct Loaded {
 /// output is stable). Any unreadable or invalid file is an error naming it.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, Error> {
     let mut files = Vec::new();
+    let mut seen = Seen::default();
     for p in paths {
         let meta =
             fs::metadata(p).map_err(|e| Error(format!("{}: cannot read: {e}", p.display())))?;
         if meta.is_dir() {
             let before = files.len();
-            walk(p, &mut files)?;
+            walk(p, &mut files, &mut seen)?;
             if files.len() == before {
                 return Err(Error(format!(
                     "{}: no report files (*.json) in this directory",
                     p.display()
                 )));
             }
-        } else {
+        } else if seen.first_visit(p) {
             files.push(p.clone());
         }
     }
     files
         .into_iter()
         .map(|path| match mapileak_reports::read_file(&path) {
-            Ok(report) => Ok(Loaded { path, report }),
+            Ok(mut report) => {
+                // Text from a file goes nowhere before it is one-line safe.
+                report.make_printable();
+                Ok(Loaded { path, report })
+            }
             Err(e) => Err(Error(format!("{}: {e}", path.display()))),
         })
         .collect()
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
+/// The real (canonical) files and directories visited so far: through
+/// symlinks, each is read once, and a directory link to an ancestor
+/// (`x -> .`) ends there instead of looping.
+#[derive(Default)]
+struct Seen(HashSet<PathBuf>);
+
+impl Seen {
+    fn first_visit(&mut self, path: &Path) -> bool {
+        // A path that cannot be resolved is read (and its error reported).
+        fs::canonicalize(path).map_or(true, |real| self.0.insert(real))
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut Seen) -> Result<(), Error> {
+    if !seen.first_visit(dir) {
+        return Ok(());
+    }
     let err = |e: std::io::Error| Error(format!("{}: cannot read directory: {e}", dir.display()));
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(err)?
@@ -69,11 +90,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if hidden {
-            continue; // a report being written (`.name.pid.tmp`), or not ours
+            continue; // a report being written (`.name.<random>.tmp`), or not ours
         }
         if path.is_dir() {
-            walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "json") {
+            walk(&path, out, seen)?;
+        } else if path.extension().is_some_and(|e| e == "json") && seen.first_visit(&path) {
             out.push(path);
         }
     }

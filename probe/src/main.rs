@@ -42,9 +42,13 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Write the current leaks as a baseline to FILE and exit 0.
+        /// Write the current leaks as a baseline to FILE and exit 0. An
+        /// existing FILE is replaced only if it is a mapileak baseline.
         #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
         write_baseline: Option<PathBuf>,
+        /// With --write-baseline: replace FILE even if it is not a baseline.
+        #[arg(long, requires = "write_baseline")]
+        replace: bool,
         /// Report files, or directories of them.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -98,14 +102,59 @@ fn print_out(text: &str) -> Result<(), Error> {
     }
 }
 
-/// A `mapileak: ` line on stderr; if stderr is gone, nothing.
+/// A `mapileak: ` line on stderr; if stderr is gone, nothing. One line:
+/// what it quotes from a file (a JSON value in a parse error, a path) has
+/// its line breaks and control characters shown, not kept.
 fn note(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "mapileak: {line}");
+    let line = line.to_string();
+    let _ = writeln!(
+        std::io::stderr(),
+        "mapileak: {}",
+        mapileak_reports::text::one_line(&line)
+    );
 }
 
+/// Whether `out` may be replaced: it does not exist, or it is a regular
+/// file that starts with `marker` (mapileak wrote it). Anything else there
+/// (a FIFO, a device, a directory) is an error at once, never opened.
+fn ours(out: &Path, marker: &[u8]) -> Result<bool, Error> {
+    let meta = match std::fs::metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error(format!("{}: cannot read: {e}", out.display()))),
+        Ok(m) => m,
+    };
+    if !meta.is_file() {
+        return Err(Error(format!(
+            "{}: exists and is not a regular file; choose another output",
+            out.display()
+        )));
+    }
+    let mut head = vec![0u8; marker.len()];
+    let read = std::fs::File::open(out).and_then(|mut f| {
+        use std::io::Read as _;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    });
+    match read {
+        Ok(n) => Ok(n == marker.len() && head == marker),
+        Err(e) => Err(Error(format!("{}: cannot read: {e}", out.display()))),
+    }
+}
+
+/// The most a baseline or suppressions file may hold.
+const MAX_LIST_BYTES: u64 = 16 << 20;
+
+/// Reads a baseline or suppressions file: a regular file of at most 16 MiB.
 fn read_text(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error(format!("{}: cannot read: {e}", path.display())))
+    let bytes = mapileak_reports::read_capped(path, MAX_LIST_BYTES)
+        .map_err(|e| Error(format!("{}: cannot read: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|_| Error(format!("{}: not UTF-8 text", path.display())))
 }
 
 fn run(command: Command) -> Result<u8, Error> {
@@ -115,11 +164,18 @@ fn run(command: Command) -> Result<u8, Error> {
             suppressions,
             format,
             write_baseline,
+            replace,
             paths,
         } => {
             let loaded = load(&paths)?;
             let all = items(&loaded);
             if let Some(out) = write_baseline {
+                if !replace && !ours(&out, b"# mapileak baseline")? {
+                    return Err(Error(format!(
+                        "{}: exists and is not a mapileak baseline; remove it, choose another file or pass --replace",
+                        out.display()
+                    )));
+                }
                 let text = Baseline::render(&all);
                 mapileak_reports::write_atomic(&out, text.as_bytes())
                     .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
@@ -206,9 +262,7 @@ fn run(command: Command) -> Result<u8, Error> {
 /// `mapileak render`: one report, or several with an index, to one page.
 fn render(reports: &[PathBuf], out: &Path) -> Result<u8, Error> {
     let loaded = load(reports)?;
-    if let Ok(existing) = std::fs::read(out)
-        && !existing.starts_with(mapileak_reports::html::MARKER.as_bytes())
-    {
+    if !ours(out, mapileak_reports::html::MARKER.as_bytes())? {
         return Err(Error(format!(
             "{}: exists and was not written by mapileak; remove it or choose another output",
             out.display()

@@ -165,8 +165,12 @@ pub fn render(report: &Report) -> String {
 /// `reports` pairs each report with the name to show (its file name).
 pub fn render_many(reports: &[(String, Report)]) -> String {
     let mut body = String::new();
-    let leaked: u64 = reports.iter().map(|(_, r)| r.summary.leaked_objects).sum();
-    let findings: u64 = reports.iter().map(|(_, r)| r.summary.findings).sum();
+    let leaked: u64 = reports
+        .iter()
+        .fold(0u64, |n, (_, r)| n.saturating_add(r.summary.leaked_objects));
+    let findings: u64 = reports
+        .iter()
+        .fold(0u64, |n, (_, r)| n.saturating_add(r.summary.findings));
     let _ = write!(
         body,
         "<header><h1>mapileak: {} reports</h1><div class=\"counts\"><span class=\"{}\">{leaked} leaked objects</span><span class=\"{}\">{findings} findings</span></div></header>\n<main>\n",
@@ -435,7 +439,7 @@ fn objects(
     }
     for &i in order.iter().rev() {
         if let Some(p) = r.objects[i].parent.and_then(|p| index.get(&p)) {
-            size[*p] += size[i];
+            size[*p] = size[*p].saturating_add(size[i]);
         }
     }
     let mut roots = roots;
@@ -546,7 +550,8 @@ fn object_item(
 fn chart(out: &mut String, r: &Report) {
     let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
     for o in &r.objects {
-        *by_kind.entry(&o.kind).or_insert(0) += 1;
+        let n = by_kind.entry(&o.kind).or_insert(0);
+        *n = n.saturating_add(1);
     }
     let stacks: HashMap<StackId, &Stack> = r.stacks.iter().map(|s| (s.id, s)).collect();
     let mut by_site: BTreeMap<String, u64> = BTreeMap::new();
@@ -555,10 +560,12 @@ fn chart(out: &mut String, r: &Report) {
             .get(&h.stack)
             .and_then(|s| s.top_frame())
             .map_or("??".to_owned(), |f| f.function.clone());
-        *by_site.entry(f).or_insert(0) += h.bytes;
+        let n = by_site.entry(f).or_insert(0);
+        *n = n.saturating_add(h.bytes);
     }
     for b in &r.buffers {
-        *by_site.entry("MAPI buffers".to_owned()).or_insert(0) += b.bytes;
+        let n = by_site.entry("MAPI buffers".to_owned()).or_insert(0);
+        *n = n.saturating_add(b.bytes);
     }
     if by_kind.is_empty() && by_site.is_empty() {
         return;

@@ -31,7 +31,8 @@ pub mod names;
 mod read;
 mod rule;
 pub mod signature;
+pub mod text;
 
 pub use model::*;
-pub use read::{ReadError, from_json, read_file, write_atomic};
+pub use read::{ReadError, from_json, read_capped, read_file, unguessable, write_atomic};
 pub use rule::Rule;

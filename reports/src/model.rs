@@ -65,6 +65,46 @@ impl Report {
         }
     }
 
+    /// Makes every string of the report printable on one line
+    /// ([`crate::text::one_line`]): what a reader does before any of a
+    /// report's text (from a file it did not write) reaches a log, a CI
+    /// annotation or stderr.
+    pub fn make_printable(&mut self) {
+        fn fix(s: &mut String) {
+            if let std::borrow::Cow::Owned(t) = crate::text::one_line(s) {
+                *s = t;
+            }
+        }
+        fix(&mut self.format);
+        fix(&mut self.tool.name);
+        fix(&mut self.tool.version);
+        fix(&mut self.session.label);
+        for o in &mut self.objects {
+            fix(&mut o.kind);
+            fix(&mut o.label);
+            fix(&mut o.signature);
+        }
+        for h in &mut self.heap {
+            fix(&mut h.signature);
+        }
+        for b in &mut self.buffers {
+            fix(&mut b.signature);
+        }
+        for f in &mut self.findings {
+            fix(&mut f.rule);
+            fix(&mut f.message);
+            fix(&mut f.signature);
+        }
+        for st in &mut self.stacks {
+            for fr in &mut st.frames {
+                fix(&mut fr.function);
+                if let Some(file) = &mut fr.file {
+                    fix(file);
+                }
+            }
+        }
+    }
+
     /// Lookups by id for the whole report, built in one pass: use it
     /// wherever more than a few lookups are made ([`Report::stack`],
     /// [`Report::object`] and [`Report::children_of`] scan the lists).
@@ -119,8 +159,14 @@ impl Report {
             heap_untracked: self.summary.heap_untracked,
             leaked_objects: self.objects.len() as u64,
             leak_roots: self.roots().count() as u64,
-            heap_blocks: self.heap.iter().map(|h| h.blocks).sum(),
-            heap_bytes: self.heap.iter().map(|h| h.bytes).sum(),
+            heap_blocks: self
+                .heap
+                .iter()
+                .fold(0u64, |n, h| n.saturating_add(h.blocks)),
+            heap_bytes: self
+                .heap
+                .iter()
+                .fold(0u64, |n, h| n.saturating_add(h.bytes)),
             mapi_buffers: self.buffers.len() as u64,
             findings: self.findings.len() as u64,
         };

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{FORMAT, Report, VERSION};
 
@@ -70,41 +70,116 @@ pub fn from_json(bytes: &[u8]) -> Result<Report, ReadError> {
     serde_json::from_slice(bytes).map_err(ReadError::Json)
 }
 
-/// Reads and parses a report file.
+/// Reads and parses a report file (a regular file of at most
+/// [`MAX_REPORT_BYTES`]; see [`read_capped`]).
 pub fn read_file(path: &Path) -> Result<Report, ReadError> {
-    let len = fs::metadata(path).map_err(ReadError::Io)?.len();
-    if len > MAX_REPORT_BYTES {
-        return Err(ReadError::TooLarge(len));
+    match read_capped(path, MAX_REPORT_BYTES) {
+        Ok(bytes) => from_json(&bytes),
+        Err(e) if e.kind() == io::ErrorKind::FileTooLarge => Err(ReadError::TooLarge(
+            fs::metadata(path).map_or(0, |m| m.len()),
+        )),
+        Err(e) => Err(ReadError::Io(e)),
     }
-    let bytes = fs::read(path).map_err(ReadError::Io)?;
-    from_json(&bytes)
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same
-/// directory, flushed, then renamed over `path`. A reader sees the old file
-/// or the new one, never half of one.
+/// Reads a whole input file of at most `max` bytes: a report, a baseline, a
+/// suppressions list. Only a regular file is read (a FIFO, a device or a
+/// directory is refused at once, never waited on), and never more than
+/// `max` bytes of it, whatever its size claims. A larger file is an error
+/// of kind [`io::ErrorKind::FileTooLarge`].
+pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, a device or a directory)",
+        )
+    };
+    let too_large = |n: u64| {
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("file is {n} bytes, over the {max}-byte limit"),
+        )
+    };
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    if meta.len() > max {
+        return Err(too_large(meta.len()));
+    }
+    // Opened without waiting: a FIFO swapped in after the check must not
+    // block the open (Unix); its handle is checked again below.
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, max + 1), &mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const O_NONBLOCK: i32 = 0o4000;
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+const O_NONBLOCK: i32 = 0x0004;
+
+/// Writes `contents` to `path` atomically: a new temporary file in the same
+/// directory, under a name no other process can guess, created exclusively
+/// (`O_CREAT|O_EXCL`, `CREATE_NEW` on Windows: a symlink or file planted at
+/// that name makes the write fail, it is never followed or overwritten),
+/// flushed, then renamed over `path` (which replaces a planted symlink
+/// itself, not what it points to). A reader sees the old file or the new
+/// one, never half of one.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let mut tmp = PathBuf::from(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    tmp.set_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{name}.{:016x}.tmp", unguessable()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
+        drop(f);
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// A 64-bit value another local user cannot predict: std's randomly keyed
+/// SipHash (keys from the system's random source, fresh per call) over the
+/// time and a counter.
+pub fn unguessable() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 #[cfg(test)]
@@ -146,5 +221,51 @@ mod tests {
         let json = serde_json::to_vec(&sample()).unwrap();
         let e = from_json(&json[..json.len() / 2]).unwrap_err();
         assert!(e.to_string().starts_with("truncated JSON"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_symlink_is_never_written_through() {
+        let dir = std::env::temp_dir().join(format!("mapileak-write-{:x}", unguessable()));
+        fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim.txt");
+        fs::write(&victim, b"precious").unwrap();
+        let report = dir.join("r.json");
+        std::os::unix::fs::symlink(&victim, &report).unwrap();
+        // Where the temporary file used to go, by a name anyone could guess.
+        let guessed = dir.join(format!(".r.json.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &guessed).unwrap();
+        write_atomic(&report, b"{}").unwrap();
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            b"precious",
+            "the target is untouched"
+        );
+        assert!(
+            !fs::symlink_metadata(&report)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&report).unwrap(), b"{}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_refused_at_once() {
+        for special in ["/dev/zero", "/dev/null", "/"] {
+            let e = read_capped(Path::new(special), 1 << 20).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{special}: {e}");
+        }
+    }
+
+    #[test]
+    fn temporary_names_differ() {
+        let a: Vec<u64> = (0..64).map(|_| unguessable()).collect();
+        let mut b = a.clone();
+        b.sort_unstable();
+        b.dedup();
+        assert_eq!(a.len(), b.len());
     }
 }

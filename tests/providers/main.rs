@@ -531,3 +531,123 @@ fn an_unwritable_report_directory_costs_the_file_and_nothing_else() {
         "the report itself is intact"
     );
 }
+
+#[test]
+fn a_panicking_subscriber_does_not_unwind_out_of_logoff() {
+    struct Panics;
+    impl tracing::Subscriber for Panics {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {
+            panic!("the host's subscriber is broken");
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+    let logoff = tracing::subscriber::with_default(Panics, || {
+        std::panic::catch_unwind(|| run(Provider::MessageStore, Bug::Table))
+    })
+    .expect("Logoff returned normally");
+    assert_eq!(logoff.report.summary.leaked_objects, 1);
+    assert_eq!(logoff.files.len(), 1, "the report is written all the same");
+}
+
+#[test]
+fn every_logoff_keeps_its_own_report_file() {
+    let _dir = setup();
+    let s = Session::logon(ProviderKind::AddressBook, "twice");
+    std::mem::forget(Tracked::in_session(s, &kinds::IMAPI_TABLE, "t"));
+    let first = s.ab_logoff();
+    let second = s.ab_logoff();
+    assert_ne!(first.files, second.files, "two Logoffs, two files");
+    for f in first.files.iter().chain(&second.files) {
+        assert!(f.exists(), "{} is still on disk", f.display());
+    }
+    assert!(
+        second
+            .report
+            .findings
+            .iter()
+            .any(|f| f.rule == "out-of-order" && f.message.contains("called a second time")),
+        "{:#?}",
+        second.report.findings
+    );
+    // Two threads logging off one session at once: two whole reports.
+    let s = Session::logon(ProviderKind::Transport, "racing");
+    std::mem::forget(Tracked::in_session(s, &kinds::IMAPI_TABLE, "t"));
+    let files: Vec<_> = std::thread::scope(|scope| {
+        let a = scope.spawn(|| s.transport_logoff().files);
+        let b = scope.spawn(|| s.transport_logoff().files);
+        [a.join().unwrap(), b.join().unwrap()].concat()
+    });
+    assert_eq!(files.len(), 2);
+    assert_ne!(files[0], files[1]);
+    for f in &files {
+        reports::read_file(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+}
+
+#[test]
+fn an_empty_output_dir_means_the_default() {
+    let _alone = OUTPUT_DIR.write().unwrap_or_else(|e| e.into_inner());
+    mapileak::set_output_dir("");
+    let default = mapileak::output_dir();
+    mapileak::set_output_dir(DIR);
+    assert_ne!(default, std::path::PathBuf::new());
+    assert!(
+        default.starts_with(std::env::temp_dir()),
+        "{}",
+        default.display()
+    );
+}
+
+/// The default report directory is in the shared temporary directory: it is
+/// made private, and one another user could have prepared is refused.
+#[cfg(unix)]
+#[test]
+fn the_default_report_directory_is_private_or_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared-tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let demo = |tmp: &std::path::Path| {
+        std::process::Command::new(examples::example("leaky_store"))
+            .env_remove("MAPILEAK_DIR")
+            .env("TMPDIR", tmp)
+            .output()
+            .unwrap()
+    };
+    let out = demo(&tmp);
+    assert!(out.status.success());
+    let mine: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let mode = std::fs::metadata(&mine[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", mine[0].display());
+    assert!(
+        std::fs::read_dir(&mine[0]).unwrap().count() >= 2,
+        "reports written"
+    );
+
+    // Someone made it world-writable (or made it first): refused.
+    std::fs::remove_dir_all(&mine[0]).unwrap();
+    std::fs::create_dir(&mine[0]).unwrap();
+    std::fs::set_permissions(&mine[0], std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = demo(&tmp);
+    assert!(out.status.success(), "the provider carries on");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not safe for reports"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&mine[0]).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+}

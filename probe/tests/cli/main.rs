@@ -533,3 +533,206 @@ fn mutated_reports_never_panic_the_reader_or_the_gate() {
         }
     }
 }
+
+/// A FIFO at `path`, made with mkfifo(1).
+#[cfg(unix)]
+fn fifo(path: &Path) {
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// Runs mapileak with a watchdog: a run that has not ended in 30 s is a
+/// hang, and the test fails instead of waiting for ever.
+fn mapileak_in_time(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mapileak"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "mapileak {:?} hung",
+                args.iter().map(|a| a.as_ref()).collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_at_once_and_links_are_read_once() {
+    let d = tmp("special");
+    let good = a_report();
+    std::fs::write(d.join("ok.json"), &good).unwrap();
+    let reports = d.join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    std::fs::write(reports.join("r.json"), &good).unwrap();
+    fifo(&reports.join("pipe.json"));
+    let pipe = reports.join("pipe.json");
+    let ok = d.join("ok.json");
+    let html = d.join("out.html");
+    fifo(&d.join("fifo-out.html"));
+    let fifo_out = d.join("fifo-out.html");
+    let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &Path)> = vec![
+        (vec![&"gate", &reports], &pipe),
+        (vec![&"gate", &pipe], &pipe),
+        (vec![&"gate", &"--baseline", &pipe, &ok], &pipe),
+        (vec![&"gate", &"--suppressions", &pipe, &ok], &pipe),
+        (vec![&"render", &ok, &"-o", &fifo_out], &fifo_out),
+        (vec![&"gate", &"/dev/zero"], Path::new("/dev/zero")),
+    ];
+    for (args, named) in cases {
+        let o = mapileak_in_time(&args);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 2, "{named:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&*named.to_string_lossy()),
+            "names {named:?}: {err}"
+        );
+    }
+    assert!(!html.exists());
+
+    // A directory holding links to itself: each real report is read once,
+    // and the walk ends.
+    let looped = d.join("looped");
+    std::fs::create_dir_all(&looped).unwrap();
+    std::fs::write(looped.join("r.json"), &good).unwrap();
+    std::os::unix::fs::symlink(".", looped.join("x")).unwrap();
+    std::os::unix::fs::symlink(".", looped.join("y")).unwrap();
+    std::os::unix::fs::symlink("r.json", looped.join("same.json")).unwrap();
+    let o = mapileak_in_time(&[&"gate", &"--format", &"json", &looped]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON verdict");
+    assert_eq!(v["reports"], 1, "{v}");
+}
+
+#[test]
+fn sums_past_u64_saturate_instead_of_panicking() {
+    let d = tmp("overflow");
+    let mut v: serde_json::Value = serde_json::from_slice(&a_report()).unwrap();
+    let site = serde_json::json!({
+        "stack": 0, "blocks": u64::MAX, "bytes": u64::MAX, "signature": "00000000000000aa"
+    });
+    v["heap"] = serde_json::json!([site.clone(), site]);
+    v["summary"]["leaked_objects"] = u64::MAX.into();
+    let big = d.join("big.json");
+    std::fs::write(&big, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::write(d.join("big2.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    // One page for both reports: their totals add past u64.
+    let o = mapileak(&[&"render", &d, &"-o", &d.join("out.html")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = mapileak(&[&"render", &big, &"-o", &d.join("one.html")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Two baseline lines for one signature whose counts add past u64.
+    let sig = &v["objects"][0]["signature"];
+    let baseline = d.join("baseline.txt");
+    std::fs::write(
+        &baseline,
+        format!(
+            "{} {} leak a\n{} {} leak b\n",
+            sig.as_str().unwrap(),
+            u64::MAX,
+            sig.as_str().unwrap(),
+            u64::MAX
+        ),
+    )
+    .unwrap();
+    let o = mapileak(&[&"gate", &"--baseline", &baseline, &big]);
+    assert!((0..=1).contains(&code(&o)), "{}", stderr(&o));
+}
+
+#[test]
+fn report_text_never_reaches_a_log_unescaped() {
+    let d = tmp("escape");
+    let mut v: serde_json::Value = serde_json::from_slice(&a_report()).unwrap();
+    let inject = "x\n::error file=pwned.rs,line=1::injected\r\n";
+    v["objects"][0]["label"] = inject.into();
+    v["findings"] = serde_json::json!([{
+        "rule": "over-release", "severity": "error", "message": inject,
+        "stack": null, "signature": "00000000000000ff"
+    }]);
+    let labelled = d.join("labelled.json");
+    std::fs::write(&labelled, serde_json::to_vec(&v).unwrap()).unwrap();
+    for format in ["text", "github", "json"] {
+        let o = mapileak(&[&"gate", &"--format", &format, &labelled]);
+        assert_eq!(code(&o), 1);
+        let out = stdout(&o);
+        assert!(
+            !out.lines().any(|l| l.starts_with("::error file=pwned")),
+            "{format}: {out}"
+        );
+    }
+    // A bad value quoted in an exit-2 message stays on its one line.
+    v["session"]["event"] = inject.into();
+    let bad = d.join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&v).unwrap()).unwrap();
+    let o = mapileak(&[&"gate", &bad]);
+    assert_eq!(code(&o), 2);
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("\n::error"), "{}", stderr(&o));
+}
+
+#[test]
+fn write_baseline_replaces_only_a_baseline() {
+    let d = tmp("write-baseline");
+    std::fs::write(d.join("r.json"), a_report()).unwrap();
+    let notes = d.join("notes.txt");
+    std::fs::write(&notes, "my notes, not a baseline\n").unwrap();
+    let o = mapileak(&[&"gate", &"--write-baseline", &notes, &d.join("r.json")]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not a mapileak baseline"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        "my notes, not a baseline\n"
+    );
+    let o = mapileak(&[
+        &"gate",
+        &"--write-baseline",
+        &notes,
+        &"--replace",
+        &d.join("r.json"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A baseline it wrote is replaced without asking.
+    let o = mapileak(&[&"gate", &"--write-baseline", &notes, &d.join("r.json")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        std::fs::read_to_string(&notes)
+            .unwrap()
+            .starts_with("# mapileak baseline")
+    );
+}
+
+/// Windows' special files: the `NUL` device as a report, a baseline or
+/// the page to write is refused at once, never read or written.
+#[cfg(windows)]
+#[test]
+fn special_files_are_refused_at_once() {
+    let d = tmp("special");
+    let ok = d.join("ok.json");
+    std::fs::write(&ok, a_report()).unwrap();
+    let cases: Vec<Vec<&dyn AsRef<std::ffi::OsStr>>> = vec![
+        vec![&"gate", &"NUL"],
+        vec![&"gate", &"--baseline", &"NUL", &ok],
+        vec![&"render", &ok, &"-o", &"NUL"],
+    ];
+    for args in cases {
+        let o = mapileak_in_time(&args);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("NUL"), "{err}");
+    }
+}
