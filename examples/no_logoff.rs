@@ -5,6 +5,7 @@
 //! cargo run --example no_logoff -- return          # main returns
 //! cargo run --example no_logoff -- exit            # std::process::exit(3)
 //! cargo run --example no_logoff -- released-early  # provider released before Shutdown
+//! cargo run --example no_logoff -- no-logon         # objects tracked, no logon at all
 //! ```
 
 use mapileak_samples::life::HostSupport;
@@ -16,6 +17,14 @@ fn main() {
     let how = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "return".to_owned());
+    if how == "no-logon" {
+        // A helper object tracked before (or without) any logon.
+        std::mem::forget(mapileak::Tracked::new(
+            &mapileak::kinds::IMAPI_TABLE,
+            "made before any logon",
+        ));
+        return;
+    }
     let provider: IMSProvider =
         store::ms_provider_init("never logged off", Bug::None, Sink::default());
     if how == "released-early" {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use mapileak_reports::signature;
 use mapileak_reports::text::one_line;
-use mapileak_reports::{Buffer, Finding, HeapSite, Index, LeakedObject, Report, Stack};
+use mapileak_reports::{Buffer, Finding, HeapSite, Index, LeakedObject, Report, Stack, Subject};
 
 use crate::Mode;
 use crate::analysis;
@@ -58,6 +58,11 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         .iter()
         .flat_map(|o| std::iter::once(o.node.created).chain(o.events.iter().map(|&(_, s)| s)))
         .chain(findings.iter().map(|f| f.stack))
+        .chain(
+            findings
+                .iter()
+                .filter_map(|f| f.subject.as_ref().map(|s| s.2)),
+        )
         .chain(heap.iter().map(|&(s, _)| s))
         .chain(buffers.iter().map(|&(s, _, _)| s));
     for id in needed {
@@ -130,6 +135,11 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
             message: f.message,
             stack: Some(f.stack),
             object: f.object,
+            subject: f.subject.map(|(kind, label, created)| Subject {
+                kind: kind.to_owned(),
+                label,
+                created,
+            }),
             signature,
         });
     }

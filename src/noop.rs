@@ -21,6 +21,12 @@ impl ObjectId {
     pub fn get(self) -> u64 {
         0
     }
+
+    /// Always `None`: nothing is tracked.
+    #[inline(always)]
+    pub fn from_report(_id: u64) -> Option<ObjectId> {
+        None
+    }
 }
 
 /// A logon session (zero-sized).

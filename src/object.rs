@@ -33,6 +33,12 @@ impl ObjectId {
     pub fn get(self) -> u64 {
         self.0
     }
+
+    /// The object a report's `id` (or a finding's `object`) names, if it is
+    /// still alive in this process.
+    pub fn from_report(id: u64) -> Option<ObjectId> {
+        registry::is_live(id).then_some(ObjectId(id))
+    }
 }
 
 impl fmt::Debug for ObjectId {
@@ -58,6 +64,8 @@ impl Handle {
         // own, so a leaked object's label is not reported again as a heap block.
         let label = String::from(label.as_str());
         config::init();
+        // Objects tracked outside any logon still get their process-end report.
+        crate::exit::register();
         let live = config::mode() != Mode::Off;
         let session = session.map_or_else(context::current_id, Session::id);
         let created = if live { stack::capture() } else { 0 };
@@ -94,10 +102,13 @@ impl Handle {
     }
 
     fn hold(&self, other: ObjectId) {
+        // The list may grow: mapileak's own memory, never the provider's.
+        let _quiet = Quiet::new();
         self.node.links.lock().holds.push(other.0);
     }
 
     fn release_hold(&self, other: ObjectId) {
+        let _quiet = Quiet::new();
         let mut links = self.node.links.lock();
         if let Some(i) = links.holds.iter().rposition(|&h| h == other.0) {
             links.holds.swap_remove(i);
@@ -292,7 +303,7 @@ fn over_release(node: &Node) {
             ),
             stack,
         )
-        .about(node.id),
+        .about(node),
     );
 }
 

@@ -99,6 +99,9 @@ pub(crate) struct PendingFinding {
     pub message: String,
     pub stack: StackId,
     pub object: Option<u64>,
+    /// The object's kind, label and creation stack, kept with the finding:
+    /// the object may be gone (freed after its over-release) by the report.
+    pub subject: Option<(&'static str, String, StackId)>,
 }
 
 impl PendingFinding {
@@ -110,13 +113,15 @@ impl PendingFinding {
             message,
             stack,
             object: None,
+            subject: None,
         }
     }
 
-    /// The same, about `object`.
-    pub(crate) fn about(self, object: u64) -> PendingFinding {
+    /// The same, about the object of `node`.
+    pub(crate) fn about(self, node: &Node) -> PendingFinding {
         PendingFinding {
-            object: Some(object),
+            object: Some(node.id),
+            subject: Some((node.kind.name(), node.label.clone(), node.created)),
             ..self
         }
     }
@@ -245,7 +250,7 @@ pub(crate) fn check_open(session: u64, node: &Node) {
                 ),
                 node.created,
             )
-            .about(node.id),
+            .about(node),
         );
     }
 }

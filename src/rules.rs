@@ -63,10 +63,11 @@ pub(crate) fn logoff_checks(
             listed,
         ));
     }
-    // Only for stores that report their life through a `Provider`: a
-    // provider that reports nothing must not be told it skipped a call.
+    // For stores that report their life (through a `Provider`, or any of
+    // the store protocol's calls): a provider that reports nothing must not
+    // be told it skipped a call.
     if s.provider == ProviderKind::MessageStore
-        && s.owner != 0
+        && (s.owner != 0 || s.life.store_logoff)
         && s.life.store_logoff_transports == 0
         && !s.life.store_released
     {

@@ -419,11 +419,26 @@ pub struct Finding {
     pub message: String,
     /// The call that broke the rule (or the Logon, for a call that never came).
     pub stack: Option<StackId>,
-    /// The object concerned, if any.
+    /// The object concerned, if any (its `id`; it may no longer be among
+    /// `objects[]`: an over-released object is usually freed).
     #[serde(default)]
     pub object: Option<u64>,
+    /// That object's kind, label and creation stack, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
     /// Stable across runs: rule and stack by function name.
     pub signature: String,
+}
+
+/// What a finding is about: an object, described as it was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subject {
+    /// The MAPI interface, such as `IMAPIStatus`.
+    pub kind: String,
+    /// The label the provider gave it.
+    pub label: String,
+    /// Its creation stack (in `stacks[]`).
+    pub created: StackId,
 }
 
 /// A symbolized stack, innermost frame first.

@@ -160,6 +160,20 @@ fn over_released_status_object_is_a_finding_with_the_releasing_stack() {
         let stack = r.stack(f.stack.expect("stack")).expect("stack in report");
         assert!(stack.mentions("release_own"), "{p:?}: {stack:#?}");
         assert!(stack.mentions(logoff), "{p:?}: {logoff} not in {stack:#?}");
+        // The object is freed and in no objects[] entry: the finding says
+        // what it was, and where it was made.
+        let subject = f.subject.as_ref().expect("the finding's object, described");
+        assert_eq!(subject.kind, "IMAPIStatus");
+        assert_eq!(Some(subject.label.as_str()), f.message.split('"').nth(1));
+        let created = r
+            .stack(subject.created)
+            .expect("creation stack in the report");
+        assert!(created.mentions("Status::new"), "{p:?}: {created:#?}");
+        assert_eq!(
+            mapileak::ObjectId::from_report(f.object.unwrap()),
+            None,
+            "freed"
+        );
     }
 }
 

@@ -273,6 +273,41 @@ fn a_provider_that_never_logs_off_gets_a_report_at_process_end() {
 }
 
 #[test]
+fn objects_tracked_without_any_logon_get_a_process_end_report() {
+    let (status, reports) = exit_reports("no-logon");
+    assert_eq!(status, Some(0));
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let r = &reports[0];
+    assert_eq!(r.session.label, "outside any logon");
+    assert_eq!(r.objects.len(), 1);
+    assert_eq!(r.objects[0].label, "made before any logon");
+}
+
+#[test]
+fn a_store_session_that_reports_store_logoff_is_checked_without_a_provider() {
+    let _dir = setup();
+    // No `Provider`: a plain message-store Session that says StoreLogoff
+    // happened and never calls StoreLogoffTransports.
+    let s = mapileak::Session::logon(mapileak::ProviderKind::MessageStore, "plain store");
+    s.store_logoff(0x2); // LOGOFF_ORDERLY
+    let r = s.ms_logoff().report;
+    let f = only(
+        &r,
+        "store-logoff-transports",
+        "a_store_session_that_reports",
+    );
+    assert!(
+        f.message
+            .contains("before IMAPISupport::StoreLogoffTransports"),
+        "{}",
+        f.message
+    );
+    // One that reports nothing of the store protocol is told nothing.
+    let quiet = mapileak::Session::logon(mapileak::ProviderKind::MessageStore, "quiet store");
+    assert!(quiet.ms_logoff().report.findings.is_empty());
+}
+
+#[test]
 fn a_provider_released_before_shutdown_is_out_of_order_at_process_end() {
     let (status, reports) = exit_reports("released-early");
     assert_eq!(status, Some(0));

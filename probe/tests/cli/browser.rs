@@ -177,6 +177,7 @@ fn hostile() -> Report {
             message: e.to_string(),
             stack: Some(1),
             object: None,
+            subject: None,
             signature: e.to_string(),
         });
     }
