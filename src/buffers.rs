@@ -28,6 +28,7 @@ use std::ffi::c_void;
 use parking_lot::Mutex;
 
 use crate::context::Quiet;
+use crate::context::Session;
 use crate::registry::{self, PendingFinding};
 use crate::{context, stack};
 
@@ -100,12 +101,26 @@ impl MapiBuffers {
         }
     }
 
-    /// `MAPIAllocateBuffer(cb, &p)`: a new root buffer of the current session.
+    /// `MAPIAllocateBuffer(cb, &p)`: a new root buffer of the current
+    /// session (the thread's [`Session::enter`] scope). Outside any scope
+    /// it belongs to no session: it is not in any Logoff report, only in
+    /// the process-end one. Code that passes sessions explicitly uses
+    /// [`MapiBuffers::allocate_buffer_in`].
     #[inline(never)]
     pub fn allocate_buffer(&self, cb: u32) -> Result<*mut c_void, i32> {
         let _quiet = Quiet::new();
         let (p, layout) = self.raw_alloc(cb, None)?;
-        self.record(p, layout, cb, None);
+        self.record(p, layout, cb, None, context::current_id());
+        Ok(p)
+    }
+
+    /// `MAPIAllocateBuffer(cb, &p)` for `session`, whatever scope the
+    /// thread is in (the explicit style of `Tracked::in_session`).
+    #[inline(never)]
+    pub fn allocate_buffer_in(&self, session: Session, cb: u32) -> Result<*mut c_void, i32> {
+        let _quiet = Quiet::new();
+        let (p, layout) = self.raw_alloc(cb, None)?;
+        self.record(p, layout, cb, None, session.id());
         Ok(p)
     }
 
@@ -119,15 +134,30 @@ impl MapiBuffers {
     #[inline(never)]
     pub unsafe fn allocate_more(&self, cb: u32, parent: *mut c_void) -> Result<*mut c_void, i32> {
         let _quiet = Quiet::new();
-        let root = with_table(|t| match t.records.get(&(parent as usize)) {
-            Some(r) if !r.freed => Some(r.root.unwrap_or(parent as usize)),
+        let found = with_table(|t| match t.records.get(&(parent as usize)) {
+            Some(r) if !r.freed => Some((r.root, r.size, r.session)),
             _ => None,
         });
-        let Some(root) = root else {
+        let Some((root_of_parent, parent_size, session)) = found else {
             return Err(MAPI_E_INVALID_PARAMETER);
         };
+        if root_of_parent.is_some() {
+            // MAPI asks for a MAPIAllocateBuffer block; a child still works
+            // (it joins its root's chain), so this is a finding, not a refusal.
+            registry::add_finding(
+                session,
+                PendingFinding::error(
+                    Rule::BufferMoreOnChild,
+                    format!(
+                        "MAPIAllocateMore({cb}) given a {parent_size}-byte MAPIAllocateMore child as its parent; MAPI requires a MAPIAllocateBuffer block"
+                    ),
+                    stack::capture(),
+                ),
+            );
+        }
+        let root = root_of_parent.unwrap_or(parent as usize);
         let (p, layout) = self.raw_alloc(cb, Some(parent))?;
-        self.record(p, layout, cb, Some(root));
+        self.record(p, layout, cb, Some(root), 0);
         Ok(p)
     }
 
@@ -215,13 +245,20 @@ impl MapiBuffers {
         }
     }
 
-    /// Records a new block: a root of the current session, or a child
-    /// joining `root`'s chain (and session).
-    fn record(&self, p: *mut c_void, layout: Option<Layout>, cb: u32, root: Option<usize>) {
+    /// Records a new block: a root of `session`, or a child joining `root`'s
+    /// chain (and session).
+    fn record(
+        &self,
+        p: *mut c_void,
+        layout: Option<Layout>,
+        cb: u32,
+        root: Option<usize>,
+        session: u64,
+    ) {
         let stack = stack::capture();
         with_table(|t| {
             let session = match root {
-                None => context::current_id(),
+                None => session,
                 Some(r) => t.records.get(&r).map_or(0, |r| r.session),
             };
             if let Some(r) = root.and_then(|r| t.records.get_mut(&r)) {
@@ -307,8 +344,6 @@ fn release_chain(root: usize) {
     }
 }
 
-/// Unfreed root buffers of the sessions `pick` accepts:
-/// `(stack, bytes of the chain, children)`.
 /// Unfreed chains of the sessions `pick` accepts: `(session, stack, bytes,
 /// children)`.
 pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(u64, stack::StackId, u64, u64)> {

@@ -15,6 +15,21 @@
 
 use std::cell::Cell;
 
+/// One logon session. `Copy`: store it in the logon object and in whatever
+/// creates objects for it. (Defined in this leaf so that the capture
+/// modules can take one; its methods are in `session` and `lifecycle`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Session {
+    pub(crate) id: u64,
+}
+
+impl Session {
+    /// Its id, as reports show it.
+    pub fn id(self) -> u64 {
+        self.id
+    }
+}
+
 thread_local! {
     static CURRENT: Cell<u64> = const { Cell::new(0) };
     static QUIET: Cell<u32> = const { Cell::new(0) };

@@ -3,7 +3,7 @@
 //! Every kind is declared once with [`declare_kind!`](crate::declare_kind),
 //! which defines a `static` [`Kind`] and registers it with `inventory`, so one
 //! table built at link time ([`all`]) holds every kind the process knows: the
-//! predeclared MAPI interfaces in [`kinds`](crate::kinds) and the provider's
+//! predeclared MAPI interfaces in [`kinds`] and the provider's
 //! own. The table lets `MAPILEAK_HISTORY` name kinds, and lets the C ABI find
 //! a kind by IID.
 

@@ -446,6 +446,8 @@ pub mod buffers {
     use std::ffi::c_void;
     use std::sync::Mutex;
 
+    use super::Session;
+
     pub use crate::buffer_abi::*;
     /// No quarantine in this build.
     pub const QUARANTINE: usize = 0;
@@ -510,6 +512,11 @@ pub mod buffers {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(p, vec![(p, layout)]);
             Ok(p as *mut c_void)
+        }
+
+        /// `MAPIAllocateBuffer`; the session is not recorded.
+        pub fn allocate_buffer_in(&self, _session: Session, cb: u32) -> Result<*mut c_void, i32> {
+            self.allocate_buffer(cb)
         }
 
         /// `MAPIAllocateMore`.

@@ -18,10 +18,10 @@ use parking_lot::Mutex;
 
 use crate::Mode;
 use crate::config;
+use crate::context::Session;
 use crate::context::{self, Quiet};
 use crate::kind::Kind;
 use crate::registry::{self, Links, Node, PendingFinding};
-use crate::session::Session;
 use crate::stack;
 
 /// Names a tracked object; `Copy`, so a child can record its parent.

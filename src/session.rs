@@ -26,12 +26,7 @@ use crate::{Logoff, Mode};
 use crate::{config, context};
 use crate::{logoff, rules, stack};
 
-/// One logon session. `Copy`: store it in the logon object and in whatever
-/// creates objects for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Session {
-    id: u64,
-}
+pub use crate::context::Session;
 
 impl Session {
     /// Starts a session for a `Logon` of a `provider`-type provider, named
@@ -56,11 +51,6 @@ impl Session {
 
     pub(crate) fn from_id(id: u64) -> Session {
         Session { id }
-    }
-
-    /// Its id, as reports show it.
-    pub fn id(self) -> u64 {
-        self.id
     }
 
     /// Makes this the current session of the calling thread until the

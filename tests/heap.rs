@@ -260,6 +260,58 @@ mod buffers {
         f
     }
 
+    #[inline(never)]
+    fn more_on_child(b: &MapiBuffers) -> *mut c_void {
+        let root = b.allocate_buffer(64).unwrap();
+        // SAFETY: both parents came from `b`.
+        unsafe {
+            let child = b.allocate_more(32, root).unwrap();
+            b.allocate_more(16, child).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn allocate_more_on_a_child_is_a_finding_and_joins_the_chain() {
+        let b = MapiBuffers::in_process();
+        let r = session(|| {
+            let root = more_on_child(&b);
+            // SAFETY: a root from `b`, freed once: it frees all three.
+            unsafe { b.free_buffer(root) };
+        });
+        let f = only_rule(&r, "buffer-more-on-child", "more_on_child");
+        assert!(
+            f.message.contains("32-byte MAPIAllocateMore child"),
+            "{}",
+            f.message
+        );
+        assert!(
+            r.buffers.is_empty(),
+            "freed with its root: {:#?}",
+            r.buffers
+        );
+        // Left unfreed, the chain is one buffer of three blocks.
+        let r = session(|| {
+            more_on_child(&b);
+        });
+        assert_eq!(r.buffers.len(), 1);
+        assert_eq!((r.buffers[0].bytes, r.buffers[0].children), (112, 2));
+    }
+
+    #[test]
+    fn buffers_bound_to_a_session_need_no_scope() {
+        setup();
+        let b = MapiBuffers::in_process();
+        let s = Session::logon(ProviderKind::AddressBook, "explicit");
+        // No `enter`: the explicit style of `Tracked::in_session`.
+        let p = b.allocate_buffer_in(s, 40).unwrap();
+        // SAFETY: from `b`.
+        unsafe { b.allocate_more(8, p).unwrap() };
+        let r = s.ab_logoff().report;
+        assert_eq!(r.buffers.len(), 1, "{r:#?}");
+        assert_eq!((r.buffers[0].bytes, r.buffers[0].children), (48, 1));
+    }
+
     #[test]
     fn an_unfreed_chain_is_reported_and_a_chain_freed_through_its_parent_is_not() {
         let b = MapiBuffers::in_process();

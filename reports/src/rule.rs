@@ -39,13 +39,15 @@ pub enum Rule {
     BufferDoubleFree,
     /// `buffer-foreign-free`: MAPIFreeBuffer was called on memory MAPI did not allocate.
     BufferForeignFree,
+    /// `buffer-more-on-child`: MAPIAllocateMore was given an AllocateMore child as its parent: MAPI requires a MAPIAllocateBuffer block.
+    BufferMoreOnChild,
     /// `shutdown-with-open-logons`: Shutdown ran while a logon of the provider had not logged off.
     ShutdownWithOpenLogons,
 }
 
 impl Rule {
     /// Every rule, in the order `docs/rules.md` lists them.
-    pub const ALL: [Rule; 14] = [
+    pub const ALL: [Rule; 15] = [
         Rule::OverRelease,
         Rule::SupportNotReleased,
         Rule::TransportSupportOrder,
@@ -59,6 +61,7 @@ impl Rule {
         Rule::BufferFreeChild,
         Rule::BufferDoubleFree,
         Rule::BufferForeignFree,
+        Rule::BufferMoreOnChild,
         Rule::ShutdownWithOpenLogons,
     ];
 
@@ -78,6 +81,7 @@ impl Rule {
             Rule::BufferFreeChild => "buffer-free-child",
             Rule::BufferDoubleFree => "buffer-double-free",
             Rule::BufferForeignFree => "buffer-foreign-free",
+            Rule::BufferMoreOnChild => "buffer-more-on-child",
             Rule::ShutdownWithOpenLogons => "shutdown-with-open-logons",
         }
     }
@@ -126,6 +130,9 @@ impl Rule {
             }
             Rule::BufferDoubleFree => "MAPIFreeBuffer was called twice on one buffer.",
             Rule::BufferForeignFree => "MAPIFreeBuffer was called on memory MAPI did not allocate.",
+            Rule::BufferMoreOnChild => {
+                "MAPIAllocateMore was given an AllocateMore child as its parent: MAPI requires a MAPIAllocateBuffer block (the new block still joins the root's chain and is freed with it)."
+            }
             Rule::ShutdownWithOpenLogons => {
                 "Shutdown ran while a logon of the provider had not logged off."
             }
