@@ -34,5 +34,7 @@ pub mod signature;
 pub mod text;
 
 pub use model::*;
-pub use read::{ReadError, from_json, read_capped, read_file, unguessable, write_atomic};
+pub use read::{
+    MAX_REPORT_BYTES, ReadError, from_json, read_capped, read_file, unguessable, write_atomic,
+};
 pub use rule::Rule;
