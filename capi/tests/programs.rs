@@ -64,7 +64,7 @@ fn build(compiler: &str, std: &str, source: &str) -> PathBuf {
         .args([std, "-g", "-O0", "-fno-omit-frame-pointer"])
         .args(["-Wall", "-Wextra", "-Werror", "-pedantic"])
         .arg("-I")
-        .arg(root.join("../include"))
+        .arg(root.join("include"))
         .arg(root.join("tests/programs").join(source))
         .arg(static_lib())
         // What `rustc --print native-static-libs` lists on Linux.
