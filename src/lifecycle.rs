@@ -26,7 +26,7 @@ use std::ops::Deref;
 use mapileak_reports::{Event, ProviderKind, SessionInfo};
 
 use crate::context::Quiet;
-use crate::registry::{self, PendingFinding, SessionState};
+use crate::registry::{self, PendingFinding, Phase, SessionState, Step};
 use crate::session::Session;
 use crate::{LOGOFF_ABORT, LOGOFF_IN_FLAGS, Logoff, Malloc, Mode, Scope, config, logoff, stack};
 
@@ -69,7 +69,7 @@ impl Provider {
 
     /// The provider record with this id, if [`Provider::init`] made one.
     pub fn by_id(id: u64) -> Option<Provider> {
-        registry::with_session(id, |s| s.is_provider)?.then_some(Provider { id })
+        registry::with_session(id, |s| s.is_provider())?.then_some(Provider { id })
     }
 
     /// Makes the provider the current owner of new objects on this thread
@@ -83,8 +83,7 @@ impl Provider {
     pub fn logon(self, label: impl Into<String>) -> Session {
         let _quiet = Quiet::new();
         let stack = stack_now();
-        let state =
-            registry::with_session(self.id, |p| (p.provider, p.logged_off, p.label.clone()));
+        let state = registry::with_session(self.id, |p| (p.provider, p.closed(), p.label.clone()));
         let Some((kind, shut, plabel)) = state else {
             return Session::logon(ProviderKind::Unknown, label);
         };
@@ -126,10 +125,9 @@ impl Provider {
                 let p = all.get_mut(&self.id)?;
                 let mut findings = std::mem::take(&mut p.findings);
                 let (kind, label) = (p.provider, p.label.clone());
-                if p.logged_off {
+                if p.step(Step::Shutdown).is_err() {
                     findings.push(PendingFinding::error(Rule::OutOfOrder, format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
                 }
-                p.logged_off = true;
                 if let Some(init) = p.life.malloc {
                     findings.push(PendingFinding::error(
                         Rule::MallocNotReleased,
@@ -138,10 +136,10 @@ impl Provider {
                     ));
                 }
                 let mut members = vec![self.id];
-                for (&id, s) in all.iter_mut().filter(|(_, s)| s.owner == self.id && !s.is_provider) {
+                for (&id, s) in all.iter_mut().filter(|(_, s)| s.owner == self.id && !s.is_provider()) {
                     members.push(id);
                     findings.append(&mut s.findings);
-                    if !s.logged_off {
+                    if !s.closed() {
                         findings.push(PendingFinding::error(
                             Rule::ShutdownWithOpenLogons,
                             format!(
@@ -177,14 +175,18 @@ impl Provider {
     pub fn released(self) {
         let _quiet = Quiet::new();
         let stack = stack_now();
-        let early = registry::with_session(self.id, |p| {
-            (!p.logged_off).then(|| {
-                format!(
-                    "{} \"{}\" released before its Shutdown",
-                    provider_iface(p.provider),
-                    p.label
-                )
-            })
+        let early = registry::with_session(self.id, |p| match p.step(Step::ReleaseProvider) {
+            Ok(()) => None,
+            Err(Phase::Running) => Some(format!(
+                "{} \"{}\" released before its Shutdown",
+                provider_iface(p.provider),
+                p.label
+            )),
+            Err(_) => Some(format!(
+                "{} \"{}\" released a second time",
+                provider_iface(p.provider),
+                p.label
+            )),
         })
         .flatten();
         if let Some(message) = early {
@@ -230,7 +232,7 @@ fn on(
     let stack = stack::capture();
     let mut findings = Vec::new();
     registry::with_session(session.id(), |s| {
-        if s.logged_off {
+        if s.closed() {
             findings.push(PendingFinding::error(
                 Rule::OutOfOrder,
                 format!(
@@ -435,14 +437,14 @@ impl Session {
     pub fn logon_released(self) {
         let _quiet = Quiet::new();
         let stack = stack_now();
-        let early = registry::with_session(self.id(), |s| {
-            (!s.logged_off).then(|| {
-                format!(
-                    "logon \"{}\" released before {}",
-                    s.label,
-                    s.provider.logoff_method()
-                )
-            })
+        let early = registry::with_session(self.id(), |s| match s.step(Step::ReleaseLogon) {
+            Ok(()) => None,
+            Err(Phase::Open) => Some(format!(
+                "logon \"{}\" released before {}",
+                s.label,
+                s.provider.logoff_method()
+            )),
+            Err(_) => Some(format!("logon \"{}\" released a second time", s.label)),
         })
         .flatten();
         if let Some(message) = early {

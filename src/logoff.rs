@@ -65,7 +65,7 @@ pub fn process_exit() -> Vec<Logoff> {
             let mut groups: Vec<(SessionInfo, Vec<u64>, Vec<PendingFinding>)> = Vec::new();
             let heads: Vec<u64> = all
                 .iter()
-                .filter(|(_, s)| s.is_provider || s.owner == 0)
+                .filter(|(_, s)| s.is_provider() || s.owner == 0)
                 .map(|(&id, _)| id)
                 .collect();
             for head in heads {

@@ -127,21 +127,90 @@ impl PendingFinding {
     }
 }
 
-/// A logon session's own state, or a provider's (`is_provider`): a
-/// provider is a session-like scope that owns its logons, so that its
-/// Shutdown can report what they left alive.
+/// A logon session's own state, or a provider's: a provider is a
+/// session-like scope that owns its logons, so that its Shutdown can report
+/// what they left alive.
 pub(crate) struct SessionState {
     pub provider: ProviderKind,
     pub label: String,
     /// The provider record this logon belongs to (0: none declared).
     pub owner: u64,
-    pub is_provider: bool,
     /// Where it was created (the Logon, or `*ProviderInit`).
     pub opened: StackId,
-    /// Logoff for a logon; Shutdown for a provider.
-    pub logged_off: bool,
+    /// What the record is and where it is in its life ([`Phase::step`]).
+    phase: Phase,
     pub findings: Vec<PendingFinding>,
     pub life: Life,
+}
+
+/// A logon's life, or a provider's, as MAPI drives it:
+///
+/// ```text
+///  logon:     Open ──Logoff──► LoggedOff ──Release(logon)──► Released
+///  provider:  Running ──Shutdown──► ShutDown ──Release(provider)──► Released
+/// ```
+///
+/// Any other step (a second Logoff, a Release before Logoff, Shutdown twice)
+/// is refused by [`Phase::step`] and leaves the phase as it was; the caller
+/// files it as an `out-of-order` finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Open,
+    LoggedOff,
+    LogonReleased,
+    Running,
+    ShutDown,
+    ProviderReleased,
+}
+
+/// What MAPI did to a logon or provider object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// `IXXLogon::Logoff` (TransportLogoff).
+    Logoff,
+    /// MAPI's final `Release` of the logon object.
+    ReleaseLogon,
+    /// `IXXProvider::Shutdown`.
+    Shutdown,
+    /// MAPI's final `Release` of the provider object.
+    ReleaseProvider,
+}
+
+impl Phase {
+    /// The one place phases change: the phase after `step`, or the phase
+    /// as it was when the step is out of order.
+    pub(crate) fn step(self, step: Step) -> Result<Phase, Phase> {
+        match (self, step) {
+            (Phase::Open, Step::Logoff) => Ok(Phase::LoggedOff),
+            (Phase::LoggedOff, Step::ReleaseLogon) => Ok(Phase::LogonReleased),
+            (Phase::Running, Step::Shutdown) => Ok(Phase::ShutDown),
+            (Phase::ShutDown, Step::ReleaseProvider) => Ok(Phase::ProviderReleased),
+            (other, _) => Err(other),
+        }
+    }
+}
+
+impl SessionState {
+    /// A provider's record, not a logon's.
+    pub(crate) fn is_provider(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Running | Phase::ShutDown | Phase::ProviderReleased
+        )
+    }
+
+    /// Past its Logoff (a logon) or its Shutdown (a provider): nothing
+    /// more may happen on it.
+    pub(crate) fn closed(&self) -> bool {
+        !matches!(self.phase, Phase::Open | Phase::Running)
+    }
+
+    /// Takes `step`; `Err` with the phase it stays in when the step is out
+    /// of order.
+    pub(crate) fn step(&mut self, step: Step) -> Result<(), Phase> {
+        self.phase = self.phase.step(step)?;
+        Ok(())
+    }
 }
 
 /// What the shutdown rules need to remember about a session or provider.
@@ -181,9 +250,12 @@ pub(crate) fn new_session(
             provider,
             label,
             owner,
-            is_provider,
             opened,
-            logged_off: false,
+            phase: if is_provider {
+                Phase::Running
+            } else {
+                Phase::Open
+            },
             findings: Vec::new(),
             life: Life::default(),
         },
@@ -219,7 +291,7 @@ pub(crate) fn add_finding(session: u64, finding: PendingFinding) {
     let mut finding = Some(finding);
     let mut sessions = SESSIONS.lock();
     let target = match sessions.get(&session) {
-        Some(s) if s.logged_off && s.owner != 0 && !s.is_provider => s.owner,
+        Some(s) if s.closed() && s.owner != 0 && !s.is_provider() => s.owner,
         _ => session,
     };
     if let Some(s) = sessions.get_mut(&target) {
@@ -237,7 +309,7 @@ pub(crate) fn check_open(session: u64, node: &Node) {
     if session == 0 {
         return;
     }
-    let closed = with_session(session, |s| s.logged_off.then(|| s.label.clone())).flatten();
+    let closed = with_session(session, |s| s.closed().then(|| s.label.clone())).flatten();
     if let Some(label) = closed {
         add_finding(
             session,
@@ -252,5 +324,41 @@ pub(crate) fn check_open(session: u64, node: &Node) {
             )
             .about(node),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Phase, Step};
+
+    #[test]
+    fn phases_follow_mapis_order_and_refuse_the_rest() {
+        use Phase::*;
+        use Step::*;
+        // The documented order, for a logon and for a provider.
+        assert_eq!(Open.step(Logoff), Ok(LoggedOff));
+        assert_eq!(LoggedOff.step(ReleaseLogon), Ok(LogonReleased));
+        assert_eq!(Running.step(Shutdown), Ok(ShutDown));
+        assert_eq!(ShutDown.step(ReleaseProvider), Ok(ProviderReleased));
+        // Everything else stays where it was.
+        let all = [
+            Open,
+            LoggedOff,
+            LogonReleased,
+            Running,
+            ShutDown,
+            ProviderReleased,
+        ];
+        let steps = [Logoff, ReleaseLogon, Shutdown, ReleaseProvider];
+        let mut allowed = 0;
+        for phase in all {
+            for step in steps {
+                match phase.step(step) {
+                    Ok(_) => allowed += 1,
+                    Err(stays) => assert_eq!(stays, phase, "{phase:?} {step:?}"),
+                }
+            }
+        }
+        assert_eq!(allowed, 4, "only the four documented steps");
     }
 }

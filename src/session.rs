@@ -21,7 +21,7 @@ use std::marker::PhantomData;
 use mapileak_reports::{Event, ProviderKind};
 
 use crate::context::Quiet;
-use crate::registry::{self, PendingFinding};
+use crate::registry::{self, PendingFinding, Step};
 use crate::{Logoff, Mode};
 use crate::{config, context};
 use crate::{logoff, rules, stack};
@@ -68,7 +68,7 @@ impl Session {
     /// it), if the process started one: for bindings that carry sessions as
     /// numbers, such as the C ABI.
     pub fn by_id(id: u64) -> Option<Session> {
-        registry::with_session(id, |s| !s.is_provider)?.then_some(Session { id })
+        registry::with_session(id, |s| !s.is_provider())?.then_some(Session { id })
     }
 
     /// The calling thread's current session, if any.
@@ -105,7 +105,7 @@ impl Session {
         };
         let taken = registry::with_session(self.id, |s| {
             let mut findings = std::mem::take(&mut s.findings);
-            if s.logged_off {
+            if s.step(Step::Logoff).is_err() {
                 findings.push(PendingFinding::error(
                     Rule::OutOfOrder,
                     format!(
@@ -129,7 +129,6 @@ impl Session {
                 ));
             }
             findings.extend(rules::logoff_checks(s, registry::is_live));
-            s.logged_off = true;
             (s.provider, s.label.clone(), findings)
         });
         let (provider, label, findings) = taken.unwrap_or((method, String::new(), Vec::new()));
