@@ -103,29 +103,11 @@ pub fn set_mode(mode: Mode) {
 /// (`/tmp/mapileak-<uid>` on Unix, `%TEMP%\mapileak` on Windows, where
 /// `%TEMP%` is per user).
 pub fn output_dir() -> PathBuf {
-    chosen_dir().unwrap_or_else(default_dir)
+    crate::config_env::output_dir(chosen_dir())
 }
 
 fn chosen_dir() -> Option<PathBuf> {
-    if let Some(dir) = DIR.lock().clone() {
-        return Some(dir);
-    }
-    std::env::var_os("MAPILEAK_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-}
-
-#[cfg(unix)]
-fn default_dir() -> PathBuf {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let uid = unsafe { libc::getuid() };
-    std::env::temp_dir().join(format!("mapileak-{uid}"))
-}
-
-#[cfg(not(unix))]
-fn default_dir() -> PathBuf {
-    std::env::temp_dir().join("mapileak")
+    DIR.lock().clone().or_else(crate::config_env::from_env)
 }
 
 /// A report directory refused, and why.
@@ -144,7 +126,7 @@ pub(crate) fn report_dir() -> Result<PathBuf, Refused> {
     if let Some(dir) = chosen_dir() {
         return Ok(dir);
     }
-    let dir = default_dir();
+    let dir = crate::config_env::default_dir();
     private_dir(&dir)
         .map(|()| dir.clone())
         .map_err(|error| Refused { dir, error })
@@ -158,9 +140,7 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         _ => {}
     }
     let meta = std::fs::symlink_metadata(dir)?;
-    // SAFETY: as in `default_dir`.
-    #[allow(unsafe_code)]
-    let uid = unsafe { libc::getuid() };
+    let uid = crate::config_env::uid();
     let unsafe_dir = |why: &str| {
         Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,

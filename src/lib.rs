@@ -41,13 +41,14 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // Unsafe code lives in `stack` (frame-pointer walk), `exit` (atexit),
-// `vmem` (tables reserved on first use),
+// `vmem` (tables reserved on first use), `config_env` (the user id),
 // `alloc` (the allocator hook), `buffers` (MAPI's buffer functions),
 // `trace` (Windows' debugger output) and `noop` (pass-through versions),
 // each allowing it for itself.
 #![deny(unsafe_code)]
 
 mod buffer_abi;
+mod config_env;
 pub mod kind;
 
 pub use kind::{Kind, Role, kinds};

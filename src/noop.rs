@@ -47,7 +47,7 @@ impl Session {
     /// No-op.
     #[inline(always)]
     pub fn enter(self) -> Scope {
-        Scope
+        Scope(std::marker::PhantomData)
     }
     /// Always `None`.
     #[inline(always)]
@@ -62,17 +62,17 @@ impl Session {
     /// An empty report.
     #[inline(always)]
     pub fn ab_logoff(self) -> Logoff {
-        empty(ProviderKind::AddressBook)
+        empty(ProviderKind::AddressBook, Event::Logoff)
     }
     /// An empty report.
     #[inline(always)]
     pub fn ms_logoff(self) -> Logoff {
-        empty(ProviderKind::MessageStore)
+        empty(ProviderKind::MessageStore, Event::Logoff)
     }
     /// An empty report.
     #[inline(always)]
     pub fn transport_logoff(self) -> Logoff {
-        empty(ProviderKind::Transport)
+        empty(ProviderKind::Transport, Event::Logoff)
     }
 }
 
@@ -140,7 +140,7 @@ impl Provider {
     /// No-op.
     #[inline(always)]
     pub fn enter(self) -> Scope {
-        Scope
+        Scope(std::marker::PhantomData)
     }
     /// No-op.
     #[inline(always)]
@@ -150,10 +150,10 @@ impl Provider {
     /// No-op.
     #[inline(always)]
     pub fn malloc_release(self) {}
-    /// An empty report.
+    /// An empty Shutdown report.
     #[inline(always)]
     pub fn shutdown(self) -> Logoff {
-        empty(ProviderKind::Unknown)
+        empty(ProviderKind::Unknown, Event::Shutdown)
     }
     /// No-op.
     #[inline(always)]
@@ -258,21 +258,22 @@ pub fn heap_stats() -> HeapStats {
 }
 
 #[inline(always)]
-fn empty(provider: ProviderKind) -> Logoff {
+fn empty(provider: ProviderKind, event: Event) -> Logoff {
     Logoff {
         report: Report::new(SessionInfo {
             id: 0,
             provider,
             label: String::new(),
-            event: Event::Logoff,
+            event,
         }),
         files: Vec::new(),
     }
 }
 
-/// The current-session guard (zero-sized).
+/// The current-session guard (zero-sized; like the live one, not `Send`:
+/// it belongs to the thread that entered).
 #[must_use = "the session is current only while the guard lives"]
-pub struct Scope;
+pub struct Scope(std::marker::PhantomData<*const ()>);
 
 macro_rules! shared_methods {
     () => {
@@ -378,9 +379,10 @@ pub fn mode() -> Mode {
 #[inline(always)]
 pub fn set_mode(_mode: Mode) {}
 
-/// No reports are written; the directory they would go to.
+/// No reports are written; the directory they would go to, as the live
+/// build computes it from `MAPILEAK_DIR` (a `set_output_dir` is ignored).
 pub fn output_dir() -> PathBuf {
-    std::env::temp_dir().join("mapileak")
+    crate::config_env::output_dir(None)
 }
 
 /// No-op.
@@ -425,11 +427,7 @@ mod tests {
     use crate::kinds;
 
     #[test]
-    fn release_build_types_are_zero_sized_and_refcount_still_counts() {
-        assert_eq!(size_of::<Tracked>(), 0);
-        assert_eq!(size_of::<Session>(), 0);
-        assert_eq!(size_of::<Scope>(), 0);
-        assert_eq!(size_of::<Option<Tracked>>(), 1);
+    fn refcount_still_counts_and_never_wraps() {
         let rc = RefCount::new(&kinds::IMAPI_STATUS, "status");
         assert_eq!(rc.add_ref(), 2);
         assert_eq!(rc.release(), 1);

@@ -1,0 +1,64 @@
+//! mapileak in a release build: every call is a no-op, nothing is recorded
+//! or written, types are zero-sized, and the answers agree with the live
+//! build's where they mean the same (the event a Shutdown report names, the
+//! report directory `MAPILEAK_DIR` gives). One process, no harness: the
+//! environment is set before anything else runs.
+
+use std::mem::size_of;
+
+use mapileak::{
+    Event, Malloc, ObjectId, Provider, ProviderKind, RefCount, Scope, Session, Tracked,
+    TrackingAllocator, kinds,
+};
+
+// Built without debug assertions and without `force`: the no-op API.
+const _: () = assert!(!mapileak::LIVE);
+
+#[global_allocator]
+static ALLOC: TrackingAllocator = TrackingAllocator::system();
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("mapileak-release-{}", std::process::id()));
+    // SAFETY: no other thread runs yet (no test harness), nothing reads the
+    // environment concurrently.
+    unsafe { std::env::set_var("MAPILEAK_DIR", &dir) };
+    assert_eq!(
+        mapileak::output_dir(),
+        dir,
+        "MAPILEAK_DIR, as the live build reads it"
+    );
+
+    assert_eq!(size_of::<Session>(), 0);
+    assert_eq!(size_of::<Scope>(), 0);
+    assert_eq!(size_of::<Tracked>(), 0);
+    assert_eq!(size_of::<ObjectId>(), 0);
+    assert_eq!(size_of::<Provider>(), 0);
+    assert_eq!(size_of::<RefCount>(), size_of::<u32>());
+
+    let provider = Provider::init(ProviderKind::MessageStore, "release", Malloc::AddRefd);
+    let session = provider.logon("store");
+    {
+        let _scope = session.enter();
+        Box::leak(Box::new(Tracked::new(&kinds::IMAPI_TABLE, "forgotten")));
+        std::mem::forget(vec![0u8; 4096]);
+    }
+    let status = RefCount::in_session(session, &kinds::IMAPI_STATUS, "status");
+    assert_eq!(status.release(), 0);
+    assert_eq!(status.release(), 0, "an over-release never wraps");
+    session.subscribe(7);
+
+    let logoff = session.ms_logoff();
+    assert!(logoff.report.is_clean() && logoff.files.is_empty());
+    assert_eq!(logoff.report.session.event, Event::Logoff);
+    let shutdown = provider.shutdown();
+    assert_eq!(shutdown.report.session.event, Event::Shutdown);
+    assert!(shutdown.files.is_empty());
+    assert!(mapileak::process_exit().is_empty());
+    assert_eq!(
+        mapileak::heap_stats().allocs,
+        0,
+        "the allocator only forwards"
+    );
+    assert!(!dir.exists(), "nothing written");
+    println!("release: 1 passed, 0 failed");
+}
