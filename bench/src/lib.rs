@@ -1,0 +1,1 @@
+//! Empty: the benchmark is benches/provider.rs (run by scripts/bench-provider.sh).
