@@ -57,7 +57,7 @@ impl Provider {
         let stack = stack_now();
         let id = registry::new_session(kind, label.into(), 0, true, stack);
         if malloc == Malloc::AddRefd {
-            registry::with_session(id, |s| s.life.malloc = Some(stack));
+            registry::with_session(id, |s| s.life.malloc_refs.push(stack));
         }
         Provider { id }
     }
@@ -106,9 +106,38 @@ impl Provider {
         ))
     }
 
-    /// `lpMalloc->Release()`: the provider let go of the allocator it kept.
+    /// `lpMalloc->AddRef()` after init: one more reference the provider
+    /// owes a Release for.
+    #[inline(never)]
+    pub fn malloc_add_ref(self) {
+        let _quiet = Quiet::new();
+        let stack = stack_now();
+        registry::with_session(self.id, |p| p.life.malloc_refs.push(stack));
+    }
+
+    /// `lpMalloc->Release()`: the provider let go of one reference it kept.
+    /// One more Release than it took is an `over-release` finding at this
+    /// call.
+    #[inline(never)]
     pub fn malloc_release(self) {
-        registry::with_session(self.id, |p| p.life.malloc = None);
+        let _quiet = Quiet::new();
+        let stack = stack_now();
+        let extra = registry::with_session(self.id, |p| {
+            p.life.malloc_refs.pop().is_none().then(|| {
+                format!(
+                    "lpMalloc->Release() by provider \"{}\" with no AddRef of its own left (at {}ProviderInit or malloc_add_ref)",
+                    p.label,
+                    init_prefix(p.provider)
+                )
+            })
+        })
+        .flatten();
+        if let Some(message) = extra {
+            registry::add_finding(
+                self.id,
+                PendingFinding::error(Rule::OverRelease, message, stack),
+            );
+        }
     }
 
     /// `IXXProvider::Shutdown`: checks the provider's logons and what it
@@ -128,11 +157,15 @@ impl Provider {
                 if p.step(Step::Shutdown).is_err() {
                     findings.push(PendingFinding::error(Rule::OutOfOrder, format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
                 }
-                if let Some(init) = p.life.malloc {
+                if let Some(&latest) = p.life.malloc_refs.last() {
                     findings.push(PendingFinding::error(
                         Rule::MallocNotReleased,
-                        format!("lpMalloc was AddRef'd at {}ProviderInit and not released by Shutdown", init_prefix(kind)),
-                        init,
+                        format!(
+                            "{} AddRef(s) of lpMalloc (at {}ProviderInit or later) not released by Shutdown",
+                            p.life.malloc_refs.len(),
+                            init_prefix(kind)
+                        ),
+                        latest,
                     ));
                 }
                 let mut members = vec![self.id];
@@ -300,12 +333,35 @@ impl Session {
 
     /// `IMAPISupport::SetProviderUID` registered a MAPIUID.
     pub fn set_provider_uid(self) {
-        on(self, "IMAPISupport::SetProviderUID", |_, _, _| {});
+        on(self, "IMAPISupport::SetProviderUID", |s, stack, _| {
+            s.life.provider_uid.get_or_insert(stack);
+        });
     }
 
     /// `IMAPISupport::ModifyStatusRow` added or updated the status row.
     pub fn modify_status_row(self) {
-        on(self, "IMAPISupport::ModifyStatusRow", |_, _, _| {});
+        on(self, "IMAPISupport::ModifyStatusRow", |s, stack, _| {
+            s.life.status_row.get_or_insert(stack);
+        });
+    }
+
+    /// The logon opened connection `id` to a remote server (a mail server,
+    /// a directory): Logoff must close it (`server-connection-open`).
+    #[inline(never)]
+    pub fn server_connected(self, id: u32) {
+        on(self, "connecting to a remote server", |s, stack, _| {
+            s.life.connections.push((id, stack))
+        });
+    }
+
+    /// The logon closed connection `id` to a remote server.
+    #[inline(never)]
+    pub fn server_disconnected(self, id: u32) {
+        on(self, "disconnecting from a remote server", |s, _, _| {
+            if let Some(i) = s.life.connections.iter().position(|&(c, _)| c == id) {
+                s.life.connections.remove(i);
+            }
+        });
     }
 
     /// `IMAPISupport::Subscribe` returned `connection`.

@@ -115,6 +115,10 @@ noop_events! {
     store_released;
     /// No-op.
     logon_released;
+    /// No-op.
+    server_connected(id: u32);
+    /// No-op.
+    server_disconnected(id: u32);
 }
 
 /// A provider object's life (zero-sized).
@@ -150,6 +154,9 @@ impl Provider {
     /// No-op.
     #[inline(always)]
     pub fn malloc_release(self) {}
+    /// No-op.
+    #[inline(always)]
+    pub fn malloc_add_ref(self) {}
     /// An empty Shutdown report.
     #[inline(always)]
     pub fn shutdown(self) -> Logoff {

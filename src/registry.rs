@@ -229,8 +229,16 @@ pub(crate) struct Life {
     pub store_logoff: bool,
     pub store_logoff_transports: u32,
     pub store_released: bool,
-    /// Provider: `lpMalloc` AddRef'd at init and not released yet.
-    pub malloc: Option<StackId>,
+    /// The first `IMAPISupport::SetProviderUID`, while the support object
+    /// is held.
+    pub provider_uid: Option<StackId>,
+    /// The first `IMAPISupport::ModifyStatusRow`.
+    pub status_row: Option<StackId>,
+    /// Open connections to remote servers, and where each was opened.
+    pub connections: Vec<(u32, StackId)>,
+    /// Provider: the stacks of `lpMalloc` AddRefs (at init, and later
+    /// ones) not released yet.
+    pub malloc_refs: Vec<StackId>,
 }
 
 static SESSIONS: Mutex<BTreeMap<u64, SessionState>> = Mutex::new(BTreeMap::new());

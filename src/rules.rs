@@ -42,6 +42,42 @@ pub(crate) fn logoff_checks(
             ));
         }
     }
+    // MAPI removes the MAPIUIDs and the status row itself, while it
+    // processes the support object's final Release: held at Logoff, they
+    // stay (warnings: MAPI cleans up once the provider lets go).
+    if !s.life.support_refs.is_empty() {
+        let logoff = s.provider.logoff_method();
+        if let Some(at) = s.life.provider_uid {
+            out.push(PendingFinding::error(
+                Rule::ProviderUidRegistered,
+                format!(
+                    "the MAPIUIDs \"{}\" registered with IMAPISupport::SetProviderUID are still registered at {logoff}: MAPI removes them at the support object's final Release",
+                    s.label
+                ),
+                at,
+            ));
+        }
+        if let Some(at) = s.life.status_row {
+            out.push(PendingFinding::error(
+                Rule::StatusRowPresent,
+                format!(
+                    "the status-table row of \"{}\" (IMAPISupport::ModifyStatusRow) is still there at {logoff}: MAPI removes it at the support object's final Release",
+                    s.label
+                ),
+                at,
+            ));
+        }
+    }
+    for &(id, at) in &s.life.connections {
+        out.push(PendingFinding::error(
+            Rule::ServerConnectionOpen,
+            format!(
+                "connection {id} to a remote server still open at {}: Logoff must drop it",
+                s.provider.logoff_method()
+            ),
+            at,
+        ));
+    }
     for &(connection, subscribe) in &s.life.subscriptions {
         out.push(PendingFinding::error(
             Rule::SubscriptionOpen,

@@ -114,6 +114,8 @@ uint64_t mapileak_provider_init(int provider, const char *label, int malloc_addr
 uint64_t mapileak_provider_logon(uint64_t provider, const char *label);
 /* The provider released the lpMalloc it kept. */
 int mapileak_provider_malloc_release(uint64_t provider);
+/* lpMalloc->AddRef() after init: one more Release owed. */
+int mapileak_provider_malloc_add_ref(uint64_t provider);
 /* IXXProvider::Shutdown: checks the provider and its logons, reports. */
 int mapileak_provider_shutdown(uint64_t provider, mapileak_summary *out);
 /* MAPI's final Release of the provider object. */
@@ -126,6 +128,9 @@ int mapileak_set_provider_uid(uint64_t session);
 int mapileak_modify_status_row(uint64_t session);
 int mapileak_subscribe(uint64_t session, uint32_t connection);
 int mapileak_unsubscribe(uint64_t session, uint32_t connection);
+/* The logon opened (closed) connection `id` to a remote server; Logoff must close each. */
+int mapileak_server_connected(uint64_t session, uint32_t id);
+int mapileak_server_disconnected(uint64_t session, uint32_t id);
 int mapileak_make_invalid(uint64_t session);
 int mapileak_listed(uint64_t session);
 int mapileak_unlisted(uint64_t session);

@@ -354,8 +354,12 @@ macro_rules! provider_event {
 }
 
 provider_event! {
+    /// `int mapileak_provider_malloc_add_ref(uint64_t provider)`: the
+    /// provider AddRef'd `lpMalloc` once more (after init).
+    mapileak_provider_malloc_add_ref => malloc_add_ref;
     /// `int mapileak_provider_malloc_release(uint64_t provider)`: the provider
-    /// released the `lpMalloc` it kept.
+    /// released one reference on `lpMalloc`; one more than it took is an
+    /// `over-release` finding.
     mapileak_provider_malloc_release => malloc_release;
     /// `int mapileak_provider_released(uint64_t provider)`: MAPI's final
     /// Release of the provider object (after Shutdown).
@@ -393,6 +397,12 @@ session_event! {
     mapileak_subscribe => subscribe(connection: u32);
     /// `int mapileak_unsubscribe(uint64_t session, uint32_t connection)`: `IMAPISupport::Unsubscribe`.
     mapileak_unsubscribe => unsubscribe(connection: u32);
+    /// `int mapileak_server_connected(uint64_t session, uint32_t id)`: the
+    /// logon opened connection `id` to a remote server.
+    mapileak_server_connected => server_connected(id: u32);
+    /// `int mapileak_server_disconnected(uint64_t session, uint32_t id)`: it
+    /// closed it.
+    mapileak_server_disconnected => server_disconnected(id: u32);
     /// `int mapileak_make_invalid(uint64_t session)`: `IMAPISupport::MakeInvalid` on the logon object.
     mapileak_make_invalid => make_invalid;
     /// `int mapileak_listed(uint64_t session)`: the logon went into the provider's list of logons.

@@ -233,17 +233,25 @@ fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
     // same buffer did not (and the first waits in the quarantine).
     assert_eq!(
         line,
-        "mapileak-c real_allocs=1 real_frees=0 leaked_objects=0 findings=1"
+        "mapileak-c real_allocs=1 real_frees=0 leaked_objects=0 findings=2"
     );
     assert_eq!(report.session.label, "C transport");
     // The IXPLogon object found by IID has the logon role: alive at
     // TransportLogoff is expected, so it is not a leak.
     assert!(report.objects.is_empty(), "{:#?}", report.objects);
-    let [finding] = &report.findings[..] else {
-        panic!("one finding: {:#?}", report.findings)
+    let [finding, open] = &report.findings[..] else {
+        panic!("two findings: {:#?}", report.findings)
     };
     assert_eq!(finding.rule, "buffer-double-free");
     assert_eq!(frames(&report, finding.stack)[0], "main");
+    // The connection left open, reported at TransportLogoff.
+    assert_eq!(open.rule, "server-connection-open");
+    assert!(
+        open.message.starts_with("connection 587 "),
+        "{}",
+        open.message
+    );
+    assert_eq!(frames(&report, open.stack)[0], "main");
 }
 
 #[test]

@@ -41,13 +41,19 @@ pub enum Rule {
     BufferForeignFree,
     /// `buffer-more-on-child`: MAPIAllocateMore was given an AllocateMore child as its parent: MAPI requires a MAPIAllocateBuffer block.
     BufferMoreOnChild,
+    /// `provider-uid-registered`: The provider's MAPIUIDs (IMAPISupport::SetProviderUID) are still registered at Logoff: MAPI removes them at the support object's final Release, which has not come.
+    ProviderUidRegistered,
+    /// `status-row-present`: The provider's status-table row (IMAPISupport::ModifyStatusRow) is still there at Logoff: MAPI removes it at the support object's final Release, which has not come.
+    StatusRowPresent,
+    /// `server-connection-open`: Logoff must drop the connections to remote servers the logon opened; nothing else closes them.
+    ServerConnectionOpen,
     /// `shutdown-with-open-logons`: Shutdown ran while a logon of the provider had not logged off.
     ShutdownWithOpenLogons,
 }
 
 impl Rule {
     /// Every rule, in the order `docs/rules.md` lists them.
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 18] = [
         Rule::OverRelease,
         Rule::SupportNotReleased,
         Rule::TransportSupportOrder,
@@ -62,6 +68,9 @@ impl Rule {
         Rule::BufferDoubleFree,
         Rule::BufferForeignFree,
         Rule::BufferMoreOnChild,
+        Rule::ProviderUidRegistered,
+        Rule::StatusRowPresent,
+        Rule::ServerConnectionOpen,
         Rule::ShutdownWithOpenLogons,
     ];
 
@@ -82,14 +91,22 @@ impl Rule {
             Rule::BufferDoubleFree => "buffer-double-free",
             Rule::BufferForeignFree => "buffer-foreign-free",
             Rule::BufferMoreOnChild => "buffer-more-on-child",
+            Rule::ProviderUidRegistered => "provider-uid-registered",
+            Rule::StatusRowPresent => "status-row-present",
+            Rule::ServerConnectionOpen => "server-connection-open",
             Rule::ShutdownWithOpenLogons => "shutdown-with-open-logons",
         }
     }
 
-    /// How bad a broken rule is: each one here leaks, corrupts memory or
-    /// can hang `MAPIUninitialize`.
+    /// How bad a broken rule is. Errors leak, corrupt memory or can hang
+    /// `MAPIUninitialize`; warnings are duties MAPI itself performs once the
+    /// provider lets go (its MAPIUIDs and status row go with the support
+    /// object's final Release).
     pub const fn severity(self) -> Severity {
-        Severity::Error
+        match self {
+            Rule::ProviderUidRegistered | Rule::StatusRowPresent => Severity::Warning,
+            _ => Severity::Error,
+        }
     }
 
     /// One line on what the rule asks, for the HTML's findings table.
@@ -132,6 +149,15 @@ impl Rule {
             Rule::BufferForeignFree => "MAPIFreeBuffer was called on memory MAPI did not allocate.",
             Rule::BufferMoreOnChild => {
                 "MAPIAllocateMore was given an AllocateMore child as its parent: MAPI requires a MAPIAllocateBuffer block (the new block still joins the root's chain and is freed with it)."
+            }
+            Rule::ProviderUidRegistered => {
+                "The provider's MAPIUIDs (IMAPISupport::SetProviderUID) are still registered at Logoff: MAPI removes them at the support object's final Release, which has not come."
+            }
+            Rule::StatusRowPresent => {
+                "The provider's status-table row (IMAPISupport::ModifyStatusRow) is still there at Logoff: MAPI removes it at the support object's final Release, which has not come."
+            }
+            Rule::ServerConnectionOpen => {
+                "Logoff must drop the connections to remote servers the logon opened; nothing else closes them."
             }
             Rule::ShutdownWithOpenLogons => {
                 "Shutdown ran while a logon of the provider had not logged off."

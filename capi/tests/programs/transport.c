@@ -52,6 +52,10 @@ int main(int argc, char **argv) {
     mapileak_free_buffer(message); /* buffer-double-free, not passed on */
     mapileak_leave();
     if (mapileak_current() != 0) return 4;
+    /* The SMTP connection: one closed, one left open (server-connection-open). */
+    if (mapileak_server_connected(session, 25) != 0) return 5;
+    if (mapileak_server_connected(session, 587) != 0) return 5;
+    if (mapileak_server_disconnected(session, 25) != 0) return 5;
 
     if (mapileak_transport_logoff(session, &summary) != 0) return 3;
     mapileak_object_release(logon);

@@ -107,8 +107,8 @@ fn the_demo_page_shows_the_leaks_and_filters() {
     );
     assert_eq!(
         b.eval("document.querySelectorAll('td.rule').length"),
-        2,
-        "over-release and support-not-released"
+        4,
+        "over-release, support-not-released, and the MAPIUIDs and status row it keeps"
     );
     assert_eq!(
         b.eval("document.querySelectorAll('svg rect').length"),
