@@ -58,11 +58,13 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         .iter()
         .flat_map(|o| std::iter::once(o.node.created).chain(o.events.iter().map(|&(_, s)| s)))
         .chain(findings.iter().map(|f| f.stack))
-        .chain(
-            findings
+        .chain(findings.iter().flat_map(|f| {
+            let subject = f
+                .subject
                 .iter()
-                .filter_map(|f| f.subject.as_ref().map(|s| s.2)),
-        )
+                .flat_map(|s| std::iter::once(s.created).chain(s.events.iter().map(|&(_, st)| st)));
+            f.also.into_iter().chain(subject)
+        }))
         .chain(heap.iter().map(|&(s, _)| s))
         .chain(buffers.iter().map(|&(s, _, _)| s));
     for id in needed {
@@ -135,11 +137,18 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
             message: f.message,
             stack: Some(f.stack),
             object: f.object,
-            subject: f.subject.map(|(kind, label, created)| Subject {
-                kind: kind.to_owned(),
-                label,
-                created,
+            subject: f.subject.map(|s| Subject {
+                kind: s.kind.to_owned(),
+                label: s.label,
+                created: s.created,
+                events: analysis::balance(&s.events, |st| {
+                    frames_of(st)
+                        .iter()
+                        .map(|fr| fr.function.as_str())
+                        .collect::<Vec<_>>()
+                }),
             }),
+            also: f.also,
             signature,
         });
     }

@@ -83,6 +83,7 @@ impl Handle {
             refs: AtomicU32::new(1),
             counted,
             history,
+            zeroed_at: AtomicU32::new(0),
             links: Mutex::new(links),
         });
         if live {
@@ -252,9 +253,7 @@ impl RefCount {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
         {
             Ok(1) => {
-                if node.history {
-                    record(node, RefOp::Release);
-                }
+                final_release(node);
                 registry::remove(node.id);
                 0
             }
@@ -284,6 +283,22 @@ fn record(node: &Node, op: RefOp) {
     node.links.lock().events.push((op, stack));
 }
 
+/// The Release that took the count to 0: its stack is kept, for the
+/// over-release a later Release would be (once per object).
+#[inline(never)]
+#[cold]
+fn final_release(node: &Node) {
+    let _quiet = Quiet::new();
+    if config::mode() == Mode::Off {
+        return;
+    }
+    let stack = stack::capture();
+    node.zeroed_at.store(stack, Ordering::Relaxed);
+    if node.history {
+        node.links.lock().events.push((RefOp::Release, stack));
+    }
+}
+
 #[inline(never)]
 #[cold]
 fn over_release(node: &Node) {
@@ -291,20 +306,37 @@ fn over_release(node: &Node) {
     if config::mode() == Mode::Off {
         return;
     }
-    let stack = stack::capture();
-    registry::add_finding(
-        node.session,
-        PendingFinding::error(
-            Rule::OverRelease,
+    let now = stack::capture();
+    if node.history {
+        node.links.lock().events.push((RefOp::Release, now));
+    }
+    // The bug is rarely this Release, which found the count at 0, but the
+    // one that took it there while a holder still owned a reference.
+    let zeroed_at = node.zeroed_at.load(Ordering::Relaxed);
+    let (stack, also, message) = if zeroed_at != 0 {
+        (
+            zeroed_at,
+            Some(now),
+            format!(
+                "IUnknown::Release took {} \"{}\" to 0 while a reference was still owned: a later Release found the count at 0 (one Release too many, or one AddRef too few, before this one)",
+                node.kind.name(),
+                node.label
+            ),
+        )
+    } else {
+        (
+            now,
+            None,
             format!(
                 "IUnknown::Release called on {} \"{}\" whose reference count was already 0",
                 node.kind.name(),
                 node.label
             ),
-            stack,
         )
-        .about(node),
-    );
+    };
+    let mut finding = PendingFinding::error(Rule::OverRelease, message, stack).about(node);
+    finding.also = also;
+    registry::add_finding(node.session, finding);
 }
 
 impl Drop for RefCount {

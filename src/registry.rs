@@ -30,6 +30,9 @@ pub(crate) struct Node {
     pub counted: bool,
     /// Whether AddRef/Release record a stack each.
     pub history: bool,
+    /// The Release that took the count to 0 (`RefCount`), once it came: a
+    /// later Release is an over-release, and this one is the likely culprit.
+    pub zeroed_at: AtomicU32,
     pub links: Mutex<Links>,
 }
 
@@ -99,9 +102,21 @@ pub(crate) struct PendingFinding {
     pub message: String,
     pub stack: StackId,
     pub object: Option<u64>,
-    /// The object's kind, label and creation stack, kept with the finding:
-    /// the object may be gone (freed after its over-release) by the report.
-    pub subject: Option<(&'static str, String, StackId)>,
+    /// The object's kind, label, creation stack and (history on) its
+    /// AddRef/Release history, kept with the finding: the object may be
+    /// gone (freed after its over-release) by the report.
+    pub subject: Option<PendingSubject>,
+    /// Another call the finding involves (an over-release: the Release that
+    /// found the count at 0, when `stack` is the one that took it there).
+    pub also: Option<StackId>,
+}
+
+/// What a finding is about, as [`PendingFinding::about`] saw it.
+pub(crate) struct PendingSubject {
+    pub kind: &'static str,
+    pub label: String,
+    pub created: StackId,
+    pub events: Vec<(RefOp, StackId)>,
 }
 
 impl PendingFinding {
@@ -114,6 +129,7 @@ impl PendingFinding {
             stack,
             object: None,
             subject: None,
+            also: None,
         }
     }
 
@@ -121,7 +137,16 @@ impl PendingFinding {
     pub(crate) fn about(self, node: &Node) -> PendingFinding {
         PendingFinding {
             object: Some(node.id),
-            subject: Some((node.kind.name(), node.label.clone(), node.created)),
+            subject: Some(PendingSubject {
+                kind: node.kind.name(),
+                label: node.label.clone(),
+                created: node.created,
+                events: if node.history {
+                    node.links.lock().events.clone()
+                } else {
+                    Vec::new()
+                },
+            }),
             ..self
         }
     }

@@ -402,6 +402,25 @@ fn findings(out: &mut String, r: &Report, stacks: &HashMap<StackId, &Stack>, pre
             Some(id) => stack_block(out, st, id, inline, prefix),
             None => out.push('—'),
         }
+        if let Some(id) = f.also {
+            out.push_str("<div class=\"help\">and the later call:</div>");
+            stack_block(out, stacks.get(&id).copied(), id, inline, prefix);
+        }
+        if let Some(s) = &f.subject {
+            let _ = write!(
+                out,
+                "<div class=\"help\">{} \"{}\", created:</div>",
+                escape(&s.kind),
+                escape(&s.label)
+            );
+            stack_block(
+                out,
+                stacks.get(&s.created).copied(),
+                s.created,
+                inline,
+                prefix,
+            );
+        }
         out.push_str("</td></tr>\n");
     }
     out.push_str("</table></section>\n");

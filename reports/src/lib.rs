@@ -20,7 +20,7 @@
 //! | `objects[]` | leaked objects: `id`, `kind`, `label`, `refcount`, `root`, `parent` (the leaked holder it is shown under), `opened_from`, `signature`, `created` (stack id), `events[]` |
 //! | `heap[]` | live heap blocks per allocation site: `stack`, `blocks`, `bytes`, `signature` |
 //! | `buffers[]` | unfreed MAPI buffers: `stack`, `bytes`, `children`, `signature` |
-//! | `findings[]` | protocol findings: `rule`, `severity`, `message`, `stack`, `object`, `subject` (`kind`, `label`, `created` stack of that object, when known), `signature` |
+//! | `findings[]` | protocol findings: `rule`, `severity`, `message`, `stack`, `object`, `subject` (`kind`, `label`, `created` stack and, history on, `events` of that object), `also` (another call involved: for an over-release, the Release that found the count at 0), `signature` |
 //! | `stacks[]` | `id`, `frames[]` of `function`, `file`, `line` (innermost first) |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

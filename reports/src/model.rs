@@ -426,6 +426,10 @@ pub struct Finding {
     /// That object's kind, label and creation stack, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
+    /// Another call involved (for an over-release blamed on the Release that
+    /// took the count to 0: the later Release that found it there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub also: Option<StackId>,
     /// Stable across runs: rule and stack by function name.
     pub signature: String,
 }
@@ -439,6 +443,10 @@ pub struct Subject {
     pub label: String,
     /// Its creation stack (in `stacks[]`).
     pub created: StackId,
+    /// Its AddRef/Release history, balanced, when history was on for its
+    /// kind (as a leaked object's `events`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<RefEvent>,
 }
 
 /// A symbolized stack, innermost frame first.

@@ -157,9 +157,17 @@ fn over_released_status_object_is_a_finding_with_the_releasing_stack() {
         assert_eq!(rules, ["over-release"], "{p:?}");
         let f = &r.findings[0];
         assert!(f.message.contains("IMAPIStatus"), "{}", f.message);
+        // Blamed: the client's Release that took the count to 0 while the
+        // logon still owned its reference (OpenStatusEntry handed the
+        // cached object out without an AddRef)...
         let stack = r.stack(f.stack.expect("stack")).expect("stack in report");
-        assert!(stack.mentions("release_own"), "{p:?}: {stack:#?}");
-        assert!(stack.mentions(logoff), "{p:?}: {logoff} not in {stack:#?}");
+        assert!(stack.mentions("status_release"), "{p:?}: {stack:#?}");
+        // ... and shown: the logon's own Release at Logoff, which found 0.
+        let also = r
+            .stack(f.also.expect("the later Release"))
+            .expect("in report");
+        assert!(also.mentions("release_own"), "{p:?}: {also:#?}");
+        assert!(also.mentions(logoff), "{p:?}: {logoff} not in {also:#?}");
         // The object is freed and in no objects[] entry: the finding says
         // what it was, and where it was made.
         let subject = f.subject.as_ref().expect("the finding's object, described");
@@ -175,6 +183,71 @@ fn over_released_status_object_is_a_finding_with_the_releasing_stack() {
             "freed"
         );
     }
+}
+
+mapileak::declare_kind! {
+    static ICLONED = ("ICloned", 0x6b1d2c3e_4f50_4a6b_8c7d_9e0f1a2b3c4d, Object, history: true);
+}
+
+#[inline(never)]
+fn owner_open(s: Session) -> RefCount {
+    RefCount::in_session(s, &ICLONED, "the owner's table")
+}
+
+#[inline(never)]
+fn clone_table(t: &RefCount) {
+    t.add_ref();
+}
+
+#[inline(never)]
+fn release_twice(t: &RefCount) {
+    t.release();
+    t.release();
+}
+
+#[inline(never)]
+fn owner_close(t: &RefCount) {
+    t.release();
+}
+
+#[test]
+fn an_over_release_blames_the_release_that_took_the_count_to_zero() {
+    let _dir = setup();
+    // A table cloned in one place and released twice in another; the
+    // owner's own (correct) Release comes last and finds the count at 0.
+    let s = Session::logon(ProviderKind::MessageStore, "cloned");
+    let t = owner_open(s);
+    clone_table(&t);
+    release_twice(&t);
+    owner_close(&t);
+    let r = s.ms_logoff().report;
+    let [f] = &r.findings[..] else {
+        panic!("one finding: {:#?}", r.findings)
+    };
+    assert_eq!(f.rule, "over-release");
+    let at = |id: u32| r.stack(id).expect("stack in the report");
+    assert!(
+        at(f.stack.unwrap()).mentions("release_twice"),
+        "the culprit: {f:#?}"
+    );
+    assert!(at(f.also.expect("the later Release")).mentions("owner_close"));
+    // The history switched on for the kind comes with the finding, though
+    // the object is gone: Create, the clone's AddRef, three Releases.
+    let subject = f.subject.as_ref().expect("subject");
+    use mapileak::reports::RefOp::*;
+    let total = |op| -> u32 {
+        subject
+            .events
+            .iter()
+            .filter(|e| e.op == op)
+            .map(|e| e.count)
+            .sum()
+    };
+    assert_eq!(
+        (total(Create), total(AddRef), total(Release)),
+        (1, 1, 3),
+        "{subject:#?}"
+    );
 }
 
 #[test]

@@ -178,6 +178,7 @@ fn hostile() -> Report {
             stack: Some(1),
             object: None,
             subject: None,
+            also: None,
             signature: e.to_string(),
         });
     }
