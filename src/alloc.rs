@@ -521,21 +521,40 @@ mod tests {
     fn counts_stay_exact_with_more_threads_than_slots() {
         const THREADS: usize = counters::SLOTS + 40;
         let before = counters::sum();
+        let grown = |_| {
+            for _ in 0..100 {
+                counters::alloc(48);
+                counters::resize(48, 64);
+            }
+        };
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                s.spawn(move || grown(t));
+            }
+        });
+        let mid = counters::sum();
+        let ops = (THREADS * 100) as u64;
+        assert_eq!(mid.0 - before.0, ops, "allocs");
+        assert_eq!(
+            mid.2.wrapping_sub(before.2),
+            ops * 64,
+            "live bytes after growing"
+        );
         std::thread::scope(|s| {
             for _ in 0..THREADS {
                 s.spawn(|| {
                     for _ in 0..100 {
-                        counters::alloc(48);
-                        counters::resize(48, 64);
                         counters::free(64);
                     }
                 });
             }
         });
         let after = counters::sum();
-        let ops = (THREADS * 100) as u64;
-        assert_eq!(after.0 - before.0, ops, "allocs");
         assert_eq!(after.1 - before.1, ops, "frees");
-        assert_eq!(after.2.wrapping_sub(before.2), 0, "live bytes");
+        assert_eq!(
+            after.2.wrapping_sub(before.2),
+            0,
+            "live bytes after the frees"
+        );
     }
 }

@@ -11,7 +11,11 @@ static ALLOC: TrackingAllocator = TrackingAllocator::system();
 
 fn setup() {
     mapileak::set_output_dir(concat!(env!("CARGO_TARGET_TMPDIR"), "/mapileak-heap"));
+    quiet::keep_process_end_traces_out_of_the_log();
 }
+
+#[path = "support/quiet.rs"]
+mod quiet;
 
 /// `(function the site names, blocks, bytes)` for each heap site.
 fn sites(r: &Report) -> Vec<(String, u64, u64)> {
@@ -193,7 +197,10 @@ fn eight_threads_allocating_and_freeing_give_exact_totals() {
         .collect();
     // Blocks freed on the main thread, after their threads ended.
     let freed: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let leaked_vecs = freed.len(); // the vectors themselves were allocated in scope
+    // The workload did free a tenth of the blocks elsewhere (so the exact
+    // totals below say those frees were seen).
+    let freed_elsewhere: usize = freed.iter().map(Vec::len).sum();
+    assert_eq!(freed_elsewhere, THREADS * BLOCKS / 10);
     drop(freed);
     let r = session.ms_logoff().report;
     let boxes: u64 = r
@@ -209,7 +216,6 @@ fn eight_threads_allocating_and_freeing_give_exact_totals() {
         "nothing else is left: {:#?}",
         sites(&r)
     );
-    assert_eq!(leaked_vecs, THREADS);
     assert!(mapileak::heap_stats().allocs > (THREADS * BLOCKS) as u64);
 }
 

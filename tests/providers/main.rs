@@ -24,8 +24,12 @@ mod rules;
 fn setup() -> RwLockReadGuard<'static, ()> {
     let guard = OUTPUT_DIR.read().unwrap_or_else(|e| e.into_inner());
     mapileak::set_output_dir(DIR);
+    quiet::keep_process_end_traces_out_of_the_log();
     guard
 }
+
+#[path = "../support/quiet.rs"]
+mod quiet;
 
 fn run(provider: Provider, leak: Bug) -> mapileak::Logoff {
     let _dir = setup();

@@ -501,3 +501,145 @@ fn a_stderr_nobody_reads_costs_the_traces_not_the_logoff() {
         .count();
     assert_eq!(logoffs, 1, "the Logoff report is written");
 }
+
+/// The report directory of [`run_example`]'s run `tag`.
+fn run_dir(tag: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("env-{tag}"))
+}
+
+/// Runs an example with `env`, reports in a fresh directory: its stdout,
+/// its stderr's `mapileak:` lines and the files it wrote.
+fn run_example(
+    tag: &str,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (String, Vec<String>, Vec<String>) {
+    let dir = run_dir(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(example(name))
+        .args(args)
+        .env_remove("MAPILEAK")
+        .env_remove("MAPILEAK_HTML")
+        .env_remove("MAPILEAK_TRACE_ROOTS")
+        .env("MAPILEAK_DIR", &dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let traces = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("mapileak: "))
+        .map(str::to_owned)
+        .collect();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        traces,
+        files,
+    )
+}
+
+#[test]
+fn the_environment_table_holds_end_to_end() {
+    // MAPILEAK=off: nothing recorded, reported or written.
+    let (stdout, traces, files) = run_example("off", "leaky_store", &[], &[("MAPILEAK", "off")]);
+    assert!(
+        stdout.contains(": 0 leaked objects, 0 of them roots; 0 finding(s)"),
+        "{stdout}"
+    );
+    assert_eq!(traces, Vec::<String>::new());
+    assert_eq!(files, Vec::<String>::new());
+
+    // summary: the files, and one summary line per report, no per-leak line.
+    let (_, traces, files) = run_example("summary", "leaky_store", &[], &[("MAPILEAK", "summary")]);
+    assert!(
+        files.iter().any(|f| f.ends_with("-logoff.json")),
+        "{files:?}"
+    );
+    assert!(!traces.is_empty());
+    assert!(
+        traces.iter().all(|l| l.contains(" leaked object")),
+        "summary lines only: {traces:#?}"
+    );
+
+    // full (the default): one line per leak root and finding as well.
+    let (_, traces, _) = run_example("full", "leaky_store", &[], &[]);
+    let leaked = |t: &[String]| {
+        t.iter()
+            .filter(|l| l.starts_with("mapileak: leaked "))
+            .count()
+    };
+    assert!(
+        traces
+            .iter()
+            .any(|l| l.starts_with("mapileak: leaked IMAPITable")),
+        "{traces:#?}"
+    );
+    assert!(
+        traces
+            .iter()
+            .any(|l| l.starts_with("mapileak: over-release: "))
+    );
+
+    // MAPILEAK_TRACE_ROOTS=1: the largest root per report, then a count.
+    let (_, capped, _) = run_example(
+        "capped",
+        "leaky_store",
+        &[],
+        &[("MAPILEAK_TRACE_ROOTS", "1")],
+    );
+    assert!(leaked(&capped) < leaked(&traces), "{capped:#?}");
+    assert!(
+        capped
+            .iter()
+            .any(|l| l.starts_with("mapileak: and 1 more leak root(s)")),
+        "{capped:#?}"
+    );
+
+    // MAPILEAK_HTML=1: a page beside each JSON report (this example does
+    // not set it itself).
+    let (_, _, files) = run_example("html", "no_logoff", &["return"], &[("MAPILEAK_HTML", "1")]);
+    let json: Vec<_> = files.iter().filter(|f| f.ends_with(".json")).collect();
+    let html: Vec<_> = files.iter().filter(|f| f.ends_with(".html")).collect();
+    assert_eq!((json.len(), html.len()), (1, 1), "{files:?}");
+    let (_, _, files) = run_example("no-html", "no_logoff", &["return"], &[]);
+    assert!(files.iter().all(|f| f.ends_with(".json")), "{files:?}");
+}
+
+#[test]
+fn signatures_are_equal_across_processes() {
+    // Two runs of the demo: two processes, two address layouts (ASLR).
+    let sigs = || -> Vec<String> {
+        run_example("signatures", "leaky_store", &[], &[("MAPILEAK", "summary")]);
+        let dir = run_dir("signatures");
+        let mut out: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with("-logoff.json"))
+            .flat_map(|p| {
+                let r = mapileak::reports::read_file(&p).unwrap();
+                r.objects
+                    .iter()
+                    .map(|o| o.signature.clone())
+                    .chain(r.findings.iter().map(|f| f.signature.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let (a, b) = (sigs(), sigs());
+    assert!(a.len() >= 4, "{a:?}");
+    assert_eq!(a, b);
+}
