@@ -375,6 +375,18 @@ fn resolve(addr: usize) -> Vec<Frame> {
             line: symbol.lineno(),
         });
     });
+    // The function itself (the last of its inlined frames): a C++ function
+    // the debug info names without its class or namespace (an anonymous
+    // namespace's, a static one) gets the symbol table's fuller name.
+    if let Some(outer) = frames.last_mut()
+        && is_cpp_source(outer.file.as_deref())
+        && !outer.function.contains("::")
+        && let Some(full) = symtab::name_at(addr)
+        && (full.starts_with(&format!("{}(", outer.function))
+            || full.contains(&format!("::{}(", outer.function)))
+    {
+        outer.function = full;
+    }
     if frames.is_empty() {
         frames.push(Frame {
             function: format!("?? ({addr:#x})"),
@@ -384,6 +396,16 @@ fn resolve(addr: usize) -> Vec<Frame> {
     }
     frames
 }
+
+/// A C++ source or header file, by its extension.
+fn is_cpp_source(file: Option<&str>) -> bool {
+    file.and_then(|f| f.rsplit_once('.'))
+        .is_some_and(|(_, ext)| {
+            matches!(ext, "cpp" | "cc" | "cxx" | "C" | "hpp" | "hh" | "hxx" | "h")
+        })
+}
+
+mod symtab;
 
 /// Frames of the capture machinery itself: mapileak's functions (the C
 /// ABI's exports and crate, and the C++ wrappers in namespace `mapileak`

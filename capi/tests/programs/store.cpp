@@ -40,6 +40,11 @@ public:
     using Object::Object;
 };
 
+// The provider's own classes, in an anonymous namespace as provider code
+// often has them: their debug info carries no linkage name, so the report's
+// names come from the symbol table.
+namespace {
+
 class Folder : public Object<kFolder> {
 public:
     using Object::Object;
@@ -72,6 +77,8 @@ public:
 private:
     Folder *folder_;
 };
+
+}  // namespace
 
 __attribute__((noinline)) static void *LeakRecipientRows() {
     void *rows = nullptr;
