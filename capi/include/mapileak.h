@@ -182,6 +182,10 @@ int mapileak_buffers_wrap(mapileak_allocate_buffer_fn allocate, mapileak_allocat
  * and freeing what these did not allocate are findings and are not passed
  * on. */
 int32_t MAPILEAK_STDCALL mapileak_allocate_buffer(uint32_t cb, void **buffer);
+/* MAPIAllocateBuffer for `session` without entering its scope (code that
+ * passes sessions around); outside any scope, mapileak_allocate_buffer's
+ * buffers belong to no logon and are reported only at process end. */
+int32_t MAPILEAK_STDCALL mapileak_allocate_buffer_in(uint64_t session, uint32_t cb, void **buffer);
 int32_t MAPILEAK_STDCALL mapileak_allocate_more(uint32_t cb, void *object, void **buffer);
 uint32_t MAPILEAK_STDCALL mapileak_free_buffer(void *buffer);
 

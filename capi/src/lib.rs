@@ -705,6 +705,37 @@ pub unsafe extern "system" fn mapileak_allocate_buffer(cb: u32, buffer: *mut *mu
     }
 }
 
+/// `SCODE mapileak_allocate_buffer_in(uint64_t session, ULONG cb, LPVOID
+/// *buffer)`: `MAPIAllocateBuffer` for `session`, whatever scope the thread
+/// is in. An unknown session is `MAPI_E_INVALID_PARAMETER`.
+///
+/// # Safety
+///
+/// `buffer` is NULL or valid for writing a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn mapileak_allocate_buffer_in(
+    session: u64,
+    cb: u32,
+    buffer: *mut *mut c_void,
+) -> i32 {
+    if buffer.is_null() {
+        return MAPI_E_INVALID_PARAMETER;
+    }
+    match guard(Err(MAPI_E_NOT_ENOUGH_MEMORY), || {
+        match Session::by_id(session) {
+            Some(s) => buffers().allocate_buffer_in(s, cb),
+            None => Err(MAPI_E_INVALID_PARAMETER),
+        }
+    }) {
+        Ok(p) => {
+            // SAFETY: the caller's promise.
+            unsafe { buffer.write(p) };
+            0
+        }
+        Err(code) => code,
+    }
+}
+
 /// `SCODE mapileak_allocate_more(ULONG cb, LPVOID object, LPVOID *buffer)`:
 /// `MAPIAllocateMore`, linked to `object`'s chain.
 ///

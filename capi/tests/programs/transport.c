@@ -33,6 +33,8 @@ static const mapileak_guid IID_IXPLogon = {
 
 int main(int argc, char **argv) {
     mapileak_summary summary = {0, 0, 0, 0, 0, 0};
+    mapileak_summary shutdown = {0, 0, 0, 0, 0, 0};
+    uint64_t provider;
     uint64_t session;
     mapileak_object *logon;
     void *message = NULL;
@@ -52,6 +54,16 @@ int main(int argc, char **argv) {
     mapileak_free_buffer(message); /* buffer-double-free, not passed on */
     mapileak_leave();
     if (mapileak_current() != 0) return 4;
+    /* A buffer bound to the session without its scope: leaked at Logoff. */
+    if (mapileak_allocate_buffer_in(session, 24, &message) != 0) return 5;
+    if (mapileak_allocate_buffer_in(999999, 24, &message) == 0) return 5;
+    /* The provider's lpMalloc: kept at init, released twice (over-release). */
+    provider = mapileak_provider_init(MAPILEAK_TRANSPORT, "C transport provider", 1);
+    if (provider == 0 || mapileak_provider_malloc_add_ref(provider) != 0) return 5;
+    mapileak_provider_malloc_release(provider);
+    mapileak_provider_malloc_release(provider);
+    mapileak_provider_malloc_release(provider);
+    if (mapileak_provider_shutdown(provider, &shutdown) != 0) return 5;
     /* The SMTP connection: one closed, one left open (server-connection-open). */
     if (mapileak_server_connected(session, 25) != 0) return 5;
     if (mapileak_server_connected(session, 587) != 0) return 5;
@@ -60,8 +72,10 @@ int main(int argc, char **argv) {
     if (mapileak_transport_logoff(session, &summary) != 0) return 3;
     mapileak_object_release(logon);
     mapileak_object_free(logon);
-    printf("mapileak-c real_allocs=%d real_frees=%d leaked_objects=%llu findings=%llu\n",
+    printf("mapileak-c real_allocs=%d real_frees=%d leaked_objects=%llu findings=%llu "
+           "mapi_buffers=%llu shutdown_findings=%llu\n",
            real_allocs, real_frees, (unsigned long long)summary.leaked_objects,
-           (unsigned long long)summary.findings);
+           (unsigned long long)summary.findings, (unsigned long long)summary.mapi_buffers,
+           (unsigned long long)shutdown.findings);
     return 0;
 }
