@@ -102,6 +102,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
             signature,
             created: node.created,
             events,
+            events_dropped: o.events_dropped,
         });
     }
     // Heap blocks, grouped by allocation site, largest first.

@@ -72,7 +72,7 @@ impl Handle {
         let history = live && kind.history();
         let mut links = Links::default();
         if history {
-            links.events.push((RefOp::Create, created));
+            links.push_event(RefOp::Create, created);
         }
         let node = Arc::new(Node {
             id: registry::next_object_id(),
@@ -280,7 +280,7 @@ impl RefCount {
 fn record(node: &Node, op: RefOp) {
     let _quiet = Quiet::new();
     let stack = stack::capture();
-    node.links.lock().events.push((op, stack));
+    node.links.lock().push_event(op, stack);
 }
 
 /// The Release that took the count to 0: its stack is kept, for the
@@ -295,7 +295,7 @@ fn final_release(node: &Node) {
     let stack = stack::capture();
     node.zeroed_at.store(stack, Ordering::Relaxed);
     if node.history {
-        node.links.lock().events.push((RefOp::Release, stack));
+        node.links.lock().push_event(RefOp::Release, stack);
     }
 }
 
@@ -308,7 +308,7 @@ fn over_release(node: &Node) {
     }
     let now = stack::capture();
     if node.history {
-        node.links.lock().events.push((RefOp::Release, now));
+        node.links.lock().push_event(RefOp::Release, now);
     }
     // The bug is rarely this Release, which found the count at 0, but the
     // one that took it there while a holder still owned a reference.

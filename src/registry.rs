@@ -36,14 +36,36 @@ pub(crate) struct Node {
     pub links: Mutex<Links>,
 }
 
+/// Events a history keeps per object; older ones are counted, not kept.
+pub(crate) const HISTORY: usize = 4096;
+
+impl Links {
+    /// Records one AddRef/Release (or the Create), dropping the oldest past
+    /// [`HISTORY`].
+    pub(crate) fn push_event(&mut self, op: RefOp, stack: StackId) {
+        if self.events.len() == HISTORY {
+            self.events.pop_front();
+            self.events_dropped += 1;
+        }
+        self.events.push_back((op, stack));
+    }
+
+    /// The history kept, oldest first.
+    pub(crate) fn events(&self) -> Vec<(RefOp, StackId)> {
+        self.events.iter().copied().collect()
+    }
+}
+
 /// The mutable relations of a node.
 #[derive(Default)]
 pub(crate) struct Links {
     pub opened_from: Option<u64>,
     /// Objects this one keeps a reference on.
     pub holds: Vec<u64>,
-    /// Create/AddRef/Release with their stacks, when history is on.
-    pub events: Vec<(RefOp, StackId)>,
+    /// Create/AddRef/Release with their stacks, when history is on: the
+    /// latest [`HISTORY`] (a ring), and how many older ones were dropped.
+    events: std::collections::VecDeque<(RefOp, StackId)>,
+    pub events_dropped: u64,
 }
 
 const SHARDS: usize = 16;
@@ -142,7 +164,7 @@ impl PendingFinding {
                 label: node.label.clone(),
                 created: node.created,
                 events: if node.history {
-                    node.links.lock().events.clone()
+                    node.links.lock().events()
                 } else {
                     Vec::new()
                 },

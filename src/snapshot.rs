@@ -21,6 +21,8 @@ pub(crate) struct ObjectSnap {
     pub opened_from: Option<u64>,
     pub holds: Vec<u64>,
     pub events: Vec<(RefOp, StackId)>,
+    /// History events older than the ring kept.
+    pub events_dropped: u64,
 }
 
 /// What one report covers, copied out of the recorder.
@@ -110,8 +112,12 @@ impl Snapshot {
             .filter(|n| !expected(n.kind.role()))
             .map(|node| {
                 let links = node.links.lock();
-                let (opened_from, holds, events) =
-                    (links.opened_from, links.holds.clone(), links.events.clone());
+                let (opened_from, holds, events, events_dropped) = (
+                    links.opened_from,
+                    links.holds.clone(),
+                    links.events(),
+                    links.events_dropped,
+                );
                 drop(links);
                 ObjectSnap {
                     refcount: node.counted.then(|| node.refs.load(Ordering::Acquire)),
@@ -119,6 +125,7 @@ impl Snapshot {
                     opened_from,
                     holds,
                     events,
+                    events_dropped,
                 }
             })
             .collect();

@@ -51,6 +51,7 @@ fn report(n: u64) -> Report {
             signature: format!("{:016x}", i % 5_000),
             created: (i % u64::from(STACKS)) as u32 + 1,
             events: Vec::new(),
+            events_dropped: 0,
         });
     }
     r.recount();

@@ -17,7 +17,7 @@
 //! | `process` | the writing process's id (object ids are unique within it) |
 //! | `session` | `id`, `provider` (`address_book`, `message_store`, `transport`, `unknown` for objects outside any logon), `label`, `event` (`logoff`, `shutdown`, `exit`) |
 //! | `summary` | counts: `leaked_objects`, `leak_roots`, `heap_blocks`, `heap_bytes`, `mapi_buffers`, `findings`, `heap_untracked` (attributed heap blocks the live table could not hold, process-wide; 0 when absent) |
-//! | `objects[]` | leaked objects: `id`, `kind`, `label`, `refcount`, `root`, `parent` (the leaked holder it is shown under), `opened_from`, `signature`, `created` (stack id), `events[]` |
+//! | `objects[]` | leaked objects: `id`, `kind`, `label`, `refcount`, `root`, `parent` (the leaked holder it is shown under), `opened_from`, `signature`, `created` (stack id), `events[]`, `events_dropped` (history older than the 4,096 events kept per object) |
 //! | `heap[]` | live heap blocks per allocation site: `stack`, `blocks`, `bytes`, `signature` |
 //! | `buffers[]` | unfreed MAPI buffers: `stack`, `bytes`, `children`, `signature` |
 //! | `findings[]` | protocol findings: `rule`, `severity`, `message`, `stack`, `object`, `subject` (`kind`, `label`, `created` stack and, history on, `events` of that object), `also` (another call involved: for an over-release, the Release that found the count at 0), `signature` |

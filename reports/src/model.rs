@@ -173,6 +173,10 @@ impl Report {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// A report's stacks, objects and holders by id ([`Report::index`]).
 #[derive(Debug)]
 pub struct Index<'a> {
@@ -335,6 +339,10 @@ pub struct LeakedObject {
     /// AddRef/Release history, grouped by stack, when history was on.
     #[serde(default)]
     pub events: Vec<RefEvent>,
+    /// History events older than the ring mapileak keeps per object (4,096
+    /// events): the balancer's answer covers the events kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub events_dropped: u64,
 }
 
 impl LeakedObject {

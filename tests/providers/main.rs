@@ -742,3 +742,24 @@ fn the_default_report_directory_is_private_or_refused() {
         "nothing written there"
     );
 }
+
+#[test]
+fn history_is_a_bounded_ring_and_says_what_it_dropped() {
+    let _dir = setup();
+    let s = Session::logon(ProviderKind::MessageStore, "long history");
+    let t = RefCount::in_session(s, &ICLONED, "refreshed table");
+    for _ in 0..5000 {
+        t.add_ref();
+    }
+    std::mem::forget(t);
+    let r = s.ms_logoff().report;
+    let o = leaked(&r, "ICloned");
+    let kept: u32 = o.events.iter().map(|e| e.count).sum();
+    assert_eq!(kept, 4096, "the latest 4,096 events");
+    assert_eq!(
+        o.events_dropped,
+        5001 - 4096,
+        "the Create and the oldest AddRefs"
+    );
+    assert_eq!(o.refcount, Some(5001));
+}

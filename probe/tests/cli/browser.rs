@@ -170,6 +170,7 @@ fn hostile() -> Report {
             signature: e.to_string(),
             created: 1,
             events: Vec::new(),
+            events_dropped: 0,
         });
         r.findings.push(Finding {
             rule: e.to_string(),

@@ -742,3 +742,50 @@ fn special_files_are_refused_at_once() {
         assert!(err.contains("NUL"), "{err}");
     }
 }
+
+/// The gate's other readers, fed mutated files through the binary: a
+/// baseline written by the gate itself and a suppressions list, each
+/// mutated (truncated, bytes flipped, JSON and list syntax inserted, runs
+/// cut and repeated) and given with a good report. Every run exits 0, 1 or
+/// 2, and a 2 is one line: never a panic. Also the rendering of mutated
+/// reports, which sums their numbers.
+#[test]
+fn mutated_baselines_suppressions_and_pages_never_panic() {
+    let d = tmp("fuzz-lists");
+    let report = d.join("r.json");
+    std::fs::write(&report, a_report()).unwrap();
+    let baseline = d.join("baseline.txt");
+    let o = mapileak(&[&"gate", &"--write-baseline", &baseline, &report]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let seeds = [
+        ("--baseline", std::fs::read(&baseline).unwrap()),
+        (
+            "--suppressions",
+            b"# known\nkind:IMAPITable reason: the host keeps it\n\
+              function:*refresh_* reason: vendor bug\nrule:over-release reason: upstream\n\
+              signature:00000000000000aa reason: old\n"
+                .to_vec(),
+        ),
+    ];
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for (flag, good) in &seeds {
+        for i in 0..25 {
+            let p = d.join(format!("m{i}.txt"));
+            std::fs::write(&p, mutate(&mut rng, good)).unwrap();
+            let o = mapileak(&[&"gate", flag, &p, &report]);
+            let c = code(&o);
+            assert!((0..=2).contains(&c), "{flag} exit {c}: {}", stderr(&o));
+            if c == 2 {
+                assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+            }
+        }
+    }
+    let good = a_report();
+    for i in 0..15 {
+        let p = d.join(format!("page{i}.json"));
+        std::fs::write(&p, mutate(&mut rng, &good)).unwrap();
+        let o = mapileak(&[&"render", &p, &"-o", &d.join(format!("page{i}.html"))]);
+        let c = code(&o);
+        assert!(c == 0 || c == 2, "render exit {c}: {}", stderr(&o));
+    }
+}
