@@ -69,6 +69,8 @@ mod config;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod context;
 #[cfg(any(debug_assertions, feature = "force"))]
+mod count;
+#[cfg(any(debug_assertions, feature = "force"))]
 mod emit;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod exit;

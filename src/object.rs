@@ -20,6 +20,7 @@ use crate::Mode;
 use crate::config;
 use crate::context::Session;
 use crate::context::{self, Quiet};
+use crate::count::{Count, Release};
 use crate::kind::Kind;
 use crate::registry::{self, Links, Node, PendingFinding};
 use crate::stack;
@@ -80,7 +81,7 @@ impl Handle {
             session,
             label,
             created,
-            refs: AtomicU32::new(1),
+            refs: Count::new(1),
             counted,
             history,
             zeroed_at: AtomicU32::new(0),
@@ -236,7 +237,7 @@ impl RefCount {
     #[inline]
     pub fn add_ref(&self) -> u32 {
         let node = &*self.handle.node;
-        let n = node.refs.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let n = node.refs.add_ref();
         if node.history {
             record(node, RefOp::AddRef);
         }
@@ -248,22 +249,19 @@ impl RefCount {
     #[inline]
     pub fn release(&self) -> u32 {
         let node = &*self.handle.node;
-        match node
-            .refs
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-        {
-            Ok(1) => {
+        match node.refs.release() {
+            Release::Zeroed => {
                 final_release(node);
                 registry::remove(node.id);
                 0
             }
-            Ok(n) => {
+            Release::Released(n) => {
                 if node.history {
                     record(node, RefOp::Release);
                 }
-                n - 1
+                n
             }
-            Err(_) => {
+            Release::Over => {
                 over_release(node);
                 0
             }
@@ -272,7 +270,7 @@ impl RefCount {
 
     /// The current count.
     pub fn count(&self) -> u32 {
-        self.handle.node.refs.load(Ordering::Acquire)
+        self.handle.node.refs.get()
     }
 }
 

@@ -26,7 +26,7 @@ pub(crate) struct Node {
     pub label: String,
     pub created: StackId,
     /// The COM reference count, for `RefCount` objects.
-    pub refs: AtomicU32,
+    pub refs: crate::count::Count,
     pub counted: bool,
     /// Whether AddRef/Release record a stack each.
     pub history: bool,
@@ -415,5 +415,38 @@ mod tests {
             }
         }
         assert_eq!(allowed, 4, "only the four documented steps");
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::{Phase, Step};
+    use loom::sync::Arc;
+
+    /// The session state machine under its lock: two Logoffs race, and one
+    /// is refused whatever the order.
+    #[test]
+    fn one_of_two_racing_logoffs_is_refused() {
+        loom::model(|| {
+            let phase = Arc::new(loom::sync::Mutex::new(Phase::Open));
+            let ts: Vec<_> = (0..2)
+                .map(|_| {
+                    let p = phase.clone();
+                    loom::thread::spawn(move || {
+                        let mut p = p.lock().unwrap();
+                        match p.step(Step::Logoff) {
+                            Ok(next) => {
+                                *p = next;
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    })
+                })
+                .collect();
+            let ok: usize = ts.into_iter().map(|t| usize::from(t.join().unwrap())).sum();
+            assert_eq!(ok, 1);
+            assert_eq!(*phase.lock().unwrap(), Phase::LoggedOff);
+        });
     }
 }

@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use mapileak_reports::{Event, RefOp, SessionInfo};
 
@@ -120,7 +119,7 @@ impl Snapshot {
                 );
                 drop(links);
                 ObjectSnap {
-                    refcount: node.counted.then(|| node.refs.load(Ordering::Acquire)),
+                    refcount: node.counted.then(|| node.refs.get()),
                     node,
                     opened_from,
                     holds,
