@@ -781,3 +781,45 @@ pub unsafe extern "system" fn mapileak_free_buffer(buffer: *mut c_void) -> u32 {
         unsafe { buffers().free_buffer(buffer) }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_from_thread_local_destructors_stay_quiet() {
+        // A provider's thread-local cache whose destructor still calls in,
+        // after this crate's own thread-locals may be gone: no panic, so no
+        // panic message printed (the hook counts them).
+        static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        struct LateCaller(u64);
+        impl Drop for LateCaller {
+            fn drop(&mut self) {
+                mapileak_enter(self.0);
+                mapileak_leave();
+                let _ = mapileak_current();
+            }
+        }
+        thread_local! {
+            static LATE: std::cell::RefCell<Option<LateCaller>> = const { std::cell::RefCell::new(None) };
+        }
+        // SAFETY: a NUL-terminated label.
+        let session = unsafe { mapileak_logon(2, c"late".as_ptr()) };
+        std::thread::spawn(move || {
+            // The caller's value first: thread-locals are destroyed in the
+            // reverse order of their first use, so this crate's scope list
+            // (first used below) is gone when the caller's destructor runs.
+            LATE.with(|l| *l.borrow_mut() = Some(LateCaller(session)));
+            assert_eq!(mapileak_enter(session), 0);
+            mapileak_leave();
+        })
+        .join()
+        .unwrap();
+        std::panic::set_hook(previous);
+        assert_eq!(PANICS.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+}
