@@ -169,10 +169,10 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
         Ok(dir) => {
             let base = base_name(report);
             let json = dir.join(format!("{base}.json"));
-            match serde_json::to_vec_pretty(report)
-                .map_err(std::io::Error::other)
-                .and_then(|bytes| mapileak_reports::write_atomic(&json, &bytes))
-            {
+            // Streamed to the file: no second copy of a large report.
+            match mapileak_reports::write_atomic_with(&json, |w| {
+                serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other)
+            }) {
                 Ok(()) => files.push(json),
                 Err(e) => log_error(&json, &e),
             }

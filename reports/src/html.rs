@@ -126,9 +126,11 @@ fn nonce() -> String {
     format!("{:016x}", h.finish())
 }
 
-fn page(title: &str, body: &str) -> String {
+/// The page around what `body` writes, in one string (a large report's page
+/// is not built twice).
+fn page(title: &str, body: impl FnOnce(&mut String)) -> String {
     let nonce = nonce();
-    let mut out = String::with_capacity(body.len() + 4096);
+    let mut out = String::with_capacity(1 << 16);
     let _ = write!(
         out,
         "{MARKER}\n<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
@@ -136,7 +138,7 @@ fn page(title: &str, body: &str) -> String {
          <meta name=\"viewport\" content=\"width=device-width\">\n<title>{}</title>\n<style nonce=\"{nonce}\">{STYLE}</style></head>\n<body>\n",
         escape(title)
     );
-    out.push_str(body);
+    body(&mut out);
     let _ = write!(
         out,
         "<script nonce=\"{nonce}\">{SCRIPT}</script>\n</body></html>\n"
@@ -152,19 +154,22 @@ pub fn render(report: &Report) -> String {
         report.session.label,
         report.session.event.as_str()
     );
-    let mut body = String::new();
-    header(&mut body, report);
-    body.push_str("<main>\n");
-    filter_box(&mut body);
-    sections(&mut body, report, "");
-    body.push_str("</main>\n");
-    page(&title, &body)
+    page(&title, |body| {
+        header(body, report);
+        body.push_str("<main>\n");
+        filter_box(body);
+        sections(body, report, "");
+        body.push_str("</main>\n");
+    })
 }
 
 /// One page for several reports: an index, then each report's sections.
 /// `reports` pairs each report with the name to show (its file name).
 pub fn render_many(reports: &[(String, Report)]) -> String {
-    let mut body = String::new();
+    page("mapileak: leak reports", |body| many(body, reports))
+}
+
+fn many(body: &mut String, reports: &[(String, Report)]) {
     let leaked: u64 = reports
         .iter()
         .fold(0u64, |n, (_, r)| n.saturating_add(r.summary.leaked_objects));
@@ -178,7 +183,7 @@ pub fn render_many(reports: &[(String, Report)]) -> String {
         if leaked > 0 { "bad" } else { "" },
         if findings > 0 { "bad" } else { "" }
     );
-    filter_box(&mut body);
+    filter_box(body);
     body.push_str("<section id=\"index\"><h2>Reports</h2><table><tr><th>report</th><th>provider</th><th>session</th><th>event</th><th>leaked</th><th>roots</th><th>heap bytes</th><th>buffers</th><th>findings</th></tr>\n");
     for (i, (name, r)) in reports.iter().enumerate() {
         let s = &r.summary;
@@ -209,10 +214,9 @@ pub fn render_many(reports: &[(String, Report)]) -> String {
             r.session.event.as_str()
         );
         let _ = writeln!(body, "<h2 id=\"r{i}\">{}</h2>", escape(&title));
-        sections(&mut body, r, &format!("r{i}-"));
+        sections(body, r, &format!("r{i}-"));
     }
     body.push_str("</main>\n");
-    page("mapileak: leak reports", &body)
 }
 
 fn header(out: &mut String, r: &Report) {

@@ -141,6 +141,16 @@ const O_NONBLOCK: i32 = 0x0004;
 /// itself, not what it points to). A reader sees the old file or the new
 /// one, never half of one.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(contents))
+}
+
+/// [`write_atomic`], with the contents streamed by `write` (through a
+/// buffer) instead of built in memory first: a report of a million objects
+/// goes to disk without a second copy of it.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -151,12 +161,14 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{:016x}.tmp", unguessable()));
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)?;
     let result = (|| {
-        f.write_all(contents)?;
+        let mut w = io::BufWriter::with_capacity(1 << 16, f);
+        write(&mut w)?;
+        let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)
