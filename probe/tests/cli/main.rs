@@ -374,16 +374,22 @@ fn diff_names_new_fixed_and_still_leaking() {
 }
 
 /// One real report's bytes, to break.
+/// A real report (the message store's Logoff, every bug planted), made
+/// once: tests running at once must not share a directory they clear.
 fn a_report() -> Vec<u8> {
-    let d = tmp("source");
-    reports(&d, &[(Provider::MessageStore, Bug::All)]);
-    let f = std::fs::read_dir(&d)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::read(f).unwrap()
+    static REPORT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    REPORT
+        .get_or_init(|| {
+            let d = tmp("source");
+            reports(&d, &[(Provider::MessageStore, Bug::All)]);
+            let logoff = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.to_string_lossy().ends_with("-logoff.json"))
+                .expect("the Logoff report");
+            std::fs::read(logoff).unwrap()
+        })
+        .clone()
 }
 
 #[test]
