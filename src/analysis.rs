@@ -3,7 +3,7 @@
 //!
 //! Pure functions over indexes and stacks, so they are tested on their own.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use mapileak_reports::{RefEvent, RefOp};
 
@@ -135,57 +135,74 @@ pub(crate) fn balance<K: PartialEq>(
     events: &[(RefOp, u32)],
     mut frames: impl FnMut(u32) -> Vec<K>,
 ) -> Vec<RefEvent> {
-    // Each distinct stack's frames, fetched once.
-    let mut keys: Vec<(u32, Vec<K>)> = Vec::new();
+    // Each distinct stack's frames, fetched once; references not released
+    // yet, by the stack that took them (earliest first); and each stack
+    // pair's score, computed once. A Release then costs one look per
+    // distinct stack holding open references, not one per reference.
+    let mut keys: HashMap<u32, Vec<K>> = HashMap::new();
     for &(_, stack) in events {
-        if !keys.iter().any(|(s, _)| *s == stack) {
-            keys.push((stack, frames(stack)));
-        }
+        keys.entry(stack).or_insert_with(|| frames(stack));
     }
-    let frames_of =
-        |id: u32| -> &[K] { keys.iter().find(|(s, _)| *s == id).map_or(&[], |(_, k)| k) };
-    // Indexes into `events` of references not released yet.
-    let mut open: Vec<usize> = Vec::new();
+    let mut open: HashMap<u32, VecDeque<usize>> = HashMap::new();
+    // Stacks in the order they first took a reference (for stable ties).
+    let mut open_order: Vec<u32> = Vec::new();
+    let mut scores: HashMap<(u32, u32), usize> = HashMap::new();
     let mut matched = vec![false; events.len()];
     for (i, &(op, stack)) in events.iter().enumerate() {
         match op {
-            RefOp::Create | RefOp::AddRef => open.push(i),
+            RefOp::Create | RefOp::AddRef => {
+                let q = open.entry(stack).or_default();
+                if q.is_empty() && !open_order.contains(&stack) {
+                    open_order.push(stack);
+                }
+                q.push_back(i);
+            }
             RefOp::Release => {
-                let r = frames_of(stack);
-                let mut best: Option<(usize, usize)> = None; // (position in open, score)
-                for (pos, &e) in open.iter().enumerate() {
-                    let score = common_outer_frames(frames_of(events[e].1), r);
-                    if best.is_none_or(|(_, s)| score > s) {
-                        best = Some((pos, score));
+                // The best-scoring stack; on a tie the earliest reference.
+                let mut best: Option<(u32, usize, usize)> = None; // (stack, score, first)
+                for &s in &open_order {
+                    let Some(&first) = open.get(&s).and_then(|q| q.front()) else {
+                        continue;
+                    };
+                    let score = *scores
+                        .entry((s, stack))
+                        .or_insert_with(|| common_outer_frames(&keys[&s], &keys[&stack]));
+                    let better = match best {
+                        None => true,
+                        Some((_, bs, bf)) => score > bs || (score == bs && first < bf),
+                    };
+                    if better {
+                        best = Some((s, score, first));
                     }
                 }
-                if let Some((pos, _)) = best {
-                    matched[open.remove(pos)] = true;
+                if let Some((s, _, first)) = best
+                    && let Some(q) = open.get_mut(&s)
+                {
+                    q.pop_front();
+                    matched[first] = true;
+                    if q.is_empty() {
+                        open_order.retain(|&o| o != s);
+                    }
                 }
                 matched[i] = true;
             }
         }
     }
+    let mut index: HashMap<(RefOp, u32), usize> = HashMap::new();
     let mut groups: Vec<RefEvent> = Vec::new();
     for (i, &(op, stack)) in events.iter().enumerate() {
-        let g = match groups
-            .iter_mut()
-            .position(|g| g.op == op && g.stack == stack)
-        {
-            Some(p) => &mut groups[p],
-            None => {
-                groups.push(RefEvent {
-                    op,
-                    count: 0,
-                    stack,
-                    unmatched: 0,
-                });
-                groups.last_mut().expect("just pushed")
-            }
-        };
-        g.count += 1;
+        let g = *index.entry((op, stack)).or_insert_with(|| {
+            groups.push(RefEvent {
+                op,
+                count: 0,
+                stack,
+                unmatched: 0,
+            });
+            groups.len() - 1
+        });
+        groups[g].count += 1;
         if !matched[i] {
-            g.unmatched += 1;
+            groups[g].unmatched += 1;
         }
     }
     groups
