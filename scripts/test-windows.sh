@@ -84,6 +84,22 @@ x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/
 x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
   capi/tests/programs/transport.c "$lib" "${syslibs[@]}" -o "$programs/transport.exe"
 export MAPILEAK_TEST_PROGRAMS=$programs
+# The header with MAPI's own types (mingw-w64's MAPI SDK headers first): no
+# cast between what MAPI hands a provider and mapileak, as C and as C++; run
+# under Wine, it wraps Wine's own mapi32.dll functions.
+x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -Icapi/include \
+  capi/tests/programs/mapi_types.c "$lib" "${syslibs[@]}" -o "$programs/mapi_types_c.exe"
+x86_64-w64-mingw32-g++ -x c++ -std=c++17 -g -O0 -Wall -Wextra -Werror -Icapi/include \
+  capi/tests/programs/mapi_types.c -x none "$lib" -static-libstdc++ "${syslibs[@]}" \
+  -o "$programs/mapi_types_cpp.exe"
+for exe in mapi_types_c mapi_types_cpp; do
+  got=$(MAPILEAK_DIR="$out/mapi-types" "$CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER" "$programs/$exe.exe" 2>/dev/null | tr -d "\r" || true)
+  if [ "$got" != "mapileak-mapi-types ok" ]; then
+    echo "scripts/test-windows.sh: $exe: MAPI-typed calls failed: $got" >&2
+    exit 1
+  fi
+done
+echo "mapi types: mapileak.h takes MAPI's types without casts (C and C++, Wine's mapi32)"
 
 wineserver -p 2>/dev/null || true   # one server for the whole run
 status=0

@@ -59,6 +59,20 @@ typedef struct mapileak_summary {
     uint64_t findings;       /* shutdown-protocol and buffer findings */
 } mapileak_summary;
 
+/* MAPI's own types, when its headers come first (mapidefs.h, through
+ * mapix.h or mapispi.h), or with MAPILEAK_MAPI_TYPES defined: the buffer
+ * functions are LPALLOCATEBUFFER, LPALLOCATEMORE and LPFREEBUFFER (SCODE
+ * and ULONG), and a GUID is an IID, so a provider passes what MAPI gave it
+ * at init, and &IID_IMAPITable, without casts. The layouts are the same
+ * either way (on Windows SCODE and ULONG are 32 bits). */
+#if defined(MAPIDEFS_H) || defined(MAPILEAK_MAPI_TYPES)
+#define MAPILEAK_WITH_MAPI_TYPES 1
+typedef SCODE mapileak_scode;
+typedef ULONG mapileak_ulong;
+typedef IID mapileak_guid;
+#else
+typedef int32_t mapileak_scode;
+typedef uint32_t mapileak_ulong;
 /* A GUID laid out as <guiddef.h> does. */
 typedef struct mapileak_guid {
     uint32_t data1;
@@ -66,6 +80,7 @@ typedef struct mapileak_guid {
     uint16_t data3;
     uint8_t data4[8];
 } mapileak_guid;
+#endif
 
 /* One tracked object's reference count (opaque). */
 typedef struct mapileak_object mapileak_object;
@@ -167,10 +182,17 @@ void mapileak_object_free(mapileak_object *object);
 
 /* ---- MAPI buffers --------------------------------------------------------- */
 
-typedef int32_t(MAPILEAK_STDCALL *mapileak_allocate_buffer_fn)(uint32_t cb, void **buffer);
-typedef int32_t(MAPILEAK_STDCALL *mapileak_allocate_more_fn)(uint32_t cb, void *object,
-                                                              void **buffer);
-typedef uint32_t(MAPILEAK_STDCALL *mapileak_free_buffer_fn)(void *buffer);
+#ifdef MAPILEAK_WITH_MAPI_TYPES
+typedef LPALLOCATEBUFFER mapileak_allocate_buffer_fn;
+typedef LPALLOCATEMORE mapileak_allocate_more_fn;
+typedef LPFREEBUFFER mapileak_free_buffer_fn;
+#else
+typedef mapileak_scode(MAPILEAK_STDCALL *mapileak_allocate_buffer_fn)(mapileak_ulong cb,
+                                                                       void **buffer);
+typedef mapileak_scode(MAPILEAK_STDCALL *mapileak_allocate_more_fn)(mapileak_ulong cb,
+                                                                     void *object, void **buffer);
+typedef mapileak_ulong(MAPILEAK_STDCALL *mapileak_free_buffer_fn)(void *buffer);
+#endif
 
 /* The functions below pass each call on to these (the ones MAPI gave the
  * provider at init). Call once, before the first buffer; without it they
@@ -181,13 +203,15 @@ int mapileak_buffers_wrap(mapileak_allocate_buffer_fn allocate, mapileak_allocat
  * left at Logoff is buffer-leaked; freeing a chained child, freeing twice
  * and freeing what these did not allocate are findings and are not passed
  * on. */
-int32_t MAPILEAK_STDCALL mapileak_allocate_buffer(uint32_t cb, void **buffer);
+mapileak_scode MAPILEAK_STDCALL mapileak_allocate_buffer(mapileak_ulong cb, void **buffer);
 /* MAPIAllocateBuffer for `session` without entering its scope (code that
  * passes sessions around); outside any scope, mapileak_allocate_buffer's
  * buffers belong to no logon and are reported only at process end. */
-int32_t MAPILEAK_STDCALL mapileak_allocate_buffer_in(uint64_t session, uint32_t cb, void **buffer);
-int32_t MAPILEAK_STDCALL mapileak_allocate_more(uint32_t cb, void *object, void **buffer);
-uint32_t MAPILEAK_STDCALL mapileak_free_buffer(void *buffer);
+mapileak_scode MAPILEAK_STDCALL mapileak_allocate_buffer_in(uint64_t session, mapileak_ulong cb,
+                                                            void **buffer);
+mapileak_scode MAPILEAK_STDCALL mapileak_allocate_more(mapileak_ulong cb, void *object,
+                                                       void **buffer);
+mapileak_ulong MAPILEAK_STDCALL mapileak_free_buffer(void *buffer);
 
 #ifdef __cplusplus
 }
