@@ -49,19 +49,30 @@ use crate::{context, stack};
 /// ```
 pub struct TrackingAllocator<A = System> {
     inner: A,
+    /// Made by [`TrackingAllocator::system`], so `A` is `System`: every call
+    /// goes to one function compiled in mapileak, allocation included (in a
+    /// provider's debug build the generic path, and `System`'s own, run
+    /// unoptimized in the provider's crate).
+    system: bool,
 }
 
 impl TrackingAllocator<System> {
     /// Wraps the system allocator.
     pub const fn system() -> Self {
-        TrackingAllocator { inner: System }
+        TrackingAllocator {
+            inner: System,
+            system: true,
+        }
     }
 }
 
 impl<A> TrackingAllocator<A> {
     /// Wraps `inner`.
     pub const fn new(inner: A) -> Self {
-        TrackingAllocator { inner }
+        TrackingAllocator {
+            inner,
+            system: false,
+        }
     }
 }
 
@@ -276,6 +287,12 @@ fn attributable() -> u64 {
 #[cfg_attr(debug_assertions, inline(never))]
 #[cfg_attr(not(debug_assertions), inline(always))]
 fn on_alloc(ptr: *mut u8, size: usize) {
+    after_alloc(ptr, size);
+}
+
+/// What every allocation records (inlined into its callers in mapileak).
+#[inline(always)]
+fn after_alloc(ptr: *mut u8, size: usize) {
     counters::alloc(size);
     let session = attributable();
     if session != 0 {
@@ -312,6 +329,12 @@ fn forget(addr: usize) -> Option<(u32, stack::StackId, u64)> {
 #[cfg_attr(debug_assertions, inline(never))]
 #[cfg_attr(not(debug_assertions), inline(always))]
 fn on_free(ptr: *mut u8, size: usize) {
+    before_free(ptr, size);
+}
+
+/// What every free records (inlined into its callers in mapileak).
+#[inline(always)]
+fn before_free(ptr: *mut u8, size: usize) {
     counters::free(size);
     forget(ptr as usize);
 }
@@ -322,6 +345,10 @@ fn on_free(ptr: *mut u8, size: usize) {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if self.system {
+            // SAFETY: the caller's guarantees, for System.
+            return unsafe { system::alloc(layout) };
+        }
         // SAFETY: forwarded with the caller's guarantees.
         let p = unsafe { self.inner.alloc(layout) };
         if !p.is_null() {
@@ -342,6 +369,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if self.system {
+            // SAFETY: the caller's guarantees, for System.
+            return unsafe { system::dealloc(ptr, layout) };
+        }
         // Forget the block before it can be handed out again.
         on_free(ptr, layout.size());
         // SAFETY: forwarded with the caller's guarantees.
@@ -357,6 +388,37 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
         after_realloc(ptr, q, layout.size(), new_size, origin);
         q
+    }
+}
+
+/// `TrackingAllocator::system()`'s hot calls whole, System included: out of
+/// line (compiled in mapileak) with debug assertions, inlined without.
+mod system {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    /// # Safety
+    ///
+    /// `GlobalAlloc::alloc`'s contract.
+    #[cfg_attr(debug_assertions, inline(never))]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    pub(super) unsafe fn alloc(layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            super::after_alloc(p, layout.size());
+        }
+        p
+    }
+
+    /// # Safety
+    ///
+    /// `GlobalAlloc::dealloc`'s contract, for a block from [`alloc`].
+    #[cfg_attr(debug_assertions, inline(never))]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    pub(super) unsafe fn dealloc(ptr: *mut u8, layout: Layout) {
+        super::before_free(ptr, layout.size());
+        // SAFETY: the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
     }
 }
 
