@@ -178,10 +178,10 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
             }
             if config::html() {
                 let html = dir.join(format!("{base}.html"));
-                match mapileak_reports::write_atomic(
-                    &html,
-                    mapileak_reports::html::render(report).as_bytes(),
-                ) {
+                // Written as it is made: the page is never held whole.
+                match mapileak_reports::write_atomic_with(&html, |w| {
+                    mapileak_reports::html::render_to(report, w)
+                }) {
                     Ok(()) => files.push(html),
                     Err(e) => log_error(&html, &e),
                 }

@@ -7,7 +7,7 @@
 //! function names, file paths — is data, and is escaped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::fmt::Write;
 use std::hash::{BuildHasher, Hasher};
 
 use crate::signature::{Origin, origin};
@@ -28,22 +28,59 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn escape_into(out: &mut String, s: &str) {
+fn escape_into(out: &mut impl Write, s: &str) {
     for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
+        let _ = match c {
+            '&' => out.write_str("&amp;"),
+            '<' => out.write_str("&lt;"),
+            '>' => out.write_str("&gt;"),
+            '"' => out.write_str("&quot;"),
+            '\'' => out.write_str("&#39;"),
             c if (c.is_control() && c != '\n' && c != '\t')
                 || c == '\u{fffe}'
                 || c == '\u{ffff}' =>
             {
-                out.push('\u{fffd}')
+                out.write_char('\u{fffd}')
             }
-            c => out.push(c),
+            c => out.write_char(c),
+        };
+    }
+}
+
+/// Where a page goes: a string, or a file written as the page is made (a
+/// report of a million objects is not held twice). The first write error
+/// is kept; later writes are skipped.
+pub(crate) struct Out<'a> {
+    sink: Sink<'a>,
+}
+
+enum Sink<'a> {
+    Text(String),
+    Io(&'a mut dyn std::io::Write, Option<std::io::Error>),
+}
+
+impl Out<'_> {
+    pub(crate) fn push_str(&mut self, s: &str) {
+        match &mut self.sink {
+            Sink::Text(t) => t.push_str(s),
+            Sink::Io(w, err @ None) => {
+                if let Err(e) = w.write_all(s.as_bytes()) {
+                    *err = Some(e);
+                }
+            }
+            Sink::Io(_, Some(_)) => {}
         }
+    }
+
+    pub(crate) fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+}
+
+impl Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push_str(s);
+        Ok(())
     }
 }
 
@@ -128,9 +165,8 @@ fn nonce() -> String {
 
 /// The page around what `body` writes, in one string (a large report's page
 /// is not built twice).
-fn page(title: &str, body: impl FnOnce(&mut String)) -> String {
+fn page(out: &mut Out<'_>, title: &str, body: impl FnOnce(&mut Out<'_>)) {
     let nonce = nonce();
-    let mut out = String::with_capacity(1 << 16);
     let _ = write!(
         out,
         "{MARKER}\n<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
@@ -138,23 +174,57 @@ fn page(title: &str, body: impl FnOnce(&mut String)) -> String {
          <meta name=\"viewport\" content=\"width=device-width\">\n<title>{}</title>\n<style nonce=\"{nonce}\">{STYLE}</style></head>\n<body>\n",
         escape(title)
     );
-    body(&mut out);
+    body(out);
     let _ = write!(
         out,
         "<script nonce=\"{nonce}\">{SCRIPT}</script>\n</body></html>\n"
     );
-    out
+}
+
+/// Runs `make` on a string sink and returns the string.
+fn to_string(make: impl FnOnce(&mut Out<'_>)) -> String {
+    let mut out = Out {
+        sink: Sink::Text(String::with_capacity(1 << 16)),
+    };
+    make(&mut out);
+    match out.sink {
+        Sink::Text(t) => t,
+        Sink::Io(..) => String::new(),
+    }
+}
+
+/// Runs `make` on `w` (through no buffer of its own: give it a buffered
+/// writer); the first write error, if any.
+fn to_writer(w: &mut dyn std::io::Write, make: impl FnOnce(&mut Out<'_>)) -> std::io::Result<()> {
+    let mut out = Out {
+        sink: Sink::Io(w, None),
+    };
+    make(&mut out);
+    match out.sink {
+        Sink::Io(_, Some(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The page of one report.
 pub fn render(report: &Report) -> String {
+    to_string(|out| one(out, report))
+}
+
+/// The page of one report, written to `w` as it is made (nothing the size
+/// of the page is held in memory).
+pub fn render_to(report: &Report, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    to_writer(w, |out| one(out, report))
+}
+
+fn one(out: &mut Out<'_>, report: &Report) {
     let title = format!(
         "mapileak: {} \"{}\" {}",
         report.session.provider.as_str(),
         report.session.label,
         report.session.event.as_str()
     );
-    page(&title, |body| {
+    page(out, &title, |body| {
         header(body, report);
         body.push_str("<main>\n");
         filter_box(body);
@@ -166,10 +236,10 @@ pub fn render(report: &Report) -> String {
 /// One page for several reports: an index, then each report's sections.
 /// `reports` pairs each report with the name to show (its file name).
 pub fn render_many(reports: &[(String, Report)]) -> String {
-    page("mapileak: leak reports", |body| many(body, reports))
+    to_string(|out| page(out, "mapileak: leak reports", |body| many(body, reports)))
 }
 
-fn many(body: &mut String, reports: &[(String, Report)]) {
+fn many(body: &mut Out<'_>, reports: &[(String, Report)]) {
     let leaked: u64 = reports
         .iter()
         .fold(0u64, |n, (_, r)| n.saturating_add(r.summary.leaked_objects));
@@ -219,7 +289,7 @@ fn many(body: &mut String, reports: &[(String, Report)]) {
     body.push_str("</main>\n");
 }
 
-fn header(out: &mut String, r: &Report) {
+fn header(out: &mut Out<'_>, r: &Report) {
     let s = &r.summary;
     let cls = |n: u64| if n > 0 { "bad" } else { "" };
     let _ = write!(
@@ -257,11 +327,11 @@ fn header(out: &mut String, r: &Report) {
     out.push('\n');
 }
 
-fn filter_box(out: &mut String) {
+fn filter_box(out: &mut Out<'_>) {
     out.push_str("<p><input id=\"filter\" type=\"search\" placeholder=\"filter: kind, rule, label, function…\" aria-label=\"filter\" hidden> <span id=\"shown\"></span></p>\n");
 }
 
-fn sections(out: &mut String, r: &Report, prefix: &str) {
+fn sections(out: &mut Out<'_>, r: &Report, prefix: &str) {
     let stacks: HashMap<StackId, &Stack> = r.stacks.iter().map(|s| (s.id, s)).collect();
     let inline = r.objects.len() <= INLINE_STACKS_UP_TO;
     if r.is_clean() {
@@ -355,7 +425,7 @@ fn frame_text(f: &Frame) -> String {
     s
 }
 
-fn frames(out: &mut String, s: &Stack) {
+fn frames(out: &mut Out<'_>, s: &Stack) {
     out.push_str("<ol class=\"stack\">");
     for f in &s.frames {
         let class = match origin(&f.function) {
@@ -370,7 +440,7 @@ fn frames(out: &mut String, s: &Stack) {
 }
 
 /// The stack: a collapsed `<details>` in place, or a link to the Stacks section.
-fn stack_block(out: &mut String, stack: Option<&Stack>, id: StackId, inline: bool, prefix: &str) {
+fn stack_block(out: &mut Out<'_>, stack: Option<&Stack>, id: StackId, inline: bool, prefix: &str) {
     match (stack, inline) {
         (Some(s), true) => {
             let _ = write!(out, "<details><summary>{}</summary>", top(Some(s)));
@@ -387,7 +457,7 @@ fn stack_block(out: &mut String, stack: Option<&Stack>, id: StackId, inline: boo
     }
 }
 
-fn findings(out: &mut String, r: &Report, stacks: &HashMap<StackId, &Stack>, prefix: &str) {
+fn findings(out: &mut Out<'_>, r: &Report, stacks: &HashMap<StackId, &Stack>, prefix: &str) {
     out.push_str(
         "<section><h2>Findings</h2><table><tr><th>rule</th><th>what</th><th>where</th></tr>\n",
     );
@@ -431,7 +501,7 @@ fn findings(out: &mut String, r: &Report, stacks: &HashMap<StackId, &Stack>, pre
 }
 
 fn objects(
-    out: &mut String,
+    out: &mut Out<'_>,
     r: &Report,
     stacks: &HashMap<StackId, &Stack>,
     inline: bool,
@@ -513,7 +583,7 @@ fn objects(
 }
 
 fn object_item(
-    out: &mut String,
+    out: &mut Out<'_>,
     o: &LeakedObject,
     held: usize,
     created: Option<&Stack>,
@@ -570,7 +640,7 @@ fn object_item(
 
 /// Inline SVG bars: leaked objects by kind, and heap bytes by allocating
 /// function, so the worst offender shows at a glance.
-fn chart(out: &mut String, r: &Report) {
+fn chart(out: &mut Out<'_>, r: &Report) {
     let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
     for o in &r.objects {
         let n = by_kind.entry(&o.kind).or_insert(0);
@@ -612,7 +682,7 @@ fn chart(out: &mut String, r: &Report) {
     out.push_str("</section>\n");
 }
 
-fn bars(out: &mut String, title: &str, mut rows: Vec<(String, u64)>, unit: &str) {
+fn bars(out: &mut Out<'_>, title: &str, mut rows: Vec<(String, u64)>, unit: &str) {
     if rows.is_empty() {
         return;
     }
