@@ -106,14 +106,14 @@ pub(crate) fn capture_here() -> StackId {
     let mut room = MaybeUninit::uninit();
     let mut buf = Buf::new(&mut room);
     match walker::walk(&mut buf) {
-        walker::Walk::Known(id) => id,
-        walker::Walk::Frames(ticket) => {
+        Walk::Known(id) => id,
+        Walk::Frames(ticket) => {
             let frames = buf.frames();
             let id = intern(frames, hash(frames));
             walker::remember(ticket, id);
             id
         }
-        walker::Walk::Truncated => {
+        Walk::Truncated => {
             let mut buf = Buf::new(&mut room);
             unwind(&mut buf);
             let frames = buf.frames();
@@ -183,6 +183,36 @@ fn unwind(out: &mut Buf<'_>) {
     backtrace::trace(&mut record);
 }
 
+/// What a platform walk (`fp`, `win64`) found: the same three answers
+/// whatever the backend.
+#[cfg_attr(
+    not(any(
+        all(unix, any(target_arch = "x86_64", target_arch = "aarch64")),
+        all(windows, target_arch = "x86_64")
+    )),
+    allow(dead_code)
+)]
+enum Walk {
+    /// The same stack as one this thread walked lately, already interned.
+    Known(StackId),
+    /// The return addresses, innermost first, are in the caller's buffer;
+    /// pass the ticket to the backend's `remember` with their interned id.
+    Frames(Ticket),
+    /// No walk here (a broken chain, no stack bounds): use the unwinder.
+    Truncated,
+}
+
+/// Which walk a [`Walk::Frames`] was, so `remember` pairs an id with its
+/// own walk only (`u32::MAX`: a walk not remembered).
+#[cfg_attr(
+    not(any(
+        all(unix, any(target_arch = "x86_64", target_arch = "aarch64")),
+        all(windows, target_arch = "x86_64")
+    )),
+    allow(dead_code)
+)]
+struct Ticket(u32);
+
 #[cfg(all(unix, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod fp;
 #[cfg(all(unix, any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -198,18 +228,8 @@ use win64 as walker;
     all(windows, target_arch = "x86_64")
 )))]
 mod walker {
-    //! No frame-pointer walk on this platform: always the unwinder.
-    use super::{Buf, StackId};
-
-    // Only `Truncated` is built here; `capture` matches on all three.
-    #[allow(dead_code)]
-    pub(super) enum Walk {
-        Known(StackId),
-        Frames(Ticket),
-        Truncated,
-    }
-
-    pub(super) struct Ticket;
+    //! No walk of its own on this platform: always the unwinder.
+    use super::{Buf, StackId, Ticket, Walk};
 
     pub(super) fn walk(_out: &mut Buf<'_>) -> Walk {
         Walk::Truncated
@@ -540,7 +560,7 @@ mod tests {
     fn the_platform_walk_reaches_the_caller_without_the_unwinder() {
         let mut room = MaybeUninit::uninit();
         let mut out = Buf::new(&mut room);
-        let walker::Walk::Frames(_) = walker::walk(&mut out) else {
+        let Walk::Frames(_) = walker::walk(&mut out) else {
             panic!("frame pointers are on in this workspace; unwind data always is");
         };
         let n = out.len();

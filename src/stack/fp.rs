@@ -23,7 +23,7 @@
 
 use std::cell::UnsafeCell;
 
-use super::{Buf, MAX_FRAMES, StackId};
+use super::{Buf, MAX_FRAMES, StackId, Ticket, Walk};
 
 /// A walk shorter than this that ended on a bad link is treated as
 /// truncated.
@@ -97,17 +97,6 @@ thread_local! {
     };
 }
 
-/// What a walk found.
-pub(super) enum Walk {
-    /// The same stack as one this thread walked lately, already interned.
-    Known(StackId),
-    /// The return addresses, innermost first, are in the caller's buffer;
-    /// pass the ticket to [`remember`] with their interned id.
-    Frames(Ticket),
-    /// The chain broke early (frames without frame pointers): use the unwinder.
-    Truncated,
-}
-
 /// Walks the calling thread's frame-pointer chain into `out`.
 #[inline(always)]
 pub(super) fn walk(out: &mut Buf<'_>) -> Walk {
@@ -127,9 +116,6 @@ pub(super) fn walk(out: &mut Buf<'_>) -> Walk {
     memo.busy = false;
     found
 }
-
-/// Which walk a [`Walk::Frames`] was.
-pub(super) struct Ticket(u32);
 
 /// Records that the walk of `ticket` was interned as `id`, unless another
 /// walk (a signal handler's, on this thread) came in between: an id must

@@ -38,7 +38,7 @@
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
 
-use super::{Buf, MAX_FRAMES, StackId};
+use super::{Buf, MAX_FRAMES, StackId, Ticket, Walk};
 
 /// The x64 `CONTEXT` record, up to `Rip` by name; the rest (floating-point
 /// and vector state, debug registers) as room.
@@ -177,20 +177,6 @@ thread_local! {
         })
     };
 }
-
-/// What a walk found (the same three answers as the frame-pointer walk).
-pub(super) enum Walk {
-    /// The same stack as one this thread walked lately, already interned.
-    Known(StackId),
-    /// The return addresses are in the caller's buffer; pass the ticket to
-    /// [`remember`] with their interned id.
-    Frames(Ticket),
-    /// No walk was possible here: use the general unwinder.
-    Truncated,
-}
-
-/// Which walk a [`Walk::Frames`] was; `u32::MAX` for one not remembered.
-pub(super) struct Ticket(u32);
 
 /// Walks the calling thread's stack into `out`.
 #[inline(never)]
