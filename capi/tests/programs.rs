@@ -240,15 +240,30 @@ fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
         // The buffer bound to the session is the second real allocation and
         // its one unfreed buffer; the provider's Shutdown has one finding:
         // lpMalloc released three times for two AddRefs.
-        "mapileak-c real_allocs=2 real_frees=0 leaked_objects=0 findings=2 mapi_buffers=1 shutdown_findings=1"
+        "mapileak-c real_allocs=2 real_frees=0 leaked_objects=0 findings=3 mapi_buffers=1 shutdown_findings=1"
     );
     assert_eq!(report.session.label, "C transport");
     // The IXPLogon object found by IID has the logon role: alive at
     // TransportLogoff is expected, so it is not a leak.
     assert!(report.objects.is_empty(), "{:#?}", report.objects);
-    let [finding, open] = &report.findings[..] else {
-        panic!("two findings: {:#?}", report.findings)
+    let [finding, over, open] = &report.findings[..] else {
+        panic!("three findings: {:#?}", report.findings)
     };
+    // The over-release names the Release that took the count to 0 (the
+    // first), and the later one that found it there; the object is gone,
+    // so the finding says what it was.
+    assert_eq!(over.rule, "over-release");
+    assert!(
+        over.message.contains("took IMAPIStatus"),
+        "{}",
+        over.message
+    );
+    assert!(over.also.is_some() && over.also != over.stack);
+    let subject = over.subject.as_ref().expect("subject");
+    assert_eq!(
+        (subject.kind.as_str(), subject.label.as_str()),
+        ("IMAPIStatus", "transport status")
+    );
     assert_eq!(finding.rule, "buffer-double-free");
     assert_eq!(frames(&report, finding.stack)[0], "main");
     // The connection left open, reported at TransportLogoff.

@@ -37,6 +37,7 @@ int main(int argc, char **argv) {
     uint64_t provider;
     uint64_t session;
     mapileak_object *logon;
+    mapileak_object *status;
     void *message = NULL;
     if (argc < 2) return 2;
     mapileak_set_output_dir(argv[1]);
@@ -52,6 +53,13 @@ int main(int argc, char **argv) {
     mapileak_allocate_buffer(100, &message);
     mapileak_free_buffer(message);
     mapileak_free_buffer(message); /* buffer-double-free, not passed on */
+    /* A status object handed out without an AddRef: the client's Release
+     * takes it to 0, the logon's own Release finds 0 (over-release). */
+    status = mapileak_object_new(0, "IMAPIStatus", "transport status");
+    if (status == NULL) return 4;
+    mapileak_object_release(status); /* the client's: destroys it */
+    mapileak_object_release(status); /* the logon's: an over-release */
+    mapileak_object_free(status);
     mapileak_leave();
     if (mapileak_current() != 0) return 4;
     /* A buffer bound to the session without its scope: leaked at Logoff. */
