@@ -95,6 +95,9 @@ impl Snapshot {
         members: &[u64],
         findings: Vec<PendingFinding>,
     ) -> Snapshot {
+        // A set: a provider's Shutdown covers all its logons, and every
+        // live object, block and buffer is looked up in it.
+        let members: HashSet<u64> = members.iter().copied().collect();
         Snapshot::of(info, Live::of(|s| members.contains(&s)), findings)
     }
 
