@@ -237,6 +237,26 @@ pub fn heap_stats() -> HeapStats {
     }
 }
 
+/// Records a block from an allocator mapileak does not wrap — a C or C++
+/// heap (the C ABI's `mapileak_malloc`, a replaced `operator new`), a
+/// provider's own arena: counted like a global-allocator block and, made in
+/// a session's scope, attributed to it with the caller's stack, so Logoff
+/// reports it if it is still alive. `ptr` is only an address here (null is
+/// ignored); pair each call with [`track_free`] before the block is reused.
+pub fn track_alloc(ptr: *const u8, size: usize) {
+    if !ptr.is_null() {
+        on_alloc(ptr.cast_mut(), size);
+    }
+}
+
+/// The block at `ptr`, recorded by [`track_alloc`] with `size` bytes, is
+/// being freed (null is ignored).
+pub fn track_free(ptr: *const u8, size: usize) {
+    if !ptr.is_null() {
+        on_free(ptr.cast_mut(), size);
+    }
+}
+
 /// Attributed blocks the live table had no room for, so far.
 pub(crate) fn untracked() -> u64 {
     counters::UNTRACKED.load(Ordering::Relaxed)

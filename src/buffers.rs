@@ -59,6 +59,8 @@ struct Record {
     root: Option<usize>,
     children: Vec<usize>,
     freed: bool,
+    /// Handed to the caller ([`MapiBuffers::to_caller`]): not the logon's to free.
+    to_caller: bool,
     /// Where the memory came from: `None` for the real MAPI functions.
     layout: Option<Layout>,
     real: Option<Real>,
@@ -245,6 +247,38 @@ impl MapiBuffers {
         }
     }
 
+    /// The provider hands `buffer` (a root, with its chain) to its caller —
+    /// `GetProps`' property array, `QueryRows`' row set — who frees it with
+    /// MAPI's own `MAPIFreeBuffer`, a call this wrapper never sees. From now
+    /// on the buffer is not the logon's to free and no report lists it
+    /// (with [`MapiBuffers::in_process`], `free_buffer` still frees it).
+    /// `false`, changing nothing, for null or for what is not a live root
+    /// buffer of these functions.
+    pub fn to_caller(&self, buffer: *mut c_void) -> bool {
+        let _quiet = Quiet::new();
+        let addr = buffer as usize;
+        with_table(|t| {
+            let Some(r) = t.records.get_mut(&addr) else {
+                return false;
+            };
+            if r.freed || r.to_caller || r.root.is_some() {
+                return false;
+            }
+            if r.layout.is_some() {
+                // Our memory: the caller frees it through us.
+                r.to_caller = true;
+            } else {
+                // MAPI's: MAPI frees it, and may hand the address out again.
+                let children = std::mem::take(&mut r.children);
+                t.records.remove(&addr);
+                for c in children {
+                    t.records.remove(&c);
+                }
+            }
+            true
+        })
+    }
+
     /// Records a new block: a root of `session`, or a child joining `root`'s
     /// chain (and session).
     fn record(
@@ -273,6 +307,7 @@ impl MapiBuffers {
                     root,
                     children: Vec::new(),
                     freed: false,
+                    to_caller: false,
                     layout,
                     real: self.real,
                 },
@@ -351,7 +386,7 @@ pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(u64, stack::StackId, u
         let mut out: Vec<_> = t
             .records
             .iter()
-            .filter(|(_, r)| !r.freed && r.root.is_none() && pick(r.session))
+            .filter(|(_, r)| !r.freed && !r.to_caller && r.root.is_none() && pick(r.session))
             .map(|(_, r)| {
                 let bytes = r.size
                     + r.children

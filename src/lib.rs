@@ -98,7 +98,7 @@ mod trace;
 mod vmem;
 
 #[cfg(any(debug_assertions, feature = "force"))]
-pub use alloc::{HeapStats, TrackingAllocator, heap_stats};
+pub use alloc::{HeapStats, TrackingAllocator, heap_stats, track_alloc, track_free};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use config::{
     html, mode, output_dir, set_html, set_mode, set_output_dir, set_trace_roots, trace_roots,
@@ -120,7 +120,7 @@ pub use noop::buffers;
 pub use noop::{
     HeapStats, ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, TrackingAllocator,
     heap_stats, html, mode, output_dir, process_exit, set_html, set_mode, set_output_dir,
-    set_trace_roots, trace_roots,
+    set_trace_roots, trace_roots, track_alloc, track_free,
 };
 
 /// `IMsgStore::StoreLogoff` input flags; exactly one may be passed.

@@ -27,6 +27,12 @@ impl ObjectId {
     pub fn from_report(_id: u64) -> Option<ObjectId> {
         None
     }
+
+    /// Always 0.
+    #[inline(always)]
+    pub fn memory_tag(self) -> u64 {
+        0
+    }
 }
 
 /// A logon session (zero-sized).
@@ -257,6 +263,14 @@ pub struct HeapStats {
     /// Always 0.
     pub table_capacity: u64,
 }
+
+/// Does nothing in this build.
+#[inline(always)]
+pub fn track_alloc(_ptr: *const u8, _size: usize) {}
+
+/// Does nothing in this build.
+#[inline(always)]
+pub fn track_free(_ptr: *const u8, _size: usize) {}
 
 /// All zero.
 #[inline(always)]
@@ -549,6 +563,11 @@ pub mod buffers {
             let (p, layout) = Self::alloc(cb)?;
             chains.entry(root).or_default().push((p, layout));
             Ok(p as *mut c_void)
+        }
+
+        /// The buffer goes to the caller: nothing is tracked in this build.
+        pub fn to_caller(&self, buffer: *mut c_void) -> bool {
+            !buffer.is_null()
         }
 
         /// `MAPIFreeBuffer`: frees a root and its chain.

@@ -40,6 +40,16 @@ impl ObjectId {
     pub fn from_report(id: u64) -> Option<ObjectId> {
         registry::is_live(id).then_some(ObjectId(id))
     }
+
+    /// A word for an object to keep in its own memory, so a report counts
+    /// the heap block holding it as the object's (not as a separate heap
+    /// leak), and a block of an object that is still expected alive at
+    /// Logoff (the logon's own) as no leak at all. `Tracked` and `RefCount`
+    /// carry it already; a C or C++ object whose count lives elsewhere (the
+    /// C ABI's handle) stores it in a field.
+    pub fn memory_tag(self) -> u64 {
+        registry::memory_tag(self.0)
+    }
 }
 
 impl fmt::Debug for ObjectId {

@@ -108,6 +108,13 @@ impl Snapshot {
             Event::Shutdown => role == Role::Provider,
             Event::Exit => false,
         };
+        // Every live object's memory is its own, reported with it or not
+        // at all: the logon's own block at its Logoff is no heap leak.
+        let tags: HashSet<u64> = live
+            .objects
+            .iter()
+            .map(|n| registry::memory_tag(n.id))
+            .collect();
         let objects: Vec<ObjectSnap> = live
             .objects
             .into_iter()
@@ -130,10 +137,6 @@ impl Snapshot {
                     events_dropped,
                 }
             })
-            .collect();
-        let tags: HashSet<u64> = objects
-            .iter()
-            .map(|o| registry::memory_tag(o.node.id))
             .collect();
         let own_memory = alloc::holding_tags(&live.blocks, &tags);
         let heap = live
