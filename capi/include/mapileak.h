@@ -2,10 +2,13 @@
  * mapileak.h: leak detection for MAPI service providers written in C or C++.
  *
  * Link the provider's debug build with the static library of the
- * mapileak-capi crate (`cargo build -p mapileak-capi` gives
- * target/debug/libmapileak_c.a; on Linux also link -lpthread -ldl -lm) and
- * build the provider with frame pointers (-fno-omit-frame-pointer, /Oy-):
- * stacks are captured by walking them.
+ * mapileak-capi crate, built optimized (`cargo build -p mapileak-capi
+ * --release` gives target/release/libmapileak_c.a, mapileak_c.lib with
+ * MSVC; on Linux also link -lgcc_s -lpthread -ldl -lm; on Windows ws2_32,
+ * userenv, ntdll, bcrypt, advapi32; see the README's Windows section). On
+ * Linux build the provider with frame pointers (-fno-omit-frame-pointer):
+ * stacks are captured by walking them; x64 Windows stacks come from the
+ * unwind tables every compiler writes.
  *
  * The calls mirror the Rust API (see the README):
  *  - a session per logon: mapileak_logon ... mapileak_ms_logoff (or the
@@ -23,12 +26,13 @@
  *  - Strings may be NULL (read as "") and need not be UTF-8.
  *  - Sessions and providers are uint64_t ids, as reports show them; 0 is
  *    none. Status results: 0 done, -1 a bad argument (an unknown id, NULL).
- *  - Built without debug assertions, the library does nothing (and costs
- *    nothing but the calls).
+ *  - The library is always live: link it into the debug configuration
+ *    only (a release build of the provider leaves it out).
  */
 #ifndef MAPILEAK_H
 #define MAPILEAK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -171,6 +175,10 @@ uint32_t mapileak_object_release(const mapileak_object *object);
 uint32_t mapileak_object_count(const mapileak_object *object);
 /* Its id in reports. */
 uint64_t mapileak_object_id(const mapileak_object *object);
+/* A word for the object to keep in its own memory (a field): the heap block
+ * holding it is then reported as the object's, not as a separate heap leak
+ * (mapileak.hpp's RefCount keeps it). 0 for NULL. */
+uint64_t mapileak_object_memory_tag(const mapileak_object *object);
 /* It was opened from `parent` (a message from its folder). */
 int mapileak_object_opened_from(const mapileak_object *object, const mapileak_object *parent);
 /* It now keeps a reference on `other` / let go of one. A leaked holder makes
@@ -212,6 +220,28 @@ mapileak_scode MAPILEAK_STDCALL mapileak_allocate_buffer_in(uint64_t session, ma
 mapileak_scode MAPILEAK_STDCALL mapileak_allocate_more(mapileak_ulong cb, void *object,
                                                        void **buffer);
 mapileak_ulong MAPILEAK_STDCALL mapileak_free_buffer(void *buffer);
+
+/* The provider returns `buffer` (a root, with its chain) to its caller --
+ * GetProps' property array, QueryRows' row set -- who frees it with MAPI's
+ * own MAPIFreeBuffer, a call mapileak does not see: it is no longer the
+ * logon's to free and no report lists it. -1 for NULL or what is not a live
+ * root buffer of these functions. */
+int mapileak_buffer_to_caller(void *buffer);
+
+/* ---- the C and C++ heap ----------------------------------------------------- */
+
+/* malloc, calloc, realloc and free, tracked: a block allocated in a
+ * session's scope (mapileak_enter) and still alive at its Logoff is reported
+ * with the stack that allocated it, as a Rust provider's heap blocks are.
+ * Blocks from these functions are freed only with mapileak_free (each
+ * carries a small header). mapileak_aligned_malloc takes a power-of-two
+ * alignment (NULL for others). C++: MAPILEAK_REPLACE_OPERATOR_NEW in
+ * mapileak.hpp routes every operator new and delete here. */
+void *mapileak_malloc(size_t size);
+void *mapileak_calloc(size_t count, size_t size);
+void *mapileak_aligned_malloc(size_t size, size_t align);
+void *mapileak_realloc(void *block, size_t size);
+void mapileak_free(void *block);
 
 #ifdef __cplusplus
 }

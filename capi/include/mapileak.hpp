@@ -12,10 +12,15 @@
 //   };
 //
 //   mapileak::Scope scope(session);  // objects made meanwhile belong to it
+//
+//   MAPILEAK_REPLACE_OPERATOR_NEW  // once, in one .cpp file: new/delete tracked
 #ifndef MAPILEAK_HPP
 #define MAPILEAK_HPP
 
 #include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
 
 #include "mapileak.h"
 
@@ -40,7 +45,8 @@ private:
 class RefCount {
 public:
     RefCount(const char *kind, const char *label, uint64_t owner = 0)
-        : handle_(mapileak_object_new(owner, kind, label)) {}
+        : handle_(mapileak_object_new(owner, kind, label)),
+          tag_(mapileak_object_memory_tag(handle_)) {}
     ~RefCount() { mapileak_object_free(handle_); }
     RefCount(const RefCount &) = delete;
     RefCount &operator=(const RefCount &) = delete;
@@ -71,9 +77,101 @@ public:
 
 private:
     mapileak_object *handle_;
+    // In the object's own memory: its heap block is the object's.
+    volatile uint64_t tag_;
     std::atomic<uint32_t> untracked_{1};
 };
 
+namespace detail {
+
+// operator new's contract over mapileak_malloc: never NULL; the new-handler
+// is called until it frees memory or gives up.
+inline void *NewBlock(std::size_t size, std::size_t align) {
+    if (size == 0) size = 1;
+    for (;;) {
+        void *p = align != 0 ? mapileak_aligned_malloc(size, align) : mapileak_malloc(size);
+        if (p != nullptr) return p;
+        std::new_handler handler = std::get_new_handler();
+        if (handler == nullptr) {
+#if defined(__cpp_exceptions) || defined(_CPPUNWIND)
+            throw std::bad_alloc();
+#else
+            std::abort();
+#endif
+        }
+        handler();
+    }
+}
+
+inline void *NewBlockOrNull(std::size_t size, std::size_t align) noexcept {
+#if defined(__cpp_exceptions) || defined(_CPPUNWIND)
+    try {
+        return NewBlock(size, align);
+    } catch (...) {
+        return nullptr;
+    }
+#else
+    if (size == 0) size = 1;
+    return align != 0 ? mapileak_aligned_malloc(size, align) : mapileak_malloc(size);
+#endif
+}
+
+}  // namespace detail
+
 }  // namespace mapileak
+
+// MAPILEAK_REPLACE_OPERATOR_NEW: written once, at namespace scope, in one
+// source file of the provider's debug build, it replaces the global
+// operator new and delete (every form: plain, array, nothrow, sized,
+// aligned) with mapileak_malloc and mapileak_free: the C++ heap blocks a
+// logon leaves alive are reported at its Logoff under their allocation
+// sites. Every new and delete of the module must then go through these
+// (they do, once linked: the replacement is module-wide).
+#if defined(__cpp_aligned_new)
+#define MAPILEAK_DETAIL_ALIGNED_NEW                                                           \
+    void *operator new(std::size_t n, std::align_val_t a) {                                   \
+        return ::mapileak::detail::NewBlock(n, static_cast<std::size_t>(a));                  \
+    }                                                                                         \
+    void *operator new[](std::size_t n, std::align_val_t a) {                                 \
+        return ::mapileak::detail::NewBlock(n, static_cast<std::size_t>(a));                  \
+    }                                                                                         \
+    void *operator new(std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept {  \
+        return ::mapileak::detail::NewBlockOrNull(n, static_cast<std::size_t>(a));            \
+    }                                                                                         \
+    void *operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept { \
+        return ::mapileak::detail::NewBlockOrNull(n, static_cast<std::size_t>(a));            \
+    }                                                                                         \
+    void operator delete(void *p, std::align_val_t) noexcept { mapileak_free(p); }            \
+    void operator delete[](void *p, std::align_val_t) noexcept { mapileak_free(p); }          \
+    void operator delete(void *p, std::size_t, std::align_val_t) noexcept { mapileak_free(p); } \
+    void operator delete[](void *p, std::size_t, std::align_val_t) noexcept {                 \
+        mapileak_free(p);                                                                     \
+    }                                                                                         \
+    void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept {        \
+        mapileak_free(p);                                                                     \
+    }                                                                                         \
+    void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept {      \
+        mapileak_free(p);                                                                     \
+    }
+#else
+#define MAPILEAK_DETAIL_ALIGNED_NEW
+#endif
+
+#define MAPILEAK_REPLACE_OPERATOR_NEW                                                          \
+    void *operator new(std::size_t n) { return ::mapileak::detail::NewBlock(n, 0); }          \
+    void *operator new[](std::size_t n) { return ::mapileak::detail::NewBlock(n, 0); }        \
+    void *operator new(std::size_t n, const std::nothrow_t &) noexcept {                      \
+        return ::mapileak::detail::NewBlockOrNull(n, 0);                                      \
+    }                                                                                         \
+    void *operator new[](std::size_t n, const std::nothrow_t &) noexcept {                    \
+        return ::mapileak::detail::NewBlockOrNull(n, 0);                                      \
+    }                                                                                         \
+    void operator delete(void *p) noexcept { mapileak_free(p); }                              \
+    void operator delete[](void *p) noexcept { mapileak_free(p); }                            \
+    void operator delete(void *p, std::size_t) noexcept { mapileak_free(p); }                 \
+    void operator delete[](void *p, std::size_t) noexcept { mapileak_free(p); }               \
+    void operator delete(void *p, const std::nothrow_t &) noexcept { mapileak_free(p); }      \
+    void operator delete[](void *p, const std::nothrow_t &) noexcept { mapileak_free(p); }    \
+    MAPILEAK_DETAIL_ALIGNED_NEW
 
 #endif  // MAPILEAK_HPP

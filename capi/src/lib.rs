@@ -1,11 +1,12 @@
 //! mapileak's C ABI: what `include/mapileak.h` declares, for MAPI providers
 //! written in C or C++ (`include/mapileak.hpp` wraps it in RAII classes).
 //!
-//! Build the static library in the provider's debug configuration
-//! (`cargo build -p mapileak-capi` gives `target/debug/libmapileak_c.a`) and
-//! link it with the system libraries `rustc --print native-static-libs`
-//! names (on Linux `-lgcc_s -lpthread -ldl -lm -lc`). Built without
-//! `debug_assertions`, every function is a no-op, as in Rust.
+//! Build the static library optimized (`cargo build -p mapileak-capi
+//! --release` gives `target/release/libmapileak_c.a`, `mapileak_c.lib` with
+//! MSVC), link it into the provider's debug configuration only, with the
+//! system libraries `rustc --print native-static-libs` names (on Linux
+//! `-lgcc_s -lpthread -ldl -lm -lc`). It is live in every build of its own
+//! (mapileak's `force` feature): what turns it off is not linking it.
 //!
 //! Conventions, the same for every function:
 //! - Nothing unwinds into C: each function catches panics and returns its
@@ -596,6 +597,20 @@ pub unsafe extern "C" fn mapileak_object_id(object: *const Object) -> u64 {
     unsafe { self::object(object) }.map_or(0, |o| o.count.id().get())
 }
 
+/// `uint64_t mapileak_object_memory_tag(const mapileak_object *object)`: a
+/// word for the object to keep in its own memory (a field), so the heap
+/// block holding it is reported as the object's, not as a separate heap
+/// leak (mapileak.hpp's RefCount keeps it). 0 for NULL.
+///
+/// # Safety
+///
+/// `object` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_memory_tag(object: *const Object) -> u64 {
+    // SAFETY: the caller's promise.
+    unsafe { self::object(object) }.map_or(0, |o| o.count.id().memory_tag())
+}
+
 /// Exports `int NAME(mapileak_object *object, mapileak_object *other)`.
 macro_rules! object_link {
     ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
@@ -780,6 +795,169 @@ pub unsafe extern "system" fn mapileak_free_buffer(buffer: *mut c_void) -> u32 {
         // SAFETY: the caller's promise, which is `free_buffer`'s.
         unsafe { buffers().free_buffer(buffer) }
     })
+}
+
+/// `int mapileak_buffer_to_caller(LPVOID buffer)`: the provider returns
+/// `buffer` (a root from `mapileak_allocate_buffer`, with its chain) to its
+/// caller, who frees it with MAPI's own MAPIFreeBuffer: it is no longer the
+/// logon's to free, and no report lists it. 0, or -1 for NULL or what is
+/// not a live root buffer.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_buffer_to_caller(buffer: *mut c_void) -> c_int {
+    guard(-1, || if buffers().to_caller(buffer) { 0 } else { -1 })
+}
+
+// ---- the C and C++ heap ----------------------------------------------------------
+
+/// The C heap's blocks, tracked: each block carries a header of
+/// [`HEADER`] bytes just before the caller's pointer, holding its size and
+/// the alignment it was made with, so `mapileak_free` needs neither; the
+/// block is recorded with the caller's address and size.
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    /// Bytes between the start of the system block and the caller's
+    /// pointer, at least: room for the size and the alignment.
+    const HEADER: usize = 16;
+
+    /// A new block of `size` bytes aligned to `align` (a power of two), or
+    /// null.
+    pub(super) fn allocate(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        let align = align.max(HEADER);
+        let Some(layout) = size
+            .checked_add(align)
+            .and_then(|total| Layout::from_size_align(total, align).ok())
+        else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: `layout` has a non-zero size (at least `align`).
+        let raw = unsafe {
+            if zeroed {
+                System.alloc_zeroed(layout)
+            } else {
+                System.alloc(layout)
+            }
+        };
+        if raw.is_null() {
+            return raw;
+        }
+        // SAFETY: `align` (>= HEADER) bytes into a block of `size + align`
+        // bytes; the two header words lie in those first `align` bytes and
+        // are `usize`-aligned (the block is `align`-aligned, `align` >= 16).
+        let user = unsafe {
+            let user = raw.add(align);
+            user.cast::<usize>().sub(2).write(size);
+            user.cast::<usize>().sub(1).write(align);
+            user
+        };
+        mapileak::track_alloc(user, size);
+        user
+    }
+
+    /// The size of the block at `user` (from [`allocate`]).
+    ///
+    /// # Safety
+    ///
+    /// `user` came from [`allocate`] and was not freed.
+    pub(super) unsafe fn size_of(user: *mut u8) -> usize {
+        // SAFETY: the header [`allocate`] wrote.
+        unsafe { user.cast::<usize>().sub(2).read() }
+    }
+
+    /// Frees a block from [`allocate`].
+    ///
+    /// # Safety
+    ///
+    /// `user` came from [`allocate`] and was not freed.
+    pub(super) unsafe fn free(user: *mut u8) {
+        // SAFETY: the header [`allocate`] wrote, and the block it describes.
+        unsafe {
+            let size = user.cast::<usize>().sub(2).read();
+            let align = user.cast::<usize>().sub(1).read();
+            mapileak::track_free(user, size);
+            let layout = Layout::from_size_align_unchecked(size + align, align);
+            System.dealloc(user.sub(align), layout);
+        }
+    }
+}
+
+/// The alignment `malloc` guarantees.
+const MALLOC_ALIGN: usize = 16;
+
+/// `void *mapileak_malloc(size_t size)`: `malloc`, tracked: a block made
+/// in a session's scope and alive at its Logoff is reported with the stack
+/// that allocated it. NULL when out of memory. Free it with
+/// `mapileak_free` (never `free`).
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_malloc(size: usize) -> *mut c_void {
+    guard(ptr::null_mut(), || {
+        heap::allocate(size, MALLOC_ALIGN, false).cast()
+    })
+}
+
+/// `void *mapileak_calloc(size_t count, size_t size)`: `calloc`, tracked.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_calloc(count: usize, size: usize) -> *mut c_void {
+    let Some(total) = count.checked_mul(size) else {
+        return ptr::null_mut();
+    };
+    guard(ptr::null_mut(), || {
+        heap::allocate(total, MALLOC_ALIGN, true).cast()
+    })
+}
+
+/// `void *mapileak_aligned_malloc(size_t size, size_t align)`: a block
+/// aligned to `align` (a power of two; C++'s aligned `operator new`). NULL
+/// for another alignment. Freed by `mapileak_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_aligned_malloc(size: usize, align: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
+    guard(ptr::null_mut(), || {
+        heap::allocate(size, align, false).cast()
+    })
+}
+
+/// `void *mapileak_realloc(void *block, size_t size)`: `realloc`, tracked:
+/// the moved block is recorded at the caller of `mapileak_realloc`. NULL
+/// `block` allocates; on failure NULL, and `block` stays valid.
+///
+/// # Safety
+///
+/// `block` is NULL or a live block from these functions.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_realloc(block: *mut c_void, size: usize) -> *mut c_void {
+    if block.is_null() {
+        return mapileak_malloc(size);
+    }
+    // SAFETY: the caller's promise.
+    let old = unsafe { heap::size_of(block.cast()) };
+    let new = mapileak_malloc(size);
+    if !new.is_null() {
+        // SAFETY: both blocks are live, distinct, and hold at least
+        // `min(old, size)` bytes; then the old one is freed once.
+        unsafe {
+            ptr::copy_nonoverlapping(block.cast::<u8>(), new.cast::<u8>(), old.min(size));
+            heap::free(block.cast());
+        }
+    }
+    new
+}
+
+/// `void mapileak_free(void *block)`: frees a block from
+/// `mapileak_malloc`, `_calloc`, `_realloc` or `_aligned_malloc`; NULL is
+/// ignored.
+///
+/// # Safety
+///
+/// `block` is NULL or a live block from these functions.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_free(block: *mut c_void) {
+    if !block.is_null() {
+        // SAFETY: the caller's promise.
+        unsafe { heap::free(block.cast()) }
+    }
 }
 
 #[cfg(test)]

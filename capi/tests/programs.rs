@@ -129,7 +129,7 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
     let (line, report, stderr) = run(store());
     assert_eq!(
         line,
-        "mapileak-cpp leaked_objects=3 leak_roots=2 mapi_buffers=1 findings=1"
+        "mapileak-cpp leaked_objects=3 leak_roots=2 heap_blocks=2 mapi_buffers=1 findings=1"
     );
     let s = &report.summary;
     assert_eq!(
@@ -150,7 +150,7 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
     );
     assert!(
         traces.iter().any(|l| l.starts_with(
-            "mapileak: message_store \"C++ store\" logoff: 3 leaked objects (2 roots), 1 finding, 1 MAPI buffer(s); report "
+            "mapileak: message_store \"C++ store\" logoff: 3 leaked objects (2 roots), 1 finding, 2 heap block(s) of 22 bytes, 1 MAPI buffer(s); report "
         )),
         "{stderr}"
     );
@@ -203,6 +203,33 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
         "released objects are not leaks"
     );
 
+    // The C++ heap (MAPILEAK_REPLACE_OPERATOR_NEW): the C++ string under
+    // its new[], the C string under its mapileak_malloc; every balanced form
+    // of new and delete left nothing, and the leaked objects' own blocks
+    // (which hold their RefCount's memory tag) are the objects', not
+    // listed again.
+    let mut heap: Vec<(String, u64)> = report
+        .heap
+        .iter()
+        .map(|h| (frames(&report, h.stack)[0].clone(), h.blocks))
+        .collect();
+    heap.sort();
+    assert_eq!(
+        heap,
+        [
+            ("CopyFolderName(char const*)".to_owned(), 1),
+            ("RememberProfileName(char const*)".to_owned(), 1),
+        ],
+        "{:#?}",
+        report.heap
+    );
+    let name = report
+        .heap
+        .iter()
+        .find(|h| frames(&report, h.stack)[0].starts_with("RememberProfileName"))
+        .unwrap();
+    assert_eq!(name.bytes, "Outlook\0".len() as u64);
+
     let [buffer] = &report.buffers[..] else {
         panic!("one leaked chain: {:#?}", report.buffers)
     };
@@ -227,6 +254,118 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
     assert_eq!(finding.rule, "buffer-free-child");
     let stack = frames(&report, finding.stack);
     assert_eq!(stack[0], "FreeChildByMistake()", "{stack:#?}");
+}
+
+/// `msprovider.dll` (a C++ message store written against the MAPI SDK
+/// headers) loaded by `mapihost.exe`, which does what MAPI does with Wine's
+/// own mapi32.dll: the planted leaks come back, each with its C++ frame.
+#[cfg(windows)]
+#[test]
+fn a_provider_dll_driven_as_mapi_does_reports_its_planted_bugs() {
+    let programs = PathBuf::from(
+        std::env::var_os("MAPILEAK_TEST_PROGRAMS").unwrap_or_else(|| {
+            panic!("MAPILEAK_TEST_PROGRAMS is not set: run scripts/test-windows.sh")
+        }),
+    );
+    let dir = programs.join("mapihost.reports");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(programs.join("mapihost.exe"))
+        .arg(programs.join("msprovider.dll"))
+        .env("MAPILEAK_DIR", &dir)
+        .env_remove("MAPILEAK")
+        .env_remove("MAPILEAK_HISTORY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    // MSProviderInit said CURRENT_SPI_VERSION; every step of the host passed.
+    assert_eq!(stdout.trim(), "mapihost ok version=10010", "{stderr}");
+
+    let reports: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let report = |event: &str| {
+        let path = reports
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(&format!("-{event}.json")))
+            .unwrap_or_else(|| panic!("no {event} report in {reports:?}: {stderr}"));
+        read_file(path).unwrap()
+    };
+    let has = |report: &Report, stack: Option<StackId>, name: &str| {
+        frames(report, stack).iter().any(|f| f.contains(name))
+    };
+
+    // IMSLogon::Logoff, inside the support object's final Release.
+    let logoff = report("logoff");
+    assert_eq!(logoff.session.label, "Test profile");
+    let s = &logoff.summary;
+    assert_eq!(
+        (
+            s.leaked_objects,
+            s.leak_roots,
+            s.heap_blocks,
+            s.mapi_buffers,
+            s.findings
+        ),
+        (1, 1, 1, 1, 1),
+        "{logoff:#?}"
+    );
+    // 1. The contents table the folder cached: its C++ creation site. (Its
+    // heap block is the object's own, not a second leak; the logon and the
+    // store it embeds are alive at Logoff by MAPI's design.)
+    let [table] = &logoff.objects[..] else {
+        panic!("{:#?}", logoff.objects)
+    };
+    assert_eq!(
+        (table.kind.as_str(), table.label.as_str()),
+        ("IMAPITable", "contents of Inbox")
+    );
+    assert!(table.root && table.opened_from.is_some());
+    assert!(
+        has(&logoff, Some(table.created), "Folder::GetContentsTable("),
+        "{:#?}",
+        frames(&logoff, table.created)
+    );
+    // 2. The scratch MAPI buffer, from Wine's MAPIAllocateBuffer through the
+    // wrapper; the property array handed to the host is not listed.
+    let [buffer] = &logoff.buffers[..] else {
+        panic!("{:#?}", logoff.buffers)
+    };
+    assert_eq!((buffer.bytes, buffer.children), (128, 0));
+    assert!(frames(&logoff, buffer.stack)[0].contains("MsgStore::GetProps("));
+    // 3. The over-release: the host's Release took the store to 0, the
+    // logon's Logoff found it there.
+    let [finding] = &logoff.findings[..] else {
+        panic!("{:#?}", logoff.findings)
+    };
+    assert_eq!(finding.rule, "over-release");
+    assert_eq!(
+        finding.subject.as_ref().map(|s| s.kind.as_str()),
+        Some("IMsgStore")
+    );
+    assert!(
+        has(&logoff, finding.also, "MSLogon::Logoff("),
+        "{finding:#?}"
+    );
+    // 4. The C++ heap (MAPILEAK_REPLACE_OPERATOR_NEW): the profile name's copy.
+    let [heap] = &logoff.heap[..] else {
+        panic!("{:#?}", logoff.heap)
+    };
+    assert_eq!(heap.bytes, "Test profile\0".len() as u64);
+    assert!(frames(&logoff, heap.stack)[0].contains("MSProvider::Logon("));
+
+    // Shutdown after the logon's Release: lpMalloc released, no open
+    // logon, so no finding; the leaks are still there.
+    let shutdown = report("shutdown");
+    assert_eq!(shutdown.session.event, mapileak_reports::Event::Shutdown);
+    assert!(shutdown.findings.is_empty(), "{:#?}", shutdown.findings);
+    assert_eq!(shutdown.summary.leaked_objects, 1);
+    // FreeLibrary: DllMain's DLL_PROCESS_DETACH wrote the process-end report.
+    let exit = report("exit");
+    assert_eq!(exit.session.event, mapileak_reports::Event::Exit);
+    assert_eq!(exit.summary.leaked_objects, 1);
 }
 
 #[test]

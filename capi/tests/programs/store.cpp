@@ -1,8 +1,15 @@
 // A C++ message store provider with known leaks, for the C ABI test.
 // Usage: store REPORT_DIR. Prints one line of counts; exit 0.
 #include <cstdio>
+#include <cstring>
+#include <new>
 
 #include "mapileak.hpp"
+
+// The C++ heap, tracked: every new and delete of the program goes through
+// mapileak, so the blocks of the leaked objects, and the scratch string
+// below, are reported at Logoff.
+MAPILEAK_REPLACE_OPERATOR_NEW
 
 typedef unsigned long ULONG;
 
@@ -88,6 +95,47 @@ __attribute__((noinline)) static void *LeakRecipientRows() {
     return rows;  // never freed
 }
 
+// A C string kept "for later" and never freed: a heap leak of C code.
+__attribute__((noinline)) static char *RememberProfileName(const char *name) {
+    char *copy = static_cast<char *>(mapileak_malloc(std::strlen(name) + 1));
+    if (copy != nullptr) std::strcpy(copy, name);
+    return copy;
+}
+
+// The same in C++: a new[] no delete[] matches.
+__attribute__((noinline)) static char *CopyFolderName(const char *name) {
+    char *copy = new char[std::strlen(name) + 1];
+    std::strcpy(copy, name);
+    return copy;
+}
+
+// Every form of new and delete, balanced: nothing of this is reported.
+struct alignas(64) CacheLine {
+    unsigned char bytes[64];
+};
+
+__attribute__((noinline)) static bool EveryFormOfNew() {
+    delete new int(1);
+    delete[] new int[3];
+    delete new (std::nothrow) int(2);
+    delete[] new (std::nothrow) int[4];
+    CacheLine *line = new CacheLine();
+    bool aligned = reinterpret_cast<uintptr_t>(line) % 64 == 0;
+    delete line;
+    CacheLine *lines = new CacheLine[2];
+    aligned = aligned && reinterpret_cast<uintptr_t>(lines) % 64 == 0;
+    delete[] lines;
+    delete new (std::nothrow) CacheLine();
+    char *grown = static_cast<char *>(mapileak_calloc(4, 2));
+    if (grown == nullptr || grown[7] != 0) return false;
+    std::strcpy(grown, "abc");
+    grown = static_cast<char *>(mapileak_realloc(grown, 4096));
+    bool kept = grown != nullptr && std::strcmp(grown, "abc") == 0;
+    mapileak_free(grown);
+    mapileak_free(nullptr);
+    return aligned && kept && mapileak_aligned_malloc(8, 3) == nullptr;
+}
+
 __attribute__((noinline)) static void FreeChildByMistake() {
     void *row = nullptr;
     void *prop = nullptr;
@@ -118,6 +166,9 @@ int main(int argc, char **argv) {
 
         LeakRecipientRows();
         FreeChildByMistake();
+        RememberProfileName("Outlook");
+        CopyFolderName("Deleted Items");
+        if (!EveryFormOfNew()) return 7;
 
         // Misuse must come back as failure values, not crashes.
         if (mapileak_object_addref(nullptr) != 0 || mapileak_enter(999999) != -1 ||
@@ -137,8 +188,11 @@ int main(int argc, char **argv) {
     // As a DLL does at DLL_PROCESS_DETACH: the leaks are still alive.
     int exit_reports = mapileak_process_exit();
     if (exit_reports < 1 || mapileak_process_exit() != 0) return 6;
-    std::printf("mapileak-cpp leaked_objects=%llu leak_roots=%llu mapi_buffers=%llu findings=%llu\n",
-                (unsigned long long)summary.leaked_objects, (unsigned long long)summary.leak_roots,
-                (unsigned long long)summary.mapi_buffers, (unsigned long long)summary.findings);
+    std::printf(
+        "mapileak-cpp leaked_objects=%llu leak_roots=%llu heap_blocks=%llu mapi_buffers=%llu "
+        "findings=%llu\n",
+        (unsigned long long)summary.leaked_objects, (unsigned long long)summary.leak_roots,
+        (unsigned long long)summary.heap_blocks, (unsigned long long)summary.mapi_buffers,
+        (unsigned long long)summary.findings);
     return 0;
 }
