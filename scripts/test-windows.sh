@@ -83,6 +83,13 @@ x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/
   capi/tests/programs/store.cpp "$lib" -static-libstdc++ "${syslibs[@]}" -o "$programs/store.exe"
 x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
   capi/tests/programs/transport.c "$lib" "${syslibs[@]}" -o "$programs/transport.exe"
+# A provider DLL written against mingw-w64's MAPI SDK headers and a host
+# that drives it as MAPI does, with Wine's mapi32.dll (tests/programs.rs).
+x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include -shared \
+  capi/tests/programs/msprovider.cpp "$lib" -static-libstdc++ "${syslibs[@]}" -luuid \
+  -o "$programs/msprovider.dll"
+x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic \
+  capi/tests/programs/mapihost.cpp -static-libstdc++ -static-libgcc -luuid -o "$programs/mapihost.exe"
 export MAPILEAK_TEST_PROGRAMS=$programs
 # The header with MAPI's own types (mingw-w64's MAPI SDK headers first): no
 # cast between what MAPI hands a provider and mapileak, as C and as C++; run
