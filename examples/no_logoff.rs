@@ -6,12 +6,23 @@
 //! cargo run --example no_logoff -- exit            # std::process::exit(3)
 //! cargo run --example no_logoff -- released-early  # provider released before Shutdown
 //! cargo run --example no_logoff -- no-logon         # objects tracked, no logon at all
+//! cargo run --example no_logoff -- busy             # main returns, 4 threads still in mapileak
+//! cargo run --example no_logoff -- held-lock heap   # main returns, a thread holds a lock
 //! ```
+//!
+//! `held-lock` takes one of `mapileak::testing::LOCKS` (sessions, objects,
+//! heap, buffers, symbolizer): the thread holds it as a thread ended inside
+//! mapileak would; process end writes one line instead of waiting.
 
 use mapileak_samples::life::HostSupport;
 use mapileak_samples::mapi::{IMAPISupport, IMSProvider, IMsgStore};
 use mapileak_samples::{Bug, Sink, store};
 use windows_core::Interface;
+
+// Heap blocks too: the logon's are in the process-end report, and the live
+// table's locks are among those process end must not wait on.
+#[global_allocator]
+static ALLOC: mapileak::TrackingAllocator = mapileak::TrackingAllocator::system();
 
 fn main() {
     let how = std::env::args()
@@ -39,6 +50,7 @@ fn main() {
         .ok()
         .expect("IMSProvider::Logon");
     let store: IMsgStore = store.expect("store");
+
     let mut folder = None;
     // SAFETY: as above.
     unsafe { store.OpenRootFolder(&mut folder) }
@@ -46,7 +58,55 @@ fn main() {
         .expect("OpenRootFolder");
     // The host forgets everything: no Logoff, no Shutdown.
     std::mem::forget((provider, logon, store, folder, support));
-    if how == "exit" {
-        std::process::exit(3);
+    match how.as_str() {
+        "exit" => std::process::exit(3),
+        "busy" => busy_threads(),
+        "held-lock" => {
+            let which = std::env::args().nth(2).unwrap_or_default();
+            let (held, is_held) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let known = mapileak::testing::hold_lock(&which, move || {
+                    let _ = held.send(());
+                });
+                assert!(known, "no lock named {which:?}");
+            });
+            is_held.recv().expect("the lock is held");
+        }
+        _ => {}
     }
+}
+
+/// Threads that keep calling into mapileak (objects, heap blocks, MAPI
+/// buffers, sessions) while `main` returns and the process ends.
+fn busy_threads() {
+    let started = std::sync::Arc::new(std::sync::Barrier::new(5));
+    for n in 0..4 {
+        let started = started.clone();
+        std::thread::spawn(move || {
+            let buffers = mapileak::buffers::MapiBuffers::in_process();
+            started.wait();
+            for round in 0u64.. {
+                let object = mapileak::RefCount::new(&mapileak::kinds::IMAPI_TABLE, "busy");
+                object.add_ref();
+                object.release();
+                object.release();
+                let session = mapileak::Session::logon(
+                    mapileak::ProviderKind::Transport,
+                    format!("busy {n}.{round}"),
+                );
+                let scope = session.enter();
+                let block = vec![round; 16];
+                if let Ok(p) = buffers.allocate_buffer(32) {
+                    // SAFETY: a root buffer from this value, freed once.
+                    unsafe { buffers.free_buffer(p) };
+                }
+                drop(block);
+                drop(scope);
+                // Never logged off: no report file per round.
+                drop(object);
+            }
+        });
+    }
+    started.wait();
+    std::thread::sleep(std::time::Duration::from_millis(50));
 }

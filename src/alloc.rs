@@ -257,6 +257,11 @@ pub fn track_free(ptr: *const u8, size: usize) {
     }
 }
 
+/// Runs `f` holding a live-table shard's lock (fault injection: see `testing`).
+pub(crate) fn with_table_locked(f: impl FnOnce()) {
+    table::with_shard_locked(f);
+}
+
 /// Attributed blocks the live table had no room for, so far.
 pub(crate) fn untracked() -> u64 {
     counters::UNTRACKED.load(Ordering::Relaxed)
@@ -479,14 +484,25 @@ pub(crate) type LiveBlock = (usize, u64, stack::StackId, u64);
 /// would re-enter the table): the vector is sized first, and entries beyond
 /// its capacity (blocks attributed meanwhile) are counted, not pushed.
 pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<LiveBlock>, u64) {
+    live_blocks_within(pick, None).unwrap_or_default()
+}
+
+/// [`live_blocks`], each shard's lock waited for at most `wait` (`None`:
+/// as long as it takes); `None` when one was not free in time.
+pub(crate) fn live_blocks_within(
+    pick: impl Fn(u64) -> bool,
+    wait: Option<std::time::Duration>,
+) -> Option<(Vec<LiveBlock>, u64)> {
     if !table::any() {
-        return (Vec::new(), 0);
+        return Some((Vec::new(), 0));
     }
     let mut len = 0;
-    table::for_each(|_, _, _, _| len += 1);
+    if !table::for_each_within(wait, |_, _, _, _| len += 1) {
+        return None;
+    }
     let mut out = Vec::with_capacity(len + len / 4 + 1024);
     let mut missed = 0;
-    table::for_each(|addr, session, stack, size| {
+    let complete = table::for_each_within(wait, |addr, session, stack, size| {
         if pick(u64::from(session)) {
             if out.len() < out.capacity() {
                 out.push((addr, u64::from(session), stack, size));
@@ -495,7 +511,7 @@ pub(crate) fn live_blocks(pick: impl Fn(u64) -> bool) -> (Vec<LiveBlock>, u64) {
             }
         }
     });
-    (out, missed)
+    complete.then_some((out, missed))
 }
 
 /// Which of `blocks` hold one of `tags` (the words tracked objects carry,

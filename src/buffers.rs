@@ -352,6 +352,12 @@ impl MapiBuffers {
     }
 }
 
+/// Runs `f` holding the table's lock (fault injection: see `testing`).
+pub(crate) fn with_table_locked(f: impl FnOnce()) {
+    let _held = TABLE.lock();
+    f();
+}
+
 /// Releases a quarantined chain's memory and forgets its records.
 fn release_chain(root: usize) {
     let records: Vec<(usize, Record)> = with_table(|t| {
@@ -382,7 +388,21 @@ fn release_chain(root: usize) {
 /// Unfreed chains of the sessions `pick` accepts: `(session, stack, bytes,
 /// children)`.
 pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(u64, stack::StackId, u64, u64)> {
-    with_table(|t| {
+    live_in_within(pick, None).unwrap_or_default()
+}
+
+/// [`live_in`], the table's lock waited for at most `wait` (`None`: as
+/// long as it takes); `None` when it was not free in time.
+pub(crate) fn live_in_within(
+    pick: impl Fn(u64) -> bool,
+    wait: Option<std::time::Duration>,
+) -> Option<Vec<(u64, stack::StackId, u64, u64)>> {
+    let mut table = match wait {
+        None => TABLE.lock(),
+        Some(d) => TABLE.try_lock_for(d)?,
+    };
+    let t = table.get_or_insert_with(Table::default);
+    Some({
         let mut out: Vec<_> = t
             .records
             .iter()

@@ -107,7 +107,11 @@ pub fn output_dir() -> PathBuf {
 }
 
 fn chosen_dir() -> Option<PathBuf> {
-    DIR.lock().clone().or_else(crate::config_env::from_env)
+    // Never held for long; at process end its holder may have been ended
+    // in the middle, and then the variable's directory is used.
+    DIR.try_lock_for(std::time::Duration::from_millis(200))
+        .and_then(|dir| dir.clone())
+        .or_else(crate::config_env::from_env)
 }
 
 /// A report directory refused, and why.

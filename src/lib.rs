@@ -112,6 +112,10 @@ pub use object::{ObjectId, RefCount, Tracked};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use session::{Scope, Session};
 
+#[cfg(any(debug_assertions, feature = "force"))]
+#[doc(hidden)]
+pub mod testing;
+
 #[cfg_attr(any(debug_assertions, feature = "force"), allow(dead_code))]
 mod noop;
 #[cfg(not(any(debug_assertions, feature = "force")))]

@@ -51,15 +51,38 @@ static EXITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 /// provider, and one for objects created outside any logon. Runs once; the
 /// exit hook calls it (see the README), and a provider DLL may call it
 /// itself when it is unloaded.
+///
+/// It never waits long for a lock: at process end, and in a DLL's detach
+/// under the loader lock, a thread that held one may have been ended in the
+/// middle (`ExitProcess` ends the other threads first) or be stuck. Each of
+/// mapileak's locks, and the symbolizer, is waited for at most 200 ms;
+/// past that nothing is written but one line saying which lock was held.
 pub fn process_exit() -> Vec<Logoff> {
     let _quiet = Quiet::new();
     if EXITED.swap(true, Ordering::SeqCst) || config::mode() == Mode::Off {
         return Vec::new();
     }
     let mode = config::mode();
-    // At process end a lock is waited for only a moment: a thread stuck
-    // elsewhere must not hang the host's exit.
-    let wait = std::time::Duration::from_millis(200);
+    match exit_snapshots() {
+        Ok(snapshots) => snapshots
+            .into_iter()
+            .map(|snapshot| publish(snapshot, mode))
+            .collect(),
+        Err(lock) => {
+            crate::trace::line(format_args!(
+                "process-end report skipped: mapileak's {lock} lock was held by another thread for {EXIT_WAIT_MS} ms (a thread ended while inside mapileak, or still running in it); nothing was written"
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// How long process end waits for any one lock, in milliseconds.
+const EXIT_WAIT_MS: u64 = 200;
+
+/// What [`process_exit`] reports, or the lock it could not take in time.
+fn exit_snapshots() -> Result<Vec<Snapshot>, &'static str> {
+    let wait = std::time::Duration::from_millis(EXIT_WAIT_MS);
     let groups = registry::with_all_sessions(
         |all| {
             let mut groups: Vec<(SessionInfo, Vec<u64>, Vec<PendingFinding>)> = Vec::new();
@@ -68,12 +91,19 @@ pub fn process_exit() -> Vec<Logoff> {
                 .filter(|(_, s)| s.is_provider() || s.owner == 0)
                 .map(|(&id, _)| id)
                 .collect();
+            // Each head's members in one pass (not one pass per head: a
+            // process may leave thousands of logons open).
+            let mut members_of: HashMap<u64, Vec<u64>> =
+                heads.iter().map(|&h| (h, vec![h])).collect();
+            for (&id, s) in all.iter() {
+                if s.owner != id
+                    && let Some(members) = members_of.get_mut(&s.owner)
+                {
+                    members.push(id);
+                }
+            }
             for head in heads {
-                let members: Vec<u64> = all
-                    .iter()
-                    .filter(|&(&id, s)| id == head || s.owner == head)
-                    .map(|(&id, _)| id)
-                    .collect();
+                let members = members_of.remove(&head).unwrap_or_default();
                 let mut findings = Vec::new();
                 for m in &members {
                     if let Some(s) = all.get_mut(m) {
@@ -93,12 +123,11 @@ pub fn process_exit() -> Vec<Logoff> {
         },
         Some(wait),
     );
-    let Some(mut groups) = groups else {
-        return Vec::new();
-    };
+    let mut groups = groups.ok_or("session registry")?;
     let unattributed = registry::UNATTRIBUTED
         .try_lock_for(wait)
-        .map(|mut u| std::mem::take(&mut *u));
+        .map(|mut u| std::mem::take(&mut *u))
+        .ok_or("findings")?;
     groups.push((
         SessionInfo {
             id: 0,
@@ -107,7 +136,7 @@ pub fn process_exit() -> Vec<Logoff> {
             event: Event::Exit,
         },
         vec![0],
-        unattributed.unwrap_or_default(),
+        unattributed,
     ));
     // One pass over each table for all groups: a process that logged on
     // and off thousands of times pays for what is alive, not per session.
@@ -116,12 +145,18 @@ pub fn process_exit() -> Vec<Logoff> {
         .enumerate()
         .flat_map(|(g, (_, members, _))| members.iter().map(move |&m| (m, g)))
         .collect();
-    let parts = Live::of(|_| true).split(groups.len(), |s| group_of.get(&s).copied());
-    groups
-        .into_iter()
-        .zip(parts)
-        .map(|((info, _, findings), live)| Snapshot::of(info, live, findings))
-        .filter(|snapshot| !snapshot.is_empty())
-        .map(|snapshot| publish(snapshot, mode))
-        .collect()
+    let parts = Live::within(|_| true, wait)?.split(groups.len(), |s| group_of.get(&s).copied());
+    let mut snapshots = Vec::new();
+    for ((info, _, findings), live) in groups.into_iter().zip(parts) {
+        let snapshot = Snapshot::within(info, live, findings, Some(wait))?;
+        if !snapshot.is_empty() {
+            snapshots.push(snapshot);
+        }
+    }
+    // The reports name their frames: a thread ended inside the symbolizer
+    // holds its lock for good.
+    if !snapshots.is_empty() && !crate::stack::symbolizer_free_within(wait) {
+        return Err("symbolizer");
+    }
+    Ok(snapshots)
 }

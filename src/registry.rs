@@ -109,12 +109,25 @@ pub(crate) fn live_in(session: u64) -> Vec<Arc<Node>> {
 
 /// The live objects whose session passes `pick`, in creation order.
 pub(crate) fn live_where(pick: impl Fn(u64) -> bool) -> Vec<Arc<Node>> {
+    live_where_within(pick, None).unwrap_or_default()
+}
+
+/// [`live_where`], each shard's lock waited for at most `wait` (`None`:
+/// as long as it takes); `None` when one was not free in time.
+pub(crate) fn live_where_within(
+    pick: impl Fn(u64) -> bool,
+    wait: Option<std::time::Duration>,
+) -> Option<Vec<Arc<Node>>> {
     let mut out = Vec::new();
     for s in &OBJECTS {
-        out.extend(s.lock().values().filter(|n| pick(n.session)).cloned());
+        let shard = match wait {
+            None => s.lock(),
+            Some(d) => s.try_lock_for(d)?,
+        };
+        out.extend(shard.values().filter(|n| pick(n.session)).cloned());
     }
     out.sort_by_key(|n| n.id);
-    out
+    Some(out)
 }
 
 /// A finding recorded when it happened, reported with its session.
@@ -334,6 +347,18 @@ pub(crate) fn with_all_sessions<R>(
         None => Some(f(&mut SESSIONS.lock())),
         Some(d) => SESSIONS.try_lock_for(d).map(|mut g| f(&mut g)),
     }
+}
+
+/// Runs `f` holding the sessions' lock (fault injection: see `testing`).
+pub(crate) fn with_sessions_locked(f: impl FnOnce()) {
+    let _held = SESSIONS.lock();
+    f();
+}
+
+/// Runs `f` holding the first shard of the object registry.
+pub(crate) fn with_objects_locked(f: impl FnOnce()) {
+    let _held = OBJECTS[0].lock();
+    f();
 }
 
 /// Findings of objects created outside any session, kept for the process-end report.

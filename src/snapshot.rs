@@ -58,6 +58,23 @@ impl Live {
         }
     }
 
+    /// [`Live::of`], each lock waited for at most `wait`: at process end a
+    /// thread that held one may have been ended in the middle (Windows'
+    /// `ExitProcess` ends the other threads before the DLLs' detach). `Err`
+    /// names the table whose lock was not free in time.
+    pub(crate) fn within(
+        pick: impl Fn(u64) -> bool + Copy,
+        wait: std::time::Duration,
+    ) -> Result<Live, &'static str> {
+        Ok(Live {
+            objects: registry::live_where_within(pick, Some(wait)).ok_or("object registry")?,
+            blocks: alloc::live_blocks_within(pick, Some(wait))
+                .ok_or("heap table")?
+                .0,
+            buffers: buffers::live_in_within(pick, Some(wait)).ok_or("MAPI buffer table")?,
+        })
+    }
+
     /// Splits into one part per group of sessions (`group_of(session)`:
     /// its group's index); what belongs to no group is dropped. Linear in
     /// what is alive, whatever the number of groups.
@@ -103,6 +120,26 @@ impl Snapshot {
 
     /// The snapshot of `live`, what one report covers.
     pub(crate) fn of(info: SessionInfo, live: Live, findings: Vec<PendingFinding>) -> Snapshot {
+        // (Without a limit every lock is waited for: no `Err`.)
+        let fallback = info.clone();
+        Snapshot::within(info, live, findings, None).unwrap_or_else(|_| Snapshot {
+            info: fallback,
+            objects: Vec::new(),
+            heap: Vec::new(),
+            buffers: Vec::new(),
+            findings: Vec::new(),
+            heap_untracked: 0,
+        })
+    }
+
+    /// [`Snapshot::of`], each object's lock waited for at most `wait`
+    /// (`None`: as long as it takes); `Err` when one was not free in time.
+    pub(crate) fn within(
+        info: SessionInfo,
+        live: Live,
+        findings: Vec<PendingFinding>,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Snapshot, &'static str> {
         let expected = |role: Role| match info.event {
             Event::Logoff => role != Role::Object,
             Event::Shutdown => role == Role::Provider,
@@ -120,7 +157,10 @@ impl Snapshot {
             .into_iter()
             .filter(|n| !expected(n.kind.role()))
             .map(|node| {
-                let links = node.links.lock();
+                let links = match wait {
+                    None => node.links.lock(),
+                    Some(d) => node.links.try_lock_for(d).ok_or("object")?,
+                };
                 let (opened_from, holds, events, events_dropped) = (
                     links.opened_from,
                     links.holds.clone(),
@@ -128,16 +168,16 @@ impl Snapshot {
                     links.events_dropped,
                 );
                 drop(links);
-                ObjectSnap {
+                Ok(ObjectSnap {
                     refcount: node.counted.then(|| node.refs.get()),
                     node,
                     opened_from,
                     holds,
                     events,
                     events_dropped,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, &'static str>>()?;
         let own_memory = alloc::holding_tags(&live.blocks, &tags);
         let heap = live
             .blocks
@@ -152,14 +192,14 @@ impl Snapshot {
             .map(|(_, stack, bytes, children)| (stack, bytes, children))
             .collect();
         buffers.sort_unstable();
-        Snapshot {
+        Ok(Snapshot {
             info,
             objects,
             heap,
             buffers,
             findings,
             heap_untracked: alloc::untracked(),
-        }
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {

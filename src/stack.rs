@@ -380,7 +380,48 @@ impl Symbolizer {
     }
 }
 
+/// Threads inside the symbolizer (`backtrace::resolve`, which holds its own
+/// lock): process end waits for none of them beyond a moment.
+static RESOLVING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether no thread is inside the symbolizer, waiting up to `wait` for
+/// the ones that are: at process end a thread ended there holds its lock
+/// for good.
+pub(crate) fn symbolizer_free_within(wait: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while RESOLVING.load(std::sync::atomic::Ordering::Acquire) != 0 {
+        if start.elapsed() >= wait {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    true
+}
+
+/// Runs `f` counted as inside the symbolizer (fault injection: see `testing`).
+pub(crate) fn as_if_resolving(f: impl FnOnce()) {
+    let _resolving = Resolving::enter();
+    f();
+}
+
+/// Counts a thread in the symbolizer while it lives.
+struct Resolving;
+
+impl Resolving {
+    fn enter() -> Resolving {
+        RESOLVING.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Resolving
+    }
+}
+
+impl Drop for Resolving {
+    fn drop(&mut self) {
+        RESOLVING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 fn resolve(addr: usize) -> Vec<Frame> {
+    let _resolving = Resolving::enter();
     let mut frames = Vec::new();
     backtrace::resolve(addr as *mut std::ffi::c_void, |symbol| {
         // One name per function on every platform and toolchain: legacy

@@ -807,6 +807,34 @@ pub extern "C" fn mapileak_buffer_to_caller(buffer: *mut c_void) -> c_int {
     guard(-1, || if buffers().to_caller(buffer) { 0 } else { -1 })
 }
 
+/// `int mapileak__test_hold_lock(const char *which)`: fault injection for
+/// the process-end tests, not declared in mapileak.h: a new thread takes
+/// the lock `which` names (see `mapileak::testing::LOCKS`) and keeps it for
+/// good, as a thread ended inside mapileak would. Returns 0 once it is
+/// held, -1 for an unknown name.
+///
+/// # Safety
+///
+/// `which` is NULL or a NUL-terminated string.
+#[doc(hidden)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak__test_hold_lock(which: *const c_char) -> c_int {
+    // SAFETY: the caller's promise.
+    let which = unsafe { text(which) };
+    if !mapileak::testing::LOCKS.contains(&which.as_str()) {
+        return -1;
+    }
+    guard(-1, move || {
+        let (held, is_held) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            mapileak::testing::hold_lock(&which, move || {
+                let _ = held.send(());
+            })
+        });
+        if is_held.recv().is_ok() { 0 } else { -1 }
+    })
+}
+
 // ---- the C and C++ heap ----------------------------------------------------------
 
 /// The C heap's blocks, tracked: each block carries a header of

@@ -368,6 +368,87 @@ fn a_provider_dll_driven_as_mapi_does_reports_its_planted_bugs() {
     assert_eq!(exit.summary.leaked_objects, 1);
 }
 
+/// The DLL unloaded (`FreeLibrary`, then `DllMain`'s process-end report
+/// under the loader lock) while another thread of the host holds one of
+/// mapileak's locks for good: one line says what was skipped, and nothing
+/// hangs (a watchdog kills the host after a minute).
+#[cfg(windows)]
+#[test]
+fn unloading_the_provider_dll_never_waits_on_a_held_lock() {
+    let programs = PathBuf::from(
+        std::env::var_os("MAPILEAK_TEST_PROGRAMS").unwrap_or_else(|| {
+            panic!("MAPILEAK_TEST_PROGRAMS is not set: run scripts/test-windows.sh")
+        }),
+    );
+    for (which, named) in [
+        ("sessions", "session registry"),
+        ("objects", "object registry"),
+        ("heap", "heap table"),
+        ("buffers", "MAPI buffer table"),
+        ("symbolizer", "symbolizer"),
+    ] {
+        let dir = programs.join(format!("mapihost-held-{which}.reports"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = Command::new(programs.join("mapihost.exe"))
+            .arg(programs.join("msprovider.dll"))
+            .arg(which)
+            .env("MAPILEAK_DIR", &dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let readers = (
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut out, &mut s);
+                s
+            }),
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut err, &mut s);
+                s
+            }),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{which}: the host hung unloading the provider");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let stdout = readers.0.join().unwrap().replace('\r', "");
+        let stderr = readers.1.join().unwrap().replace('\r', "");
+        assert_eq!(status.code(), Some(0), "{which}: {stdout}{stderr}");
+        assert_eq!(
+            stdout.trim(),
+            "mapihost ok version=10010",
+            "{which}: {stderr}"
+        );
+        let skipped = format!(
+            "mapileak: process-end report skipped: mapileak's {named} lock was held by another thread for 200 ms (a thread ended while inside mapileak, or still running in it); nothing was written"
+        );
+        assert!(stderr.lines().any(|l| l == skipped), "{which}: {stderr}");
+        // The Logoff and Shutdown reports came before; the exit one did not.
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.ends_with("-logoff.json")),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.ends_with("-exit.json")),
+            "{which}: {names:?}"
+        );
+    }
+}
+
 #[test]
 fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
     let exe = build("cc", "-std=c99", "transport.c");

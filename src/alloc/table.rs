@@ -133,6 +133,23 @@ impl Part {
         }
         Locked(self)
     }
+
+    /// [`Part::lock`], given up after `wait`.
+    fn try_lock_for(self, wait: std::time::Duration) -> Option<Locked> {
+        let start = std::time::Instant::now();
+        while self
+            .shard
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            if start.elapsed() >= wait {
+                return None;
+            }
+            std::thread::yield_now();
+        }
+        Some(Locked(self))
+    }
 }
 
 impl Drop for Locked {
@@ -271,11 +288,35 @@ fn sweep(locked: &Locked) {
     }
 }
 
+/// Runs `f` holding the first shard's lock (fault injection: see `testing`).
+pub(crate) fn with_shard_locked(f: impl FnOnce()) {
+    let shard = &SHARD[0];
+    while shard
+        .lock
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+    f();
+    shard.lock.store(false, Ordering::Release);
+}
+
 /// Visits every live entry as `(address, session, stack, size)`, one shard
 /// at a time.
-pub(super) fn for_each(mut f: impl FnMut(usize, u32, u32, u64)) {
+pub(super) fn for_each(f: impl FnMut(usize, u32, u32, u64)) {
+    for_each_within(None, f);
+}
+
+/// [`for_each`], each shard's lock waited for at most `wait` (`None`: as
+/// long as it takes); `false` when one was not free in time (the shards
+/// before it were visited).
+pub(super) fn for_each_within(
+    wait: Option<std::time::Duration>,
+    mut f: impl FnMut(usize, u32, u32, u64),
+) -> bool {
     let Some(all) = SLOTS.get() else {
-        return;
+        return true;
     };
     let per = all.len() / SHARDS;
     for (n, shard) in SHARD.iter().enumerate() {
@@ -283,7 +324,13 @@ pub(super) fn for_each(mut f: impl FnMut(usize, u32, u32, u64)) {
             shard,
             slots: &all[n * per..(n + 1) * per],
         };
-        let _g = part.lock();
+        let _g = match wait {
+            None => part.lock(),
+            Some(d) => match part.try_lock_for(d) {
+                Some(g) => g,
+                None => return false,
+            },
+        };
         for slot in part.slots {
             let key = slot.key.load(Ordering::Acquire);
             if key != EMPTY && key != TOMB {
@@ -297,6 +344,7 @@ pub(super) fn for_each(mut f: impl FnMut(usize, u32, u32, u64)) {
             }
         }
     }
+    true
 }
 
 #[cfg(test)]

@@ -426,6 +426,97 @@ fn a_provider_that_never_logs_off_gets_a_report_at_process_end() {
     }
 }
 
+/// Runs `no_logoff` with `args`, failing the test if it has not exited
+/// within a minute (a hang at process end): its exit code, stderr and the
+/// reports it wrote.
+fn exit_within_a_minute(name: &str, args: &[&str]) -> (Option<i32>, String, Vec<Report>) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("exit-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(no_logoff_example())
+        .args(args)
+        .env("MAPILEAK_DIR", &dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "no_logoff {args:?} hung at process end: {}",
+                reader.join().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = reader.join().unwrap();
+    let reports = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.map(|e| mapileak::reports::read_file(&e.unwrap().path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    (status.code(), stderr, reports)
+}
+
+#[test]
+fn process_end_never_waits_on_a_lock_a_stuck_thread_holds() {
+    // A thread holds one of mapileak's locks for good, as a thread that
+    // ExitProcess ended inside mapileak would: process end gives up on it
+    // after a moment, writes one line naming it, and the process exits.
+    let names = [
+        ("sessions", "session registry"),
+        ("objects", "object registry"),
+        ("heap", "heap table"),
+        ("buffers", "MAPI buffer table"),
+        ("symbolizer", "symbolizer"),
+    ];
+    assert_eq!(mapileak::testing::LOCKS.len(), names.len());
+    for (which, named) in names {
+        let (code, stderr, reports) =
+            exit_within_a_minute(&format!("held-{which}"), &["held-lock", which]);
+        assert_eq!(code, Some(0), "{which}: {stderr}");
+        let skipped: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("mapileak: process-end report skipped: "))
+            .collect();
+        assert_eq!(
+            skipped,
+            [format!(
+                "mapileak: process-end report skipped: mapileak's {named} lock was held by another thread for 200 ms (a thread ended while inside mapileak, or still running in it); nothing was written"
+            )],
+            "{which}: {stderr}"
+        );
+        assert!(reports.is_empty(), "{which}: {reports:#?}");
+    }
+}
+
+#[test]
+fn process_end_with_threads_still_in_mapileak_reports_and_exits() {
+    // main returns while four threads keep making objects, heap blocks,
+    // MAPI buffers and logons: the report is written and the process ends.
+    let (code, stderr, reports) = exit_within_a_minute("busy", &["busy"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("skipped"), "{stderr}");
+    let store = reports
+        .iter()
+        .find(|r| r.session.label == "never logged off")
+        .unwrap_or_else(|| panic!("no report of the store: {stderr}"));
+    assert_eq!(store.session.event, Event::Exit);
+    assert!(store.objects.iter().any(|o| o.kind == "IMSLogon"));
+}
+
 #[test]
 fn objects_tracked_without_any_logon_get_a_process_end_report() {
     let (status, reports) = exit_reports("no-logon");

@@ -5,9 +5,11 @@
 // release of the support object makes the host call IMSLogon::Logoff and
 // release the logon), Shutdown, the provider's Release, FreeLibrary.
 //
-// Usage: mapihost PROVIDER.DLL. Prints "mapihost ok ..." and exits 0, or
-// names the step that failed and exits 1. The provider's reports go to
-// MAPILEAK_DIR.
+// Usage: mapihost PROVIDER.DLL [LOCK]. Prints "mapihost ok ..." and exits
+// 0, or names the step that failed and exits 1. The provider's reports go
+// to MAPILEAK_DIR. With LOCK, a thread holds that lock of mapileak's (the
+// DLL's HoldMapileakLock) when the DLL is unloaded, and to the end: the
+// process-end report at DLL_PROCESS_DETACH must not hang on it.
 #define INITGUID
 #define USES_IID_IMAPIFolder
 #include <windows.h>
@@ -154,6 +156,10 @@ int main(int argc, char **argv) {
     hr = provider->Shutdown(&shutdown_flags);
     if (FAILED(hr)) return Fail("IMSProvider::Shutdown", hr);
     provider->Release();
+    if (argc > 2) {
+        auto hold = Proc<int(__cdecl *)(const char *)>(dll, "HoldMapileakLock");
+        if (hold == nullptr || hold(argv[2]) != 0) return Fail("HoldMapileakLock");
+    }
     if (!FreeLibrary(dll)) return Fail("FreeLibrary(provider)", GetLastError());
     malloc->Release();
 

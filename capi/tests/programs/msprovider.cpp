@@ -300,6 +300,14 @@ extern "C" __declspec(dllexport) HRESULT __cdecl MSProviderInit(
     return S_OK;
 }
 
+// For the host's unload test: a thread of the process holds one of
+// mapileak's locks for good when the DLL is unloaded.
+extern "C" int mapileak__test_hold_lock(const char *which);
+
+extern "C" __declspec(dllexport) int __cdecl HoldMapileakLock(const char *which) {
+    return mapileak__test_hold_lock(which);
+}
+
 BOOL WINAPI DllMain(HINSTANCE, DWORD reason, LPVOID) {
     // The last chance to report what is still alive: the DLL is unloading.
     if (reason == DLL_PROCESS_DETACH) mapileak_process_exit();

@@ -1,0 +1,28 @@
+//! Fault injection for the process-end tests: a thread that holds one of
+//! mapileak's locks for good, as a thread `ExitProcess` ended inside
+//! mapileak does. Not part of the API (hidden from the documentation);
+//! `examples/no_logoff.rs` and the C ABI's provider test use it.
+
+/// The locks [`hold_lock`] can hold.
+pub const LOCKS: [&str; 5] = ["sessions", "objects", "heap", "buffers", "symbolizer"];
+
+/// On the calling thread: takes the lock `which` names (one of [`LOCKS`]),
+/// calls `held`, then parks forever, the lock held. `false` at once for an
+/// unknown name.
+pub fn hold_lock(which: &str, held: impl FnOnce()) -> bool {
+    let park = move || {
+        held();
+        loop {
+            std::thread::park();
+        }
+    };
+    match which {
+        "sessions" => crate::registry::with_sessions_locked(park),
+        "objects" => crate::registry::with_objects_locked(park),
+        "heap" => crate::alloc::with_table_locked(park),
+        "buffers" => crate::buffers::with_table_locked(park),
+        "symbolizer" => crate::stack::as_if_resolving(park),
+        _ => return false,
+    }
+    true
+}
