@@ -71,6 +71,16 @@ if grep -q '^warning: `mapileak' "$out/build.log"; then
   exit 1
 fi
 
+# MSVC builds cannot be linked here (no MSVC libraries), but the code that
+# is theirs alone (the symbolizer check at process end) is compiled: a
+# check build for x86_64-pc-windows-msvc, warnings failing the leg.
+CARGO_TARGET_DIR=$out/msvc-check cargo check -Zbuild-std=std,panic_unwind \
+  --target x86_64-pc-windows-msvc -p mapileak -p mapileak-capi --lib 2>&1 | tee "$out/msvc.log"
+if grep -q '^warning: `mapileak' "$out/msvc.log" || ! grep -q '^    Finished' "$out/msvc.log"; then
+  echo "scripts/test-windows.sh: the MSVC check build failed or has warnings (above)" >&2
+  exit 1
+fi
+
 # The C ABI's test programs: a test under Wine cannot run the Linux
 # cross-compiler, so they are built here against the Windows static library,
 # as a C or C++ provider DLL would be (see README, "Windows").

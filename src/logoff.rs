@@ -68,20 +68,34 @@ pub fn process_exit() -> Vec<Logoff> {
             .into_iter()
             .map(|snapshot| publish(snapshot, mode))
             .collect(),
-        Err(lock) => {
+        Err(Skipped::Lock(lock)) => {
             crate::trace::line(format_args!(
                 "process-end report skipped: mapileak's {lock} lock was held by another thread for {EXIT_WAIT_MS} ms (a thread ended while inside mapileak, or still running in it); nothing was written"
+            ));
+            Vec::new()
+        }
+        Err(Skipped::WouldLoadSymbolizer) => {
+            crate::trace::line(format_args!(
+                "process-end report skipped: naming its frames would load dbghelp.dll, and process end may hold the loader lock; call mapileak_process_exit (Rust: mapileak::process_exit) before the DLL is unloaded, from the provider's Shutdown"
             ));
             Vec::new()
         }
     }
 }
 
+/// Why the process-end report was not written.
+enum Skipped {
+    /// The named lock was not free in time.
+    Lock(&'static str),
+    /// The symbolizer is not loaded yet (MSVC builds).
+    WouldLoadSymbolizer,
+}
+
 /// How long process end waits for any one lock, in milliseconds.
 const EXIT_WAIT_MS: u64 = 200;
 
-/// What [`process_exit`] reports, or the lock it could not take in time.
-fn exit_snapshots() -> Result<Vec<Snapshot>, &'static str> {
+/// What [`process_exit`] reports, or why nothing is.
+fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
     let wait = std::time::Duration::from_millis(EXIT_WAIT_MS);
     let groups = registry::with_all_sessions(
         |all| {
@@ -123,11 +137,11 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, &'static str> {
         },
         Some(wait),
     );
-    let mut groups = groups.ok_or("session registry")?;
+    let mut groups = groups.ok_or(Skipped::Lock("session registry"))?;
     let unattributed = registry::UNATTRIBUTED
         .try_lock_for(wait)
         .map(|mut u| std::mem::take(&mut *u))
-        .ok_or("findings")?;
+        .ok_or(Skipped::Lock("findings"))?;
     groups.push((
         SessionInfo {
             id: 0,
@@ -145,18 +159,25 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, &'static str> {
         .enumerate()
         .flat_map(|(g, (_, members, _))| members.iter().map(move |&m| (m, g)))
         .collect();
-    let parts = Live::within(|_| true, wait)?.split(groups.len(), |s| group_of.get(&s).copied());
+    let parts = Live::within(|_| true, wait)
+        .map_err(Skipped::Lock)?
+        .split(groups.len(), |s| group_of.get(&s).copied());
     let mut snapshots = Vec::new();
     for ((info, _, findings), live) in groups.into_iter().zip(parts) {
-        let snapshot = Snapshot::within(info, live, findings, Some(wait))?;
+        let snapshot = Snapshot::within(info, live, findings, Some(wait)).map_err(Skipped::Lock)?;
         if !snapshot.is_empty() {
             snapshots.push(snapshot);
         }
     }
     // The reports name their frames: a thread ended inside the symbolizer
     // holds its lock for good.
-    if !snapshots.is_empty() && !crate::stack::symbolizer_free_within(wait) {
-        return Err("symbolizer");
+    if !snapshots.is_empty() {
+        if !crate::stack::symbolizer_free_within(wait) {
+            return Err(Skipped::Lock("symbolizer"));
+        }
+        if crate::stack::symbolizer_would_load_library() {
+            return Err(Skipped::WouldLoadSymbolizer);
+        }
     }
     Ok(snapshots)
 }

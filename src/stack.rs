@@ -398,6 +398,29 @@ pub(crate) fn symbolizer_free_within(wait: std::time::Duration) -> bool {
     true
 }
 
+/// Whether naming frames would first load a library: with MSVC the
+/// symbolizer is dbghelp.dll, loaded on first use, and process end may run
+/// under the loader lock (a DLL's detach), where loading one can deadlock.
+/// (mingw builds read DWARF from the image file: nothing is loaded.)
+#[cfg(all(windows, target_env = "msvc"))]
+#[allow(unsafe_code)]
+pub(crate) fn symbolizer_would_load_library() -> bool {
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn GetModuleHandleW(name: *const u16) -> *mut std::ffi::c_void;
+    }
+    let name: Vec<u16> = "dbghelp.dll\0".encode_utf16().collect();
+    // SAFETY: a NUL-terminated UTF-16 name; the call only reads it and
+    // takes no reference on the module.
+    unsafe { GetModuleHandleW(name.as_ptr()) }.is_null()
+}
+
+/// Whether naming frames would first load a library: never here.
+#[cfg(not(all(windows, target_env = "msvc")))]
+pub(crate) fn symbolizer_would_load_library() -> bool {
+    false
+}
+
 /// Runs `f` counted as inside the symbolizer (fault injection: see `testing`).
 pub(crate) fn as_if_resolving(f: impl FnOnce()) {
     let _resolving = Resolving::enter();
