@@ -538,3 +538,268 @@ fn mapileak_history_names_kinds_whose_addref_and_release_stacks_are_kept() {
     let table = report.objects.iter().find(|o| o.kind == "IMAPITable");
     assert!(table.unwrap().events.is_empty());
 }
+
+/// `include/mapileak.h` against the library: every function the static
+/// library exports (`#[unsafe(no_mangle)]` in `src/lib.rs`, the ones its
+/// macros make included) is declared, with the same parameter and return
+/// types and calling convention, and nothing else is declared. (Hidden
+/// exports, `mapileak__*`, are fault injection for tests.)
+#[test]
+fn the_header_declares_exactly_what_the_library_exports() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rust = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let header = std::fs::read_to_string(root.join("include/mapileak.h")).unwrap();
+    let exported = rust_exports(&rust);
+    let declared = c_declarations(&header);
+    assert!(exported.len() >= 50, "{exported:#?}");
+    let names =
+        |m: &std::collections::BTreeMap<String, Signature>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&exported), names(&declared), "exported vs declared");
+    for (name, signature) in &exported {
+        assert_eq!(signature, &declared[name], "{name}: Rust vs mapileak.h");
+    }
+}
+
+/// A function's calling convention, return type and parameter types, in C
+/// spelling.
+#[derive(Debug, PartialEq)]
+struct Signature {
+    stdcall: bool,
+    returns: String,
+    params: Vec<String>,
+}
+
+/// A Rust type of the C ABI, spelled as the header spells it (the header's
+/// typedefs for MAPI's SCODE and ULONG are `int32_t` and `uint32_t`).
+fn c_type(rust: &str) -> String {
+    let t = rust.split_whitespace().collect::<Vec<_>>().join(" ");
+    let known = match t.as_str() {
+        "" | "()" => "void",
+        "u64" => "uint64_t",
+        "u32" => "uint32_t",
+        "i32" => "int32_t",
+        "c_int" => "int",
+        "usize" => "size_t",
+        "*const c_char" => "const char *",
+        "*mut c_void" => "void *",
+        "*mut *mut c_void" => "void **",
+        "*mut Summary" => "mapileak_summary *",
+        "*const Object" => "const mapileak_object *",
+        "*mut Object" => "mapileak_object *",
+        "*const Guid" => "const mapileak_guid *",
+        "Option<AllocateBufferFn>" => "mapileak_allocate_buffer_fn",
+        "Option<AllocateMoreFn>" => "mapileak_allocate_more_fn",
+        "Option<FreeBufferFn>" => "mapileak_free_buffer_fn",
+        other => panic!("no C spelling for the Rust type {other:?}: add it"),
+    };
+    known.to_owned()
+}
+
+/// A C type as declared, its parameter name dropped, pointers spelled `T *`.
+fn c_spelling(declared: &str) -> String {
+    let t = declared.replace('*', " * ");
+    let mut words: Vec<&str> = t.split_whitespace().collect();
+    // A parameter's name: the last word, when it is not the type itself.
+    if words.len() > 1 && words.last().is_some_and(|w| *w != "*") {
+        words.pop();
+    }
+    let t = words.join(" ").replace("* *", "**");
+    let t = match t.as_str() {
+        "mapileak_ulong" => "uint32_t".to_owned(),
+        "mapileak_scode" => "int32_t".to_owned(),
+        _ => t,
+    };
+    t.replace(" *", " *").trim().to_owned()
+}
+
+/// The text between the parenthesis at `open` and its match.
+fn parenthesized(s: &str, open: usize) -> &str {
+    let mut depth = 0;
+    for (i, c) in s[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &s[open + 1..open + i];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced parentheses at {open}")
+}
+
+/// Splits a parameter list at its top-level commas.
+fn split_params(params: &str) -> Vec<String> {
+    let (mut out, mut depth, mut cur) = (Vec::new(), 0, String::new());
+    for c in params.chars() {
+        match c {
+            '<' | '(' => depth += 1,
+            '>' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// A Rust `fn NAME(PARAMS) -> RET {` at `fn_at` (PARAMS in Rust syntax).
+fn rust_signature(src: &str, fn_at: usize, stdcall: bool) -> (String, Signature) {
+    let open = fn_at + src[fn_at..].find('(').unwrap();
+    let name = src[fn_at + 3..open].trim().to_owned();
+    let params = parenthesized(src, open);
+    let after = &src[open + params.len() + 2..];
+    let returns = after[..after.find('{').unwrap()]
+        .trim()
+        .strip_prefix("->")
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let params = split_params(params)
+        .iter()
+        .map(|p| c_type(p.split_once(':').map_or(p.as_str(), |(_, t)| t)))
+        .collect();
+    (
+        name,
+        Signature {
+            stdcall,
+            returns: c_type(&returns),
+            params,
+        },
+    )
+}
+
+/// Every function the library exports, by name.
+fn rust_exports(rust: &str) -> std::collections::BTreeMap<String, Signature> {
+    let mut out = std::collections::BTreeMap::new();
+    // Written out: `#[unsafe(no_mangle)]` then `pub [unsafe] extern "C"|"system" fn`.
+    for (at, _) in rust.match_indices("#[unsafe(no_mangle)]") {
+        let rest = &rust[at..];
+        let abi_at = rest.find("extern \"").unwrap();
+        let stdcall = rest[abi_at..].starts_with("extern \"system\"");
+        let fn_at = at + rest.find("fn ").unwrap();
+        if rust[fn_at + 3..].starts_with("mapileak_") {
+            let (name, signature) = rust_signature(rust, fn_at, stdcall);
+            out.insert(name, signature);
+        }
+    }
+    // Made by the macros: `fn $name(PARAMS)` in the macro, `NAME => method
+    // [(arg: Type)];` in each invocation.
+    for (at, _) in rust.match_indices("macro_rules! ") {
+        let macro_name: String = rust[at + 13..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let body = &rust[at..];
+        let fn_at = at + body.find("fn $name(").unwrap();
+        let open = fn_at + 8;
+        let template = parenthesized(rust, open);
+        let after = &rust[open + template.len() + 2..];
+        let returns = after[..after.find('{').unwrap()]
+            .trim()
+            .trim_start_matches("->")
+            .trim();
+        let fixed: Vec<String> = split_params(template.split("$(").next().unwrap())
+            .iter()
+            .map(|p| c_type(p.split_once(':').unwrap().1))
+            .collect();
+        let call = format!("{macro_name}! {{");
+        let Some(inv) = rust.find(&call) else {
+            continue;
+        };
+        let block = &rust[inv + call.len()..];
+        let block = &block[..block.find("\n}").unwrap()];
+        for line in block.lines().map(str::trim) {
+            let Some((name, rest)) = line.split_once(" => ") else {
+                continue;
+            };
+            if line.starts_with("///") {
+                continue;
+            }
+            let mut params = fixed.clone();
+            if let Some(open) = rest.find('(') {
+                let arg = parenthesized(rest, open);
+                params.push(c_type(arg.split_once(':').unwrap().1));
+            }
+            out.insert(
+                name.to_owned(),
+                Signature {
+                    stdcall: false,
+                    returns: c_type(returns),
+                    params,
+                },
+            );
+        }
+    }
+    out.retain(|name, _| !name.starts_with("mapileak__"));
+    out
+}
+
+/// Every function the header declares, by name.
+fn c_declarations(header: &str) -> std::collections::BTreeMap<String, Signature> {
+    // Comments and preprocessor lines out, then one statement per `;`.
+    let mut text = String::new();
+    let mut rest = header;
+    while let Some(start) = rest.find("/*") {
+        text.push_str(&rest[..start]);
+        rest = &rest[start + rest[start..].find("*/").unwrap() + 2..];
+    }
+    text.push_str(rest);
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut out = std::collections::BTreeMap::new();
+    for statement in text.split(';').map(str::trim) {
+        let statement = statement.rsplit(['{', '}']).next().unwrap().trim();
+        if statement.starts_with("typedef") || statement.starts_with("extern") {
+            continue;
+        }
+        let Some(open) = statement.find("(") else {
+            continue;
+        };
+        let head = &statement[..open];
+        let Some(name) = head
+            .split_whitespace()
+            .last()
+            .map(|n| n.trim_start_matches('*'))
+        else {
+            continue;
+        };
+        if !name.starts_with("mapileak_") {
+            continue;
+        }
+        let stdcall = head.contains("MAPILEAK_STDCALL");
+        let returns = head
+            .replace("MAPILEAK_STDCALL", "")
+            .trim_end()
+            .strip_suffix(name)
+            .unwrap()
+            .to_owned();
+        let params = parenthesized(statement, open);
+        let params = if params.trim() == "void" {
+            Vec::new()
+        } else {
+            split_params(params).iter().map(|p| c_spelling(p)).collect()
+        };
+        out.insert(
+            name.to_owned(),
+            Signature {
+                stdcall,
+                returns: c_spelling(&format!("{returns} x")),
+                params,
+            },
+        );
+    }
+    out
+}
