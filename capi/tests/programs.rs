@@ -609,7 +609,7 @@ fn c_spelling(declared: &str) -> String {
         "mapileak_scode" => "int32_t".to_owned(),
         _ => t,
     };
-    t.replace(" *", " *").trim().to_owned()
+    t.trim().to_owned()
 }
 
 /// The text between the parenthesis at `open` and its match.
