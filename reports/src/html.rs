@@ -4,7 +4,9 @@
 //! stacks are `<details>` elements; the only script is the filter box's.
 //!
 //! Everything that comes from the provider — labels, kinds, rule messages,
-//! function names, file paths — is data, and is escaped.
+//! function names, file paths — is data, and is escaped: markup and text
+//! are different types ([`out`]), so unescaped provider text does not
+//! compile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -12,6 +14,9 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::signature::{Origin, origin};
 use crate::{Frame, LeakedObject, Report, Rule, Stack, StackId};
+
+pub(crate) mod out;
+use out::{Html, Out, Text, put};
 
 /// The first line of every page, so a tool can tell its own output.
 pub const MARKER: &str = "<!-- mapileak report -->";
@@ -44,43 +49,6 @@ fn escape_into(out: &mut impl Write, s: &str) {
             }
             c => out.write_char(c),
         };
-    }
-}
-
-/// Where a page goes: a string, or a file written as the page is made (a
-/// report of a million objects is not held twice). The first write error
-/// is kept; later writes are skipped.
-pub(crate) struct Out<'a> {
-    sink: Sink<'a>,
-}
-
-enum Sink<'a> {
-    Text(String),
-    Io(&'a mut dyn std::io::Write, Option<std::io::Error>),
-}
-
-impl Out<'_> {
-    pub(crate) fn push_str(&mut self, s: &str) {
-        match &mut self.sink {
-            Sink::Text(t) => t.push_str(s),
-            Sink::Io(w, err @ None) => {
-                if let Err(e) = w.write_all(s.as_bytes()) {
-                    *err = Some(e);
-                }
-            }
-            Sink::Io(_, Some(_)) => {}
-        }
-    }
-
-    pub(crate) fn push(&mut self, c: char) {
-        self.push_str(c.encode_utf8(&mut [0; 4]));
-    }
-}
-
-impl Write for Out<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.push_str(s);
-        Ok(())
     }
 }
 
@@ -163,58 +131,45 @@ fn nonce() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// The page around what `body` writes, in one string (a large report's page
-/// is not built twice).
+/// The page around what `body` writes.
 fn page(out: &mut Out<'_>, title: &str, body: impl FnOnce(&mut Out<'_>)) {
+    // Hex digits only: safe in an attribute.
     let nonce = nonce();
-    let _ = write!(
+    let nonce = Text(&nonce);
+    put!(
         out,
-        "{MARKER}\n<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; img-src data:; base-uri 'none'; form-action 'none'\">\n\
-         <meta name=\"viewport\" content=\"width=device-width\">\n<title>{}</title>\n<style nonce=\"{nonce}\">{STYLE}</style></head>\n<body>\n",
-        escape(title)
+        "{}\n<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'nonce-{}'; script-src 'nonce-{}'; img-src data:; base-uri 'none'; form-action 'none'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width\">\n<title>{}</title>\n<style nonce=\"{}\">{}</style></head>\n<body>\n",
+        MARKER,
+        nonce,
+        nonce,
+        Text(title),
+        nonce,
+        STYLE
     );
     body(out);
-    let _ = write!(
+    put!(
         out,
-        "<script nonce=\"{nonce}\">{SCRIPT}</script>\n</body></html>\n"
+        "<script nonce=\"{}\">{}</script>\n</body></html>\n",
+        nonce,
+        SCRIPT
     );
-}
-
-/// Runs `make` on a string sink and returns the string.
-fn to_string(make: impl FnOnce(&mut Out<'_>)) -> String {
-    let mut out = Out {
-        sink: Sink::Text(String::with_capacity(1 << 16)),
-    };
-    make(&mut out);
-    match out.sink {
-        Sink::Text(t) => t,
-        Sink::Io(..) => String::new(),
-    }
-}
-
-/// Runs `make` on `w` (through no buffer of its own: give it a buffered
-/// writer); the first write error, if any.
-fn to_writer(w: &mut dyn std::io::Write, make: impl FnOnce(&mut Out<'_>)) -> std::io::Result<()> {
-    let mut out = Out {
-        sink: Sink::Io(w, None),
-    };
-    make(&mut out);
-    match out.sink {
-        Sink::Io(_, Some(e)) => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// The page of one report.
 pub fn render(report: &Report) -> String {
-    to_string(|out| one(out, report))
+    let mut out = Out::in_memory();
+    one(&mut out, report);
+    out.into_string()
 }
 
 /// The page of one report, written to `w` as it is made (nothing the size
-/// of the page is held in memory).
+/// of the page is held in memory; give it a buffered writer).
 pub fn render_to(report: &Report, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    to_writer(w, |out| one(out, report))
+    let mut out = Out::to_writer(w);
+    one(&mut out, report);
+    out.into_result()
 }
 
 fn one(out: &mut Out<'_>, report: &Report) {
@@ -226,17 +181,26 @@ fn one(out: &mut Out<'_>, report: &Report) {
     );
     page(out, &title, |body| {
         header(body, report);
-        body.push_str("<main>\n");
+        body.markup("<main>\n");
         filter_box(body);
         sections(body, report, "");
-        body.push_str("</main>\n");
+        body.markup("</main>\n");
     })
 }
 
 /// One page for several reports: an index, then each report's sections.
 /// `reports` pairs each report with the name to show (its file name).
 pub fn render_many(reports: &[(String, Report)]) -> String {
-    to_string(|out| page(out, "mapileak: leak reports", |body| many(body, reports)))
+    let mut out = Out::in_memory();
+    page(&mut out, "mapileak: leak reports", |body| {
+        many(body, reports)
+    });
+    out.into_string()
+}
+
+/// `"bad"` for a count that is not 0: the class that shows it in red.
+fn bad(n: u64) -> &'static str {
+    if n > 0 { "bad" } else { "" }
 }
 
 fn many(body: &mut Out<'_>, reports: &[(String, Report)]) {
@@ -246,27 +210,29 @@ fn many(body: &mut Out<'_>, reports: &[(String, Report)]) {
     let findings: u64 = reports
         .iter()
         .fold(0u64, |n, (_, r)| n.saturating_add(r.summary.findings));
-    let _ = write!(
+    put!(
         body,
-        "<header><h1>mapileak: {} reports</h1><div class=\"counts\"><span class=\"{}\">{leaked} leaked objects</span><span class=\"{}\">{findings} findings</span></div></header>\n<main>\n",
+        "<header><h1>mapileak: {} reports</h1><div class=\"counts\"><span class=\"{}\">{} leaked objects</span><span class=\"{}\">{} findings</span></div></header>\n<main>\n",
         reports.len(),
-        if leaked > 0 { "bad" } else { "" },
-        if findings > 0 { "bad" } else { "" }
+        bad(leaked),
+        leaked,
+        bad(findings),
+        findings
     );
     filter_box(body);
-    body.push_str("<section id=\"index\"><h2>Reports</h2><table><tr><th>report</th><th>provider</th><th>session</th><th>event</th><th>leaked</th><th>roots</th><th>heap bytes</th><th>buffers</th><th>findings</th></tr>\n");
+    body.markup("<section id=\"index\"><h2>Reports</h2><table><tr><th>report</th><th>provider</th><th>session</th><th>event</th><th>leaked</th><th>roots</th><th>heap bytes</th><th>buffers</th><th>findings</th></tr>\n");
     for (i, (name, r)) in reports.iter().enumerate() {
         let s = &r.summary;
-        let _ = writeln!(
+        let filter =
+            format!("{name} {} {}", r.session.label, r.session.provider.as_str()).to_lowercase();
+        put!(
             body,
-            "<tr data-filter=\"{}\"><td><a href=\"#r{i}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(
-                &format!("{name} {} {}", r.session.label, r.session.provider.as_str())
-                    .to_lowercase()
-            ),
-            escape(name),
+            "<tr data-filter=\"{}\"><td><a href=\"#r{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            Text(&filter),
+            i,
+            Text(name),
             r.session.provider.as_str(),
-            escape(&r.session.label),
+            Text(&r.session.label),
             r.session.event.as_str(),
             s.leaked_objects,
             s.leak_roots,
@@ -275,7 +241,7 @@ fn many(body: &mut Out<'_>, reports: &[(String, Report)]) {
             s.findings
         );
     }
-    body.push_str("</table></section>\n");
+    body.markup("</table></section>\n");
     for (i, (name, r)) in reports.iter().enumerate() {
         let title = format!(
             "{name}: {} \"{}\" at {}",
@@ -283,59 +249,59 @@ fn many(body: &mut Out<'_>, reports: &[(String, Report)]) {
             r.session.label,
             r.session.event.as_str()
         );
-        let _ = writeln!(body, "<h2 id=\"r{i}\">{}</h2>", escape(&title));
+        put!(body, "<h2 id=\"r{}\">{}</h2>\n", i, Text(&title));
         sections(body, r, &format!("r{i}-"));
     }
-    body.push_str("</main>\n");
+    body.markup("</main>\n");
 }
 
 fn header(out: &mut Out<'_>, r: &Report) {
     let s = &r.summary;
-    let cls = |n: u64| if n > 0 { "bad" } else { "" };
-    let _ = write!(
+    let untracked = Html::of(|out| {
+        if s.heap_untracked > 0 {
+            put!(
+                out,
+                "<span class=\"bad\">{} heap blocks not tracked (live table full)</span>",
+                s.heap_untracked
+            );
+        }
+    });
+    put!(
         out,
         "<header><h1>{} \"{}\" — {}</h1><div class=\"counts\">\
          <span class=\"{}\">{} leaked objects</span><span>{} roots</span>\
          <span class=\"{}\">{} heap blocks, {} bytes</span><span class=\"{}\">{} MAPI buffers</span>\
-         <span class=\"{}\">{} findings</span>{}<span>session {}, process {}, {} {}</span></div></header>",
+         <span class=\"{}\">{} findings</span>{}<span>session {}, process {}, {} {}</span></div></header>\n",
         r.session.provider.as_str(),
-        escape(&r.session.label),
+        Text(&r.session.label),
         r.session.event.as_str(),
-        cls(s.leaked_objects),
+        bad(s.leaked_objects),
         s.leaked_objects,
         s.leak_roots,
-        cls(s.heap_blocks),
+        bad(s.heap_blocks),
         s.heap_blocks,
         s.heap_bytes,
-        cls(s.mapi_buffers),
+        bad(s.mapi_buffers),
         s.mapi_buffers,
-        cls(s.findings),
+        bad(s.findings),
         s.findings,
-        if s.heap_untracked > 0 {
-            format!(
-                "<span class=\"bad\">{} heap blocks not tracked (live table full)</span>",
-                s.heap_untracked
-            )
-        } else {
-            String::new()
-        },
+        untracked,
         r.session.id,
         r.process,
-        escape(&r.tool.name),
-        escape(&r.tool.version)
+        Text(&r.tool.name),
+        Text(&r.tool.version)
     );
-    out.push('\n');
 }
 
 fn filter_box(out: &mut Out<'_>) {
-    out.push_str("<p><input id=\"filter\" type=\"search\" placeholder=\"filter: kind, rule, label, function…\" aria-label=\"filter\" hidden> <span id=\"shown\"></span></p>\n");
+    out.markup("<p><input id=\"filter\" type=\"search\" placeholder=\"filter: kind, rule, label, function…\" aria-label=\"filter\" hidden> <span id=\"shown\"></span></p>\n");
 }
 
 fn sections(out: &mut Out<'_>, r: &Report, prefix: &str) {
     let stacks: HashMap<StackId, &Stack> = r.stacks.iter().map(|s| (s.id, s)).collect();
     let inline = r.objects.len() <= INLINE_STACKS_UP_TO;
     if r.is_clean() {
-        out.push_str("<section><p class=\"empty\">Nothing leaked, nothing found.</p></section>\n");
+        out.markup("<section><p class=\"empty\">Nothing leaked, nothing found.</p></section>\n");
         return;
     }
     chart(out, r);
@@ -346,59 +312,61 @@ fn sections(out: &mut Out<'_>, r: &Report, prefix: &str) {
         objects(out, r, &stacks, inline, prefix);
     }
     if !r.heap.is_empty() {
-        out.push_str("<section><h2>Heap leaks by allocation site</h2><table><tr><th>bytes</th><th>blocks</th><th>where</th></tr>\n");
+        out.markup("<section><h2>Heap leaks by allocation site</h2><table><tr><th>bytes</th><th>blocks</th><th>where</th></tr>\n");
         let mut heap: Vec<_> = r.heap.iter().collect();
         heap.sort_by_key(|h| std::cmp::Reverse(h.bytes));
         for h in heap {
             let st = stacks.get(&h.stack).copied();
-            let _ = write!(
+            put!(
                 out,
                 "<tr data-filter=\"{}\"><td>{}</td><td>{}</td><td>",
-                filter_text(&["heap", &h.signature], st),
+                Text(&filter_text(&["heap", &h.signature], st)),
                 h.bytes,
                 h.blocks
             );
             stack_block(out, st, h.stack, inline, prefix);
-            out.push_str("</td></tr>\n");
+            out.markup("</td></tr>\n");
         }
-        out.push_str("</table></section>\n");
+        out.markup("</table></section>\n");
     }
     if !r.buffers.is_empty() {
-        out.push_str("<section><h2>Unfreed MAPI buffers</h2><table><tr><th>bytes</th><th>chained children</th><th>allocated at</th></tr>\n");
+        out.markup("<section><h2>Unfreed MAPI buffers</h2><table><tr><th>bytes</th><th>chained children</th><th>allocated at</th></tr>\n");
         let mut bufs: Vec<_> = r.buffers.iter().collect();
         bufs.sort_by_key(|b| std::cmp::Reverse(b.bytes));
         for b in bufs {
             let st = stacks.get(&b.stack).copied();
-            let _ = write!(
+            put!(
                 out,
                 "<tr data-filter=\"{}\"><td>{}</td><td>{}</td><td>",
-                filter_text(&["buffer", &b.signature], st),
+                Text(&filter_text(&["buffer", &b.signature], st)),
                 b.bytes,
                 b.children
             );
             stack_block(out, st, b.stack, inline, prefix);
-            out.push_str("</td></tr>\n");
+            out.markup("</td></tr>\n");
         }
-        out.push_str("</table></section>\n");
+        out.markup("</table></section>\n");
     }
     if !inline {
-        out.push_str("<section><h2>Stacks</h2>\n");
+        out.markup("<section><h2>Stacks</h2>\n");
         for s in &r.stacks {
-            let _ = write!(
+            put!(
                 out,
-                "<details id=\"{prefix}stack-{}\"><summary>stack {} — {}</summary>",
+                "<details id=\"{}stack-{}\"><summary>stack {} — {}</summary>",
+                Text(prefix),
                 s.id,
                 s.id,
                 top(Some(s))
             );
             frames(out, s);
-            out.push_str("</details>\n");
+            out.markup("</details>\n");
         }
-        out.push_str("</section>\n");
+        out.markup("</section>\n");
     }
 }
 
-/// Lower-case text a filter matches: the given words and the stack's functions.
+/// Lower-case text a filter matches: the given words and the stack's
+/// functions (text: escaped where it is written).
 fn filter_text(words: &[&str], stack: Option<&Stack>) -> String {
     let mut t = words.join(" ");
     if let Some(s) = stack {
@@ -407,26 +375,27 @@ fn filter_text(words: &[&str], stack: Option<&Stack>) -> String {
             t.push_str(&f.function);
         }
     }
-    escape(&t.to_lowercase())
+    t.to_lowercase()
 }
 
-fn top(stack: Option<&Stack>) -> String {
+fn top(stack: Option<&Stack>) -> Html {
     match stack.and_then(Stack::top_frame) {
         Some(f) => frame_text(f),
-        None => "an unknown place".to_owned(),
+        None => Html::of(|out| out.markup("an unknown place")),
     }
 }
 
-fn frame_text(f: &Frame) -> String {
-    let mut s = format!("<code>{}</code>", escape(&f.function));
-    if let (Some(file), Some(line)) = (&f.file, f.line) {
-        let _ = write!(s, " <span class=\"loc\">{}:{line}</span>", escape(file));
-    }
-    s
+fn frame_text(f: &Frame) -> Html {
+    Html::of(|out| {
+        put!(out, "<code>{}</code>", Text(&f.function));
+        if let (Some(file), Some(line)) = (&f.file, f.line) {
+            put!(out, " <span class=\"loc\">{}:{}</span>", Text(file), line);
+        }
+    })
 }
 
 fn frames(out: &mut Out<'_>, s: &Stack) {
-    out.push_str("<ol class=\"stack\">");
+    out.markup("<ol class=\"stack\">");
     for f in &s.frames {
         let class = match origin(&f.function) {
             _ if f.function.contains("_Vtbl::new::") => "lib",
@@ -434,58 +403,61 @@ fn frames(out: &mut Out<'_>, s: &Stack) {
             Origin::Library => "lib",
             Origin::Runtime => "rt",
         };
-        let _ = write!(out, "<li class=\"{class}\">{}</li>", frame_text(f));
+        put!(out, "<li class=\"{}\">{}</li>", class, frame_text(f));
     }
-    out.push_str("</ol>");
+    out.markup("</ol>");
 }
 
 /// The stack: a collapsed `<details>` in place, or a link to the Stacks section.
 fn stack_block(out: &mut Out<'_>, stack: Option<&Stack>, id: StackId, inline: bool, prefix: &str) {
     match (stack, inline) {
         (Some(s), true) => {
-            let _ = write!(out, "<details><summary>{}</summary>", top(Some(s)));
+            put!(out, "<details><summary>{}</summary>", top(Some(s)));
             frames(out, s);
-            out.push_str("</details>");
+            out.markup("</details>");
         }
         _ => {
-            let _ = write!(
+            put!(
                 out,
-                "{} <a href=\"#{prefix}stack-{id}\">stack {id}</a>",
-                top(stack)
+                "{} <a href=\"#{}stack-{}\">stack {}</a>",
+                top(stack),
+                Text(prefix),
+                id,
+                id
             );
         }
     }
 }
 
 fn findings(out: &mut Out<'_>, r: &Report, stacks: &HashMap<StackId, &Stack>, prefix: &str) {
-    out.push_str(
+    out.markup(
         "<section><h2>Findings</h2><table><tr><th>rule</th><th>what</th><th>where</th></tr>\n",
     );
     let inline = r.objects.len() <= INLINE_STACKS_UP_TO;
     for f in &r.findings {
         let st = f.stack.and_then(|s| stacks.get(&s).copied());
-        let _ = write!(
+        put!(
             out,
             "<tr data-filter=\"{}\"><td class=\"rule\">{}</td><td>{}<div class=\"help\">{}</div></td><td>",
-            filter_text(&[&f.rule, &f.message], st),
-            escape(&f.rule),
-            escape(&f.message),
-            escape(rule_help(&f.rule))
+            Text(&filter_text(&[&f.rule, &f.message], st)),
+            Text(&f.rule),
+            Text(&f.message),
+            Text(rule_help(&f.rule))
         );
         match f.stack {
             Some(id) => stack_block(out, st, id, inline, prefix),
-            None => out.push('—'),
+            None => out.markup("—"),
         }
         if let Some(id) = f.also {
-            out.push_str("<div class=\"help\">and the later call:</div>");
+            out.markup("<div class=\"help\">and the later call:</div>");
             stack_block(out, stacks.get(&id).copied(), id, inline, prefix);
         }
         if let Some(s) = &f.subject {
-            let _ = write!(
+            put!(
                 out,
                 "<div class=\"help\">{} \"{}\", created:</div>",
-                escape(&s.kind),
-                escape(&s.label)
+                Text(&s.kind),
+                Text(&s.label)
             );
             stack_block(
                 out,
@@ -495,11 +467,10 @@ fn findings(out: &mut Out<'_>, r: &Report, stacks: &HashMap<StackId, &Stack>, pr
                 prefix,
             );
         }
-        out.push_str("</td></tr>\n");
+        out.markup("</td></tr>\n");
     }
-    out.push_str("</table></section>\n");
+    out.markup("</table></section>\n");
 }
-
 fn objects(
     out: &mut Out<'_>,
     r: &Report,
@@ -542,7 +513,7 @@ fn objects(
             .then(r.objects[a].id.cmp(&r.objects[b].id))
     });
 
-    out.push_str("<section><h2>Leaked objects — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
+    out.markup("<section><h2>Leaked objects — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
     // Depth-first, iteratively: Enter(i) writes the item and opens its list,
     // Leave closes them.
     enum Step {
@@ -553,7 +524,7 @@ fn objects(
     while let Some(step) = steps.pop() {
         match step {
             Step::Leave(had_children) => {
-                out.push_str(if had_children {
+                out.markup(if had_children {
                     "</ul></li>\n"
                 } else {
                     "</li>\n"
@@ -573,13 +544,13 @@ fn objects(
                 let kids = children.get(&i);
                 steps.push(Step::Leave(kids.is_some()));
                 if let Some(kids) = kids {
-                    out.push_str("<ul>");
+                    out.markup("<ul>");
                     steps.extend(kids.iter().rev().map(|&k| Step::Enter(k)));
                 }
             }
         }
     }
-    out.push_str("</ul></section>\n");
+    out.markup("</ul></section>\n");
 }
 
 fn object_item(
@@ -601,40 +572,41 @@ fn object_item(
             .map_or("", |f| f.function.as_str());
         filter_text(&[&o.kind, &o.label, top], None)
     };
-    let _ = write!(
+    put!(
         out,
-        "<li class=\"obj\" data-filter=\"{filter}\"><span class=\"kind\">{}</span> <span class=\"label\">&quot;{}&quot;</span>",
-        escape(&o.kind),
-        escape(&o.label)
+        "<li class=\"obj\" data-filter=\"{}\"><span class=\"kind\">{}</span> <span class=\"label\">&quot;{}&quot;</span>",
+        Text(&filter),
+        Text(&o.kind),
+        Text(&o.label)
     );
     if o.root {
-        out.push_str("<span class=\"tag root\">leak root</span>");
+        out.markup("<span class=\"tag root\">leak root</span>");
     } else {
-        out.push_str("<span class=\"tag\">indirect</span>");
+        out.markup("<span class=\"tag\">indirect</span>");
     }
     if held > 0 {
-        let _ = write!(out, "<span class=\"tag\">holds {held}</span>");
+        put!(out, "<span class=\"tag\">holds {}</span>", held);
     }
     if let Some(n) = o.refcount {
-        let _ = write!(out, "<span class=\"tag\">refcount {n}</span>");
+        put!(out, "<span class=\"tag\">refcount {}</span>", n);
     }
-    let _ = write!(
+    put!(
         out,
         " <span class=\"sig\">{}</span><div>created in ",
-        escape(&o.signature)
+        Text(&o.signature)
     );
     stack_block(out, created, o.created, inline, prefix);
-    out.push_str("</div>");
+    out.markup("</div>");
     let unmatched: Vec<_> = o.unmatched_addrefs().collect();
     if !unmatched.is_empty() {
-        out.push_str("<div>AddRefs no Release matched (the likely culprit):<ul>");
+        out.markup("<div>AddRefs no Release matched (the likely culprit):<ul>");
         for e in unmatched {
-            out.push_str("<li>");
-            let _ = write!(out, "{}× ", e.unmatched);
+            out.markup("<li>");
+            put!(out, "{}× ", e.unmatched);
             stack_block(out, stacks.get(&e.stack).copied(), e.stack, inline, prefix);
-            out.push_str("</li>");
+            out.markup("</li>");
         }
-        out.push_str("</ul></div>");
+        out.markup("</ul></div>");
     }
 }
 
@@ -663,7 +635,7 @@ fn chart(out: &mut Out<'_>, r: &Report) {
     if by_kind.is_empty() && by_site.is_empty() {
         return;
     }
-    out.push_str("<section><h2>At a glance</h2>\n");
+    out.markup("<section><h2>At a glance</h2>\n");
     bars(
         out,
         "Leaked objects by kind",
@@ -679,10 +651,10 @@ fn chart(out: &mut Out<'_>, r: &Report) {
         by_site.into_iter().collect(),
         " B",
     );
-    out.push_str("</section>\n");
+    out.markup("</section>\n");
 }
 
-fn bars(out: &mut Out<'_>, title: &str, mut rows: Vec<(String, u64)>, unit: &str) {
+fn bars(out: &mut Out<'_>, title: &str, mut rows: Vec<(String, u64)>, unit: &'static str) {
     if rows.is_empty() {
         return;
     }
@@ -691,13 +663,15 @@ fn bars(out: &mut Out<'_>, title: &str, mut rows: Vec<(String, u64)>, unit: &str
     let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1);
     let (label_w, bar_w, row_h) = (320.0, 480.0, 22.0);
     let height = row_h * rows.len() as f64 + 28.0;
-    let _ = write!(
+    put!(
         out,
-        "<svg role=\"img\" aria-label=\"{}\" width=\"{}\" height=\"{height}\" viewBox=\"0 0 {} {height}\"><text x=\"0\" y=\"14\" font-weight=\"600\">{}</text>",
-        escape(title),
+        "<svg role=\"img\" aria-label=\"{}\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\"><text x=\"0\" y=\"14\" font-weight=\"600\">{}</text>",
+        Text(title),
         label_w + bar_w + 90.0,
+        height,
         label_w + bar_w + 90.0,
-        escape(title)
+        height,
+        Text(title)
     );
     for (i, (name, n)) in rows.iter().enumerate() {
         let y = 24.0 + i as f64 * row_h;
@@ -716,17 +690,22 @@ fn bars(out: &mut Out<'_>, title: &str, mut rows: Vec<(String, u64)>, unit: &str
         } else {
             name.clone()
         };
-        let _ = write!(
+        put!(
             out,
-            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{}\"><title>{}</title></rect><text x=\"{}\" y=\"{}\">{n}{unit}</text>",
+            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"{}\" y=\"{}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"><title>{}</title></rect><text x=\"{}\" y=\"{}\">{}{}</text>",
             y + 15.0,
-            escape(&short),
+            Text(&short),
+            label_w,
+            y,
+            w,
             row_h - 6.0,
             if i == 0 { "#c0392b" } else { "#7f8fa6" },
-            escape(name),
+            Text(name),
             label_w + w + 6.0,
-            y + 15.0
+            y + 15.0,
+            *n,
+            unit
         );
     }
-    out.push_str("</svg>\n");
+    out.markup("</svg>\n");
 }
