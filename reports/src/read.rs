@@ -272,6 +272,77 @@ mod tests {
         }
     }
 
+    /// A scratch directory of the test's own.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mapileak-{name}-{:x}", unguessable()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_cap_is_exact() {
+        let dir = scratch("cap");
+        let path = dir.join("f");
+        fs::write(&path, [7u8; 10]).unwrap();
+        assert_eq!(read_capped(&path, 10).unwrap(), [7u8; 10]);
+        let e = read_capped(&path, 9).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(e.to_string(), "file is 10 bytes, over the 9-byte limit");
+        // Larger than the cap by more than one byte: its real size is named.
+        let e = read_capped(&path, 4).unwrap_err();
+        assert_eq!(e.to_string(), "file is 10 bytes, over the 4-byte limit");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A file that says it is smaller than it is (procfs says 0 bytes) is
+    /// still never read past the cap.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_larger_than_its_size_says_is_still_capped() {
+        let path = Path::new("/proc/self/status");
+        assert_eq!(fs::metadata(path).unwrap().len(), 0);
+        let e = read_capped(path, 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(e.to_string(), "file is 11 bytes, over the 10-byte limit");
+    }
+
+    #[test]
+    fn a_report_over_the_limit_is_too_large_with_its_size() {
+        let dir = scratch("large");
+        let path = dir.join("big.json");
+        // Sparse: nothing is written.
+        let f = fs::File::create(&path).unwrap();
+        f.set_len(MAX_REPORT_BYTES + 5).unwrap();
+        drop(f);
+        let e = read_file(&path).unwrap_err();
+        assert!(
+            matches!(e, ReadError::TooLarge(n) if n == MAX_REPORT_BYTES + 5),
+            "{e}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_temporary_file_is_made_beside_the_target() {
+        let dir = scratch("beside");
+        let path = dir.join("r.json");
+        write_atomic_with(&path, |w| {
+            let temporaries: Vec<String> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                matches!(&temporaries[..], [t] if t.starts_with(".r.json.") && t.ends_with(".tmp")),
+                "{temporaries:?}"
+            );
+            w.write_all(b"{}")
+        })
+        .unwrap();
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["r.json"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn temporary_names_differ() {
         let a: Vec<u64> = (0..64).map(|_| unguessable()).collect();

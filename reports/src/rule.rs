@@ -188,6 +188,27 @@ mod tests {
             assert!(!r.help().is_empty(), "{r} has help");
         }
         assert_eq!(Rule::from_id("no-such-rule"), None);
+        // One line of its own for each rule.
+        let helps: std::collections::HashSet<&str> = Rule::ALL.iter().map(|r| r.help()).collect();
+        assert_eq!(helps.len(), Rule::ALL.len());
+    }
+
+    /// The rules docs/rules.md marks "(warning)" are the warnings.
+    #[test]
+    fn docs_rules_md_marks_the_warnings() {
+        let doc = include_str!("../../docs/rules.md");
+        for r in Rule::ALL {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}`", r.id())))
+                .unwrap_or_else(|| panic!("{r} has a row"));
+            let warning = row.starts_with(&format!("| `{}` (warning)", r.id()));
+            assert_eq!(
+                r.severity() == crate::Severity::Warning,
+                warning,
+                "{r}: docs/rules.md against Rule::severity"
+            );
+        }
     }
 
     /// `docs/rules.md` lists exactly these rules, in this order.
