@@ -188,6 +188,7 @@ mod tests {
             assert!(!r.help().is_empty(), "{r} has help");
         }
         assert_eq!(Rule::from_id("no-such-rule"), None);
+        assert_eq!(Rule::OverRelease.to_string(), "over-release");
         // One line of its own for each rule.
         let helps: std::collections::HashSet<&str> = Rule::ALL.iter().map(|r| r.help()).collect();
         assert_eq!(helps.len(), Rule::ALL.len());

@@ -101,13 +101,16 @@ fn qualified(function: &str) -> Option<Vec<&str>> {
 }
 
 /// Splits `A as B` at the top-level ` as `.
+///
+/// The `>` of a function type's `->` needs no case of its own here: it can
+/// only lower the depth early (never below 0), and an inner ` as ` always
+/// sits inside a `<` of its own, so it is never seen at depth 0.
 fn split_as(head: &str) -> Vec<&str> {
     let mut depth = 0usize;
     let bytes = head.as_bytes();
     for i in 0..bytes.len() {
         match bytes[i] {
             b'<' => depth += 1,
-            b'>' if i > 0 && bytes[i - 1] == b'-' => {}
             b'>' => depth = depth.saturating_sub(1),
             b' ' if depth == 0 && head[i..].starts_with(" as ") => {
                 return vec![&head[..i], &head[i + 4..]];
