@@ -7,6 +7,8 @@
 //! profile (the override the README recommends) and in plain `dev`. Lines:
 //! `mapileak-bench <profile>/<config> ns_per_op=<float> vs_system=<float>`
 //! and `mapileak-bench <profile>/report_100k seconds=<float> ns_per_object=<float>`.
+//! `c_heap_*`: a C or C++ provider's heap through the C ABI
+//! (`mapileak_malloc`/`mapileak_free`), against the same `System`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -15,6 +17,24 @@ use std::time::Instant;
 use mapileak::{ProviderKind, Session, Tracked, TrackingAllocator, kinds};
 
 static TRACKER: TrackingAllocator = TrackingAllocator::system();
+
+/// A C or C++ provider's heap: `mapileak_malloc` and `mapileak_free`, as
+/// `MAPILEAK_REPLACE_OPERATOR_NEW` calls them (blocks of at most 16-byte
+/// alignment, as here).
+struct CHeap;
+
+// SAFETY: blocks come from mapileak_malloc (16-byte aligned, enough for
+// LAYOUT) and go back to mapileak_free, each once.
+unsafe impl GlobalAlloc for CHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        debug_assert!(layout.align() <= 16);
+        mapileak_c::mapileak_malloc(layout.size()).cast()
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, _: Layout) {
+        // SAFETY: from mapileak_malloc, freed once.
+        unsafe { mapileak_c::mapileak_free(ptr.cast()) }
+    }
+}
 
 const OPS: u32 = 100_000;
 const ROUNDS: usize = 5;
@@ -118,6 +138,11 @@ fn main() {
         let _scope = session.enter();
         depth(&TRACKER, DEPTH, 1)
     });
+    let c_counting = best(|| depth(&CHeap, DEPTH, 1));
+    let c_stacks = best(|| {
+        let _scope = session.enter();
+        depth(&CHeap, DEPTH, 1)
+    });
     let system_32 = best(|| depth(&System, DEPTH, 32));
     let stacks_32 = best(|| {
         let _scope = session.enter();
@@ -142,6 +167,8 @@ fn main() {
     line("counting", counting, system);
     line("stacks", stacks, system);
     line("stacks_32_sites", stacks_32, system_32);
+    line("c_heap_counting", c_counting, system);
+    line("c_heap_stacks", c_stacks, system);
     println!(
         "mapileak-bench {profile}/tracked_object ns_per_op={objects:.2} vs_box={:.2}",
         objects / plain

@@ -243,6 +243,9 @@ fn junit_output_is_junit_xml() {
     let mut reader = quick_xml::Reader::from_str(&xml);
     let (mut path, mut cases, mut failures) = (Vec::<String>::new(), 0, 0);
     let mut suite_attrs = Vec::new();
+    // Every attribute of the test cases and failures, unescaped.
+    let mut case_attrs: Vec<(String, String)> = Vec::new();
+    let mut failure_attrs: Vec<(String, String)> = Vec::new();
     loop {
         let (e, empty) = match reader.read_event().expect("well-formed XML") {
             Event::Start(e) => (e, false),
@@ -265,13 +268,21 @@ fn junit_output_is_junit_xml() {
                     suite_attrs.push((key, a.unescape_value().unwrap().into_owned()));
                 }
             }
-            "testcase" => {
-                assert_eq!(path, ["testsuites", "testsuite"]);
-                cases += 1;
-            }
-            "failure" => {
-                assert_eq!(path, ["testsuites", "testsuite", "testcase"]);
-                failures += 1;
+            "testcase" | "failure" => {
+                let into = if name == "testcase" {
+                    assert_eq!(path, ["testsuites", "testsuite"]);
+                    cases += 1;
+                    &mut case_attrs
+                } else {
+                    assert_eq!(path, ["testsuites", "testsuite", "testcase"]);
+                    failures += 1;
+                    &mut failure_attrs
+                };
+                for a in e.attributes() {
+                    let a = a.unwrap();
+                    let key = String::from_utf8(a.key.as_ref().to_vec()).unwrap();
+                    into.push((key, a.unescape_value().unwrap().into_owned()));
+                }
             }
             other => panic!("unexpected element {other}"),
         }
@@ -300,6 +311,35 @@ fn junit_output_is_junit_xml() {
     };
     assert_eq!(attr("tests"), Some(reports.to_string()));
     assert!(attr("failures").is_some_and(|f| f != "0"));
+    // What the test cases and failures say, read back through the XML
+    // escaping: each case names its session and its report file, each
+    // failure what leaked.
+    let names: Vec<&str> = case_attrs
+        .iter()
+        .filter(|(k, _)| k == "name")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(names.len(), reports);
+    for name in &names {
+        assert!(
+            (name.contains(" (logoff, session ") || name.contains(" (shutdown, session "))
+                && name.ends_with(')'),
+            "{name}"
+        );
+    }
+    assert!(
+        case_attrs
+            .iter()
+            .filter(|(k, _)| k == "file")
+            .all(|(_, v)| v.ends_with(".json") && std::path::Path::new(v).is_file()),
+        "{case_attrs:?}"
+    );
+    assert!(
+        failure_attrs
+            .iter()
+            .any(|(k, v)| k == "message" && v.starts_with("IMessage \"incoming message\" [")),
+        "{failure_attrs:?}"
+    );
 }
 
 #[test]
