@@ -709,3 +709,23 @@ fn bars(out: &mut Out<'_>, title: &str, mut rows: Vec<(String, u64)>, unit: &'st
     }
     out.markup("</svg>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_quotes_and_what_xml_forbids() {
+        assert_eq!(
+            escape("<a href=\"x\" title='y'>&</a>"),
+            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
+        // Control characters and XML's non-characters become U+FFFD; a
+        // line break and a tab stay.
+        assert_eq!(
+            escape("a\u{1}b\u{7f}c\u{fffe}d\u{ffff}e\n\tf"),
+            "a\u{fffd}b\u{fffd}c\u{fffd}d\u{fffd}e\n\tf"
+        );
+        assert_eq!(escape("plain"), "plain");
+    }
+}

@@ -338,7 +338,10 @@ mod tests {
             w.write_all(b"{}")
         })
         .unwrap();
-        let left: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left, ["r.json"]);
         let _ = fs::remove_dir_all(&dir);
     }

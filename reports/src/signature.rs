@@ -232,7 +232,10 @@ mod tests {
             ),
             ("<fn() -> u8 as store::Trait>::call", Origin::Provider),
             // A generic argument's crate does not count, the outer type's does.
-            ("<core::vec::Vec<store::Row> as mapileak::Tracked>::f", Origin::Library),
+            (
+                "<core::vec::Vec<store::Row> as mapileak::Tracked>::f",
+                Origin::Library,
+            ),
             (
                 "<core::HashMap<u8, store::X> as mapileak::Trait>::f",
                 Origin::Library,
@@ -242,9 +245,18 @@ mod tests {
                 "<mapileak::Wrap<<u8 as store::Foo>::Out> as core::ops::Deref>::deref",
                 Origin::Library,
             ),
-            ("<&mut mapileak::X as core::fmt::Debug>::fmt", Origin::Library),
-            ("<alloc::vec::Vec<u8> as core::clone::Clone>::clone", Origin::Runtime),
-            ("<store::Folder<alloc::vec::Vec<u8>>>::open", Origin::Provider),
+            (
+                "<&mut mapileak::X as core::fmt::Debug>::fmt",
+                Origin::Library,
+            ),
+            (
+                "<alloc::vec::Vec<u8> as core::clone::Clone>::clone",
+                Origin::Runtime,
+            ),
+            (
+                "<store::Folder<alloc::vec::Vec<u8>>>::open",
+                Origin::Provider,
+            ),
             // Tuples and slices name no crate; a leading `_` is a crate's.
             ("<(store::A, u8) as core::fmt::Debug>::fmt", Origin::Runtime),
             ("<_store::X as core::clone::Clone>::clone", Origin::Provider),
@@ -257,9 +269,9 @@ mod tests {
     fn only_a_rustc_hash_is_stripped() {
         assert_eq!(strip_hash("store::open::h0123456789abcdef"), "store::open");
         for kept in [
-            "store::handle",                 // a name that starts with h
-            "store::hzzzzzzzzzzzzzzzz",      // 16 characters, not hex
-            "store::h0123",                  // hex, not 16 of them
+            "store::handle",            // a name that starts with h
+            "store::hzzzzzzzzzzzzzzzz", // 16 characters, not hex
+            "store::h0123",             // hex, not 16 of them
             "store::open",
         ] {
             assert_eq!(strip_hash(kept), kept);
