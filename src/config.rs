@@ -82,8 +82,12 @@ pub(crate) fn live_fast() -> bool {
     MODE.load(Ordering::Relaxed) != 1
 }
 
-/// The current mode: [`set_mode`]'s, else `MAPILEAK`'s, else [`Mode::Full`].
+/// The current mode: [`set_mode`]'s, else `MAPILEAK`'s, else [`Mode::Full`];
+/// always [`Mode::Off`] in a build without the instrumentation.
 pub fn mode() -> Mode {
+    if !crate::LIVE {
+        return Mode::Off;
+    }
     init();
     match MODE.load(Ordering::Relaxed) {
         1 => Mode::Off,

@@ -64,7 +64,9 @@ mod alloc;
 mod analysis;
 #[cfg(any(debug_assertions, feature = "force"))]
 pub mod buffers;
-#[cfg(any(debug_assertions, feature = "force"))]
+// Settings: one implementation in every build (a release build reports
+// nothing, so its mode is `Off`).
+#[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
 mod config;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod context;
@@ -92,14 +94,13 @@ mod session;
 mod snapshot;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod stack;
-#[cfg(any(debug_assertions, feature = "force"))]
+#[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
 mod trace;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod vmem;
 
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use alloc::{HeapStats, TrackingAllocator, heap_stats, track_alloc, track_free};
-#[cfg(any(debug_assertions, feature = "force"))]
 pub use config::{
     html, mode, output_dir, set_html, set_mode, set_output_dir, set_trace_roots, trace_roots,
 };
@@ -123,8 +124,7 @@ pub use noop::buffers;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::{
     HeapStats, ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, TrackingAllocator,
-    heap_stats, html, mode, output_dir, process_exit, set_html, set_mode, set_output_dir,
-    set_trace_roots, trace_roots, track_alloc, track_free,
+    heap_stats, process_exit, track_alloc, track_free,
 };
 
 /// `IMsgStore::StoreLogoff` input flags; exactly one may be passed.

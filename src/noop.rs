@@ -4,12 +4,11 @@
 //! Compiled in every build so that its sizes are checked in every build.
 #![allow(unsafe_code)]
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
 
-use crate::{Kind, Logoff, Malloc, Mode};
+use crate::{Kind, Logoff, Malloc};
 
 /// Names a tracked object (zero-sized: nothing is tracked).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -389,46 +388,6 @@ impl RefCount {
         self.0.load(Ordering::Acquire)
     }
 }
-
-/// Always [`Mode::Off`].
-#[inline(always)]
-pub fn mode() -> Mode {
-    Mode::Off
-}
-
-/// No-op.
-#[inline(always)]
-pub fn set_mode(_mode: Mode) {}
-
-/// No reports are written; the directory they would go to, as the live
-/// build computes it from `MAPILEAK_DIR` (a `set_output_dir` is ignored).
-pub fn output_dir() -> PathBuf {
-    crate::config_env::output_dir(None)
-}
-
-/// No-op.
-#[inline(always)]
-pub fn set_output_dir(_dir: impl Into<PathBuf>) {}
-
-/// Always `false`.
-#[inline(always)]
-pub fn html() -> bool {
-    false
-}
-
-/// No-op.
-#[inline(always)]
-pub fn set_html(_on: bool) {}
-
-/// 0: no trace lines in release builds.
-#[inline(always)]
-pub fn trace_roots() -> usize {
-    0
-}
-
-/// Does nothing.
-#[inline(always)]
-pub fn set_trace_roots(_n: usize) {}
 
 // The promise of release builds, checked by the compiler in every build.
 const _: () = {

@@ -60,5 +60,19 @@ fn main() {
         "the allocator only forwards"
     );
     assert!(!dir.exists(), "nothing written");
+
+    // The settings are the live build's own code: they answer the same,
+    // but nothing is recorded whatever the mode is set to.
+    let chosen = dir.join("chosen");
+    mapileak::set_output_dir(&chosen);
+    assert_eq!(mapileak::output_dir(), chosen);
+    mapileak::set_output_dir("");
+    assert_eq!(mapileak::output_dir(), dir, "back to MAPILEAK_DIR");
+    mapileak::set_html(true);
+    assert!(mapileak::html());
+    mapileak::set_trace_roots(3);
+    assert_eq!(mapileak::trace_roots(), 3);
+    mapileak::set_mode(mapileak::Mode::Full);
+    assert_eq!(mapileak::mode(), mapileak::Mode::Off);
     println!("release: 1 passed, 0 failed");
 }
