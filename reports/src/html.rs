@@ -728,4 +728,69 @@ mod tests {
         );
         assert_eq!(escape("plain"), "plain");
     }
+
+    /// A report with one finding, made by hand.
+    fn with_a_finding() -> Report {
+        let mut r = Report::new(crate::SessionInfo {
+            id: 3,
+            provider: crate::ProviderKind::MessageStore,
+            label: "Inbox <store>".into(),
+            event: crate::Event::Logoff,
+        });
+        r.stacks.push(Stack {
+            id: 1,
+            frames: vec![Frame {
+                function: "store::Logon::logoff".into(),
+                file: Some("store.rs".into()),
+                line: Some(12),
+            }],
+        });
+        r.findings.push(crate::Finding {
+            rule: "over-release".into(),
+            severity: crate::Severity::Error,
+            message: "Release at 0".into(),
+            stack: Some(1),
+            object: None,
+            subject: None,
+            also: None,
+            signature: "0123456789abcdef".into(),
+        });
+        r.recount();
+        r
+    }
+
+    #[test]
+    fn findings_carry_their_rules_help_line() {
+        assert_eq!(rule_help("over-release"), Rule::OverRelease.help());
+        assert_eq!(rule_help("no-such-rule"), "");
+        let page = render(&with_a_finding());
+        assert!(
+            page.contains(&format!(
+                "<div class=\"help\">{}</div>",
+                escape(Rule::OverRelease.help())
+            )),
+            "{page}"
+        );
+        assert!(page.contains("Inbox &lt;store&gt;"));
+    }
+
+    /// The Content-Security-Policy's nonce: fresh per page, 16 hex digits,
+    /// the one the page's style and script carry.
+    #[test]
+    fn each_page_has_its_own_nonce() {
+        let nonce_of = |page: &str| {
+            let at = page.find("style-src 'nonce-").unwrap() + "style-src 'nonce-".len();
+            page[at..at + 16].to_owned()
+        };
+        let report = with_a_finding();
+        let (a, b) = (render(&report), render(&report));
+        let (na, nb) = (nonce_of(&a), nonce_of(&b));
+        assert_ne!(na, nb);
+        for (page, nonce) in [(&a, &na), (&b, &nb)] {
+            assert!(nonce.bytes().all(|c| c.is_ascii_hexdigit()), "{nonce}");
+            assert!(page.contains(&format!("script-src 'nonce-{nonce}'")));
+            assert!(page.contains(&format!("<style nonce=\"{nonce}\">")));
+            assert!(page.contains(&format!("<script nonce=\"{nonce}\">")));
+        }
+    }
 }
