@@ -49,8 +49,10 @@
 
 mod buffer_abi;
 mod config_env;
+mod id;
 pub mod kind;
 
+pub use id::ObjectId;
 pub use kind::{Kind, Role, kinds};
 pub use mapileak_reports as reports;
 pub use mapileak_reports::{Event, ProviderKind, Report};
@@ -107,9 +109,7 @@ pub use config::{
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use lifecycle::{Provider, Support};
 #[cfg(any(debug_assertions, feature = "force"))]
-pub use logoff::process_exit;
-#[cfg(any(debug_assertions, feature = "force"))]
-pub use object::{ObjectId, RefCount, Tracked};
+pub use object::{RefCount, Tracked};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use session::{Scope, Session};
 
@@ -123,9 +123,28 @@ mod noop;
 pub use noop::buffers;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::{
-    HeapStats, ObjectId, Provider, RefCount, Scope, Session, Support, Tracked, TrackingAllocator,
-    heap_stats, process_exit, track_alloc, track_free,
+    HeapStats, Provider, RefCount, Scope, Session, Support, Tracked, TrackingAllocator, heap_stats,
+    track_alloc, track_free,
 };
+
+/// Reports everything still alive as leaked at process end (`event: exit`):
+/// one report per provider (with its logons), per logon made without a
+/// provider, and one for objects created outside any logon. Runs once; the
+/// exit hook calls it (see the README), and a provider DLL may call it
+/// itself when it is unloaded. Nothing, in a build without the
+/// instrumentation.
+///
+/// It never waits long for a lock: at process end, and in a DLL's detach
+/// under the loader lock, a thread that held one may have been ended in the
+/// middle (`ExitProcess` ends the other threads first) or be stuck. Each of
+/// mapileak's locks, and the symbolizer, is waited for at most 200 ms;
+/// past that nothing is written but one line saying which lock was held.
+pub fn process_exit() -> Vec<Logoff> {
+    #[cfg(any(debug_assertions, feature = "force"))]
+    return logoff::process_exit();
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    Vec::new()
+}
 
 /// `IMsgStore::StoreLogoff` input flags; exactly one may be passed.
 pub const LOGOFF_IN_FLAGS: [(u32, &str); 5] = [

@@ -46,18 +46,8 @@ fn publish(snapshot: Snapshot, mode: Mode) -> Logoff {
 
 static EXITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Reports everything still alive as leaked at process end (`event: exit`):
-/// one report per provider (with its logons), per logon made without a
-/// provider, and one for objects created outside any logon. Runs once; the
-/// exit hook calls it (see the README), and a provider DLL may call it
-/// itself when it is unloaded.
-///
-/// It never waits long for a lock: at process end, and in a DLL's detach
-/// under the loader lock, a thread that held one may have been ended in the
-/// middle (`ExitProcess` ends the other threads first) or be stuck. Each of
-/// mapileak's locks, and the symbolizer, is waited for at most 200 ms;
-/// past that nothing is written but one line saying which lock was held.
-pub fn process_exit() -> Vec<Logoff> {
+/// [`crate::process_exit`], in the live build.
+pub(crate) fn process_exit() -> Vec<Logoff> {
     let _quiet = Quiet::new();
     if EXITED.swap(true, Ordering::SeqCst) || config::mode() == Mode::Off {
         return Vec::new();

@@ -8,31 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
 
-use crate::{Kind, Logoff, Malloc};
-
-/// Names a tracked object (zero-sized: nothing is tracked).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectId;
-
-impl ObjectId {
-    /// Always 0.
-    #[inline(always)]
-    pub fn get(self) -> u64 {
-        0
-    }
-
-    /// Always `None`: nothing is tracked.
-    #[inline(always)]
-    pub fn from_report(_id: u64) -> Option<ObjectId> {
-        None
-    }
-
-    /// Always 0.
-    #[inline(always)]
-    pub fn memory_tag(self) -> u64 {
-        0
-    }
-}
+use crate::{Kind, Logoff, Malloc, ObjectId};
 
 /// A logon session (zero-sized).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -194,12 +170,6 @@ impl<T> std::ops::Deref for Support<T> {
     }
 }
 
-/// Nothing to report.
-#[inline(always)]
-pub fn process_exit() -> Vec<Logoff> {
-    Vec::new()
-}
-
 /// The allocator, passing every call straight to `inner`.
 #[derive(Debug)]
 pub struct TrackingAllocator<A = std::alloc::System> {
@@ -300,7 +270,7 @@ macro_rules! shared_methods {
         /// Always the zero-sized id.
         #[inline(always)]
         pub fn id(&self) -> ObjectId {
-            ObjectId
+            ObjectId::NONE
         }
         /// No-op.
         #[inline(always)]
@@ -394,7 +364,6 @@ const _: () = {
     assert!(size_of::<Session>() == 0);
     assert!(size_of::<Scope>() == 0);
     assert!(size_of::<Tracked>() == 0);
-    assert!(size_of::<ObjectId>() == 0);
     assert!(size_of::<RefCount>() == size_of::<u32>());
     assert!(size_of::<Provider>() == 0);
     assert!(size_of::<TrackingAllocator>() == 0);

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use mapileak_reports::RefOp;
 use parking_lot::Mutex;
 
-use crate::Mode;
 use crate::config;
 use crate::context::Session;
 use crate::context::{self, Quiet};
@@ -24,39 +23,7 @@ use crate::count::{Count, Release};
 use crate::kind::Kind;
 use crate::registry::{self, Links, Node, PendingFinding};
 use crate::stack;
-
-/// Names a tracked object; `Copy`, so a child can record its parent.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectId(pub(crate) u64);
-
-impl ObjectId {
-    /// The number the report shows as the object's `id`.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The object a report's `id` (or a finding's `object`) names, if it is
-    /// still alive in this process.
-    pub fn from_report(id: u64) -> Option<ObjectId> {
-        registry::is_live(id).then_some(ObjectId(id))
-    }
-
-    /// A word for an object to keep in its own memory, so a report counts
-    /// the heap block holding it as the object's (not as a separate heap
-    /// leak), and a block of an object that is still expected alive at
-    /// Logoff (the logon's own) as no leak at all. `Tracked` and `RefCount`
-    /// carry it already; a C or C++ object whose count lives elsewhere (the
-    /// C ABI's handle) stores it in a field.
-    pub fn memory_tag(self) -> u64 {
-        registry::memory_tag(self.0)
-    }
-}
-
-impl fmt::Debug for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjectId({})", self.0)
-    }
-}
+use crate::{Mode, ObjectId};
 
 /// What `Tracked` and `RefCount` share: the node and its registration.
 struct Handle {
