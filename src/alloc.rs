@@ -1,4 +1,4 @@
-//! [`TrackingAllocator`]: a `GlobalAlloc` that counts every block and
+//! The hook behind [`TrackingAllocator`](crate::TrackingAllocator): it counts every block and
 //! attributes the blocks a logon allocates to its session, with their
 //! allocation stack, so Logoff reports the ones still alive.
 //!
@@ -24,75 +24,11 @@
 //! a growing `Vec` is the one to blame, not the push that grew it.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use crate::{context, stack};
-
-/// Counts every block; attributes blocks allocated in a session's scope.
-///
-/// ```
-/// #[global_allocator]
-/// static ALLOC: mapileak::TrackingAllocator = mapileak::TrackingAllocator::system();
-///
-/// fn main() {
-///     let session = mapileak::Session::logon(mapileak::ProviderKind::Transport, "SMTP");
-///     {
-///         let _scope = session.enter();
-///         std::mem::forget(vec![0u8; 64]); // attributed to the session
-///     }
-///     # #[cfg(debug_assertions)]
-///     assert_eq!(session.transport_logoff().report.summary.heap_bytes, 64);
-/// }
-/// ```
-pub struct TrackingAllocator<A = System> {
-    inner: A,
-    /// Made by [`TrackingAllocator::system`], so `A` is `System`: every call
-    /// goes to one function compiled in mapileak, allocation included (in a
-    /// provider's debug build the generic path, and `System`'s own, run
-    /// unoptimized in the provider's crate).
-    system: bool,
-}
-
-impl TrackingAllocator<System> {
-    /// Wraps the system allocator.
-    pub const fn system() -> Self {
-        TrackingAllocator {
-            inner: System,
-            system: true,
-        }
-    }
-}
-
-impl<A> TrackingAllocator<A> {
-    /// Wraps `inner`.
-    pub const fn new(inner: A) -> Self {
-        TrackingAllocator {
-            inner,
-            system: false,
-        }
-    }
-}
-
-/// Process-wide heap counters, from the first allocation on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeapStats {
-    /// Blocks allocated (`alloc`, `alloc_zeroed`; a `realloc` counts as neither).
-    pub allocs: u64,
-    /// Blocks freed.
-    pub frees: u64,
-    /// Bytes currently allocated.
-    pub live_bytes: u64,
-    /// Live blocks attributed to a session.
-    pub attributed_blocks: u64,
-    /// Attributed blocks the live table had no room for (not reported).
-    pub untracked: u64,
-    /// Blocks the live table holds at most (`MAPILEAK_LIVE_BLOCKS`); its
-    /// memory is reserved at the first attributed block, not before.
-    pub table_capacity: u64,
-}
 
 /// The counters live in per-thread slots, updated with plain loads and
 /// stores (no locked instruction on the hot path) and summed when read.
@@ -222,39 +158,21 @@ mod counters {
     }
 }
 
-/// The counters now. (Counting the attributed blocks visits the live table.)
-pub fn heap_stats() -> HeapStats {
+/// The counters now, in `HeapStats`' order: allocs, frees, live bytes,
+/// attributed blocks, untracked blocks, table capacity. (Counting the
+/// attributed blocks visits the live table.)
+pub(crate) fn stats() -> [u64; 6] {
     let (allocs, frees, bytes) = counters::sum();
     let mut attributed = 0;
     table::for_each(|_, _, _, _| attributed += 1);
-    HeapStats {
+    [
         allocs,
         frees,
-        live_bytes: bytes,
-        attributed_blocks: attributed,
-        untracked: counters::UNTRACKED.load(Ordering::Relaxed),
-        table_capacity: table::capacity() as u64,
-    }
-}
-
-/// Records a block from an allocator mapileak does not wrap — a C or C++
-/// heap (the C ABI's `mapileak_malloc`, a replaced `operator new`), a
-/// provider's own arena: counted like a global-allocator block and, made in
-/// a session's scope, attributed to it with the caller's stack, so Logoff
-/// reports it if it is still alive. `ptr` is only an address here (null is
-/// ignored); pair each call with [`track_free`] before the block is reused.
-pub fn track_alloc(ptr: *const u8, size: usize) {
-    if !ptr.is_null() {
-        on_alloc(ptr.cast_mut(), size);
-    }
-}
-
-/// The block at `ptr`, recorded by [`track_alloc`] with `size` bytes, is
-/// being freed (null is ignored).
-pub fn track_free(ptr: *const u8, size: usize) {
-    if !ptr.is_null() {
-        on_free(ptr.cast_mut(), size);
-    }
+        bytes,
+        attributed,
+        counters::UNTRACKED.load(Ordering::Relaxed),
+        table::capacity() as u64,
+    ]
 }
 
 /// Runs `f` holding a live-table shard's lock (fault injection: see `testing`).
@@ -311,7 +229,7 @@ fn attributable() -> u64 {
 // `System` that way); without debug assertions they are inlined.
 #[cfg_attr(debug_assertions, inline(never))]
 #[cfg_attr(not(debug_assertions), inline(always))]
-fn on_alloc(ptr: *mut u8, size: usize) {
+pub(crate) fn on_alloc(ptr: *mut u8, size: usize) {
     after_alloc(ptr, size);
 }
 
@@ -353,7 +271,7 @@ fn forget(addr: usize) -> Option<(u32, stack::StackId, u64)> {
 
 #[cfg_attr(debug_assertions, inline(never))]
 #[cfg_attr(not(debug_assertions), inline(always))]
-fn on_free(ptr: *mut u8, size: usize) {
+pub(crate) fn on_free(ptr: *mut u8, size: usize) {
     before_free(ptr, size);
 }
 
@@ -364,61 +282,9 @@ fn before_free(ptr: *mut u8, size: usize) {
     forget(ptr as usize);
 }
 
-// SAFETY: every method forwards to `inner` with the caller's arguments
-// unchanged and returns its result; the bookkeeping around the calls never
-// touches the blocks' memory.
-unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if self.system {
-            // SAFETY: the caller's guarantees, for System.
-            return unsafe { system::alloc(layout) };
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { self.inner.alloc(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
-        }
-        p
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { self.inner.alloc_zeroed(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
-        }
-        p
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if self.system {
-            // SAFETY: the caller's guarantees, for System.
-            return unsafe { system::dealloc(ptr, layout) };
-        }
-        // Forget the block before it can be handed out again.
-        on_free(ptr, layout.size());
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { self.inner.dealloc(ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // Take the record out first: once `inner.realloc` returns, the old
-        // address may already belong to another thread's new block.
-        let origin = before_realloc(ptr);
-        // SAFETY: forwarded with the caller's guarantees.
-        let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        after_realloc(ptr, q, layout.size(), new_size, origin);
-        q
-    }
-}
-
 /// `TrackingAllocator::system()`'s hot calls whole, System included: out of
 /// line (compiled in mapileak) with debug assertions, inlined without.
-mod system {
+pub(crate) mod system {
     use std::alloc::{GlobalAlloc, Layout, System};
 
     /// # Safety
@@ -426,7 +292,7 @@ mod system {
     /// `GlobalAlloc::alloc`'s contract.
     #[cfg_attr(debug_assertions, inline(never))]
     #[cfg_attr(not(debug_assertions), inline(always))]
-    pub(super) unsafe fn alloc(layout: Layout) -> *mut u8 {
+    pub(crate) unsafe fn alloc(layout: Layout) -> *mut u8 {
         // SAFETY: the caller's guarantees.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
@@ -440,7 +306,7 @@ mod system {
     /// `GlobalAlloc::dealloc`'s contract, for a block from [`alloc`].
     #[cfg_attr(debug_assertions, inline(never))]
     #[cfg_attr(not(debug_assertions), inline(always))]
-    pub(super) unsafe fn dealloc(ptr: *mut u8, layout: Layout) {
+    pub(crate) unsafe fn dealloc(ptr: *mut u8, layout: Layout) {
         super::before_free(ptr, layout.size());
         // SAFETY: the caller's guarantees.
         unsafe { System.dealloc(ptr, layout) }
@@ -449,14 +315,14 @@ mod system {
 
 #[cfg_attr(debug_assertions, inline(never))]
 #[cfg_attr(not(debug_assertions), inline(always))]
-fn before_realloc(ptr: *mut u8) -> Option<(u32, stack::StackId, u64)> {
+pub(crate) fn before_realloc(ptr: *mut u8) -> Option<(u32, stack::StackId, u64)> {
     forget(ptr as usize)
 }
 
 /// `q` is the moved block (null: the old one stays, still ours).
 #[cfg_attr(debug_assertions, inline(never))]
 #[cfg_attr(not(debug_assertions), inline(always))]
-fn after_realloc(
+pub(crate) fn after_realloc(
     ptr: *mut u8,
     q: *mut u8,
     old_size: usize,

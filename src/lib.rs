@@ -49,9 +49,11 @@
 
 mod buffer_abi;
 mod config_env;
+mod heap;
 mod id;
 pub mod kind;
 
+pub use heap::{HeapStats, TrackingAllocator, heap_stats, track_alloc, track_free};
 pub use id::ObjectId;
 pub use kind::{Kind, Role, kinds};
 pub use mapileak_reports as reports;
@@ -101,8 +103,6 @@ mod trace;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod vmem;
 
-#[cfg(any(debug_assertions, feature = "force"))]
-pub use alloc::{HeapStats, TrackingAllocator, heap_stats, track_alloc, track_free};
 pub use config::{
     html, mode, output_dir, set_html, set_mode, set_output_dir, set_trace_roots, trace_roots,
 };
@@ -122,10 +122,7 @@ mod noop;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::buffers;
 #[cfg(not(any(debug_assertions, feature = "force")))]
-pub use noop::{
-    HeapStats, Provider, RefCount, Scope, Session, Support, Tracked, TrackingAllocator, heap_stats,
-    track_alloc, track_free,
-};
+pub use noop::{Provider, RefCount, Scope, Session, Support, Tracked};
 
 /// Reports everything still alive as leaked at process end (`event: exit`):
 /// one report per provider (with its logons), per logon made without a

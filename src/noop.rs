@@ -170,83 +170,6 @@ impl<T> std::ops::Deref for Support<T> {
     }
 }
 
-/// The allocator, passing every call straight to `inner`.
-#[derive(Debug)]
-pub struct TrackingAllocator<A = std::alloc::System> {
-    inner: A,
-}
-
-impl TrackingAllocator<std::alloc::System> {
-    /// Wraps the system allocator.
-    pub const fn system() -> Self {
-        TrackingAllocator {
-            inner: std::alloc::System,
-        }
-    }
-}
-
-impl<A> TrackingAllocator<A> {
-    /// Wraps `inner`.
-    pub const fn new(inner: A) -> Self {
-        TrackingAllocator { inner }
-    }
-}
-
-// SAFETY: every method forwards to `inner` unchanged.
-unsafe impl<A: std::alloc::GlobalAlloc> std::alloc::GlobalAlloc for TrackingAllocator<A> {
-    #[inline(always)]
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { self.inner.alloc(layout) }
-    }
-    #[inline(always)]
-    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { self.inner.alloc_zeroed(layout) }
-    }
-    #[inline(always)]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { self.inner.dealloc(ptr, layout) }
-    }
-    #[inline(always)]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { self.inner.realloc(ptr, layout, new_size) }
-    }
-}
-
-/// Heap counters (none are kept in this build).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HeapStats {
-    /// Always 0.
-    pub allocs: u64,
-    /// Always 0.
-    pub frees: u64,
-    /// Always 0.
-    pub live_bytes: u64,
-    /// Always 0.
-    pub attributed_blocks: u64,
-    /// Always 0.
-    pub untracked: u64,
-    /// Always 0.
-    pub table_capacity: u64,
-}
-
-/// Does nothing in this build.
-#[inline(always)]
-pub fn track_alloc(_ptr: *const u8, _size: usize) {}
-
-/// Does nothing in this build.
-#[inline(always)]
-pub fn track_free(_ptr: *const u8, _size: usize) {}
-
-/// All zero.
-#[inline(always)]
-pub fn heap_stats() -> HeapStats {
-    HeapStats::default()
-}
-
 #[inline(always)]
 fn empty(provider: ProviderKind, event: Event) -> Logoff {
     Logoff {
@@ -366,7 +289,6 @@ const _: () = {
     assert!(size_of::<Tracked>() == 0);
     assert!(size_of::<RefCount>() == size_of::<u32>());
     assert!(size_of::<Provider>() == 0);
-    assert!(size_of::<TrackingAllocator>() == 0);
     assert!(size_of::<Support<u64>>() == size_of::<u64>());
 };
 

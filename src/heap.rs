@@ -1,0 +1,199 @@
+//! The heap's public face, one definition in every build:
+//! [`TrackingAllocator`], [`HeapStats`], [`heap_stats`], [`track_alloc`],
+//! [`track_free`]. The hook behind them (module `alloc`: counters, stacks,
+//! the live table) is compiled in only with the instrumentation; without
+//! it the allocator forwards every call and the rest answers zero.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+#[cfg(any(debug_assertions, feature = "force"))]
+use crate::alloc;
+
+/// Counts every block; attributes blocks allocated in a session's scope.
+/// Without the instrumentation it passes every call straight to its inner
+/// allocator (and is zero-sized over `System`).
+///
+/// ```
+/// #[global_allocator]
+/// static ALLOC: mapileak::TrackingAllocator = mapileak::TrackingAllocator::system();
+///
+/// fn main() {
+///     let session = mapileak::Session::logon(mapileak::ProviderKind::Transport, "SMTP");
+///     {
+///         let _scope = session.enter();
+///         std::mem::forget(vec![0u8; 64]); // attributed to the session
+///     }
+///     # #[cfg(debug_assertions)]
+///     assert_eq!(session.transport_logoff().report.summary.heap_bytes, 64);
+/// }
+/// ```
+#[derive(Debug)]
+pub struct TrackingAllocator<A = System> {
+    inner: A,
+    /// Made by [`TrackingAllocator::system`], so `A` is `System`: every call
+    /// goes to one function compiled in mapileak, allocation included (in a
+    /// provider's debug build the generic path, and `System`'s own, run
+    /// unoptimized in the provider's crate).
+    #[cfg(any(debug_assertions, feature = "force"))]
+    system: bool,
+}
+
+impl TrackingAllocator<System> {
+    /// Wraps the system allocator.
+    pub const fn system() -> Self {
+        TrackingAllocator {
+            inner: System,
+            #[cfg(any(debug_assertions, feature = "force"))]
+            system: true,
+        }
+    }
+}
+
+impl<A> TrackingAllocator<A> {
+    /// Wraps `inner`.
+    pub const fn new(inner: A) -> Self {
+        TrackingAllocator {
+            inner,
+            #[cfg(any(debug_assertions, feature = "force"))]
+            system: false,
+        }
+    }
+}
+
+/// Process-wide heap counters, from the first allocation on.
+/// All zero without the instrumentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeapStats {
+    /// Blocks allocated (`alloc`, `alloc_zeroed`; a `realloc` counts as neither).
+    pub allocs: u64,
+    /// Blocks freed.
+    pub frees: u64,
+    /// Bytes currently allocated.
+    pub live_bytes: u64,
+    /// Live blocks attributed to a session.
+    pub attributed_blocks: u64,
+    /// Attributed blocks the live table had no room for (not reported).
+    pub untracked: u64,
+    /// Blocks the live table holds at most (`MAPILEAK_LIVE_BLOCKS`); its
+    /// memory is reserved at the first attributed block, not before.
+    pub table_capacity: u64,
+}
+
+/// The counters now. (Counting the attributed blocks visits the live table.)
+pub fn heap_stats() -> HeapStats {
+    #[cfg(any(debug_assertions, feature = "force"))]
+    {
+        let [
+            allocs,
+            frees,
+            live_bytes,
+            attributed_blocks,
+            untracked,
+            table_capacity,
+        ] = alloc::stats();
+        HeapStats {
+            allocs,
+            frees,
+            live_bytes,
+            attributed_blocks,
+            untracked,
+            table_capacity,
+        }
+    }
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    HeapStats::default()
+}
+
+/// Records a block from an allocator mapileak does not wrap — a C or C++
+/// heap (the C ABI's `mapileak_malloc`, a replaced `operator new`), a
+/// provider's own arena: counted like a global-allocator block and, made in
+/// a session's scope, attributed to it with the caller's stack, so Logoff
+/// reports it if it is still alive. `ptr` is only an address here (null is
+/// ignored); pair each call with [`track_free`] before the block is reused.
+/// Nothing, without the instrumentation.
+#[inline]
+pub fn track_alloc(ptr: *const u8, size: usize) {
+    #[cfg(any(debug_assertions, feature = "force"))]
+    if !ptr.is_null() {
+        alloc::on_alloc(ptr.cast_mut(), size);
+    }
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    let _ = (ptr, size);
+}
+
+/// The block at `ptr`, recorded by [`track_alloc`] with `size` bytes, is
+/// being freed (null is ignored).
+#[inline]
+pub fn track_free(ptr: *const u8, size: usize) {
+    #[cfg(any(debug_assertions, feature = "force"))]
+    if !ptr.is_null() {
+        alloc::on_free(ptr.cast_mut(), size);
+    }
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    let _ = (ptr, size);
+}
+
+// SAFETY: every method forwards to `inner` with the caller's arguments
+// unchanged and returns its result; the bookkeeping around the calls never
+// touches the blocks' memory.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        if self.system {
+            // SAFETY: the caller's guarantees, for System.
+            return unsafe { alloc::system::alloc(layout) };
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { self.inner.alloc(layout) };
+        #[cfg(any(debug_assertions, feature = "force"))]
+        if !p.is_null() {
+            alloc::on_alloc(p, layout.size());
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
+        #[cfg(any(debug_assertions, feature = "force"))]
+        if !p.is_null() {
+            alloc::on_alloc(p, layout.size());
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            if self.system {
+                // SAFETY: the caller's guarantees, for System.
+                return unsafe { alloc::system::dealloc(ptr, layout) };
+            }
+            // Forget the block before it can be handed out again.
+            alloc::on_free(ptr, layout.size());
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Take the record out first: once `inner.realloc` returns, the old
+        // address may already belong to another thread's new block.
+        #[cfg(any(debug_assertions, feature = "force"))]
+        let origin = alloc::before_realloc(ptr);
+        // SAFETY: forwarded with the caller's guarantees.
+        let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        #[cfg(any(debug_assertions, feature = "force"))]
+        alloc::after_realloc(ptr, q, layout.size(), new_size, origin);
+        q
+    }
+}
+
+// The promise of release builds.
+#[cfg(not(any(debug_assertions, feature = "force")))]
+const _: () = assert!(size_of::<TrackingAllocator>() == 0);
