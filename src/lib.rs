@@ -72,7 +72,7 @@ pub mod buffers;
 // nothing, so its mode is `Off`).
 #[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
 mod config;
-#[cfg(any(debug_assertions, feature = "force"))]
+#[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
 mod context;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod count;
@@ -92,7 +92,6 @@ mod object;
 mod registry;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod rules;
-#[cfg(any(debug_assertions, feature = "force"))]
 mod session;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod snapshot;
@@ -110,19 +109,20 @@ pub use config::{
 pub use lifecycle::{Provider, Support};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use object::{RefCount, Tracked};
-#[cfg(any(debug_assertions, feature = "force"))]
 pub use session::{Scope, Session};
 
 #[cfg(any(debug_assertions, feature = "force"))]
 #[doc(hidden)]
 pub mod testing;
 
-#[cfg_attr(any(debug_assertions, feature = "force"), allow(dead_code))]
+// What is left of the release build's mirror (being folded into the
+// modules above, one type at a time).
+#[cfg(not(any(debug_assertions, feature = "force")))]
 mod noop;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::buffers;
 #[cfg(not(any(debug_assertions, feature = "force")))]
-pub use noop::{Provider, RefCount, Scope, Session, Support, Tracked};
+pub use noop::{Provider, RefCount, Support, Tracked};
 
 /// Reports everything still alive as leaked at process end (`event: exit`):
 /// one report per provider (with its logons), per logon made without a

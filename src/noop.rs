@@ -8,54 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
 
-use crate::{Kind, Logoff, Malloc, ObjectId};
-
-/// A logon session (zero-sized).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Session;
-
-impl Session {
-    /// No-op.
-    #[inline(always)]
-    pub fn logon(_provider: ProviderKind, _label: impl Into<String>) -> Session {
-        Session
-    }
-    /// Always 0.
-    #[inline(always)]
-    pub fn id(self) -> u64 {
-        0
-    }
-    /// No-op.
-    #[inline(always)]
-    pub fn enter(self) -> Scope {
-        Scope(std::marker::PhantomData)
-    }
-    /// Always `None`.
-    #[inline(always)]
-    pub fn current() -> Option<Session> {
-        None
-    }
-    /// Always a session (every id is 0 here).
-    #[inline(always)]
-    pub fn by_id(_id: u64) -> Option<Session> {
-        Some(Session)
-    }
-    /// An empty report.
-    #[inline(always)]
-    pub fn ab_logoff(self) -> Logoff {
-        empty(ProviderKind::AddressBook, Event::Logoff)
-    }
-    /// An empty report.
-    #[inline(always)]
-    pub fn ms_logoff(self) -> Logoff {
-        empty(ProviderKind::MessageStore, Event::Logoff)
-    }
-    /// An empty report.
-    #[inline(always)]
-    pub fn transport_logoff(self) -> Logoff {
-        empty(ProviderKind::Transport, Event::Logoff)
-    }
-}
+use crate::{Kind, Logoff, Malloc, ObjectId, Scope, Session};
 
 macro_rules! noop_events {
     ($($(#[$m:meta])* $name:ident $(($arg:ident: $ty:ty))?;)*) => {
@@ -125,12 +78,12 @@ impl Provider {
     /// No-op.
     #[inline(always)]
     pub fn enter(self) -> Scope {
-        Scope(std::marker::PhantomData)
+        Session {}.enter()
     }
     /// No-op.
     #[inline(always)]
     pub fn logon(self, _label: impl Into<String>) -> Session {
-        Session
+        Session {}
     }
     /// No-op.
     #[inline(always)]
@@ -182,11 +135,6 @@ fn empty(provider: ProviderKind, event: Event) -> Logoff {
         files: Vec::new(),
     }
 }
-
-/// The current-session guard (zero-sized; like the live one, not `Send`:
-/// it belongs to the thread that entered).
-#[must_use = "the session is current only while the guard lives"]
-pub struct Scope(std::marker::PhantomData<*const ()>);
 
 macro_rules! shared_methods {
     () => {
@@ -284,8 +232,6 @@ impl RefCount {
 
 // The promise of release builds, checked by the compiler in every build.
 const _: () = {
-    assert!(size_of::<Session>() == 0);
-    assert!(size_of::<Scope>() == 0);
     assert!(size_of::<Tracked>() == 0);
     assert!(size_of::<RefCount>() == size_of::<u32>());
     assert!(size_of::<Provider>() == 0);

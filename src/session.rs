@@ -15,16 +15,19 @@
 //! [`Role::Provider`](crate::Role::Provider)) are expected alive at Logoff:
 //! MAPI releases them after it returns.
 
-use mapileak_reports::Rule;
 use std::marker::PhantomData;
 
-use mapileak_reports::{Event, ProviderKind};
+use mapileak_reports::ProviderKind;
+#[cfg(any(debug_assertions, feature = "force"))]
+use mapileak_reports::{Event, Rule};
 
+use crate::Logoff;
+#[cfg(any(debug_assertions, feature = "force"))]
 use crate::context::Quiet;
+#[cfg(any(debug_assertions, feature = "force"))]
 use crate::registry::{self, PendingFinding, Step};
-use crate::{Logoff, Mode};
-use crate::{config, context};
-use crate::{logoff, rules, stack};
+#[cfg(any(debug_assertions, feature = "force"))]
+use crate::{Mode, config, context, logoff, rules, stack};
 
 pub use crate::context::Session;
 
@@ -34,8 +37,19 @@ impl Session {
     ///
     /// A provider that reports its own life (init, Shutdown) starts sessions
     /// with [`Provider::logon`](crate::Provider::logon) instead.
-    #[inline(never)]
     pub fn logon(provider: ProviderKind, label: impl Into<String>) -> Session {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return Session::logon_live(provider, label.into());
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        {
+            let _ = (provider, label);
+            Session {}
+        }
+    }
+
+    #[cfg(any(debug_assertions, feature = "force"))]
+    #[inline(never)]
+    fn logon_live(provider: ProviderKind, label: String) -> Session {
         let _quiet = Quiet::new();
         config::init();
         crate::exit::register();
@@ -45,10 +59,11 @@ impl Session {
             stack::capture()
         };
         Session {
-            id: registry::new_session(provider, label.into(), 0, false, stack),
+            id: registry::new_session(provider, label, 0, false, stack),
         }
     }
 
+    #[cfg(any(debug_assertions, feature = "force"))]
     pub(crate) fn from_id(id: u64) -> Session {
         Session { id }
     }
@@ -57,9 +72,9 @@ impl Session {
     /// returned guard drops; objects created meanwhile without an explicit
     /// session belong to it. Scopes nest.
     pub fn enter(self) -> Scope {
-        let previous = context::enter(self.id);
         Scope {
-            previous,
+            #[cfg(any(debug_assertions, feature = "force"))]
+            previous: context::enter(self.id),
             _not_send: PhantomData,
         }
     }
@@ -67,16 +82,27 @@ impl Session {
     /// The logon session with this id (as [`Session::id`] and reports show
     /// it), if the process started one: for bindings that carry sessions as
     /// numbers, such as the C ABI.
+    /// (Without the instrumentation every id names the one zero-sized
+    /// session.)
     pub fn by_id(id: u64) -> Option<Session> {
-        registry::with_session(id, |s| !s.is_provider())?.then_some(Session { id })
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return registry::with_session(id, |s| !s.is_provider())?.then_some(Session { id });
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        {
+            let _ = id;
+            Some(Session {})
+        }
     }
 
     /// The calling thread's current session, if any.
     pub fn current() -> Option<Session> {
-        match context::current_id() {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return match context::current_id() {
             0 => None,
             id => Some(Session { id }),
-        }
+        };
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        None
     }
 
     /// `IABLogon::Logoff`: ends an address book session and reports it.
@@ -94,6 +120,12 @@ impl Session {
         self.logoff(ProviderKind::Transport)
     }
 
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    fn logoff(self, method: ProviderKind) -> Logoff {
+        Logoff::empty(method, mapileak_reports::Event::Logoff)
+    }
+
+    #[cfg(any(debug_assertions, feature = "force"))]
     #[inline(never)]
     fn logoff(self, method: ProviderKind) -> Logoff {
         let _quiet = Quiet::new();
@@ -145,13 +177,21 @@ impl Session {
 /// The current-session guard of [`Session::enter`]; restores the previous
 /// session when dropped (also on unwind).
 #[must_use = "the session is current only while the guard lives"]
+/// Zero-sized without the instrumentation (and never `Send`: it belongs to
+/// the thread that entered).
 pub struct Scope {
+    #[cfg(any(debug_assertions, feature = "force"))]
     previous: u64,
     _not_send: PhantomData<*const ()>,
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 impl Drop for Scope {
     fn drop(&mut self) {
         context::leave(self.previous);
     }
 }
+
+// The promise of release builds.
+#[cfg(not(any(debug_assertions, feature = "force")))]
+const _: () = assert!(size_of::<Scope>() == 0);
