@@ -82,7 +82,6 @@ mod emit;
 mod exit;
 #[cfg(all(test, any(debug_assertions, feature = "force")))]
 mod layers;
-#[cfg(any(debug_assertions, feature = "force"))]
 mod lifecycle;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod logoff;
@@ -105,7 +104,6 @@ mod vmem;
 pub use config::{
     html, mode, output_dir, set_html, set_mode, set_output_dir, set_trace_roots, trace_roots,
 };
-#[cfg(any(debug_assertions, feature = "force"))]
 pub use lifecycle::{Provider, Support};
 #[cfg(any(debug_assertions, feature = "force"))]
 pub use object::{RefCount, Tracked};
@@ -122,7 +120,7 @@ mod noop;
 #[cfg(not(any(debug_assertions, feature = "force")))]
 pub use noop::buffers;
 #[cfg(not(any(debug_assertions, feature = "force")))]
-pub use noop::{Provider, RefCount, Support, Tracked};
+pub use noop::{RefCount, Tracked};
 
 /// Reports everything still alive as leaked at process end (`event: exit`):
 /// one report per provider (with its logons), per logon made without a

@@ -20,16 +20,29 @@
 //! `docs/rules.md`; what must be closed at Logoff is checked by
 //! [`rules`](crate::rules).
 
-use mapileak_reports::Rule;
+// Without the instrumentation every method answers as a no-op; what the
+// live path reads is then unused.
+#![cfg_attr(not(any(debug_assertions, feature = "force")), allow(unused_variables))]
+
+use std::fmt;
 use std::ops::Deref;
 
-use mapileak_reports::{Event, ProviderKind, SessionInfo};
+use mapileak_reports::{Event, ProviderKind};
+#[cfg(any(debug_assertions, feature = "force"))]
+use mapileak_reports::{Rule, SessionInfo};
 
-use crate::context::Quiet;
-use crate::registry::{self, PendingFinding, Phase, SessionState, Step};
 use crate::session::Session;
-use crate::{LOGOFF_ABORT, LOGOFF_IN_FLAGS, Logoff, Malloc, Mode, Scope, config, logoff, stack};
+#[cfg(any(debug_assertions, feature = "force"))]
+use crate::{
+    LOGOFF_ABORT, LOGOFF_IN_FLAGS, Mode, config,
+    context::Quiet,
+    logoff,
+    registry::{self, PendingFinding, Phase, SessionState, Step},
+    stack,
+};
+use crate::{Logoff, Malloc, Scope};
 
+#[cfg(any(debug_assertions, feature = "force"))]
 fn stack_now() -> stack::StackId {
     if config::mode() == Mode::Off {
         0
@@ -41,78 +54,110 @@ fn stack_now() -> stack::StackId {
 /// A provider object's life: `*ProviderInit` to `Shutdown` and its final
 /// Release. Logons made through [`Provider::logon`] belong to it, so its
 /// Shutdown can check them and report what they left alive. `Copy`.
+/// Zero-sized without the instrumentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Provider {
+    #[cfg(any(debug_assertions, feature = "force"))]
     id: u64,
 }
+
+// The promise of release builds.
+#[cfg(not(any(debug_assertions, feature = "force")))]
+const _: () = {
+    assert!(size_of::<Provider>() == 0);
+    assert!(size_of::<Support<u64>>() == size_of::<u64>());
+};
 
 impl Provider {
     /// `MSProviderInit` / `ABProviderInit` / `XPProviderInit` returned a
     /// provider object of type `kind`.
     #[inline(never)]
     pub fn init(kind: ProviderKind, label: impl Into<String>, malloc: Malloc) -> Provider {
-        let _quiet = Quiet::new();
-        config::init();
-        crate::exit::register();
-        let stack = stack_now();
-        let id = registry::new_session(kind, label.into(), 0, true, stack);
-        if malloc == Malloc::AddRefd {
-            registry::with_session(id, |s| s.life.malloc_refs.push(stack));
-        }
-        Provider { id }
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            let _quiet = Quiet::new();
+            config::init();
+            crate::exit::register();
+            let stack = stack_now();
+            let id = registry::new_session(kind, label.into(), 0, true, stack);
+            if malloc == Malloc::AddRefd {
+                registry::with_session(id, |s| s.life.malloc_refs.push(stack));
+            }
+            Provider { id }
+        };
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        Provider {}
     }
 
     /// Its id, as its Shutdown report's `session.id` shows it.
     pub fn id(self) -> u64 {
-        self.id
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return self.id;
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        0
     }
 
     /// The provider record with this id, if [`Provider::init`] made one.
     pub fn by_id(id: u64) -> Option<Provider> {
-        registry::with_session(id, |s| s.is_provider())?.then_some(Provider { id })
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return registry::with_session(id, |s| s.is_provider())?.then_some(Provider { id });
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        Some(Provider {})
     }
 
     /// Makes the provider the current owner of new objects on this thread
     /// (objects that belong to no logon, such as the provider object itself).
     pub fn enter(self) -> Scope {
-        Session::from_id(self.id).enter()
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return Session::from_id(self.id).enter();
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        Session {}.enter()
     }
 
     /// `IXXProvider::Logon` created a logon: starts its session.
     #[inline(never)]
     pub fn logon(self, label: impl Into<String>) -> Session {
-        let _quiet = Quiet::new();
-        let stack = stack_now();
-        let state = registry::with_session(self.id, |p| (p.provider, p.closed(), p.label.clone()));
-        let Some((kind, shut, plabel)) = state else {
-            return Session::logon(ProviderKind::Unknown, label);
-        };
-        if shut {
-            registry::add_finding(
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            let _quiet = Quiet::new();
+            let stack = stack_now();
+            let state =
+                registry::with_session(self.id, |p| (p.provider, p.closed(), p.label.clone()));
+            let Some((kind, shut, plabel)) = state else {
+                return Session::logon(ProviderKind::Unknown, label);
+            };
+            if shut {
+                registry::add_finding(
+                    self.id,
+                    PendingFinding::error(
+                        Rule::OutOfOrder,
+                        format!("Logon on provider \"{plabel}\" after its Shutdown"),
+                        stack,
+                    ),
+                );
+            }
+            Session::from_id(registry::new_session(
+                kind,
+                label.into(),
                 self.id,
-                PendingFinding::error(
-                    Rule::OutOfOrder,
-                    format!("Logon on provider \"{plabel}\" after its Shutdown"),
-                    stack,
-                ),
-            );
-        }
-        Session::from_id(registry::new_session(
-            kind,
-            label.into(),
-            self.id,
-            false,
-            stack,
-        ))
+                false,
+                stack,
+            ))
+        };
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        Session {}
     }
 
     /// `lpMalloc->AddRef()` after init: one more reference the provider
     /// owes a Release for.
     #[inline(never)]
     pub fn malloc_add_ref(self) {
-        let _quiet = Quiet::new();
-        let stack = stack_now();
-        registry::with_session(self.id, |p| p.life.malloc_refs.push(stack));
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            let _quiet = Quiet::new();
+            let stack = stack_now();
+            registry::with_session(self.id, |p| p.life.malloc_refs.push(stack));
+        }
     }
 
     /// `lpMalloc->Release()`: the provider let go of one reference it kept.
@@ -120,23 +165,26 @@ impl Provider {
     /// call.
     #[inline(never)]
     pub fn malloc_release(self) {
-        let _quiet = Quiet::new();
-        let stack = stack_now();
-        let extra = registry::with_session(self.id, |p| {
-            p.life.malloc_refs.pop().is_none().then(|| {
-                format!(
-                    "lpMalloc->Release() by provider \"{}\" with no AddRef of its own left (at {}ProviderInit or malloc_add_ref)",
-                    p.label,
-                    init_prefix(p.provider)
-                )
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            let _quiet = Quiet::new();
+            let stack = stack_now();
+            let extra = registry::with_session(self.id, |p| {
+                p.life.malloc_refs.pop().is_none().then(|| {
+                    format!(
+                        "lpMalloc->Release() by provider \"{}\" with no AddRef of its own left (at {}ProviderInit or malloc_add_ref)",
+                        p.label,
+                        init_prefix(p.provider)
+                    )
+                })
             })
-        })
-        .flatten();
-        if let Some(message) = extra {
-            registry::add_finding(
-                self.id,
-                PendingFinding::error(Rule::OverRelease, message, stack),
-            );
+            .flatten();
+            if let Some(message) = extra {
+                registry::add_finding(
+                    self.id,
+                    PendingFinding::error(Rule::OverRelease, message, stack),
+                );
+            }
         }
     }
 
@@ -146,91 +194,100 @@ impl Provider {
     /// it as the last step of your Shutdown.
     #[inline(never)]
     pub fn shutdown(self) -> Logoff {
-        let _quiet = Quiet::new();
-        let mode = config::mode();
-        let stack = stack_now();
-        let taken = registry::with_all_sessions(
-            |all| {
-                let p = all.get_mut(&self.id)?;
-                let mut findings = std::mem::take(&mut p.findings);
-                let (kind, label) = (p.provider, p.label.clone());
-                if p.step(Step::Shutdown).is_err() {
-                    findings.push(PendingFinding::error(Rule::OutOfOrder, format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
-                }
-                if let Some(&latest) = p.life.malloc_refs.last() {
-                    findings.push(PendingFinding::error(
-                        Rule::MallocNotReleased,
-                        format!(
-                            "{} AddRef(s) of lpMalloc (at {}ProviderInit or later) not released by Shutdown",
-                            p.life.malloc_refs.len(),
-                            init_prefix(kind)
-                        ),
-                        latest,
-                    ));
-                }
-                let mut members = vec![self.id];
-                for (&id, s) in all.iter_mut().filter(|(_, s)| s.owner == self.id && !s.is_provider()) {
-                    members.push(id);
-                    findings.append(&mut s.findings);
-                    if !s.closed() {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            let _quiet = Quiet::new();
+            let mode = config::mode();
+            let stack = stack_now();
+            let taken = registry::with_all_sessions(
+                |all| {
+                    let p = all.get_mut(&self.id)?;
+                    let mut findings = std::mem::take(&mut p.findings);
+                    let (kind, label) = (p.provider, p.label.clone());
+                    if p.step(Step::Shutdown).is_err() {
+                        findings.push(PendingFinding::error(Rule::OutOfOrder, format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
+                    }
+                    if let Some(&latest) = p.life.malloc_refs.last() {
                         findings.push(PendingFinding::error(
-                            Rule::ShutdownWithOpenLogons,
+                            Rule::MallocNotReleased,
                             format!(
-                                "{} Shutdown while logon \"{}\" has not logged off ({} was never called)",
-                                provider_iface(kind),
-                                s.label,
-                                kind.logoff_method()
+                                "{} AddRef(s) of lpMalloc (at {}ProviderInit or later) not released by Shutdown",
+                                p.life.malloc_refs.len(),
+                                init_prefix(kind)
                             ),
-                            // The Logoff never came: point at the Logon.
-                            s.opened,
+                            latest,
                         ));
                     }
-                }
-                Some((kind, label, findings, members))
-            },
-            None,
-        )
-        .flatten();
-        let Some((kind, label, findings, members)) = taken else {
-            return Logoff::empty(ProviderKind::Unknown, Event::Shutdown);
+                    let mut members = vec![self.id];
+                    for (&id, s) in all.iter_mut().filter(|(_, s)| s.owner == self.id && !s.is_provider()) {
+                        members.push(id);
+                        findings.append(&mut s.findings);
+                        if !s.closed() {
+                            findings.push(PendingFinding::error(
+                                Rule::ShutdownWithOpenLogons,
+                                format!(
+                                    "{} Shutdown while logon \"{}\" has not logged off ({} was never called)",
+                                    provider_iface(kind),
+                                    s.label,
+                                    kind.logoff_method()
+                                ),
+                                // The Logoff never came: point at the Logon.
+                                s.opened,
+                            ));
+                        }
+                    }
+                    Some((kind, label, findings, members))
+                },
+                None,
+            )
+            .flatten();
+            let Some((kind, label, findings, members)) = taken else {
+                return Logoff::empty(ProviderKind::Unknown, Event::Shutdown);
+            };
+            let info = SessionInfo {
+                id: self.id,
+                provider: kind,
+                label,
+                event: Event::Shutdown,
+            };
+            logoff::report(info, &members, findings, mode)
         };
-        let info = SessionInfo {
-            id: self.id,
-            provider: kind,
-            label,
-            event: Event::Shutdown,
-        };
-        logoff::report(info, &members, findings, mode)
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        Logoff::empty(ProviderKind::Unknown, Event::Shutdown)
     }
 
     /// MAPI released the provider object (after Shutdown).
     #[inline(never)]
     pub fn released(self) {
-        let _quiet = Quiet::new();
-        let stack = stack_now();
-        let early = registry::with_session(self.id, |p| match p.step(Step::ReleaseProvider) {
-            Ok(()) => None,
-            Err(Phase::Running) => Some(format!(
-                "{} \"{}\" released before its Shutdown",
-                provider_iface(p.provider),
-                p.label
-            )),
-            Err(_) => Some(format!(
-                "{} \"{}\" released a second time",
-                provider_iface(p.provider),
-                p.label
-            )),
-        })
-        .flatten();
-        if let Some(message) = early {
-            registry::add_finding(
-                self.id,
-                PendingFinding::error(Rule::OutOfOrder, message, stack),
-            );
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            let _quiet = Quiet::new();
+            let stack = stack_now();
+            let early = registry::with_session(self.id, |p| match p.step(Step::ReleaseProvider) {
+                Ok(()) => None,
+                Err(Phase::Running) => Some(format!(
+                    "{} \"{}\" released before its Shutdown",
+                    provider_iface(p.provider),
+                    p.label
+                )),
+                Err(_) => Some(format!(
+                    "{} \"{}\" released a second time",
+                    provider_iface(p.provider),
+                    p.label
+                )),
+            })
+            .flatten();
+            if let Some(message) = early {
+                registry::add_finding(
+                    self.id,
+                    PendingFinding::error(Rule::OutOfOrder, message, stack),
+                );
+            }
         }
     }
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 fn provider_iface(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::AddressBook => "IABProvider::",
@@ -240,6 +297,7 @@ fn provider_iface(kind: ProviderKind) -> &'static str {
     }
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 fn init_prefix(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::AddressBook => "AB",
@@ -252,6 +310,7 @@ fn init_prefix(kind: ProviderKind) -> &'static str {
 /// Records one lifecycle event of `session`: an event after Logoff is
 /// `out-of-order`; `f` may add findings of its own. Findings are filed after
 /// the session lock is released.
+#[cfg(any(debug_assertions, feature = "force"))]
 #[inline(always)]
 fn on(
     session: Session,
@@ -288,19 +347,26 @@ impl Session {
     /// Logon does. Prefer [`Support`], which records this by itself.
     #[inline(never)]
     pub fn support_add_ref(self) {
-        on(self, "IMAPISupport::AddRef", |s, stack, _| {
-            s.life.support_refs.push(stack)
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "IMAPISupport::AddRef", |s, stack, _| {
+                s.life.support_refs.push(stack)
+            });
+        }
     }
 
     /// The provider released the support object (`IMAPISupport::Release`).
     #[inline(never)]
     pub fn support_release(self) {
-        self.release_support(None);
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            self.release_support(None);
+        }
     }
 
     /// Releases the AddRef made at `addref` (a [`Support`]'s own), or the
     /// latest one.
+    #[cfg(any(debug_assertions, feature = "force"))]
     fn release_support(self, addref: Option<stack::StackId>) {
         let session = self.id();
         on(self, "IMAPISupport::Release", |s, stack, findings| {
@@ -333,86 +399,113 @@ impl Session {
 
     /// `IMAPISupport::SetProviderUID` registered a MAPIUID.
     pub fn set_provider_uid(self) {
-        on(self, "IMAPISupport::SetProviderUID", |s, stack, _| {
-            s.life.provider_uid.get_or_insert(stack);
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "IMAPISupport::SetProviderUID", |s, stack, _| {
+                s.life.provider_uid.get_or_insert(stack);
+            });
+        }
     }
 
     /// `IMAPISupport::ModifyStatusRow` added or updated the status row.
     pub fn modify_status_row(self) {
-        on(self, "IMAPISupport::ModifyStatusRow", |s, stack, _| {
-            s.life.status_row.get_or_insert(stack);
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "IMAPISupport::ModifyStatusRow", |s, stack, _| {
+                s.life.status_row.get_or_insert(stack);
+            });
+        }
     }
 
     /// The logon opened connection `id` to a remote server (a mail server,
     /// a directory): Logoff must close it (`server-connection-open`).
     #[inline(never)]
     pub fn server_connected(self, id: u32) {
-        on(self, "connecting to a remote server", |s, stack, _| {
-            s.life.connections.push((id, stack))
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "connecting to a remote server", |s, stack, _| {
+                s.life.connections.push((id, stack))
+            });
+        }
     }
 
     /// The logon closed connection `id` to a remote server.
     #[inline(never)]
     pub fn server_disconnected(self, id: u32) {
-        on(self, "disconnecting from a remote server", |s, _, _| {
-            if let Some(i) = s.life.connections.iter().position(|&(c, _)| c == id) {
-                s.life.connections.remove(i);
-            }
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "disconnecting from a remote server", |s, _, _| {
+                if let Some(i) = s.life.connections.iter().position(|&(c, _)| c == id) {
+                    s.life.connections.remove(i);
+                }
+            });
+        }
     }
 
     /// `IMAPISupport::Subscribe` returned `connection`.
     #[inline(never)]
     pub fn subscribe(self, connection: u32) {
-        on(self, "IMAPISupport::Subscribe", |s, stack, _| {
-            s.life.subscriptions.push((connection, stack))
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "IMAPISupport::Subscribe", |s, stack, _| {
+                s.life.subscriptions.push((connection, stack))
+            });
+        }
     }
 
     /// `IMAPISupport::Unsubscribe(connection)`.
     #[inline(never)]
     pub fn unsubscribe(self, connection: u32) {
-        on(self, "IMAPISupport::Unsubscribe", |s, _, _| {
-            if let Some(i) = s
-                .life
-                .subscriptions
-                .iter()
-                .position(|&(c, _)| c == connection)
-            {
-                s.life.subscriptions.remove(i);
-            }
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "IMAPISupport::Unsubscribe", |s, _, _| {
+                if let Some(i) = s
+                    .life
+                    .subscriptions
+                    .iter()
+                    .position(|&(c, _)| c == connection)
+                {
+                    s.life.subscriptions.remove(i);
+                }
+            });
+        }
     }
 
     /// `IMAPISupport::MakeInvalid` (transports, at TransportLogoff).
     #[inline(never)]
     pub fn make_invalid(self) {
-        on(self, "IMAPISupport::MakeInvalid", |s, _, _| {
-            s.life.made_invalid = true
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "IMAPISupport::MakeInvalid", |s, _, _| {
+                s.life.made_invalid = true
+            });
+        }
     }
 
     /// The logon was added to the provider's list of logons.
     #[inline(never)]
     pub fn listed(self) {
-        on(
-            self,
-            "adding the logon to the provider's list",
-            |s, stack, _| s.life.listed = Some(stack),
-        );
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(
+                self,
+                "adding the logon to the provider's list",
+                |s, stack, _| s.life.listed = Some(stack),
+            );
+        }
     }
 
     /// The logon was removed from the provider's list of logons.
     #[inline(never)]
     pub fn unlisted(self) {
-        on(
-            self,
-            "removing the logon from the provider's list",
-            |s, _, _| s.life.listed = None,
-        );
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(
+                self,
+                "removing the logon from the provider's list",
+                |s, _, _| s.life.listed = None,
+            );
+        }
     }
 
     /// `IMsgStore::StoreLogoff(flags)`: `flags` must be exactly one of
@@ -420,94 +513,106 @@ impl Session {
     /// `LOGOFF_QUIET`.
     #[inline(never)]
     pub fn store_logoff(self, flags: u32) {
-        on(self, "IMsgStore::StoreLogoff", |s, stack, findings| {
-            s.life.store_logoff = true;
-            let valid = LOGOFF_IN_FLAGS.iter().any(|&(f, _)| f == flags);
-            if !valid {
-                findings.push(PendingFinding::error(
-                    Rule::StoreLogoffFlags,
-                    format!(
-                        "IMsgStore::StoreLogoff on \"{}\" with flags {flags:#x}: exactly one of {} expected",
-                        s.label,
-                        LOGOFF_IN_FLAGS.map(|(_, n)| n).join(", ")
-                    ),
-                    stack,
-                ));
-            }
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(self, "IMsgStore::StoreLogoff", |s, stack, findings| {
+                s.life.store_logoff = true;
+                let valid = LOGOFF_IN_FLAGS.iter().any(|&(f, _)| f == flags);
+                if !valid {
+                    findings.push(PendingFinding::error(
+                        Rule::StoreLogoffFlags,
+                        format!(
+                            "IMsgStore::StoreLogoff on \"{}\" with flags {flags:#x}: exactly one of {} expected",
+                            s.label,
+                            LOGOFF_IN_FLAGS.map(|(_, n)| n).join(", ")
+                        ),
+                        stack,
+                    ));
+                }
+            });
+        }
     }
 
     /// `IMAPISupport::StoreLogoffTransports(flags)`.
     #[inline(never)]
     pub fn store_logoff_transports(self, flags: u32) {
-        on(
-            self,
-            "IMAPISupport::StoreLogoffTransports",
-            |s, stack, findings| {
-                s.life.store_logoff_transports += 1;
-                if s.life.store_logoff_transports == 2 {
-                    findings.push(PendingFinding::error(
-                    Rule::StoreLogoffTransports,
-                    format!("IMAPISupport::StoreLogoffTransports called a second time for store \"{}\"", s.label),
-                    stack,
-                ));
-                }
-                if !s.life.store_logoff && flags != LOGOFF_ABORT {
-                    findings.push(PendingFinding::error(
-                    Rule::StoreLogoffTransports,
-                    format!(
-                        "store \"{}\" called IMAPISupport::StoreLogoffTransports without a StoreLogoff (from its Release) with flags {flags:#x}, not LOGOFF_ABORT",
-                        s.label
-                    ),
-                    stack,
-                ));
-                }
-            },
-        );
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(
+                self,
+                "IMAPISupport::StoreLogoffTransports",
+                |s, stack, findings| {
+                    s.life.store_logoff_transports += 1;
+                    if s.life.store_logoff_transports == 2 {
+                        findings.push(PendingFinding::error(
+                        Rule::StoreLogoffTransports,
+                        format!("IMAPISupport::StoreLogoffTransports called a second time for store \"{}\"", s.label),
+                        stack,
+                    ));
+                    }
+                    if !s.life.store_logoff && flags != LOGOFF_ABORT {
+                        findings.push(PendingFinding::error(
+                        Rule::StoreLogoffTransports,
+                        format!(
+                            "store \"{}\" called IMAPISupport::StoreLogoffTransports without a StoreLogoff (from its Release) with flags {flags:#x}, not LOGOFF_ABORT",
+                            s.label
+                        ),
+                        stack,
+                    ));
+                    }
+                },
+            );
+        }
     }
 
     /// The store object's final Release (`IMsgStore::Release` to 0).
     #[inline(never)]
     pub fn store_released(self) {
-        on(
-            self,
-            "the IMsgStore's final Release",
-            |s, stack, findings| {
-                s.life.store_released = true;
-                if s.life.store_logoff_transports == 0 {
-                    findings.push(PendingFinding::error(
-                    Rule::StoreLogoffTransports,
-                    format!(
-                        "store \"{}\" was released without calling IMAPISupport::StoreLogoffTransports (from StoreLogoff, or from Release with LOGOFF_ABORT)",
-                        s.label
-                    ),
-                    stack,
-                ));
-                }
-            },
-        );
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            on(
+                self,
+                "the IMsgStore's final Release",
+                |s, stack, findings| {
+                    s.life.store_released = true;
+                    if s.life.store_logoff_transports == 0 {
+                        findings.push(PendingFinding::error(
+                        Rule::StoreLogoffTransports,
+                        format!(
+                            "store \"{}\" was released without calling IMAPISupport::StoreLogoffTransports (from StoreLogoff, or from Release with LOGOFF_ABORT)",
+                            s.label
+                        ),
+                        stack,
+                    ));
+                    }
+                },
+            );
+        }
     }
 
     /// MAPI released the logon object, after Logoff returned.
     #[inline(never)]
     pub fn logon_released(self) {
-        let _quiet = Quiet::new();
-        let stack = stack_now();
-        let early = registry::with_session(self.id(), |s| match s.step(Step::ReleaseLogon) {
-            Ok(()) => None,
-            Err(Phase::Open) => Some(format!(
-                "logon \"{}\" released before {}",
-                s.label,
-                s.provider.logoff_method()
-            )),
-            Err(_) => Some(format!("logon \"{}\" released a second time", s.label)),
-        })
-        .flatten();
-        if let Some(message) = early {
-            registry::add_finding(
-                self.id(),
-                PendingFinding::error(Rule::OutOfOrder, message, stack),
-            );
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            let _quiet = Quiet::new();
+            let stack = stack_now();
+            let early = registry::with_session(self.id(), |s| match s.step(Step::ReleaseLogon) {
+                Ok(()) => None,
+                Err(Phase::Open) => Some(format!(
+                    "logon \"{}\" released before {}",
+                    s.label,
+                    s.provider.logoff_method()
+                )),
+                Err(_) => Some(format!("logon \"{}\" released a second time", s.label)),
+            })
+            .flatten();
+            if let Some(message) = early {
+                registry::add_finding(
+                    self.id(),
+                    PendingFinding::error(Rule::OutOfOrder, message, stack),
+                );
+            }
         }
     }
 }
@@ -525,9 +630,12 @@ impl Session {
 /// // ... use it through Deref ...
 /// drop(support); // IABLogon::Logoff: Release
 /// ```
+/// Without the instrumentation it is just `T`.
 pub struct Support<T> {
+    #[cfg(any(debug_assertions, feature = "force"))]
     session: Session,
     /// The stack of its own AddRef, so its Drop releases that one.
+    #[cfg(any(debug_assertions, feature = "force"))]
     addref: stack::StackId,
     inner: T,
 }
@@ -536,22 +644,41 @@ impl<T> Support<T> {
     /// Keeps `inner` (already AddRef'd, as a cloned COM pointer is) for `session`.
     #[inline(never)]
     pub fn new(session: Session, inner: T) -> Self {
-        let _quiet = Quiet::new();
-        let addref = stack_now();
-        on(session, "IMAPISupport::AddRef", |s, _, _| {
-            s.life.support_refs.push(addref)
-        });
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            let _quiet = Quiet::new();
+            let addref = stack_now();
+            on(session, "IMAPISupport::AddRef", |s, _, _| {
+                s.life.support_refs.push(addref)
+            });
+            Support {
+                session,
+                addref,
+                inner,
+            }
+        };
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        Support { inner }
+    }
+}
+
+/// A clone is one more AddRef, released when it drops.
+impl<T: Clone> Clone for Support<T> {
+    fn clone(&self) -> Self {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return Support::new(self.session, self.inner.clone());
+        #[cfg(not(any(debug_assertions, feature = "force")))]
         Support {
-            session,
-            addref,
-            inner,
+            inner: self.inner.clone(),
         }
     }
 }
 
-impl<T: Clone> Clone for Support<T> {
-    fn clone(&self) -> Self {
-        Support::new(self.session, self.inner.clone())
+impl<T: fmt::Debug> fmt::Debug for Support<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Support")
+            .field("inner", &self.inner)
+            .finish()
     }
 }
 
@@ -562,6 +689,7 @@ impl<T> Deref for Support<T> {
     }
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 impl<T> Drop for Support<T> {
     fn drop(&mut self) {
         self.session.release_support(Some(self.addref));

@@ -6,135 +6,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
-
-use crate::{Kind, Logoff, Malloc, ObjectId, Scope, Session};
-
-macro_rules! noop_events {
-    ($($(#[$m:meta])* $name:ident $(($arg:ident: $ty:ty))?;)*) => {
-        impl Session {$(
-            $(#[$m])*
-            #[inline(always)]
-            pub fn $name(self $(, $arg: $ty)?) {
-                $(let _ = $arg;)?
-            }
-        )*}
-    };
-}
-
-noop_events! {
-    /// No-op.
-    support_add_ref;
-    /// No-op.
-    support_release;
-    /// No-op.
-    set_provider_uid;
-    /// No-op.
-    modify_status_row;
-    /// No-op.
-    subscribe(connection: u32);
-    /// No-op.
-    unsubscribe(connection: u32);
-    /// No-op.
-    make_invalid;
-    /// No-op.
-    listed;
-    /// No-op.
-    unlisted;
-    /// No-op.
-    store_logoff(flags: u32);
-    /// No-op.
-    store_logoff_transports(flags: u32);
-    /// No-op.
-    store_released;
-    /// No-op.
-    logon_released;
-    /// No-op.
-    server_connected(id: u32);
-    /// No-op.
-    server_disconnected(id: u32);
-}
-
-/// A provider object's life (zero-sized).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Provider;
-
-impl Provider {
-    /// No-op.
-    #[inline(always)]
-    pub fn init(_kind: ProviderKind, _label: impl Into<String>, _malloc: Malloc) -> Provider {
-        Provider
-    }
-    /// Always 0.
-    #[inline(always)]
-    pub fn id(self) -> u64 {
-        0
-    }
-    /// Always a provider (every id is 0 here).
-    #[inline(always)]
-    pub fn by_id(_id: u64) -> Option<Provider> {
-        Some(Provider)
-    }
-    /// No-op.
-    #[inline(always)]
-    pub fn enter(self) -> Scope {
-        Session {}.enter()
-    }
-    /// No-op.
-    #[inline(always)]
-    pub fn logon(self, _label: impl Into<String>) -> Session {
-        Session {}
-    }
-    /// No-op.
-    #[inline(always)]
-    pub fn malloc_release(self) {}
-    /// No-op.
-    #[inline(always)]
-    pub fn malloc_add_ref(self) {}
-    /// An empty Shutdown report.
-    #[inline(always)]
-    pub fn shutdown(self) -> Logoff {
-        empty(ProviderKind::Unknown, Event::Shutdown)
-    }
-    /// No-op.
-    #[inline(always)]
-    pub fn released(self) {}
-}
-
-/// The support object as the provider keeps it: just `T`.
-#[derive(Clone, Debug)]
-pub struct Support<T> {
-    inner: T,
-}
-
-impl<T> Support<T> {
-    /// Keeps `inner`.
-    #[inline(always)]
-    pub fn new(_session: Session, inner: T) -> Self {
-        Support { inner }
-    }
-}
-
-impl<T> std::ops::Deref for Support<T> {
-    type Target = T;
-    #[inline(always)]
-    fn deref(&self) -> &T {
-        &self.inner
-    }
-}
-
-#[inline(always)]
-fn empty(provider: ProviderKind, event: Event) -> Logoff {
-    Logoff {
-        report: Report::new(SessionInfo {
-            id: 0,
-            provider,
-            label: String::new(),
-            event,
-        }),
-        files: Vec::new(),
-    }
-}
+use crate::{Kind, ObjectId, Session};
 
 macro_rules! shared_methods {
     () => {
@@ -234,8 +106,6 @@ impl RefCount {
 const _: () = {
     assert!(size_of::<Tracked>() == 0);
     assert!(size_of::<RefCount>() == size_of::<u32>());
-    assert!(size_of::<Provider>() == 0);
-    assert!(size_of::<Support<u64>>() == size_of::<u64>());
 };
 
 #[cfg(test)]
