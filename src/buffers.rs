@@ -19,25 +19,37 @@
 //! memory is released, so an address is not reused while a second free of
 //! it can still be recognized.
 #![allow(unsafe_code)]
+// Without the instrumentation the calls go straight to MAPI's functions,
+// or to a plain in-process implementation with MAPI's chain semantics;
+// what the live path reads is then unused.
+#![cfg_attr(not(any(debug_assertions, feature = "force")), allow(unused_variables))]
 
-use mapileak_reports::Rule;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+#[cfg(any(debug_assertions, feature = "force"))]
+use std::collections::VecDeque;
 use std::ffi::c_void;
 
+#[cfg(any(debug_assertions, feature = "force"))]
+use mapileak_reports::Rule;
+#[cfg(any(debug_assertions, feature = "force"))]
 use parking_lot::Mutex;
 
-use crate::context::Quiet;
 use crate::context::Session;
-use crate::registry::{self, PendingFinding};
-use crate::{context, stack};
+#[cfg(any(debug_assertions, feature = "force"))]
+use crate::{
+    context::{self, Quiet},
+    registry::{self, PendingFinding},
+    stack,
+};
 
 pub use crate::buffer_abi::*;
 
-/// Frees held back before their memory is released.
-pub const QUARANTINE: usize = 4096;
+/// Frees held back before their memory is released (none without the
+/// instrumentation).
+pub const QUARANTINE: usize = if crate::LIVE { 4096 } else { 0 };
 /// Bytes held back at most: a few large freed buffers do not pin more.
-pub const QUARANTINE_BYTES: u64 = 16 << 20;
+pub const QUARANTINE_BYTES: u64 = if crate::LIVE { 16 << 20 } else { 0 };
 
 #[derive(Clone, Copy)]
 struct Real {
@@ -49,8 +61,13 @@ struct Real {
 /// MAPI's buffer functions, tracked. See the module documentation.
 pub struct MapiBuffers {
     real: Option<Real>,
+    /// Without the instrumentation, in-process: each root's chain, with
+    /// layouts.
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    chains: std::sync::Mutex<HashMap<usize, Vec<(usize, Layout)>>>,
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 struct Record {
     session: u64,
     stack: stack::StackId,
@@ -66,6 +83,7 @@ struct Record {
     real: Option<Real>,
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 #[derive(Default)]
 struct Table {
     records: HashMap<usize, Record>,
@@ -74,8 +92,10 @@ struct Table {
     quarantined_bytes: u64,
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
+#[cfg(any(debug_assertions, feature = "force"))]
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     f(TABLE.lock().get_or_insert_with(Table::default))
 }
@@ -83,7 +103,11 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 impl MapiBuffers {
     /// A complete in-process implementation (memory from the system allocator).
     pub fn in_process() -> MapiBuffers {
-        MapiBuffers { real: None }
+        MapiBuffers {
+            real: None,
+            #[cfg(not(any(debug_assertions, feature = "force")))]
+            chains: Default::default(),
+        }
     }
 
     /// Checks and records the calls, and passes the valid ones to MAPI's.
@@ -100,6 +124,8 @@ impl MapiBuffers {
     ) -> MapiBuffers {
         MapiBuffers {
             real: Some(Real { alloc, more, free }),
+            #[cfg(not(any(debug_assertions, feature = "force")))]
+            chains: Default::default(),
         }
     }
 
@@ -110,20 +136,30 @@ impl MapiBuffers {
     /// [`MapiBuffers::allocate_buffer_in`].
     #[inline(never)]
     pub fn allocate_buffer(&self, cb: u32) -> Result<*mut c_void, i32> {
-        let _quiet = Quiet::new();
-        let (p, layout) = self.raw_alloc(cb, None)?;
-        self.record(p, layout, cb, None, context::current_id());
-        Ok(p)
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            let _quiet = Quiet::new();
+            let (p, layout) = self.raw_alloc(cb, None)?;
+            self.record(p, layout, cb, None, context::current_id());
+            Ok(p)
+        };
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        self.plain_allocate_buffer(cb)
     }
 
     /// `MAPIAllocateBuffer(cb, &p)` for `session`, whatever scope the
     /// thread is in (the explicit style of `Tracked::in_session`).
     #[inline(never)]
     pub fn allocate_buffer_in(&self, session: Session, cb: u32) -> Result<*mut c_void, i32> {
-        let _quiet = Quiet::new();
-        let (p, layout) = self.raw_alloc(cb, None)?;
-        self.record(p, layout, cb, None, session.id());
-        Ok(p)
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            let _quiet = Quiet::new();
+            let (p, layout) = self.raw_alloc(cb, None)?;
+            self.record(p, layout, cb, None, session.id());
+            Ok(p)
+        };
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        self.plain_allocate_buffer(cb)
     }
 
     /// `MAPIAllocateMore(cb, parent, &p)`: a block freed with `parent`'s chain.
@@ -135,32 +171,40 @@ impl MapiBuffers {
     /// release build passes it to MAPI unchecked.)
     #[inline(never)]
     pub unsafe fn allocate_more(&self, cb: u32, parent: *mut c_void) -> Result<*mut c_void, i32> {
-        let _quiet = Quiet::new();
-        let found = with_table(|t| match t.records.get(&(parent as usize)) {
-            Some(r) if !r.freed => Some((r.root, r.size, r.session)),
-            _ => None,
-        });
-        let Some((root_of_parent, parent_size, session)) = found else {
-            return Err(MAPI_E_INVALID_PARAMETER);
-        };
-        if root_of_parent.is_some() {
-            // MAPI asks for a MAPIAllocateBuffer block; a child still works
-            // (it joins its root's chain), so this is a finding, not a refusal.
-            registry::add_finding(
-                session,
-                PendingFinding::error(
-                    Rule::BufferMoreOnChild,
-                    format!(
-                        "MAPIAllocateMore({cb}) given a {parent_size}-byte MAPIAllocateMore child as its parent; MAPI requires a MAPIAllocateBuffer block"
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            let _quiet = Quiet::new();
+            let found = with_table(|t| match t.records.get(&(parent as usize)) {
+                Some(r) if !r.freed => Some((r.root, r.size, r.session)),
+                _ => None,
+            });
+            let Some((root_of_parent, parent_size, session)) = found else {
+                return Err(MAPI_E_INVALID_PARAMETER);
+            };
+            if root_of_parent.is_some() {
+                // MAPI asks for a MAPIAllocateBuffer block; a child still works
+                // (it joins its root's chain), so this is a finding, not a refusal.
+                registry::add_finding(
+                    session,
+                    PendingFinding::error(
+                        Rule::BufferMoreOnChild,
+                        format!(
+                            "MAPIAllocateMore({cb}) given a {parent_size}-byte MAPIAllocateMore child as its parent; MAPI requires a MAPIAllocateBuffer block"
+                        ),
+                        stack::capture(),
                     ),
-                    stack::capture(),
-                ),
-            );
+                );
+            }
+            let root = root_of_parent.unwrap_or(parent as usize);
+            let (p, layout) = self.raw_alloc(cb, Some(parent))?;
+            self.record(p, layout, cb, Some(root), 0);
+            Ok(p)
+        };
+        // SAFETY: the caller's promise, passed on.
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        unsafe {
+            self.plain_allocate_more(cb, parent)
         }
-        let root = root_of_parent.unwrap_or(parent as usize);
-        let (p, layout) = self.raw_alloc(cb, Some(parent))?;
-        self.record(p, layout, cb, Some(root), 0);
-        Ok(p)
     }
 
     /// `MAPIFreeBuffer(p)`: frees a root buffer and its chain. Returns `S_OK`
@@ -173,77 +217,87 @@ impl MapiBuffers {
     /// and does not pass it on; a release build passes it to MAPI unchecked.)
     #[inline(never)]
     pub unsafe fn free_buffer(&self, buffer: *mut c_void) -> u32 {
-        if buffer.is_null() {
-            return 0;
-        }
-        let _quiet = Quiet::new();
-        let addr = buffer as usize;
-        enum Verdict {
-            Free(Vec<usize>),
-            Bad(Rule, String, u64),
-        }
-        let verdict = with_table(|t| match t.records.get(&addr) {
-            None => Verdict::Bad(
-                Rule::BufferForeignFree,
-                format!("MAPIFreeBuffer({addr:#x}) on memory MAPIAllocateBuffer did not allocate"),
-                context::current_id(),
-            ),
-            Some(r) if r.freed => Verdict::Bad(
-                Rule::BufferDoubleFree,
-                format!(
-                    "MAPIFreeBuffer called a second time on a {}-byte MAPI buffer",
-                    r.size
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            if buffer.is_null() {
+                return 0;
+            }
+            let _quiet = Quiet::new();
+            let addr = buffer as usize;
+            enum Verdict {
+                Free(Vec<usize>),
+                Bad(Rule, String, u64),
+            }
+            let verdict = with_table(|t| match t.records.get(&addr) {
+                None => Verdict::Bad(
+                    Rule::BufferForeignFree,
+                    format!(
+                        "MAPIFreeBuffer({addr:#x}) on memory MAPIAllocateBuffer did not allocate"
+                    ),
+                    context::current_id(),
                 ),
-                r.session,
-            ),
-            Some(r) if r.root.is_some() => Verdict::Bad(
-                Rule::BufferFreeChild,
-                format!(
-                    "MAPIFreeBuffer called on a {}-byte MAPIAllocateMore child; only its parent may be freed, which frees the chain",
-                    r.size
+                Some(r) if r.freed => Verdict::Bad(
+                    Rule::BufferDoubleFree,
+                    format!(
+                        "MAPIFreeBuffer called a second time on a {}-byte MAPI buffer",
+                        r.size
+                    ),
+                    r.session,
                 ),
-                r.session,
-            ),
-            Some(r) => {
-                let chain: Vec<usize> = std::iter::once(addr)
-                    .chain(r.children.iter().copied())
-                    .collect();
-                for a in &chain {
-                    if let Some(c) = t.records.get_mut(a) {
-                        c.freed = true;
+                Some(r) if r.root.is_some() => Verdict::Bad(
+                    Rule::BufferFreeChild,
+                    format!(
+                        "MAPIFreeBuffer called on a {}-byte MAPIAllocateMore child; only its parent may be freed, which frees the chain",
+                        r.size
+                    ),
+                    r.session,
+                ),
+                Some(r) => {
+                    let chain: Vec<usize> = std::iter::once(addr)
+                        .chain(r.children.iter().copied())
+                        .collect();
+                    for a in &chain {
+                        if let Some(c) = t.records.get_mut(a) {
+                            c.freed = true;
+                        }
                     }
-                }
-                let bytes: u64 = chain
-                    .iter()
-                    .filter_map(|a| t.records.get(a))
-                    .map(|c| c.size)
-                    .sum();
-                t.quarantine.push_back((addr, bytes));
-                t.quarantined_bytes += bytes;
-                let mut release = Vec::new();
-                while t.quarantine.len() > QUARANTINE
-                    || (t.quarantined_bytes > QUARANTINE_BYTES && t.quarantine.len() > 1)
-                {
-                    if let Some((old, bytes)) = t.quarantine.pop_front() {
-                        t.quarantined_bytes -= bytes;
-                        release.push(old);
+                    let bytes: u64 = chain
+                        .iter()
+                        .filter_map(|a| t.records.get(a))
+                        .map(|c| c.size)
+                        .sum();
+                    t.quarantine.push_back((addr, bytes));
+                    t.quarantined_bytes += bytes;
+                    let mut release = Vec::new();
+                    while t.quarantine.len() > QUARANTINE
+                        || (t.quarantined_bytes > QUARANTINE_BYTES && t.quarantine.len() > 1)
+                    {
+                        if let Some((old, bytes)) = t.quarantine.pop_front() {
+                            t.quarantined_bytes -= bytes;
+                            release.push(old);
+                        }
                     }
+                    Verdict::Free(release)
                 }
-                Verdict::Free(release)
-            }
-        });
-        match verdict {
-            Verdict::Free(release) => {
-                for root in release {
-                    release_chain(root);
+            });
+            match verdict {
+                Verdict::Free(release) => {
+                    for root in release {
+                        release_chain(root);
+                    }
+                    0
                 }
-                0
+                Verdict::Bad(rule, message, session) => {
+                    let stack = stack::capture();
+                    registry::add_finding(session, PendingFinding::error(rule, message, stack));
+                    0
+                }
             }
-            Verdict::Bad(rule, message, session) => {
-                let stack = stack::capture();
-                registry::add_finding(session, PendingFinding::error(rule, message, stack));
-                0
-            }
+        };
+        // SAFETY: the caller's promise, passed on.
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        unsafe {
+            self.plain_free_buffer(buffer)
         }
     }
 
@@ -255,32 +309,38 @@ impl MapiBuffers {
     /// `false`, changing nothing, for null or for what is not a live root
     /// buffer of these functions.
     pub fn to_caller(&self, buffer: *mut c_void) -> bool {
-        let _quiet = Quiet::new();
-        let addr = buffer as usize;
-        with_table(|t| {
-            let Some(r) = t.records.get_mut(&addr) else {
-                return false;
-            };
-            if r.freed || r.to_caller || r.root.is_some() {
-                return false;
-            }
-            if r.layout.is_some() {
-                // Our memory: the caller frees it through us.
-                r.to_caller = true;
-            } else {
-                // MAPI's: MAPI frees it, and may hand the address out again.
-                let children = std::mem::take(&mut r.children);
-                t.records.remove(&addr);
-                for c in children {
-                    t.records.remove(&c);
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return {
+            let _quiet = Quiet::new();
+            let addr = buffer as usize;
+            with_table(|t| {
+                let Some(r) = t.records.get_mut(&addr) else {
+                    return false;
+                };
+                if r.freed || r.to_caller || r.root.is_some() {
+                    return false;
                 }
-            }
-            true
-        })
+                if r.layout.is_some() {
+                    // Our memory: the caller frees it through us.
+                    r.to_caller = true;
+                } else {
+                    // MAPI's: MAPI frees it, and may hand the address out again.
+                    let children = std::mem::take(&mut r.children);
+                    t.records.remove(&addr);
+                    for c in children {
+                        t.records.remove(&c);
+                    }
+                }
+                true
+            })
+        };
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        !buffer.is_null()
     }
 
     /// Records a new block: a root of `session`, or a child joining `root`'s
     /// chain (and session).
+    #[cfg(any(debug_assertions, feature = "force"))]
     fn record(
         &self,
         p: *mut c_void,
@@ -315,6 +375,7 @@ impl MapiBuffers {
         });
     }
 
+    #[cfg(any(debug_assertions, feature = "force"))]
     fn raw_alloc(
         &self,
         cb: u32,
@@ -352,13 +413,89 @@ impl MapiBuffers {
     }
 }
 
+/// The calls without the instrumentation: MAPI's functions directly, or
+/// the plain in-process chains.
+#[cfg(not(any(debug_assertions, feature = "force")))]
+impl MapiBuffers {
+    fn plain_block(cb: u32) -> Result<(usize, Layout), i32> {
+        let layout = Layout::from_size_align(cb.max(1) as usize, 16)
+            .map_err(|_| MAPI_E_NOT_ENOUGH_MEMORY)?;
+        // SAFETY: the size is at least 1.
+        let p = unsafe { System.alloc(layout) };
+        if p.is_null() {
+            Err(MAPI_E_NOT_ENOUGH_MEMORY)
+        } else {
+            Ok((p as usize, layout))
+        }
+    }
+
+    fn plain_allocate_buffer(&self, cb: u32) -> Result<*mut c_void, i32> {
+        if let Some(real) = self.real {
+            let mut p = std::ptr::null_mut();
+            // SAFETY: `wrap`'s contract; `p` is a valid out pointer.
+            let hr = unsafe { (real.alloc)(cb, &mut p) };
+            return if hr < 0 { Err(hr) } else { Ok(p) };
+        }
+        let (p, layout) = Self::plain_block(cb)?;
+        self.chains
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p, vec![(p, layout)]);
+        Ok(p as *mut c_void)
+    }
+
+    /// # Safety
+    ///
+    /// `allocate_more`'s contract.
+    unsafe fn plain_allocate_more(&self, cb: u32, parent: *mut c_void) -> Result<*mut c_void, i32> {
+        if let Some(real) = self.real {
+            let mut p = std::ptr::null_mut();
+            // SAFETY: `wrap`'s contract and the caller's; `p` is a valid out pointer.
+            let hr = unsafe { (real.more)(cb, parent, &mut p) };
+            return if hr < 0 { Err(hr) } else { Ok(p) };
+        }
+        let mut chains = self.chains.lock().unwrap_or_else(|e| e.into_inner());
+        let root = chains
+            .iter()
+            .find(|(_, c)| c.iter().any(|&(a, _)| a == parent as usize))
+            .map(|(&r, _)| r)
+            .ok_or(MAPI_E_INVALID_PARAMETER)?;
+        let (p, layout) = Self::plain_block(cb)?;
+        chains.entry(root).or_default().push((p, layout));
+        Ok(p as *mut c_void)
+    }
+
+    /// # Safety
+    ///
+    /// `free_buffer`'s contract.
+    unsafe fn plain_free_buffer(&self, buffer: *mut c_void) -> u32 {
+        if let Some(real) = self.real {
+            // SAFETY: `wrap`'s contract and the caller's.
+            return unsafe { (real.free)(buffer) };
+        }
+        let chain = self
+            .chains
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(buffer as usize));
+        for (a, layout) in chain.into_iter().flatten() {
+            // SAFETY: allocated by `plain_block` with this layout, and
+            // removed from the table, so freed once.
+            unsafe { System.dealloc(a as *mut u8, layout) };
+        }
+        0
+    }
+}
+
 /// Runs `f` holding the table's lock (fault injection: see `testing`).
+#[cfg(any(debug_assertions, feature = "force"))]
 pub(crate) fn with_table_locked(f: impl FnOnce()) {
     let _held = TABLE.lock();
     f();
 }
 
 /// Releases a quarantined chain's memory and forgets its records.
+#[cfg(any(debug_assertions, feature = "force"))]
 fn release_chain(root: usize) {
     let records: Vec<(usize, Record)> = with_table(|t| {
         let children = t
@@ -387,12 +524,14 @@ fn release_chain(root: usize) {
 
 /// Unfreed chains of the sessions `pick` accepts: `(session, stack, bytes,
 /// children)`.
+#[cfg(any(debug_assertions, feature = "force"))]
 pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(u64, stack::StackId, u64, u64)> {
     live_in_within(pick, None).unwrap_or_default()
 }
 
 /// [`live_in`], the table's lock waited for at most `wait` (`None`: as
 /// long as it takes); `None` when it was not free in time.
+#[cfg(any(debug_assertions, feature = "force"))]
 pub(crate) fn live_in_within(
     pick: impl Fn(u64) -> bool,
     wait: Option<std::time::Duration>,

@@ -27,7 +27,9 @@
 //!
 //! The instrumentation is live when `debug_assertions` are on or feature
 //! `force` is enabled. Otherwise every type here is zero-sized (but
-//! [`RefCount`], which still counts) and every call an inlined no-op.
+//! [`RefCount`], which still counts, and [`Support`], which holds what it
+//! wraps) and every call a no-op. Each type is defined once, for both
+//! builds: only its inner part is chosen by the build.
 //!
 //! # Environment (contract)
 //!
@@ -42,9 +44,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 // Unsafe code lives in `stack` (frame-pointer walk), `exit` (atexit),
 // `vmem` (tables reserved on first use), `config_env` (the user id),
-// `alloc` (the allocator hook), `buffers` (MAPI's buffer functions),
-// `trace` (Windows' debugger output) and `noop` (pass-through versions),
-// each allowing it for itself.
+// `alloc` (the allocator hook), `heap` (the allocator's public face),
+// `buffers` (MAPI's buffer functions) and `trace` (stderr and Windows'
+// debugger output), each allowing it for itself.
 #![deny(unsafe_code)]
 
 mod buffer_abi;
@@ -66,7 +68,6 @@ pub use inventory as __inventory;
 mod alloc;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod analysis;
-#[cfg(any(debug_assertions, feature = "force"))]
 pub mod buffers;
 // Settings: one implementation in every build (a release build reports
 // nothing, so its mode is `Off`).
@@ -85,7 +86,6 @@ mod layers;
 mod lifecycle;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod logoff;
-#[cfg(any(debug_assertions, feature = "force"))]
 mod object;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod registry;
@@ -105,22 +105,12 @@ pub use config::{
     html, mode, output_dir, set_html, set_mode, set_output_dir, set_trace_roots, trace_roots,
 };
 pub use lifecycle::{Provider, Support};
-#[cfg(any(debug_assertions, feature = "force"))]
 pub use object::{RefCount, Tracked};
 pub use session::{Scope, Session};
 
 #[cfg(any(debug_assertions, feature = "force"))]
 #[doc(hidden)]
 pub mod testing;
-
-// What is left of the release build's mirror (being folded into the
-// modules above, one type at a time).
-#[cfg(not(any(debug_assertions, feature = "force")))]
-mod noop;
-#[cfg(not(any(debug_assertions, feature = "force")))]
-pub use noop::buffers;
-#[cfg(not(any(debug_assertions, feature = "force")))]
-pub use noop::{RefCount, Tracked};
 
 /// Reports everything still alive as leaked at process end (`event: exit`):
 /// one report per provider (with its logons), per logon made without a
@@ -219,3 +209,37 @@ impl Logoff {
 
 /// Whether the instrumentation is compiled in (debug build or feature `force`).
 pub const LIVE: bool = cfg!(any(debug_assertions, feature = "force"));
+
+/// The public types have these traits; tests/release checks the same list
+/// in the release build (this crate's own tests always build it live).
+#[cfg(test)]
+mod same_api_in_every_build {
+    use super::*;
+
+    fn debug<T: std::fmt::Debug>() {}
+    fn send_sync<T: Send + Sync>() {}
+    fn copy<T: Copy + Eq + std::hash::Hash>() {}
+
+    #[test]
+    fn traits() {
+        debug::<Session>();
+        debug::<Provider>();
+        debug::<ObjectId>();
+        debug::<Tracked>();
+        debug::<RefCount>();
+        debug::<Support<u8>>();
+        debug::<TrackingAllocator>();
+        debug::<HeapStats>();
+        send_sync::<Session>();
+        send_sync::<Provider>();
+        send_sync::<ObjectId>();
+        send_sync::<Tracked>();
+        send_sync::<RefCount>();
+        send_sync::<Support<u8>>();
+        send_sync::<TrackingAllocator>();
+        send_sync::<buffers::MapiBuffers>();
+        copy::<Session>();
+        copy::<Provider>();
+        copy::<ObjectId>();
+    }
+}

@@ -8,24 +8,36 @@
 //!   `AddRef`/`Release` call it and return what it returns. It records every
 //!   transition, and a Release at zero becomes an `over-release` finding.
 
-use mapileak_reports::Rule;
-use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+// Without the instrumentation the objects only count (RefCount) or do
+// nothing (Tracked); what the live path reads is then unused.
+#![cfg_attr(not(any(debug_assertions, feature = "force")), allow(unused_variables))]
 
-use mapileak_reports::RefOp;
+use std::fmt;
+#[cfg(not(any(debug_assertions, feature = "force")))]
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
+#[cfg(any(debug_assertions, feature = "force"))]
+use std::sync::{Arc, atomic::AtomicU32};
+
+#[cfg(any(debug_assertions, feature = "force"))]
+use mapileak_reports::{RefOp, Rule};
+#[cfg(any(debug_assertions, feature = "force"))]
 use parking_lot::Mutex;
 
-use crate::config;
+use crate::ObjectId;
 use crate::context::Session;
-use crate::context::{self, Quiet};
-use crate::count::{Count, Release};
 use crate::kind::Kind;
-use crate::registry::{self, Links, Node, PendingFinding};
-use crate::stack;
-use crate::{Mode, ObjectId};
+#[cfg(any(debug_assertions, feature = "force"))]
+use crate::{
+    Mode, config,
+    context::{self, Quiet},
+    count::{Count, Release},
+    registry::{self, Links, Node, PendingFinding},
+    stack,
+};
 
 /// What `Tracked` and `RefCount` share: the node and its registration.
+#[cfg(any(debug_assertions, feature = "force"))]
 struct Handle {
     node: Arc<Node>,
     /// [`registry::memory_tag`] of the node's id: never read here, but it
@@ -34,6 +46,7 @@ struct Handle {
     tag: u64,
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 impl Handle {
     #[inline(never)]
     fn new(session: Option<Session>, kind: &'static Kind, label: String, counted: bool) -> Handle {
@@ -99,18 +112,23 @@ macro_rules! shared_methods {
     () => {
         /// Its id, for children to name it as parent or holder.
         pub fn id(&self) -> ObjectId {
-            self.handle.id()
+            #[cfg(any(debug_assertions, feature = "force"))]
+            return self.handle.id();
+            #[cfg(not(any(debug_assertions, feature = "force")))]
+            ObjectId::NONE
         }
 
         /// Records the MAPI parent it was opened from (the folder of a
         /// message): shown in the report, does not decide blame.
         pub fn opened_from(self, parent: ObjectId) -> Self {
+            #[cfg(any(debug_assertions, feature = "force"))]
             self.handle.opened_from(parent);
             self
         }
 
         /// [`opened_from`](Self::opened_from), after creation.
         pub fn set_opened_from(&self, parent: ObjectId) {
+            #[cfg(any(debug_assertions, feature = "force"))]
             self.handle.opened_from(parent);
         }
 
@@ -118,6 +136,7 @@ macro_rules! shared_methods {
         /// message holding its folder). A leaked holder makes what it holds
         /// an indirect leak, shown under it.
         pub fn holding(self, other: ObjectId) -> Self {
+            #[cfg(any(debug_assertions, feature = "force"))]
             self.handle.hold(other);
             self
         }
@@ -125,11 +144,13 @@ macro_rules! shared_methods {
         /// Records that it now keeps a reference on `other` (a message
         /// caching an attachment). Once per reference taken.
         pub fn hold(&self, other: ObjectId) {
+            #[cfg(any(debug_assertions, feature = "force"))]
             self.handle.hold(other);
         }
 
         /// Records that it let go of one reference on `other`.
         pub fn release_hold(&self, other: ObjectId) {
+            #[cfg(any(debug_assertions, feature = "force"))]
             self.handle.release_hold(other);
         }
     };
@@ -144,7 +165,10 @@ macro_rules! shared_methods {
 /// let table = ContentsTable { _track: Tracked::new(&kinds::IMAPI_TABLE, "contents of Inbox") };
 /// drop(table); // no longer alive: not a leak
 /// ```
+///
+/// Zero-sized without the instrumentation.
 pub struct Tracked {
+    #[cfg(any(debug_assertions, feature = "force"))]
     handle: Handle,
 }
 
@@ -153,6 +177,7 @@ impl Tracked {
     /// [`Session::enter`]); outside any session it is reported at process end.
     pub fn new(kind: &'static Kind, label: impl Into<String>) -> Tracked {
         Tracked {
+            #[cfg(any(debug_assertions, feature = "force"))]
             handle: Handle::new(None, kind, label.into(), false),
         }
     }
@@ -160,6 +185,7 @@ impl Tracked {
     /// Tracks an object of `kind` in `session`.
     pub fn in_session(session: Session, kind: &'static Kind, label: impl Into<String>) -> Tracked {
         Tracked {
+            #[cfg(any(debug_assertions, feature = "force"))]
             handle: Handle::new(Some(session), kind, label.into(), false),
         }
     }
@@ -167,6 +193,7 @@ impl Tracked {
     shared_methods!();
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 impl Drop for Tracked {
     fn drop(&mut self) {
         registry::remove(self.handle.node.id);
@@ -175,11 +202,12 @@ impl Drop for Tracked {
 
 impl fmt::Debug for Tracked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tracked")
-            .field("id", &self.handle.node.id)
+        let mut d = f.debug_struct("Tracked");
+        #[cfg(any(debug_assertions, feature = "force"))]
+        d.field("id", &self.handle.node.id)
             .field("kind", &self.handle.node.kind.name())
-            .field("label", &self.handle.node.label)
-            .finish()
+            .field("label", &self.handle.node.label);
+        d.finish()
     }
 }
 
@@ -189,22 +217,34 @@ impl fmt::Debug for Tracked {
 /// returns [`RefCount::release`] and destroys the object when that is 0. A
 /// `Release` at 0 does not wrap: it stays 0 and records an `over-release`
 /// finding with the caller's stack.
+///
+/// Without the instrumentation it is a plain count of `u32` size, which
+/// still never goes below 0.
 pub struct RefCount {
+    #[cfg(any(debug_assertions, feature = "force"))]
     handle: Handle,
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    count: AtomicU32,
 }
 
 impl RefCount {
     /// A count of 1 for a new object of `kind` in the current session.
     pub fn new(kind: &'static Kind, label: impl Into<String>) -> RefCount {
         RefCount {
+            #[cfg(any(debug_assertions, feature = "force"))]
             handle: Handle::new(None, kind, label.into(), true),
+            #[cfg(not(any(debug_assertions, feature = "force")))]
+            count: AtomicU32::new(1),
         }
     }
 
     /// A count of 1 for a new object of `kind` in `session`.
     pub fn in_session(session: Session, kind: &'static Kind, label: impl Into<String>) -> RefCount {
         RefCount {
+            #[cfg(any(debug_assertions, feature = "force"))]
             handle: Handle::new(Some(session), kind, label.into(), true),
+            #[cfg(not(any(debug_assertions, feature = "force")))]
+            count: AtomicU32::new(1),
         }
     }
 
@@ -213,19 +253,35 @@ impl RefCount {
     /// `IUnknown::AddRef`: returns the new count.
     #[inline]
     pub fn add_ref(&self) -> u32 {
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        return self.count.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        #[cfg(any(debug_assertions, feature = "force"))]
         let node = &*self.handle.node;
-        let n = node.refs.add_ref();
-        if node.history {
-            record(node, RefOp::AddRef);
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            let n = node.refs.add_ref();
+            if node.history {
+                record(node, RefOp::AddRef);
+            }
+            n
         }
-        n
     }
 
     /// `IUnknown::Release`: returns the new count; at 0 the caller destroys
     /// the object. Never below 0.
     #[inline]
     pub fn release(&self) -> u32 {
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        return match self
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        {
+            Ok(n) => n - 1,
+            Err(_) => 0,
+        };
+        #[cfg(any(debug_assertions, feature = "force"))]
         let node = &*self.handle.node;
+        #[cfg(any(debug_assertions, feature = "force"))]
         match node.refs.release() {
             Release::Zeroed => {
                 final_release(node);
@@ -247,10 +303,14 @@ impl RefCount {
 
     /// The current count.
     pub fn count(&self) -> u32 {
-        self.handle.node.refs.get()
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return self.handle.node.refs.get();
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        self.count.load(Ordering::Acquire)
     }
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 #[inline(never)]
 fn record(node: &Node, op: RefOp) {
     let _quiet = Quiet::new();
@@ -260,6 +320,7 @@ fn record(node: &Node, op: RefOp) {
 
 /// The Release that took the count to 0: its stack is kept, for the
 /// over-release a later Release would be (once per object).
+#[cfg(any(debug_assertions, feature = "force"))]
 #[inline(never)]
 #[cold]
 fn final_release(node: &Node) {
@@ -274,6 +335,7 @@ fn final_release(node: &Node) {
     }
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 #[inline(never)]
 #[cold]
 fn over_release(node: &Node) {
@@ -314,6 +376,7 @@ fn over_release(node: &Node) {
     registry::add_finding(node.session, finding);
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
 impl Drop for RefCount {
     fn drop(&mut self) {
         registry::remove(self.handle.node.id);
@@ -322,10 +385,32 @@ impl Drop for RefCount {
 
 impl fmt::Debug for RefCount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefCount")
-            .field("id", &self.handle.node.id)
-            .field("kind", &self.handle.node.kind.name())
-            .field("count", &self.count())
-            .finish()
+        let mut d = f.debug_struct("RefCount");
+        #[cfg(any(debug_assertions, feature = "force"))]
+        d.field("id", &self.handle.node.id)
+            .field("kind", &self.handle.node.kind.name());
+        d.field("count", &self.count()).finish()
+    }
+}
+
+// The promise of release builds.
+#[cfg(not(any(debug_assertions, feature = "force")))]
+const _: () = {
+    assert!(size_of::<Tracked>() == 0);
+    assert!(size_of::<RefCount>() == size_of::<u32>());
+};
+
+#[cfg(all(test, not(any(debug_assertions, feature = "force"))))]
+mod release_tests {
+    use super::*;
+    use crate::kinds;
+
+    #[test]
+    fn refcount_still_counts_and_never_wraps() {
+        let rc = RefCount::new(&kinds::IMAPI_STATUS, "status");
+        assert_eq!(rc.add_ref(), 2);
+        assert_eq!(rc.release(), 1);
+        assert_eq!(rc.release(), 0);
+        assert_eq!(rc.release(), 0, "over-release must not wrap");
     }
 }

@@ -17,7 +17,36 @@ const _: () = assert!(!mapileak::LIVE);
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();
 
+fn debug<T: std::fmt::Debug>() {}
+fn send_sync<T: Send + Sync>() {}
+fn copy<T: Copy + Eq + std::hash::Hash>() {}
+
+/// The same list as the live build's (src/lib.rs, `same_api_in_every_build`).
+fn same_traits_as_the_live_build() {
+    use mapileak::{HeapStats, Support};
+    debug::<Session>();
+    debug::<Provider>();
+    debug::<ObjectId>();
+    debug::<Tracked>();
+    debug::<RefCount>();
+    debug::<Support<u8>>();
+    debug::<TrackingAllocator>();
+    debug::<HeapStats>();
+    send_sync::<Session>();
+    send_sync::<Provider>();
+    send_sync::<ObjectId>();
+    send_sync::<Tracked>();
+    send_sync::<RefCount>();
+    send_sync::<Support<u8>>();
+    send_sync::<TrackingAllocator>();
+    send_sync::<mapileak::buffers::MapiBuffers>();
+    copy::<Session>();
+    copy::<Provider>();
+    copy::<ObjectId>();
+}
+
 fn main() {
+    same_traits_as_the_live_build();
     let dir = std::env::temp_dir().join(format!("mapileak-release-{}", std::process::id()));
     // SAFETY: no other thread runs yet (no test harness), nothing reads the
     // environment concurrently.
@@ -74,5 +103,19 @@ fn main() {
     assert_eq!(mapileak::trace_roots(), 3);
     mapileak::set_mode(mapileak::Mode::Full);
     assert_eq!(mapileak::mode(), mapileak::Mode::Off);
+
+    // MAPI buffers in-process: MAPI's chain semantics, nothing recorded.
+    let buffers = mapileak::buffers::MapiBuffers::in_process();
+    let root = buffers.allocate_buffer(64).unwrap();
+    // SAFETY: `root` is a live buffer of `buffers`; the chain is freed once.
+    unsafe {
+        let child = buffers.allocate_more(16, root).unwrap();
+        assert!(!child.is_null());
+        assert!(buffers.allocate_more(8, std::ptr::dangling_mut()).is_err());
+        assert_eq!(buffers.free_buffer(root), 0);
+    }
+    let support = mapileak::Support::new(session, 7u8);
+    assert_eq!(*support.clone(), 7);
+    assert_eq!(size_of::<mapileak::Support<u64>>(), size_of::<u64>());
     println!("release: 1 passed, 0 failed");
 }
