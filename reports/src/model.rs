@@ -508,3 +508,216 @@ impl std::fmt::Display for Frame {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, line: Option<u32>) -> Frame {
+        Frame {
+            function: function.into(),
+            file: line.map(|_| "store.rs".into()),
+            line,
+        }
+    }
+
+    fn object(id: u64, parent: Option<u64>) -> LeakedObject {
+        LeakedObject {
+            id,
+            kind: "IMAPITable".into(),
+            label: format!("t{id}"),
+            refcount: Some(1),
+            root: parent.is_none(),
+            parent,
+            opened_from: None,
+            signature: format!("{id:016x}"),
+            created: 1,
+            events: Vec::new(),
+            events_dropped: 0,
+        }
+    }
+
+    /// Two roots; the second holds two indirect leaks.
+    fn sample() -> Report {
+        let mut r = Report::new(SessionInfo {
+            id: 9,
+            provider: ProviderKind::Transport,
+            label: "SMTP".into(),
+            event: Event::Logoff,
+        });
+        r.stacks = vec![
+            Stack {
+                id: 1,
+                frames: vec![
+                    frame("std::rt::lang_start", None),
+                    frame("store::Folder::open", Some(7)),
+                    frame("main", None),
+                ],
+            },
+            Stack {
+                id: 2,
+                frames: vec![frame("core::ptr::drop", None)],
+            },
+        ];
+        r.objects = vec![
+            object(1, None),
+            object(2, None),
+            object(3, Some(2)),
+            object(4, Some(2)),
+        ];
+        r.summary.heap_untracked = 5;
+        r.recount();
+        r
+    }
+
+    #[test]
+    fn lookups_by_id_scan_and_index_alike() {
+        let r = sample();
+        let index = r.index();
+        for id in [1, 2] {
+            assert_eq!(r.stack(id).map(|s| s.id), Some(id));
+            assert_eq!(index.stack(id).map(|s| s.id), Some(id));
+        }
+        assert!(r.stack(3).is_none() && index.stack(3).is_none());
+        for id in 1..=4 {
+            assert_eq!(r.object(id).map(|o| o.id), Some(id));
+            assert_eq!(index.object(id).map(|o| o.id), Some(id));
+        }
+        assert!(r.object(5).is_none() && index.object(5).is_none());
+        let roots: Vec<u64> = r.roots().map(|o| o.id).collect();
+        assert_eq!(roots, [1, 2]);
+        let children: Vec<u64> = r.children_of(2).map(|o| o.id).collect();
+        assert_eq!(children, [3, 4]);
+        let indexed: Vec<u64> = index.children_of(2).iter().map(|o| o.id).collect();
+        assert_eq!(indexed, [3, 4]);
+        assert_eq!(r.children_of(1).count(), 0);
+        assert!(index.children_of(1).is_empty());
+    }
+
+    #[test]
+    fn recount_counts_the_lists_and_keeps_the_untracked() {
+        let mut r = sample();
+        assert_eq!(
+            (
+                r.summary.leaked_objects,
+                r.summary.leak_roots,
+                r.summary.heap_untracked
+            ),
+            (4, 2, 5)
+        );
+        assert!(!r.is_clean());
+        r.objects.clear();
+        r.recount();
+        assert_eq!(r.summary.leaked_objects, 0);
+        assert!(r.is_clean());
+        // `events_dropped` is written only when not 0.
+        let json = serde_json::to_string(&object(1, None)).unwrap();
+        assert!(!json.contains("events_dropped"), "{json}");
+        let mut o = object(1, None);
+        o.events_dropped = 3;
+        assert!(
+            serde_json::to_string(&o)
+                .unwrap()
+                .contains("\"events_dropped\":3")
+        );
+    }
+
+    #[test]
+    fn wire_names_and_logoff_methods() {
+        let kinds = [
+            (
+                ProviderKind::AddressBook,
+                "address_book",
+                "IABLogon::Logoff",
+            ),
+            (
+                ProviderKind::MessageStore,
+                "message_store",
+                "IMSLogon::Logoff",
+            ),
+            (
+                ProviderKind::Transport,
+                "transport",
+                "IXPLogon::TransportLogoff",
+            ),
+            (ProviderKind::Unknown, "unknown", "Logoff"),
+        ];
+        for (kind, wire, method) in kinds {
+            assert_eq!(kind.as_str(), wire);
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{wire}\""));
+            assert_eq!(kind.logoff_method(), method);
+        }
+        for (event, wire) in [
+            (Event::Logoff, "logoff"),
+            (Event::Shutdown, "shutdown"),
+            (Event::Exit, "exit"),
+        ] {
+            assert_eq!(event.as_str(), wire);
+            assert_eq!(
+                serde_json::to_string(&event).unwrap(),
+                format!("\"{wire}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn frames_of_the_provider_first() {
+        let r = sample();
+        let s = r.stack(1).unwrap();
+        let own: Vec<&str> = s.provider_frames().map(|f| f.function.as_str()).collect();
+        assert_eq!(own, ["store::Folder::open"]);
+        assert_eq!(s.top_frame().unwrap().function, "store::Folder::open");
+        // No provider frame: the innermost one.
+        assert_eq!(
+            r.stack(2).unwrap().top_frame().unwrap().function,
+            "core::ptr::drop"
+        );
+        let trampoline = Stack {
+            id: 3,
+            frames: vec![frame("store::IMAPITable_Vtbl::new::Release", None)],
+        };
+        assert_eq!(trampoline.provider_frames().count(), 0);
+        assert!(s.mentions("Folder::open") && !s.mentions("Message"));
+        assert_eq!(s.frames[1].to_string(), "store::Folder::open (store.rs:7)");
+        assert_eq!(s.frames[0].to_string(), "std::rt::lang_start");
+    }
+
+    #[test]
+    fn unmatched_addrefs_are_addrefs_with_something_left() {
+        let mut o = object(1, None);
+        let event = |op, unmatched| RefEvent {
+            op,
+            count: 2,
+            stack: 1,
+            unmatched,
+        };
+        o.events = vec![
+            event(RefOp::AddRef, 1),
+            event(RefOp::AddRef, 0),
+            event(RefOp::Release, 1),
+            event(RefOp::Create, 1),
+        ];
+        let found: Vec<(RefOp, u32)> = o.unmatched_addrefs().map(|e| (e.op, e.unmatched)).collect();
+        assert_eq!(found, [(RefOp::AddRef, 1)]);
+    }
+
+    #[test]
+    fn make_printable_reaches_every_string() {
+        let mut r = sample();
+        r.session.label = "a\nb".into();
+        r.objects[0].label = "c\rd".into();
+        r.stacks[0].frames[1].function = "e\nf".into();
+        r.stacks[0].frames[1].file = Some("g\nh".into());
+        r.make_printable();
+        let f = &r.stacks[0].frames[1];
+        for s in [
+            &r.session.label,
+            &r.objects[0].label,
+            &f.function,
+            f.file.as_ref().unwrap(),
+        ] {
+            assert!(!s.contains(['\n', '\r']), "{s:?}");
+        }
+        assert_eq!(r.session.label, crate::text::one_line("a\nb"));
+    }
+}

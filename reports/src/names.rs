@@ -185,6 +185,9 @@ mod tests {
                 "<F as core::ops::function::FnOnce<()>>::call_once::{shim:vtable#0}",
             ),
             ("store[5f3a9c1d]::open", "store::open"),
+            ("store_[5f3a9c1d]::open", "store_::open"),
+            ("store::f::{{constant}}", "store::f::{constant#0}"),
+            ("store::f{{reify.shim}}", "store::f::{shim:reify#0}"),
             (
                 "<store::Table as windows_core::com_object::ComObjectInner>::into_object",
                 "<store::Table as windows_core::com_object::ComObjectInner>::into_object",
@@ -203,6 +206,38 @@ mod tests {
             canonical("alloc::vec::Vec<T,A>::push"),
             "alloc::vec::Vec::push"
         );
+        for (name, expected) in [
+            (
+                "store::open::{{closure}}::{{closure}}",
+                "store::open::{{closure}}::{{closure}}",
+            ),
+            (
+                "store::open::{closure#1}::inner",
+                "store::open::{{closure}}::inner",
+            ),
+            // A name ending in `_` before its generics.
+            ("store::Row_<u8>::new", "store::Row_::new"),
+            // `->` inside generics does not close them.
+            ("store::call<fn() -> u8>::run", "store::call::run"),
+            // Unclosed generics: dropped to the end, no panic.
+            ("store::Vec<u8", "store::Vec"),
+        ] {
+            assert_eq!(canonical(name), expected, "{name}");
+        }
+    }
+
+    /// Brackets that are not v0's crate disambiguators stay.
+    #[test]
+    fn only_disambiguators_are_dropped() {
+        for name in [
+            "store::f[abc",
+            "store::f[]",
+            "store::f[xyz]",
+            "<[12]>::len",
+            "core::slice::<impl [T]>::sort",
+        ] {
+            assert_eq!(canonical(name), name);
+        }
     }
 
     #[test]
@@ -215,6 +250,7 @@ mod tests {
             "main",
             "?? (0x1234)",
             "std::vector<int>::push_back(int const&)",
+            "std::vector<int>::size() const",
             "core::slice::<impl [T]>::sort",
             "<[T]>::sort",
             "<&store::Folder as core::fmt::Debug>::fmt",

@@ -233,6 +233,23 @@ mod tests {
         let json = serde_json::to_vec(&sample()).unwrap();
         let e = from_json(&json[..json.len() / 2]).unwrap_err();
         assert!(e.to_string().starts_with("truncated JSON"), "{e}");
+        // Broken, not cut short: said otherwise.
+        let e = from_json(b"{\"format\": ]").unwrap_err();
+        assert!(!e.to_string().starts_with("truncated JSON"), "{e}");
+    }
+
+    #[test]
+    fn a_report_file_reads_back_and_a_missing_one_is_an_io_error() {
+        let dir = scratch("file");
+        let path = dir.join("r.json");
+        write_atomic(&path, &serde_json::to_vec(&sample()).unwrap()).unwrap();
+        assert_eq!(read_file(&path).unwrap(), sample());
+        let e = read_file(&dir.join("missing.json")).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::Io(io) if io.kind() == io::ErrorKind::NotFound),
+            "{e}"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[cfg(unix)]
