@@ -902,6 +902,35 @@ mod tests {
         ));
     }
 
+    /// Zeros are not red, a leaf holds nothing, a finding's stack is in
+    /// place, and objects alone make a chart.
+    #[test]
+    fn the_small_cases() {
+        let mut r = with_a_finding();
+        let page = render(&r);
+        assert!(
+            page.contains("<span class=\"\">0 leaked objects</span>"),
+            "{page}"
+        );
+        assert!(!page.contains("not tracked"));
+        let row = &page[page.find("Release at 0").unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(
+            row.contains("<details><summary><code>store::Logon::logoff</code>"),
+            "{row}"
+        );
+        assert!(!page.contains("At a glance"), "nothing to chart");
+        r.objects = rich().objects;
+        r.recount();
+        let page = render(&r);
+        assert!(page.contains("At a glance"));
+        let leaf = &page[page.find("&quot;o11&quot;").unwrap()..];
+        assert!(
+            !leaf[..leaf.find("</li>").unwrap()].contains("holds"),
+            "{leaf}"
+        );
+    }
+
     #[test]
     fn long_names_are_shortened_in_the_chart() {
         let mut r = rich();
@@ -918,6 +947,11 @@ mod tests {
             .collect();
         assert!(page.contains(&format!(">…{tail}</text>")), "{page}");
         assert!(page.contains(&format!("<title>{long}</title>")));
+        // 44 characters still fit.
+        let fits = format!("store::{}", "y".repeat(37));
+        assert_eq!(fits.chars().count(), 44);
+        r.stacks[1].frames[1].function = fits.clone();
+        assert!(render(&r).contains(&format!("<text x=\"0\" y=\"39\">{fits}</text>")));
     }
 
     #[test]

@@ -215,6 +215,8 @@ mod tests {
                 "store::open::{closure#1}::inner",
                 "store::open::{{closure}}::inner",
             ),
+            // An empty legacy namespace, kept as it is.
+            ("store::f::{{}}", "store::f::{{}}"),
             // A name ending in `_` before its generics.
             ("store::Row_<u8>::new", "store::Row_::new"),
             // `->` inside generics does not close them.
