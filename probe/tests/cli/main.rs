@@ -121,6 +121,51 @@ fn a_reader_that_goes_away_keeps_the_verdict() {
     }
 }
 
+/// A standard output that fails for another reason than a reader going
+/// away (a full disk) is an error: exit 2, one line.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failing_standard_output_is_an_error() {
+    let d = tmp("full-stdout");
+    reports(&d, &[(Provider::MessageStore, Bug::Table)]);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mapileak"))
+        .args(["gate".as_ref(), d.as_os_str()])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("mapileak: cannot write to standard output: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// An output path that cannot even be looked at (its "directory" is a
+/// file) is refused as such, not taken for a path that does not exist.
+/// (Windows says "not found" there, which is then what it is.)
+#[cfg(unix)]
+#[test]
+fn an_output_under_a_file_is_refused() {
+    let d = tmp("out-under-file");
+    reports(&d, &[(Provider::MessageStore, Bug::Table)]);
+    let file = tmp("out-under-file-x").join("plain.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let out = file.join("page.html");
+    let o = mapileak(&[&"render", &d, &"-o", &out]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("page.html: cannot read: "),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+}
+
 #[test]
 fn a_baseline_accepts_known_leaks_and_fails_one_more() {
     let d = tmp("baseline");
@@ -134,6 +179,29 @@ fn a_baseline_accepts_known_leaks_and_fails_one_more() {
         text.contains("leak IMAPITable \"contents of Inbox\""),
         "{text}"
     );
+    // Each line: signature, count, what and where (the provider's frame).
+    assert!(
+        text.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[0].len() == 16
+                && f[1] == "1"
+                && l.contains("leak IMAPITable \"contents of Inbox\" at mapileak_samples::")
+        }),
+        "{text}"
+    );
+    // A line whose signature is not 16 hex digits is refused.
+    for bad in [
+        "0123456789abcdeg 1 leak",
+        "0123456789abcdef0 1 leak",
+        "01234567 1 leak",
+    ] {
+        let broken = d.join("broken-baseline.txt");
+        std::fs::write(&broken, format!("{bad}\n")).unwrap();
+        let o = mapileak(&[&"gate", &"--baseline", &broken, &runs]);
+        assert_eq!(code(&o), 2, "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("not a baseline line"), "{}", stderr(&o));
+    }
     assert!(text.contains("finding over-release"), "{text}");
     assert_eq!(
         mapileak(&[&"gate", &"--write-baseline", &baseline, &runs])
@@ -215,6 +283,16 @@ fn suppressions_with_reasons_pass_and_are_counted() {
     );
     assert!(
         stderr(&o).contains("warning: suppression kind:IDistList (line 5) matched nothing"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A reason that says nothing is no reason.
+    std::fs::write(&sup, "kind:IMAPITable reason:   \n").unwrap();
+    let o = mapileak(&[&"gate", &"--suppressions", &sup, &runs]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains(":1: a suppression needs a reason"),
         "{}",
         stderr(&o)
     );
@@ -403,6 +481,12 @@ fn diff_names_new_fixed_and_still_leaking() {
     assert!(
         out.lines()
             .any(|l| l.starts_with("still ") && l.contains("IMAPITable")),
+        "{out}"
+    );
+    // With counts: one table leaked in each run.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("still ") && l.contains(" x1 (was x1)  leak IMAPITable")),
         "{out}"
     );
     assert!(
