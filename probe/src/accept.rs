@@ -250,6 +250,28 @@ mod tests {
                 .0
                 .starts_with("s:2: unknown field")
         );
+        // A pattern must be one word, and there must be one.
+        for bad in [
+            "kind: reason: r",
+            "kind:IMAPI Table reason: r",
+            "rule reason: r",
+        ] {
+            assert!(Suppression::parse_file(bad, "s").is_err(), "{bad}");
+        }
+        let s = Suppression::parse_file(
+            "kind:IMAPITable reason: r\nrule:over-* reason: r\nsignature:0123* reason: r",
+            "s",
+        )
+        .unwrap();
+        let fields: Vec<(Field, String)> = s.iter().map(|x| (x.field, x.entry())).collect();
+        assert_eq!(
+            fields,
+            [
+                (Field::Kind, "kind:IMAPITable".to_owned()),
+                (Field::Rule, "rule:over-*".to_owned()),
+                (Field::Signature, "signature:0123*".to_owned()),
+            ]
+        );
         let s = Suppression::parse_file("function:*open* reason: vendor SDK", "s").unwrap();
         assert_eq!(
             (s[0].field, s[0].pattern.as_str(), s[0].reason.as_str()),
