@@ -97,6 +97,20 @@ fn a_leak_fails_and_is_named_with_its_creator() {
     );
     assert!(out.contains("refresh_unread_count"), "{out}");
     assert!(out.contains("1 unaccepted (1 leak(s)"), "{out}");
+    // Judged once, where it was first reported: at Logoff (the Shutdown
+    // report lists it again, still alive).
+    let o = mapileak(&[&"gate", &"--format", &"json", &d]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let failures = v["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{v:#}");
+    assert_eq!(failures[0]["session"]["event"], "logoff", "{v:#}");
+    assert!(
+        failures[0]["report"]
+            .as_str()
+            .unwrap()
+            .ends_with("-logoff.json"),
+        "{v:#}"
+    );
 }
 
 #[test]
@@ -369,6 +383,12 @@ fn junit_output_is_junit_xml() {
         }
     }
     assert!(path.is_empty(), "every element closed");
+    // A failure's text lists the provider's frames with file and line.
+    assert!(
+        xml.lines()
+            .any(|l| l.starts_with("    at mapileak_samples::") && l.contains(".rs:")),
+        "{xml}"
+    );
     // Each run wrote a Logoff and a Shutdown report: one test case each.
     let reports = std::fs::read_dir(&runs).unwrap().count();
     assert_eq!(reports, 4);
@@ -481,6 +501,14 @@ fn diff_names_new_fixed_and_still_leaking() {
     assert!(
         out.lines()
             .any(|l| l.starts_with("still ") && l.contains("IMAPITable")),
+        "{out}"
+    );
+    // Where: the provider's frame, with its file and line.
+    assert!(
+        out.lines().any(|l| l.starts_with("still ")
+            && l.contains(" at mapileak_samples::")
+            && l.contains(".rs:")
+            && l.ends_with(')')),
         "{out}"
     );
     // With counts: one table leaked in each run.
