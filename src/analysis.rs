@@ -86,7 +86,9 @@ fn components(holds: &[Vec<usize>]) -> Vec<usize> {
         }
         work.push((start, 0));
         while let Some(&mut (v, ref mut edge)) = work.last_mut() {
-            if *edge == 0 && index[v] == UNSEEN {
+            // First visit (a node is pushed only while unseen, and is seen
+            // before its first edge is taken).
+            if index[v] == UNSEEN {
                 index[v] = next_index;
                 low[v] = next_index;
                 next_index += 1;
