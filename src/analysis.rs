@@ -153,8 +153,10 @@ pub(crate) fn balance<K: PartialEq>(
     for (i, &(op, stack)) in events.iter().enumerate() {
         match op {
             RefOp::Create | RefOp::AddRef => {
+                // A stack is in `open_order` exactly while its queue is
+                // not empty.
                 let q = open.entry(stack).or_default();
-                if q.is_empty() && !open_order.contains(&stack) {
+                if q.is_empty() {
                     open_order.push(stack);
                 }
                 q.push_back(i);
@@ -290,6 +292,21 @@ mod tests {
         ];
         let groups = balance(&events, frames);
         let unmatched: Vec<u32> = groups
+            .iter()
+            .filter(|g| g.unmatched > 0)
+            .map(|g| g.stack)
+            .collect();
+        assert_eq!(unmatched, vec![4]);
+        // The forgotten AddRef taken before the cached one: the best match
+        // is not the first open reference.
+        let events = [
+            (RefOp::Create, 1),
+            (RefOp::AddRef, 4),
+            (RefOp::AddRef, 2),
+            (RefOp::Release, 3),
+            (RefOp::Release, 5),
+        ];
+        let unmatched: Vec<u32> = balance(&events, frames)
             .iter()
             .filter(|g| g.unmatched > 0)
             .map(|g| g.stack)
