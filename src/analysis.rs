@@ -313,4 +313,31 @@ mod tests {
             .collect();
         assert_eq!(unmatched, vec![4]);
     }
+
+    /// Equal scores: the earliest open reference wins, whichever stack
+    /// took its first reference first.
+    #[test]
+    fn a_tie_goes_to_the_earliest_open_reference() {
+        let frames = |id: u32| -> Vec<&str> {
+            match id {
+                1 => vec!["add_ref", "a", "main"],
+                2 => vec!["add_ref", "b", "main"],
+                3 => vec!["release", "a", "main"],
+                _ => vec!["release", "z", "main"],
+            }
+        };
+        let events = [
+            (RefOp::AddRef, 1),  // 0: a
+            (RefOp::AddRef, 2),  // 1: b
+            (RefOp::AddRef, 1),  // 2: a again
+            (RefOp::Release, 3), // a's own: takes 0
+            (RefOp::Release, 4), // a tie between a (2) and b (1): b's is earlier
+        ];
+        let unmatched: Vec<(u32, u32)> = balance(&events, frames)
+            .iter()
+            .filter(|g| g.unmatched > 0)
+            .map(|g| (g.stack, g.unmatched))
+            .collect();
+        assert_eq!(unmatched, vec![(1, 1)]);
+    }
 }
