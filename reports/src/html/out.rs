@@ -199,6 +199,10 @@ mod tests {
         assert!(positional_only("<td>{}</td><td>{:.1}</td>{{literal}}"));
         assert!(!positional_only("<td>{label}</td>"));
         assert!(!positional_only("{_x}"));
+        // A named argument right after an escaped brace; a brace at the end.
+        assert!(!positional_only("abc{{{x}"));
+        assert!(positional_only("a{"));
+        assert!(positional_only("{"));
     }
 
     #[test]
