@@ -399,17 +399,24 @@ impl MapiBuffers {
                 }
             }
             None => {
-                let layout = Layout::from_size_align(cb.max(1) as usize, 16)
-                    .map_err(|_| MAPI_E_NOT_ENOUGH_MEMORY)?;
-                // SAFETY: the layout's size is at least 1.
-                let p = unsafe { System.alloc(layout) };
-                if p.is_null() {
-                    Err(MAPI_E_NOT_ENOUGH_MEMORY)
-                } else {
-                    Ok((p.cast(), Some(layout)))
-                }
+                let (p, layout) = in_process_block(cb)?;
+                Ok((p as *mut c_void, Some(layout)))
             }
         }
+    }
+}
+
+/// An in-process buffer's memory (both builds' `in_process`): at least one
+/// byte, 16-aligned, from the system allocator; free it with this layout.
+fn in_process_block(cb: u32) -> Result<(usize, Layout), i32> {
+    let layout =
+        Layout::from_size_align(cb.max(1) as usize, 16).map_err(|_| MAPI_E_NOT_ENOUGH_MEMORY)?;
+    // SAFETY: the layout's size is at least 1.
+    let p = unsafe { System.alloc(layout) };
+    if p.is_null() {
+        Err(MAPI_E_NOT_ENOUGH_MEMORY)
+    } else {
+        Ok((p as usize, layout))
     }
 }
 
@@ -417,18 +424,6 @@ impl MapiBuffers {
 /// the plain in-process chains.
 #[cfg(not(any(debug_assertions, feature = "force")))]
 impl MapiBuffers {
-    fn plain_block(cb: u32) -> Result<(usize, Layout), i32> {
-        let layout = Layout::from_size_align(cb.max(1) as usize, 16)
-            .map_err(|_| MAPI_E_NOT_ENOUGH_MEMORY)?;
-        // SAFETY: the size is at least 1.
-        let p = unsafe { System.alloc(layout) };
-        if p.is_null() {
-            Err(MAPI_E_NOT_ENOUGH_MEMORY)
-        } else {
-            Ok((p as usize, layout))
-        }
-    }
-
     fn plain_allocate_buffer(&self, cb: u32) -> Result<*mut c_void, i32> {
         if let Some(real) = self.real {
             let mut p = std::ptr::null_mut();
@@ -436,7 +431,7 @@ impl MapiBuffers {
             let hr = unsafe { (real.alloc)(cb, &mut p) };
             return if hr < 0 { Err(hr) } else { Ok(p) };
         }
-        let (p, layout) = Self::plain_block(cb)?;
+        let (p, layout) = in_process_block(cb)?;
         self.chains
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -460,7 +455,7 @@ impl MapiBuffers {
             .find(|(_, c)| c.iter().any(|&(a, _)| a == parent as usize))
             .map(|(&r, _)| r)
             .ok_or(MAPI_E_INVALID_PARAMETER)?;
-        let (p, layout) = Self::plain_block(cb)?;
+        let (p, layout) = in_process_block(cb)?;
         chains.entry(root).or_default().push((p, layout));
         Ok(p as *mut c_void)
     }
@@ -479,7 +474,7 @@ impl MapiBuffers {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(buffer as usize));
         for (a, layout) in chain.into_iter().flatten() {
-            // SAFETY: allocated by `plain_block` with this layout, and
+            // SAFETY: allocated by `in_process_block` with this layout, and
             // removed from the table, so freed once.
             unsafe { System.dealloc(a as *mut u8, layout) };
         }

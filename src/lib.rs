@@ -216,30 +216,10 @@ pub const LIVE: bool = cfg!(any(debug_assertions, feature = "force"));
 mod same_api_in_every_build {
     use super::*;
 
-    fn debug<T: std::fmt::Debug>() {}
-    fn send_sync<T: Send + Sync>() {}
-    fn copy<T: Copy + Eq + std::hash::Hash>() {}
+    include!("../tests/support/same_traits.rs");
 
     #[test]
     fn traits() {
-        debug::<Session>();
-        debug::<Provider>();
-        debug::<ObjectId>();
-        debug::<Tracked>();
-        debug::<RefCount>();
-        debug::<Support<u8>>();
-        debug::<TrackingAllocator>();
-        debug::<HeapStats>();
-        send_sync::<Session>();
-        send_sync::<Provider>();
-        send_sync::<ObjectId>();
-        send_sync::<Tracked>();
-        send_sync::<RefCount>();
-        send_sync::<Support<u8>>();
-        send_sync::<TrackingAllocator>();
-        send_sync::<buffers::MapiBuffers>();
-        copy::<Session>();
-        copy::<Provider>();
-        copy::<ObjectId>();
+        same_traits_in_every_build();
     }
 }

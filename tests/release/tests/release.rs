@@ -17,36 +17,22 @@ const _: () = assert!(!mapileak::LIVE);
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();
 
-fn debug<T: std::fmt::Debug>() {}
-fn send_sync<T: Send + Sync>() {}
-fn copy<T: Copy + Eq + std::hash::Hash>() {}
+mod traits {
+    use mapileak::{
+        HeapStats, ObjectId, Provider, RefCount, Session, Support, Tracked, TrackingAllocator,
+        buffers,
+    };
 
-/// The same list as the live build's (src/lib.rs, `same_api_in_every_build`).
-fn same_traits_as_the_live_build() {
-    use mapileak::{HeapStats, Support};
-    debug::<Session>();
-    debug::<Provider>();
-    debug::<ObjectId>();
-    debug::<Tracked>();
-    debug::<RefCount>();
-    debug::<Support<u8>>();
-    debug::<TrackingAllocator>();
-    debug::<HeapStats>();
-    send_sync::<Session>();
-    send_sync::<Provider>();
-    send_sync::<ObjectId>();
-    send_sync::<Tracked>();
-    send_sync::<RefCount>();
-    send_sync::<Support<u8>>();
-    send_sync::<TrackingAllocator>();
-    send_sync::<mapileak::buffers::MapiBuffers>();
-    copy::<Session>();
-    copy::<Provider>();
-    copy::<ObjectId>();
+    include!("../../support/same_traits.rs");
+
+    /// The same list as the live build's (src/lib.rs).
+    pub fn check() {
+        same_traits_in_every_build();
+    }
 }
 
 fn main() {
-    same_traits_as_the_live_build();
+    traits::check();
     let dir = std::env::temp_dir().join(format!("mapileak-release-{}", std::process::id()));
     // SAFETY: no other thread runs yet (no test harness), nothing reads the
     // environment concurrently.
