@@ -13,6 +13,11 @@ use mapileak_reports::{RefOp, Report, StackId, read_file};
 // The crate under test: its static library is what the programs link.
 use mapileak_c as _;
 
+// The provider DLL's unload test (Windows only) runs under it.
+#[cfg(windows)]
+#[path = "../../tests/support/watchdog.rs"]
+mod watchdog;
+
 /// The static library cargo built for this test run (the newest one).
 #[cfg(not(windows))]
 fn static_lib() -> PathBuf {
@@ -389,40 +394,17 @@ fn unloading_the_provider_dll_never_waits_on_a_held_lock() {
     ] {
         let dir = programs.join(format!("mapihost-held-{which}.reports"));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut child = Command::new(programs.join("mapihost.exe"))
-            .arg(programs.join("msprovider.dll"))
-            .arg(which)
-            .env("MAPILEAK_DIR", &dir)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let readers = (
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = std::io::Read::read_to_string(&mut out, &mut s);
-                s
-            }),
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = std::io::Read::read_to_string(&mut err, &mut s);
-                s
-            }),
-        );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{which}: the host hung unloading the provider");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
-        let stdout = readers.0.join().unwrap().replace('\r', "");
-        let stderr = readers.1.join().unwrap().replace('\r', "");
+        let out = watchdog::output_within(
+            Command::new(programs.join("mapihost.exe"))
+                .arg(programs.join("msprovider.dll"))
+                .arg(which)
+                .env("MAPILEAK_DIR", &dir),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| panic!("{which}: the host hung unloading the provider"));
+        let status = out.status;
+        let stdout = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+        let stderr = String::from_utf8_lossy(&out.stderr).replace('\r', "");
         assert_eq!(status.code(), Some(0), "{which}: {stdout}{stderr}");
         assert_eq!(
             stdout.trim(),

@@ -30,6 +30,8 @@ fn setup() -> RwLockReadGuard<'static, ()> {
 
 #[path = "../support/quiet.rs"]
 mod quiet;
+#[path = "../support/watchdog.rs"]
+mod watchdog;
 
 fn run(provider: Provider, leak: Bug) -> mapileak::Logoff {
     let _dir = setup();

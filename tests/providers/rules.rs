@@ -432,35 +432,15 @@ fn a_provider_that_never_logs_off_gets_a_report_at_process_end() {
 fn exit_within_a_minute(name: &str, args: &[&str]) -> (Option<i32>, String, Vec<Report>) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("exit-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(no_logoff_example())
-        .args(args)
-        .env("MAPILEAK_DIR", &dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-        text
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "no_logoff {args:?} hung at process end: {}",
-                reader.join().unwrap()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let stderr = reader.join().unwrap();
+    let out = crate::watchdog::output_within(
+        Command::new(no_logoff_example())
+            .args(args)
+            .env("MAPILEAK_DIR", &dir),
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap_or_else(|| panic!("no_logoff {args:?} hung at process end"));
+    let status = out.status;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let reports = std::fs::read_dir(&dir)
         .map(|d| {
             d.map(|e| mapileak::reports::read_file(&e.unwrap().path()).unwrap())
