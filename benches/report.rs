@@ -8,13 +8,19 @@
 //! depths), as a provider's many code paths do; a third of them hold
 //! another (message -> attachment). Three samples; the best is reported.
 //!
-//! `cargo bench --bench report`. The last line is
-//! `mapileak-bench report_<n>k ns_per_object=<float> vs_json_only=<float> html_bytes=<int> objects=<int>`.
+//! Then the AddRef/Release balancer: leaked objects whose histories are
+//! full (4,096 events each) of AddRefs from two thousand distinct stacks, a
+//! Release each from elsewhere and some never released, against the same
+//! objects and references with no history kept.
+//!
+//! `cargo bench --bench report`. It prints
+//! `mapileak-bench report_<n>k ns_per_object=<float> vs_json_only=<float> html_bytes=<int> objects=<int>`
+//! and `mapileak-bench balance_<objects>x<events> ns_per_event=<float> vs_no_history=<float>`.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use mapileak::{ProviderKind, Session, Tracked, kinds};
+use mapileak::{ProviderKind, RefCount, Session, Tracked, kinds};
 
 const SAMPLES: usize = 3;
 
@@ -51,6 +57,75 @@ fn site<const K: usize>(i: usize, out: &mut Vec<Tracked>) {
     let a = Tracked::new(&kinds::IATTACH, format!("attachment {i}")).opened_from(m.id());
     m.hold(a.id());
     out.extend([t, m, a]);
+}
+
+/// An AddRef eleven calls down a path of `left` and `right` spelled by
+/// the bits of `bits`: 2,048 distinct stacks, sharing their outer frames
+/// as a provider's call tree does.
+#[inline(never)]
+fn add_ref_at(bits: usize, level: usize, object: &RefCount) {
+    if level == 0 {
+        black_box(object.add_ref());
+    } else if bits & 1 == 0 {
+        left(bits >> 1, level - 1, object);
+    } else {
+        right(bits >> 1, level - 1, object);
+    }
+}
+
+#[inline(never)]
+fn left(bits: usize, level: usize, object: &RefCount) {
+    add_ref_at(black_box(bits), level, object);
+}
+
+#[inline(never)]
+fn right(bits: usize, level: usize, object: &RefCount) {
+    add_ref_at(black_box(bits), level, object);
+}
+
+#[inline(never)]
+fn release_elsewhere(object: &RefCount) {
+    black_box(object.release());
+}
+
+/// Objects whose kept history is full: 2,047 AddRefs from as many
+/// distinct stacks, 2,000 of them released from one other function, 47 never.
+/// Returns the Logoff's seconds.
+fn balance_sample(objects: usize, history: bool) -> f64 {
+    kinds::IMAPI_TABLE.set_history(history);
+    let session = Session::logon(ProviderKind::MessageStore, "bench balance");
+    let mut leaked = Vec::with_capacity(objects);
+    {
+        let _scope = session.enter();
+        for n in 0..objects {
+            let object = RefCount::new(&kinds::IMAPI_TABLE, format!("table {n}"));
+            for i in 0..2_047 {
+                add_ref_at((i + n) % 2_048, 11, &object);
+            }
+            for _ in 0..2_000 {
+                release_elsewhere(&object);
+            }
+            leaked.push(object);
+        }
+    }
+    let t = Instant::now();
+    let logoff = session.ms_logoff();
+    let seconds = t.elapsed().as_secs_f64();
+    assert_eq!(logoff.report.objects.len(), objects);
+    if history {
+        let unmatched: u32 = logoff.report.objects[0]
+            .events
+            .iter()
+            .map(|e| e.unmatched)
+            .sum();
+        // 47 AddRefs and the creation's own reference.
+        assert_eq!(unmatched, 48, "the balancer's answer");
+    }
+    for f in &logoff.files {
+        let _ = std::fs::remove_file(f);
+    }
+    drop(leaked);
+    seconds
 }
 
 fn main() {
@@ -93,12 +168,26 @@ fn main() {
         }
         drop(leaked);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     let (total, json_only, html_bytes, n) = best.unwrap();
     println!(
         "mapileak-bench report_{}k ns_per_object={:.1} vs_json_only={:.2} html_bytes={html_bytes} objects={n}",
         objects / 1000,
         total * 1e9 / n as f64,
         total / json_only
+    );
+
+    const BALANCED: usize = 200;
+    let events = BALANCED * 4_048;
+    let mut with = f64::MAX;
+    let mut without = f64::MAX;
+    for _ in 0..SAMPLES {
+        with = with.min(balance_sample(BALANCED, true));
+        without = without.min(balance_sample(BALANCED, false));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "mapileak-bench balance_{BALANCED}x4048 ns_per_event={:.1} vs_no_history={:.2}",
+        (with - without) * 1e9 / events as f64,
+        with / without
     );
 }

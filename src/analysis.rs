@@ -4,6 +4,7 @@
 //! Pure functions over indexes and stacks, so they are tested on their own.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 
 use mapileak_reports::{RefEvent, RefOp};
 
@@ -133,62 +134,61 @@ fn components(holds: &[Vec<usize>]) -> Vec<usize> {
 /// usually released last, by its owner, from elsewhere). `frames` gives a stack's
 /// frames, innermost first, as comparable keys: function names, so that two
 /// call sites in one function count as the same frame.
-pub(crate) fn balance<K: PartialEq>(
+pub(crate) fn balance<K: Eq + Hash>(
     events: &[(RefOp, u32)],
     mut frames: impl FnMut(u32) -> Vec<K>,
 ) -> Vec<RefEvent> {
-    // Each distinct stack's frames, fetched once; references not released
-    // yet, by the stack that took them (earliest first); and each stack
-    // pair's score, computed once. A Release then costs one look per
-    // distinct stack holding open references, not one per reference.
-    let mut keys: HashMap<u32, Vec<K>> = HashMap::new();
-    for &(_, stack) in events {
-        keys.entry(stack).or_insert_with(|| frames(stack));
-    }
-    let mut open: HashMap<u32, VecDeque<usize>> = HashMap::new();
-    // Stacks in the order they first took a reference (for stable ties).
-    let mut open_order: Vec<u32> = Vec::new();
-    let mut scores: HashMap<(u32, u32), usize> = HashMap::new();
+    // The stacks form a trie, outermost frame first: the references a
+    // Release could undo with a score of d are those whose stack lies
+    // under the node its own path reaches at depth d. Numbered in
+    // depth-first order, a node's stacks are one range of positions, and a
+    // min-tree over the positions gives each range's earliest open
+    // reference. A Release then costs a binary search over its depth and a
+    // logarithm each: O(n log n) in the events, whatever the number of
+    // distinct stacks holding references.
+    let trie = Trie::new(events, &mut frames);
+    let mut open: Vec<VecDeque<usize>> = vec![VecDeque::new(); trie.stacks.len()];
+    let mut earliest = MinTree::new(trie.stacks.len());
     let mut matched = vec![false; events.len()];
     for (i, &(op, stack)) in events.iter().enumerate() {
+        let s = trie.index[&stack];
         match op {
             RefOp::Create | RefOp::AddRef => {
-                // A stack is in `open_order` exactly while its queue is
-                // not empty.
-                let q = open.entry(stack).or_default();
-                if q.is_empty() {
-                    open_order.push(stack);
+                if open[s].is_empty() {
+                    earliest.set(trie.stacks[s].position, i);
                 }
-                q.push_back(i);
+                open[s].push_back(i);
             }
             RefOp::Release => {
-                // The best-scoring stack; on a tie the earliest reference.
-                let mut best: Option<(u32, usize, usize)> = None; // (stack, score, first)
-                for &s in &open_order {
-                    let Some(&first) = open.get(&s).and_then(|q| q.front()) else {
-                        continue;
-                    };
-                    let score = *scores
-                        .entry((s, stack))
-                        .or_insert_with(|| common_outer_frames(&keys[&s], &keys[&stack]));
-                    let better = match best {
-                        None => true,
-                        Some((_, bs, bf)) => score > bs || (score == bs && first < bf),
-                    };
-                    if better {
-                        best = Some((s, score, first));
-                    }
-                }
-                if let Some((s, _, first)) = best
-                    && let Some(q) = open.get_mut(&s)
-                {
-                    q.pop_front();
-                    matched[first] = true;
-                    if q.is_empty() {
-                        open_order.retain(|&o| o != s);
-                    }
-                }
                 matched[i] = true;
+                let path = &trie.stacks[s].path;
+                let holds = |depth: usize| {
+                    let (lo, hi) = trie.ranges[path[depth]];
+                    earliest.min(lo, hi)
+                };
+                if holds(0).is_none() {
+                    continue;
+                }
+                // The deepest node on the path with an open reference under
+                // it (the root has one; below it the ranges only shrink).
+                let (mut lo, mut hi) = (0, path.len() - 1);
+                while lo < hi {
+                    let mid = (lo + hi).div_ceil(2);
+                    if holds(mid).is_some() {
+                        lo = mid;
+                    } else {
+                        hi = mid - 1;
+                    }
+                }
+                let Some(first) = holds(lo) else { continue };
+                let owner = trie.index[&events[first].1];
+                matched[first] = true;
+                open[owner].pop_front();
+                let position = trie.stacks[owner].position;
+                match open[owner].front() {
+                    Some(&next) => earliest.set(position, next),
+                    None => earliest.clear(position),
+                }
             }
         }
     }
@@ -212,12 +212,126 @@ pub(crate) fn balance<K: PartialEq>(
     groups
 }
 
-fn common_outer_frames<K: PartialEq>(a: &[K], b: &[K]) -> usize {
-    a.iter()
-        .rev()
-        .zip(b.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count()
+/// The distinct stacks of a balance, as paths in a trie of their frames
+/// (outermost first), with each node's stacks one range of positions.
+struct Trie {
+    /// Stack id to its index in `stacks`.
+    index: HashMap<u32, usize>,
+    stacks: Vec<TrieStack>,
+    /// Per node: the positions `lo..hi` of the stacks ending at or under it.
+    ranges: Vec<(usize, usize)>,
+}
+
+struct TrieStack {
+    /// The nodes from the root (depth 0) to the stack's last frame.
+    path: Vec<usize>,
+    /// Where the stack sits in depth-first order.
+    position: usize,
+}
+
+impl Trie {
+    fn new<K: Eq + Hash>(events: &[(RefOp, u32)], frames: &mut impl FnMut(u32) -> Vec<K>) -> Trie {
+        let mut children: Vec<HashMap<K, usize>> = vec![HashMap::new()];
+        let mut ending: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut index = HashMap::new();
+        let mut stacks = Vec::new();
+        for &(_, stack) in events {
+            if index.contains_key(&stack) {
+                continue;
+            }
+            let mut at = 0;
+            let mut path = vec![0];
+            for key in frames(stack).into_iter().rev() {
+                at = match children[at].get(&key) {
+                    Some(&child) => child,
+                    None => {
+                        let child = children.len();
+                        children.push(HashMap::new());
+                        ending.push(Vec::new());
+                        children[at].insert(key, child);
+                        child
+                    }
+                };
+                path.push(at);
+            }
+            ending[at].push(stacks.len());
+            index.insert(stack, stacks.len());
+            stacks.push(TrieStack { path, position: 0 });
+        }
+        // Depth first, without recursion: a node's range opens when it is
+        // entered and closes when its last child is done.
+        let mut ranges = vec![(0, 0); children.len()];
+        let mut next = 0;
+        let mut work: Vec<(usize, bool)> = vec![(0, false)];
+        while let Some((node, done)) = work.pop() {
+            if done {
+                ranges[node].1 = next;
+                continue;
+            }
+            ranges[node].0 = next;
+            for &s in &ending[node] {
+                stacks[s].position = next;
+                next += 1;
+            }
+            work.push((node, true));
+            work.extend(children[node].values().map(|&c| (c, false)));
+        }
+        Trie {
+            index,
+            stacks,
+            ranges,
+        }
+    }
+}
+
+/// The smallest value set in a range of positions, in O(log n).
+struct MinTree {
+    n: usize,
+    /// Leaves at `n..2n`, each inner node the min of its two children.
+    tree: Vec<usize>,
+}
+
+impl MinTree {
+    const EMPTY: usize = usize::MAX;
+
+    fn new(n: usize) -> MinTree {
+        MinTree {
+            n,
+            tree: vec![Self::EMPTY; 2 * n],
+        }
+    }
+
+    fn set(&mut self, position: usize, value: usize) {
+        let mut at = position + self.n;
+        self.tree[at] = value;
+        while at > 1 {
+            at /= 2;
+            self.tree[at] = self.tree[2 * at].min(self.tree[2 * at + 1]);
+        }
+    }
+
+    fn clear(&mut self, position: usize) {
+        self.set(position, Self::EMPTY);
+    }
+
+    /// The smallest value in `lo..hi`, if any is set.
+    fn min(&self, lo: usize, hi: usize) -> Option<usize> {
+        let (mut lo, mut hi) = (lo + self.n, hi + self.n);
+        let mut best = Self::EMPTY;
+        while lo < hi {
+            if lo % 2 == 1 {
+                best = best.min(self.tree[lo]);
+                lo += 1;
+            }
+            if hi % 2 == 1 {
+                hi -= 1;
+                best = best.min(self.tree[hi]);
+            }
+            lo /= 2;
+            hi /= 2;
+        }
+        (best != Self::EMPTY).then_some(best)
+    }
 }
 
 #[cfg(test)]
@@ -312,6 +426,81 @@ mod tests {
             .map(|g| g.stack)
             .collect();
         assert_eq!(unmatched, vec![4]);
+    }
+
+    /// The balancer as first written, one score per open reference: the
+    /// meaning the indexed one must keep.
+    fn balance_by_scanning(events: &[(RefOp, u32)], frames: impl Fn(u32) -> Vec<u32>) -> Vec<bool> {
+        let common = |a: &[u32], b: &[u32]| {
+            a.iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count()
+        };
+        let mut open: Vec<usize> = Vec::new();
+        let mut matched = vec![false; events.len()];
+        for (i, &(op, stack)) in events.iter().enumerate() {
+            if op != RefOp::Release {
+                open.push(i);
+                continue;
+            }
+            matched[i] = true;
+            let best = open.iter().enumerate().max_by_key(|&(_, &o)| {
+                (
+                    common(&frames(events[o].1), &frames(stack)),
+                    std::cmp::Reverse(o),
+                )
+            });
+            if let Some((at, &o)) = best {
+                matched[o] = true;
+                open.remove(at);
+            }
+        }
+        matched
+    }
+
+    /// Random histories over a few functions and depths: the indexed
+    /// balancer leaves the same references unmatched as the scan.
+    #[test]
+    fn the_indexed_balancer_agrees_with_the_scan() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..300 {
+            // Stack ids 0..40; a stack's frames derive from its id.
+            let stacks: Vec<Vec<u32>> = (0..40)
+                .map(|_| (0..1 + next(6)).map(|_| next(4) as u32).collect())
+                .collect();
+            let frames = |s: u32| stacks[s as usize].clone();
+            let len = 1 + next(60) as usize;
+            let events: Vec<(RefOp, u32)> = (0..len)
+                .map(|i| {
+                    let op = match (i, next(3)) {
+                        (0, _) => RefOp::Create,
+                        (_, 0) => RefOp::Release,
+                        _ => RefOp::AddRef,
+                    };
+                    (op, next(40) as u32)
+                })
+                .collect();
+            let expected = balance_by_scanning(&events, frames);
+            let mut unmatched_expected: HashMap<(RefOp, u32), u32> = HashMap::new();
+            for (i, &e) in events.iter().enumerate() {
+                *unmatched_expected.entry(e).or_default() += u32::from(!expected[i]);
+            }
+            for g in balance(&events, frames) {
+                assert_eq!(
+                    g.unmatched,
+                    unmatched_expected[&(g.op, g.stack)],
+                    "{events:?} {stacks:?}"
+                );
+            }
+        }
     }
 
     /// Equal scores: the earliest open reference wins, whichever stack

@@ -71,18 +71,30 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         stacks.entry(id).or_insert_with(|| symbols.stack(id));
     }
     let frames_of = |id: StackId| stacks.get(&id).map_or(&[][..], |s| s.frames.as_slice());
+    // The balancer compares frames by function; each stack's functions as
+    // numbers, computed once for all the histories that name it.
+    let mut functions: HashMap<&str, u32> = HashMap::new();
+    let mut keys: HashMap<StackId, Vec<u32>> = HashMap::new();
+    let mut frame_keys = |id: StackId| -> Vec<u32> {
+        keys.entry(id)
+            .or_insert_with(|| {
+                frames_of(id)
+                    .iter()
+                    .map(|f| {
+                        let next = functions.len() as u32;
+                        *functions.entry(f.function.as_str()).or_insert(next)
+                    })
+                    .collect()
+            })
+            .clone()
+    };
     // Many objects share a kind and a creation stack: one signature each.
     let mut signatures: HashMap<(&str, StackId), String> = HashMap::new();
 
     for (i, o) in leaked.iter().enumerate() {
         let node = &o.node;
         let events = if node.history {
-            analysis::balance(&o.events, |s| {
-                frames_of(s)
-                    .iter()
-                    .map(|f| f.function.as_str())
-                    .collect::<Vec<_>>()
-            })
+            analysis::balance(&o.events, &mut frame_keys)
         } else {
             Vec::new()
         };
@@ -142,12 +154,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
                 kind: s.kind.to_owned(),
                 label: s.label,
                 created: s.created,
-                events: analysis::balance(&s.events, |st| {
-                    frames_of(st)
-                        .iter()
-                        .map(|fr| fr.function.as_str())
-                        .collect::<Vec<_>>()
-                }),
+                events: analysis::balance(&s.events, &mut frame_keys),
             }),
             also: f.also,
             signature,
