@@ -6,6 +6,7 @@
 //! cargo run --example no_logoff -- exit            # std::process::exit(3)
 //! cargo run --example no_logoff -- released-early  # provider released before Shutdown
 //! cargo run --example no_logoff -- no-logon         # objects tracked, no logon at all
+//! cargo run --example no_logoff -- late-object      # an object made after a clean Logoff
 //! cargo run --example no_logoff -- busy             # main returns, 4 threads still in mapileak
 //! cargo run --example no_logoff -- held-lock heap   # main returns, a thread holds a lock
 //! ```
@@ -33,6 +34,18 @@ fn main() {
         std::mem::forget(mapileak::Tracked::new(
             &mapileak::kinds::IMAPI_TABLE,
             "made before any logon",
+        ));
+        return;
+    }
+    if how == "late-object" {
+        // A logon that logged off clean (and so left the registry), then an
+        // object made on it anyway.
+        let s = mapileak::Session::logon(mapileak::ProviderKind::MessageStore, "logged off clean");
+        assert!(s.ms_logoff().report.is_clean());
+        std::mem::forget(mapileak::Tracked::in_session(
+            s,
+            &mapileak::kinds::IMESSAGE,
+            "made after Logoff",
         ));
         return;
     }

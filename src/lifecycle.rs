@@ -323,20 +323,32 @@ fn on(
     }
     let stack = stack::capture();
     let mut findings = Vec::new();
-    registry::with_session(session.id(), |s| {
+    let after = |label: &str, provider: ProviderKind| {
+        PendingFinding::error(
+            Rule::OutOfOrder,
+            format!(
+                "{call} on session \"{label}\" after {}",
+                match provider {
+                    ProviderKind::Unknown => "its Logoff",
+                    known => known.logoff_method(),
+                }
+            ),
+            stack,
+        )
+    };
+    let open = registry::with_session(session.id(), |s| {
         if s.closed() {
-            findings.push(PendingFinding::error(
-                Rule::OutOfOrder,
-                format!(
-                    "{call} on session \"{}\" after {}",
-                    s.label,
-                    s.provider.logoff_method()
-                ),
-                stack,
-            ));
+            findings.push(after(&s.label, s.provider));
         }
         f(s, stack, &mut findings);
     });
+    // A logon that logged off clean has left the registry: nothing is
+    // recorded on it, and the call is still out of order.
+    if open.is_none()
+        && let Some(r) = registry::retired(session.id())
+    {
+        findings.push(after(&r.label, r.provider));
+    }
     for fi in findings {
         registry::add_finding(session.id(), fi);
     }
@@ -605,8 +617,24 @@ impl Session {
                     s.provider.logoff_method()
                 )),
                 Err(_) => Some(format!("logon \"{}\" released a second time", s.label)),
-            })
-            .flatten();
+            });
+            let early = match early {
+                Some(None) => {
+                    // Released in order: a logon that left nothing leaves
+                    // the registry.
+                    registry::retire_if_clean(self.id());
+                    None
+                }
+                Some(message) => message,
+                // Retired at its Logoff (no provider owns it): the first
+                // Release is in order, a second one is not; unknown when it
+                // is no longer remembered.
+                None => match registry::release_retired(self.id()) {
+                    Some(false) => registry::retired(self.id())
+                        .map(|r| format!("logon \"{}\" released a second time", r.label)),
+                    _ => None,
+                },
+            };
             if let Some(message) = early {
                 registry::add_finding(
                     self.id(),

@@ -144,14 +144,19 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
     ));
     // One pass over each table for all groups: a process that logged on
     // and off thousands of times pays for what is alive, not per session.
+    // What a retired logon (one that logged off clean and left the
+    // registry) made since goes with what was made outside any logon.
     let group_of: HashMap<u64, usize> = groups
         .iter()
         .enumerate()
         .flat_map(|(g, (_, members, _))| members.iter().map(move |&m| (m, g)))
         .collect();
+    let outside = groups.len() - 1;
     let parts = Live::within(|_| true, wait)
         .map_err(Skipped::Lock)?
-        .split(groups.len(), |s| group_of.get(&s).copied());
+        .split(groups.len(), |s| {
+            group_of.get(&s).copied().unwrap_or(outside)
+        });
     let mut snapshots = Vec::new();
     for ((info, _, findings), live) in groups.into_iter().zip(parts) {
         let snapshot = Snapshot::within(info, live, findings, Some(wait)).map_err(Skipped::Lock)?;

@@ -1,12 +1,14 @@
 //! The recorder's state: live tracked objects and logon sessions.
 //!
 //! Objects live in sharded maps keyed by id (ids grow in creation order, so
-//! each shard iterates in creation order too). Sessions are few and live in
-//! one map. Locks here are never held while user code, `tracing` or I/O runs.
+//! each shard iterates in creation order too). Sessions live in one map
+//! while something may still be reported about them; a logon whose life is
+//! over and left nothing leaves it ([`retire_if_clean`]), so a process that
+//! logs on and off thousands of times keeps nothing per logon. Locks here are never held while user code, `tracing` or I/O runs.
 //! Lock order: the sessions lock may be held while an object shard is
 //! locked, never the other way round.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -201,6 +203,8 @@ pub(crate) struct SessionState {
     phase: Phase,
     pub findings: Vec<PendingFinding>,
     pub life: Life,
+    /// Its Logoff reported nothing: no object, block, buffer or finding.
+    pub clean_at_logoff: bool,
 }
 
 /// A logon's life, or a provider's, as MAPI drives it:
@@ -301,8 +305,51 @@ pub(crate) struct Life {
     pub malloc_refs: Vec<StackId>,
 }
 
-static SESSIONS: Mutex<BTreeMap<u64, SessionState>> = Mutex::new(BTreeMap::new());
+/// The sessions and providers that may still be reported on, and the
+/// logons that left lately.
+struct Sessions {
+    open: BTreeMap<u64, SessionState>,
+    /// The latest [`REMEMBERED`] retired logons, oldest first.
+    retired: VecDeque<Retired>,
+}
+
+static SESSIONS: Mutex<Sessions> = Mutex::new(Sessions {
+    open: BTreeMap::new(),
+    retired: VecDeque::new(),
+});
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// How many retired logons are remembered by name.
+const REMEMBERED: usize = 64;
+
+/// A logon that left the registry ([`retire_if_clean`]), as far as it is
+/// remembered: a late call on it is still `out-of-order`, named when it
+/// is one of the latest [`REMEMBERED`].
+#[derive(Debug, Clone)]
+pub(crate) struct Retired {
+    pub provider: ProviderKind,
+    /// Its label, or `#<id>` when it is no longer remembered.
+    pub label: String,
+    /// Its provider record (0: none, or not remembered).
+    pub owner: u64,
+    /// Whether its label, kind and owner are known.
+    pub remembered: bool,
+    /// MAPI released the logon object (remembered ones only).
+    pub released: bool,
+    id: u64,
+}
+
+impl Sessions {
+    /// The retired logon `id`: an id handed out, not a provider (they stay),
+    /// no longer open.
+    fn retired(&self, id: u64) -> Option<&Retired> {
+        self.retired.iter().rev().find(|r| r.id == id)
+    }
+
+    fn is_retired(&self, id: u64) -> bool {
+        id != 0 && id < NEXT_SESSION.load(Ordering::Relaxed) && !self.open.contains_key(&id)
+    }
+}
 
 pub(crate) fn new_session(
     provider: ProviderKind,
@@ -312,7 +359,7 @@ pub(crate) fn new_session(
     opened: StackId,
 ) -> u64 {
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    SESSIONS.lock().insert(
+    SESSIONS.lock().open.insert(
         id,
         SessionState {
             provider,
@@ -326,14 +373,83 @@ pub(crate) fn new_session(
             },
             findings: Vec::new(),
             life: Life::default(),
+            clean_at_logoff: false,
         },
     );
     id
 }
 
+/// Takes logon `id` out of the registry when its life is over and nothing
+/// of it is left to report: its Logoff found nothing, no finding came
+/// since, and it is done — released by MAPI, or logged off when no provider
+/// owns it (no Shutdown will ask about it). Returns whether it left.
+pub(crate) fn retire_if_clean(id: u64) -> bool {
+    let mut sessions = SESSIONS.lock();
+    let done = sessions.open.get(&id).is_some_and(|s| {
+        let over = match s.phase {
+            Phase::LoggedOff => s.owner == 0,
+            Phase::LogonReleased => true,
+            _ => false,
+        };
+        over && s.clean_at_logoff && s.findings.is_empty()
+    });
+    let Some(s) = done.then(|| sessions.open.remove(&id)).flatten() else {
+        return false;
+    };
+    if sessions.retired.len() == REMEMBERED {
+        sessions.retired.pop_front();
+    }
+    sessions.retired.push_back(Retired {
+        provider: s.provider,
+        label: s.label,
+        owner: s.owner,
+        remembered: true,
+        released: s.phase == Phase::LogonReleased,
+        id,
+    });
+    true
+}
+
+/// What is known of logon `id` if it was retired; `None` for an open
+/// session, a provider, or an id never handed out.
+pub(crate) fn retired(id: u64) -> Option<Retired> {
+    retired_in(&SESSIONS.lock(), id)
+}
+
+fn retired_in(sessions: &Sessions, id: u64) -> Option<Retired> {
+    if !sessions.is_retired(id) {
+        return None;
+    }
+    Some(sessions.retired(id).cloned().unwrap_or(Retired {
+        provider: ProviderKind::Unknown,
+        label: format!("#{id}"),
+        owner: 0,
+        remembered: false,
+        released: false,
+        id,
+    }))
+}
+
+/// MAPI released retired logon `id`: `Some(true)` the first time (it was
+/// retired at its Logoff), `Some(false)` when it had been released already,
+/// `None` when that is not known (not retired, or no longer remembered).
+pub(crate) fn release_retired(id: u64) -> Option<bool> {
+    let mut sessions = SESSIONS.lock();
+    if !sessions.is_retired(id) {
+        return None;
+    }
+    let r = sessions.retired.iter_mut().rev().find(|r| r.id == id)?;
+    Some(!std::mem::replace(&mut r.released, true))
+}
+
+/// Whether `id` names an open session or provider.
+pub(crate) fn is_open(id: u64) -> bool {
+    SESSIONS.lock().open.contains_key(&id)
+}
+
 /// Runs `f` on the state of session `id`, if there is one.
 pub(crate) fn with_session<R>(id: u64, f: impl FnOnce(&mut SessionState) -> R) -> Option<R> {
-    SESSIONS.lock().get_mut(&id).map(f)
+    SESSIONS.lock().open.get_mut(&id).map(f)
 }
 
 /// Runs `f` on every session and provider, in creation order. At process
@@ -344,8 +460,8 @@ pub(crate) fn with_all_sessions<R>(
     wait: Option<std::time::Duration>,
 ) -> Option<R> {
     match wait {
-        None => Some(f(&mut SESSIONS.lock())),
-        Some(d) => SESSIONS.try_lock_for(d).map(|mut g| f(&mut g)),
+        None => Some(f(&mut SESSIONS.lock().open)),
+        Some(d) => SESSIONS.try_lock_for(d).map(|mut g| f(&mut g.open)),
     }
 }
 
@@ -365,16 +481,18 @@ pub(crate) fn with_objects_locked(f: impl FnOnce()) {
 pub(crate) static UNATTRIBUTED: Mutex<Vec<PendingFinding>> = Mutex::new(Vec::new());
 
 /// Records a finding against `session`. A logon that has logged off passes
-/// it to its provider (whose Shutdown reports next); with no session, it
-/// waits for the process-end report.
+/// it to its provider (whose Shutdown reports next); with no session, or a
+/// retired logon no provider is known for, it waits for the process-end
+/// report.
 pub(crate) fn add_finding(session: u64, finding: PendingFinding) {
     let mut finding = Some(finding);
     let mut sessions = SESSIONS.lock();
-    let target = match sessions.get(&session) {
+    let target = match sessions.open.get(&session) {
         Some(s) if s.closed() && s.owner != 0 && !s.is_provider() => s.owner,
-        _ => session,
+        Some(_) => session,
+        None => sessions.retired(session).map_or(0, |r| r.owner),
     };
-    if let Some(s) = sessions.get_mut(&target) {
+    if let Some(s) = sessions.open.get_mut(&target) {
         s.findings.extend(finding.take());
     }
     drop(sessions);
@@ -389,7 +507,13 @@ pub(crate) fn check_open(session: u64, node: &Node) {
     if session == 0 {
         return;
     }
-    let closed = with_session(session, |s| s.closed().then(|| s.label.clone())).flatten();
+    let closed = {
+        let sessions = SESSIONS.lock();
+        match sessions.open.get(&session) {
+            Some(s) => s.closed().then(|| s.label.clone()),
+            None => retired_in(&sessions, session).map(|r| r.label),
+        }
+    };
     if let Some(label) = closed {
         add_finding(
             session,

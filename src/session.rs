@@ -86,7 +86,11 @@ impl Session {
     /// session.)
     pub fn by_id(id: u64) -> Option<Session> {
         #[cfg(any(debug_assertions, feature = "force"))]
-        return registry::with_session(id, |s| !s.is_provider())?.then_some(Session { id });
+        return match registry::with_session(id, |s| !s.is_provider()) {
+            Some(is_logon) => is_logon.then_some(Session { id }),
+            // A logon that logged off clean and left the registry.
+            None => registry::retired(id).map(|_| Session { id }),
+        };
         #[cfg(not(any(debug_assertions, feature = "force")))]
         {
             let _ = id;
@@ -135,18 +139,21 @@ impl Session {
         } else {
             stack::capture()
         };
+        let second_time = |label: &str| {
+            PendingFinding::error(
+                Rule::OutOfOrder,
+                format!(
+                    "{} called a second time on session \"{label}\"",
+                    method.logoff_method()
+                ),
+                stack,
+            )
+        };
         let taken = registry::with_session(self.id, |s| {
             let mut findings = std::mem::take(&mut s.findings);
-            if s.step(Step::Logoff).is_err() {
-                findings.push(PendingFinding::error(
-                    Rule::OutOfOrder,
-                    format!(
-                        "{} called a second time on session \"{}\"",
-                        method.logoff_method(),
-                        s.label
-                    ),
-                    stack,
-                ));
+            let first = s.step(Step::Logoff).is_ok();
+            if !first {
+                findings.push(second_time(&s.label));
             }
             if s.provider != method {
                 findings.push(PendingFinding::error(
@@ -161,16 +168,31 @@ impl Session {
                 ));
             }
             findings.extend(rules::logoff_checks(s, registry::is_live));
-            (s.provider, s.label.clone(), findings)
+            (s.provider, s.label.clone(), findings, first)
         });
-        let (provider, label, findings) = taken.unwrap_or((method, String::new(), Vec::new()));
+        // A logon that logged off clean has left the registry: a second
+        // Logoff is still out of order.
+        let (provider, label, findings, first) =
+            taken.unwrap_or_else(|| match registry::retired(self.id) {
+                Some(r) => {
+                    let provider = if r.remembered { r.provider } else { method };
+                    let finding = second_time(&r.label);
+                    (provider, r.label, vec![finding], false)
+                }
+                None => (method, String::new(), Vec::new(), false),
+            });
         let info = mapileak_reports::SessionInfo {
             id: self.id,
             provider,
             label,
             event: Event::Logoff,
         };
-        logoff::report(info, &[self.id], findings, mode)
+        let logoff = logoff::report(info, &[self.id], findings, mode);
+        if first && logoff.report.is_clean() {
+            registry::with_session(self.id, |s| s.clean_at_logoff = true);
+            registry::retire_if_clean(self.id);
+        }
+        logoff
     }
 }
 

@@ -76,9 +76,9 @@ impl Live {
     }
 
     /// Splits into one part per group of sessions (`group_of(session)`:
-    /// its group's index); what belongs to no group is dropped. Linear in
-    /// what is alive, whatever the number of groups.
-    pub(crate) fn split(self, groups: usize, group_of: impl Fn(u64) -> Option<usize>) -> Vec<Live> {
+    /// its group's index, below `groups`). Linear in what is alive,
+    /// whatever the number of groups.
+    pub(crate) fn split(self, groups: usize, group_of: impl Fn(u64) -> usize) -> Vec<Live> {
         let mut parts: Vec<Live> = (0..groups)
             .map(|_| Live {
                 objects: Vec::new(),
@@ -87,19 +87,13 @@ impl Live {
             })
             .collect();
         for o in self.objects {
-            if let Some(g) = group_of(o.session) {
-                parts[g].objects.push(o);
-            }
+            parts[group_of(o.session)].objects.push(o);
         }
         for b in self.blocks {
-            if let Some(g) = group_of(b.1) {
-                parts[g].blocks.push(b);
-            }
+            parts[group_of(b.1)].blocks.push(b);
         }
         for b in self.buffers {
-            if let Some(g) = group_of(b.0) {
-                parts[g].buffers.push(b);
-            }
+            parts[group_of(b.0)].buffers.push(b);
         }
         parts
     }

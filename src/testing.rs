@@ -1,6 +1,6 @@
 //! Fault injection for the process-end tests: a thread that holds one of
 //! mapileak's locks for good, as a thread `ExitProcess` ended inside
-//! mapileak does. Not part of the API (hidden from the documentation);
+//! mapileak does; and a look into the session registry. Not part of the API (hidden from the documentation);
 //! `examples/no_logoff.rs` and the C ABI's provider test use it.
 
 /// The locks [`hold_lock`] can hold.
@@ -25,4 +25,10 @@ pub fn hold_lock(which: &str, held: impl FnOnce()) -> bool {
         _ => return false,
     }
     true
+}
+
+/// Whether the registry still keeps session (or provider) `id`: a logon
+/// that logged off clean has left it.
+pub fn in_registry(id: u64) -> bool {
+    crate::registry::is_open(id)
 }

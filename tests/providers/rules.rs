@@ -355,6 +355,85 @@ fn out_of_order_second_logoff_and_objects_after_logoff() {
     }
 }
 
+/// A logon that logged off clean leaves the registry (a process that logs
+/// on and off thousands of times keeps nothing per logon), and what comes
+/// after is still `out-of-order`, with the logon's name.
+#[test]
+fn a_clean_logon_leaves_the_registry_and_late_calls_are_still_out_of_order() {
+    use mapileak::testing::in_registry;
+    use mapileak::{Malloc, ProviderKind, Session, Tracked, kinds};
+    let _dir = setup();
+
+    // No provider: it leaves at its clean Logoff.
+    let s = Session::logon(ProviderKind::AddressBook, "clean book");
+    drop(Tracked::in_session(
+        s,
+        &kinds::IMAPI_TABLE,
+        "closed in time",
+    ));
+    assert!(in_registry(s.id()));
+    assert!(s.ab_logoff().report.is_clean());
+    assert!(!in_registry(s.id()), "a clean logon stays in the registry");
+    assert_eq!(Session::by_id(s.id()).map(Session::id), Some(s.id()));
+    let second = s.ab_logoff().report;
+    assert_eq!(second.session.label, "clean book");
+    assert_eq!(second.session.provider, ProviderKind::AddressBook);
+    let f = only(&second, "out-of-order", "a_clean_logon_leaves_the_registry");
+    assert!(
+        f.message
+            .contains("called a second time on session \"clean book\""),
+        "{}",
+        f.message
+    );
+
+    // One that leaked stays: its objects are still reported at exit.
+    let leaky = Session::logon(ProviderKind::AddressBook, "leaky book");
+    std::mem::forget(Tracked::in_session(leaky, &kinds::IMAPI_TABLE, "kept"));
+    assert_eq!(leaky.ab_logoff().report.objects.len(), 1);
+    assert!(in_registry(leaky.id()));
+
+    // A provider's logon: it leaves once MAPI released it; later calls on it
+    // go to the provider's Shutdown.
+    let p = mapileak::Provider::init(ProviderKind::AddressBook, "retiring", Malloc::NotKept);
+    let s = p.logon("clean directory");
+    let r = s.ab_logoff().report;
+    assert!(r.is_clean(), "{:#?}", r.findings);
+    assert!(in_registry(s.id()), "left before MAPI released it");
+    s.logon_released();
+    assert!(!in_registry(s.id()));
+    s.logon_released();
+    drop(Tracked::in_session(s, &kinds::IMESSAGE, "too late"));
+    s.support_release();
+    let r = p.shutdown().report;
+    let messages: Vec<&str> = r.findings.iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(rules(&r), ["out-of-order"; 3], "{messages:#?}");
+    assert!(
+        messages[0].contains("logon \"clean directory\" released a second time"),
+        "{messages:#?}"
+    );
+    assert!(
+        messages[1].contains(
+            "IMessage \"too late\" created on session \"clean directory\" after its Logoff"
+        ),
+        "{messages:#?}"
+    );
+    assert!(
+        messages[2].contains(
+            "IMAPISupport::Release on session \"clean directory\" after IABLogon::Logoff"
+        ),
+        "{messages:#?}"
+    );
+    for f in &r.findings {
+        let stack = r.stack(f.stack.expect("a stack")).expect("its stack");
+        assert!(
+            stack.mentions("a_clean_logon_leaves_the_registry"),
+            "{stack:#?}"
+        );
+    }
+    p.released();
+    assert!(in_registry(p.id()), "providers stay");
+}
+
 #[test]
 fn shutdown_with_open_logons_reports_the_logon_object_too() {
     for (p, logon_kind) in [
@@ -506,6 +585,29 @@ fn objects_tracked_without_any_logon_get_a_process_end_report() {
     assert_eq!(r.session.label, "outside any logon");
     assert_eq!(r.objects.len(), 1);
     assert_eq!(r.objects[0].label, "made before any logon");
+}
+
+#[test]
+fn an_object_made_after_a_clean_logoff_is_reported_at_process_end() {
+    // The logon left the registry at its clean Logoff: the late object goes
+    // with those made outside any logon, and its finding names the logon.
+    let (status, reports) = exit_reports("late-object");
+    assert_eq!(status, Some(0));
+    let events: Vec<Event> = reports.iter().map(|r| r.session.event).collect();
+    assert_eq!(events, [Event::Exit, Event::Logoff], "{reports:#?}");
+    let r = &reports[0];
+    assert_eq!(r.session.label, "outside any logon");
+    assert_eq!(r.session.event, Event::Exit);
+    let labels: Vec<&str> = r.objects.iter().map(|o| o.label.as_str()).collect();
+    assert_eq!(labels, ["made after Logoff"]);
+    assert_eq!(r.objects[0].kind, "IMessage");
+    let f = only(r, "out-of-order", "no_logoff::main");
+    assert!(
+        f.message
+            .contains("IMessage \"made after Logoff\" created on session \"logged off clean\" after its Logoff"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
