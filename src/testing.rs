@@ -32,3 +32,9 @@ pub fn hold_lock(which: &str, held: impl FnOnce()) -> bool {
 pub fn in_registry(id: u64) -> bool {
     crate::registry::is_open(id)
 }
+
+/// Whether the calling thread's heap counters are the slot threads share
+/// (past the slots free at once), updated with locked instructions.
+pub fn counters_shared() -> bool {
+    crate::alloc::counters_shared()
+}
