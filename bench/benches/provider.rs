@@ -7,6 +7,7 @@
 //! profile (the override the README recommends) and in plain `dev`. Lines:
 //! `mapileak-bench <profile>/<config> ns_per_op=<float> vs_system=<float>`
 //! and `mapileak-bench <profile>/report_100k seconds=<float> ns_per_object=<float>`.
+//! `counting_2_threads`: two threads at once, against two on `System`.
 //! `c_heap_*`: a C or C++ provider's heap through the C ABI
 //! (`mapileak_malloc`/`mapileak_free`), against the same `System`.
 
@@ -143,6 +144,18 @@ fn main() {
         let _scope = session.enter();
         depth(&CHeap, DEPTH, 1)
     });
+    // Two threads at once, each against two threads on `System`: their
+    // counters must not share a cache line.
+    let two = |a: &'static (dyn Fn() + Sync)| {
+        best(|| {
+            std::thread::scope(|s| {
+                s.spawn(a);
+                a();
+            })
+        })
+    };
+    let system_2 = two(&|| depth(&System, DEPTH, 1));
+    let counting_2 = two(&|| depth(&TRACKER, DEPTH, 1));
     let system_32 = best(|| depth(&System, DEPTH, 32));
     let stacks_32 = best(|| {
         let _scope = session.enter();
@@ -165,6 +178,7 @@ fn main() {
     let report = session.ms_logoff().report;
     assert_eq!(report.summary.heap_blocks, 0, "every block was freed");
     line("counting", counting, system);
+    line("counting_2_threads", counting_2, system_2);
     line("stacks", stacks, system);
     line("stacks_32_sites", stacks_32, system_32);
     line("c_heap_counting", c_counting, system);
