@@ -9,7 +9,8 @@
 # scripts/windows/bcryptprimitives.c), then runs `cargo test` for the
 # Windows target with every test binary under Wine; then compares the
 # demo's signatures with a Linux run, and prints the allocator benchmark's
-# lines under Wine (MAPILEAK_SKIP_BENCH=1 skips it). Extra arguments go to
+# lines and the provider benchmark's under Wine (MAPILEAK_SKIP_BENCH=1
+# skips them). Extra arguments go to
 # `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -154,6 +155,20 @@ fi
 if [ $status -eq 0 ] && [ "${MAPILEAK_SKIP_BENCH:-}" != 1 ]; then
   echo "== allocator benchmark under Wine (cargo bench --bench alloc)"
   cargo bench -Zbuild-std=std,panic_unwind,test --target "$target" --bench alloc 2>&1 \
+    | grep -E '^mapileak-bench' || status=1
+  # What a provider runs (scripts/bench-provider.sh): its debug profile with
+  # the README's override. A provider links rustup's prebuilt std, which is
+  # optimized and has no debug assertions; built here from source, std
+  # would take the profile's opt-level 0 and slow every line.
+  echo "== provider benchmark under Wine (profile provider-debug)"
+  std_opt=()
+  for p in std core alloc compiler_builtins panic_unwind unwind hashbrown std_detect; do
+    std_opt+=(--config "profile.provider-debug.package.$p.opt-level=3"
+      --config "profile.provider-debug.package.$p.debug-assertions=false")
+  done
+  MAPILEAK_BENCH_PROFILE=provider-debug cargo bench "${std_opt[@]}" -q \
+    -Zbuild-std=std,panic_unwind,test --target "$target" -p mapileak-bench \
+    --profile provider-debug --bench provider 2>/dev/null \
     | grep -E '^mapileak-bench' || status=1
 fi
 

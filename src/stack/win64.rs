@@ -33,6 +33,21 @@
 //! that uses a frame register other than `rbp`, a machine frame (an
 //! interrupted context), a read outside the thread's stack, or more words
 //! than a memo entry holds.
+//!
+//! A walk the memo does not know still unwinds its new frames, and under
+//! Wine a function-table search and an unwind cost some 50 ns a frame: 32
+//! call sites in rotation cost 10x `System`. So each thread also remembers,
+//! by `rip`, what unwinding that frame did ([`Step`]): the caller's `rsp`
+//! is a base register (`rsp`, or the frame register once the prolog set
+//! it) plus a constant, and each register the unwind restored was read at
+//! that base plus a constant. That is a function of `rip` alone, for a
+//! frame outside its prolog, without chained unwind data and without a
+//! machine frame: learned from one `RtlVirtualUnwind`, it unwinds the
+//! frame again with a few loads. Like the memo, it assumes that the code
+//! at an address does not change while a thread runs (an image unloaded
+//! and another loaded at its address, with a return address at the same
+//! place, would give a wrong stack; every read stays in the thread's
+//! stack all the same).
 #![allow(non_snake_case, clippy::upper_case_acronyms)]
 
 use std::cell::UnsafeCell;
@@ -58,6 +73,22 @@ struct Context {
 
 const RSP: usize = 4;
 const RBP: usize = 5;
+
+/// The integer registers and `rip` of a [`Context`], as they were before a
+/// frame was unwound.
+struct Registers {
+    regs: [u64; 16],
+    rip: u64,
+}
+
+impl Registers {
+    fn of(context: &Context) -> Registers {
+        Registers {
+            regs: context.regs,
+            rip: context.rip,
+        }
+    }
+}
 
 /// `KNONVOLATILE_CONTEXT_POINTERS`: where the unwind read each register.
 #[repr(C)]
@@ -100,6 +131,155 @@ const WAYS: usize = 8;
 /// Stack words a remembered walk may have read: a return address and a
 /// saved `rbp` per frame at most.
 const WORDS: usize = 2 * MAX_FRAMES;
+
+/// Frame unwinds a thread remembers, by `rip`: sets of two (a provider's
+/// hot paths pass through a few hundred return addresses; direct-mapped,
+/// two of 20 already shared a slot in the benchmark, missing every time).
+const SETS: usize = 256;
+const STEPS: usize = 2 * SETS;
+
+/// The registers an unwind restores from the stack: `rbx`, `rbp`, `rsi`,
+/// `rdi`, `r12`..`r15` (the nonvolatile integer registers).
+const NONVOLATILE: [usize; 8] = [3, 5, 6, 7, 12, 13, 14, 15];
+
+/// What unwinding the frame at `pc` does: the caller's `rsp` is
+/// `regs[base] + to_caller`, and the registers in `saved` (bits over
+/// [`NONVOLATILE`]) were read at `regs[base] + at[i]`.
+#[derive(Clone, Copy)]
+struct Step {
+    /// 0: empty.
+    pc: u64,
+    base: u8,
+    saved: u8,
+    to_caller: i32,
+    at: [i16; 8],
+}
+
+// 512 of them in 16 KiB per thread.
+const _: () = assert!(size_of::<Step>() == 32);
+
+const NO_STEP: Step = Step {
+    pc: 0,
+    base: 0,
+    saved: 0,
+    to_caller: 0,
+    at: [0; 8],
+};
+
+/// The first of the two slots `pc` may be in.
+fn step_set(pc: u64) -> usize {
+    2 * ((pc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % SETS)
+}
+
+/// The remembered unwind of the frame at `pc`, if any.
+fn find_step(steps: &[Step; STEPS], pc: u64) -> Option<&Step> {
+    let set = step_set(pc);
+    steps[set..set + 2].iter().find(|s| s.pc == pc)
+}
+
+/// Remembers `step`; the set's older entry makes room.
+fn keep_step(steps: &mut [Step; STEPS], step: Step) {
+    let set = step_set(step.pc);
+    steps[set + 1] = steps[set];
+    steps[set] = step;
+}
+
+impl Step {
+    /// Unwinds the frame `context` is in, as `RtlVirtualUnwind` did at this
+    /// `rip`; `None` (and `context` untouched) when a read would leave the
+    /// thread's stack. Returns where `rbp` was read, if it was.
+    fn apply(&self, context: &mut Context, bounds: (usize, usize)) -> Option<Option<usize>> {
+        let base = context.regs[usize::from(self.base)];
+        let read = |offset: i32| -> Option<u64> {
+            let at = base.wrapping_add(offset as i64 as u64) as usize;
+            if !in_stack(bounds, at) || !at.is_multiple_of(8) {
+                return None;
+            }
+            // SAFETY: `at` lies in this thread's stack and is aligned.
+            Some(unsafe { std::ptr::read(at as *const u64) })
+        };
+        let next_sp = base.wrapping_add(self.to_caller as i64 as u64);
+        let rip = read(self.to_caller - 8)?;
+        let mut values = [0u64; 8];
+        for (i, value) in values.iter_mut().enumerate() {
+            if self.saved & (1 << i) != 0 {
+                *value = read(i32::from(self.at[i]))?;
+            }
+        }
+        let mut rbp_at = None;
+        for (i, &reg) in NONVOLATILE.iter().enumerate() {
+            if self.saved & (1 << i) != 0 {
+                context.regs[reg] = values[i];
+                if reg == RBP {
+                    rbp_at = Some(base.wrapping_add(i64::from(self.at[i]) as u64) as usize);
+                }
+            }
+        }
+        context.regs[RSP] = next_sp;
+        context.rip = rip;
+        Some(rbp_at)
+    }
+
+    /// What the unwind from `before` to `after` did, when it can be
+    /// replayed from `rip` alone: `info` is the frame's `UNWIND_INFO`,
+    /// `offset` the frame's `rip` from its function's start.
+    fn learn(
+        before: &Registers,
+        after: &Context,
+        pointers: &ContextPointers,
+        info: *const u8,
+        offset: u64,
+    ) -> Option<Step> {
+        // SAFETY: `info` points at the UNWIND_INFO of a loaded image: a
+        // 4-byte header, then `count` 2-byte codes.
+        let header = unsafe { std::ptr::read(info.cast::<[u8; 4]>()) };
+        let (flags, prolog, count, frame) =
+            (header[0] >> 3, header[1], header[2], header[3] & 0x0f);
+        const CHAININFO: u8 = 4;
+        if flags & CHAININFO != 0 || offset < u64::from(prolog) {
+            return None;
+        }
+        // A machine frame restores `rsp` from the stack: not a constant.
+        let mut k = 0;
+        while k < usize::from(count) {
+            // SAFETY: code `k` of `count`, inside the UNWIND_INFO.
+            let code = unsafe { std::ptr::read(info.add(4 + 2 * k).cast::<[u8; 2]>()) };
+            let (op, op_info) = (code[1] & 0x0f, code[1] >> 4);
+            k += match op {
+                1 => 2 + usize::from(op_info != 0),
+                4 | 6 | 8 => 2,
+                5 | 7 | 9 => 3,
+                10 => return None,
+                _ => 1,
+            };
+        }
+        let base = if frame == 0 { RSP } else { usize::from(frame) };
+        let from = before.regs[base];
+        let delta = |to: u64| i32::try_from(to.wrapping_sub(from) as i64).ok();
+        // Saved registers more than 32 KiB from the base: not kept.
+        let near = |to: u64| i16::try_from(to.wrapping_sub(from) as i64).ok();
+        let mut step = Step {
+            pc: before.rip,
+            base: base as u8,
+            saved: 0,
+            to_caller: delta(after.regs[RSP])?,
+            at: [0; 8],
+        };
+        for (i, &reg) in NONVOLATILE.iter().enumerate() {
+            let at = pointers.integer[reg];
+            if !at.is_null() {
+                step.saved |= 1 << i;
+                step.at[i] = near(at as u64)?;
+            }
+        }
+        // Any other register restored from the stack: not replayable.
+        let others = (0..16).filter(|r| !NONVOLATILE.contains(r));
+        if others.into_iter().any(|r| !pointers.integer[r].is_null()) {
+            return None;
+        }
+        Some(step)
+    }
+}
 
 /// One remembered walk: for each frame, the state the unwind of that frame
 /// started from, and the words it read.
@@ -148,6 +328,7 @@ struct Memo {
     last: usize,
     walks_done: u32,
     walks: [Walked; WAYS],
+    steps: [Step; STEPS],
 }
 
 const fn walked() -> Walked {
@@ -174,6 +355,7 @@ thread_local! {
             last: 0,
             walks_done: 0,
             walks: [const { walked() }; WAYS],
+            steps: [NO_STEP; STEPS],
         })
     };
 }
@@ -243,6 +425,7 @@ fn walk_with(memo: &mut Memo, context: &mut Context, out: &mut Buf<'_>) -> Walk 
     let from = memo.last;
     let to = (from + 1) % WAYS;
     let (old, new) = pick(&mut memo.walks, from, to);
+    let steps = &mut memo.steps;
     new.id = 0;
     new.frames = 0;
     new.len = 0;
@@ -278,52 +461,30 @@ fn walk_with(memo: &mut Memo, context: &mut Context, out: &mut Buf<'_>) -> Walk 
         if !out.push(pc as usize) || out.len() == MAX_FRAMES {
             break;
         }
-        let mut base = 0u64;
-        // SAFETY: looks `pc` up in the loaded images' function tables; it
-        // reads no memory at `pc`.
-        let entry = unsafe { RtlLookupFunctionEntry(pc, &mut base, std::ptr::null_mut()) };
-        if entry.is_null() {
-            // No unwind data: a leaf, or code the walk cannot follow (JIT
-            // code without registered tables, a corrupt frame). Stop here
-            // rather than guess.
-            break;
-        }
-        // SAFETY: `entry` points into the `.pdata` of the image at `base`,
-        // and its unwind info lies in that image: mapped while the image is
-        // loaded, which it is while its code is on this stack. Byte 3 of
-        // UNWIND_INFO holds the frame register in its low nibble.
-        let frame_register =
-            unsafe { *((base + u64::from((*entry).unwind_info)) as *const u8).add(3) } & 0x0f;
-        if frame_register != 0 && frame_register as usize != RBP {
-            checkable = false;
-        }
-        let mut pointers = ContextPointers {
-            floating: [std::ptr::null_mut(); 16],
-            integer: [std::ptr::null_mut(); 16],
+        let replayed = match find_step(steps, pc) {
+            Some(known) => {
+                if !matches!(usize::from(known.base), RSP | RBP) {
+                    checkable = false;
+                }
+                known.apply(context, bounds)
+            }
+            None => None,
         };
-        let (mut handler, mut establisher) = (std::ptr::null_mut(), 0u64);
-        // SAFETY: `context` holds this thread's registers in the frame of
-        // `pc`, whose `rsp` lies in this thread's stack, and `entry` is
-        // `pc`'s function entry in the image at `base`: what the unwinder
-        // needs to read that frame's saved registers and return address.
-        unsafe {
-            RtlVirtualUnwind(
-                0,
-                base,
-                pc,
-                entry,
-                context,
-                &mut handler,
-                &mut establisher,
-                &mut pointers,
-            )
+        let rbp_at = match replayed {
+            Some(rbp_at) => rbp_at,
+            None => {
+                let Some(rbp_at) = unwind(context, bounds, steps, &mut checkable) else {
+                    break;
+                };
+                rbp_at
+            }
         };
         let next_sp = context.regs[RSP] as usize;
         if context.rip == 0 || context.regs[RSP] <= sp || !in_stack(bounds, next_sp) {
             break;
         }
         if checkable {
-            checkable = note(new, bounds, &pointers, next_sp - 8, context.rip);
+            checkable = note(new, bounds, rbp_at, next_sp - 8, context.rip);
         }
     }
     new.full = out.len() == MAX_FRAMES;
@@ -336,6 +497,78 @@ fn walk_with(memo: &mut Memo, context: &mut Context, out: &mut Buf<'_>) -> Walk 
         new.len = 0;
         Walk::Frames(Ticket(u32::MAX))
     }
+}
+
+/// Unwinds the frame `context` is in with the system's unwinder, and
+/// remembers what it did in `steps` when that can be replayed. `None` when
+/// the frame has no unwind data (a leaf, or code the walk cannot follow:
+/// JIT code without registered tables, a corrupt frame): the walk stops
+/// there rather than guess. Else where `rbp` was read, if it was.
+fn unwind(
+    context: &mut Context,
+    bounds: (usize, usize),
+    steps: &mut [Step; STEPS],
+    checkable: &mut bool,
+) -> Option<Option<usize>> {
+    let pc = context.rip;
+    let mut base = 0u64;
+    // SAFETY: looks `pc` up in the loaded images' function tables; it
+    // reads no memory at `pc`.
+    let entry = unsafe { RtlLookupFunctionEntry(pc, &mut base, std::ptr::null_mut()) };
+    if entry.is_null() {
+        return None;
+    }
+    // SAFETY: `entry` points into the `.pdata` of the image at `base`, and
+    // its unwind info lies in that image: mapped while the image is loaded,
+    // which it is while its code is on this stack.
+    let (begin, info) = unsafe {
+        (
+            u64::from((*entry).begin),
+            (base + u64::from((*entry).unwind_info)) as *const u8,
+        )
+    };
+    // SAFETY: as above; byte 3 of UNWIND_INFO holds the frame register in
+    // its low nibble.
+    let frame_register = unsafe { *info.add(3) } & 0x0f;
+    if frame_register != 0 && frame_register as usize != RBP {
+        *checkable = false;
+    }
+    let mut pointers = ContextPointers {
+        floating: [std::ptr::null_mut(); 16],
+        integer: [std::ptr::null_mut(); 16],
+    };
+    let before = Registers::of(context);
+    let (mut handler, mut establisher) = (std::ptr::null_mut(), 0u64);
+    // SAFETY: `context` holds this thread's registers in the frame of `pc`,
+    // whose `rsp` lies in this thread's stack, and `entry` is `pc`'s
+    // function entry in the image at `base`: what the unwinder needs to
+    // read that frame's saved registers and return address.
+    unsafe {
+        RtlVirtualUnwind(
+            0,
+            base,
+            pc,
+            entry,
+            context,
+            &mut handler,
+            &mut establisher,
+            &mut pointers,
+        )
+    };
+    // Replayable only when the return address is where a replay reads it,
+    // just below the caller's `rsp`.
+    let ret_at = (context.regs[RSP] as usize).wrapping_sub(8);
+    let ret_below = in_stack(bounds, ret_at)
+        && ret_at.is_multiple_of(8)
+        // SAFETY: `ret_at` lies in this thread's stack and is aligned.
+        && unsafe { std::ptr::read(ret_at as *const u64) } == context.rip;
+    if ret_below
+        && let Some(step) = Step::learn(&before, context, &pointers, info, pc - (base + begin))
+    {
+        keep_step(steps, step);
+    }
+    let rbp = pointers.integer[RBP];
+    Some((!rbp.is_null()).then_some(rbp as usize))
 }
 
 /// The walk at `from` to read and the one at `to` to write; `from != to`.
@@ -389,7 +622,7 @@ fn splice(old: &Walked, k: usize, new: &mut Walked, out: &mut Buf<'_>) {
 fn note(
     new: &mut Walked,
     bounds: (usize, usize),
-    pointers: &ContextPointers,
+    rbp_at: Option<usize>,
     ret_at: usize,
     ret: u64,
 ) -> bool {
@@ -416,10 +649,74 @@ fn note(
     // the walk is checkable only while that is `rbp`. (The others hold the
     // callers' loop counters and the like, which differ from call to call
     // on the same stack.)
-    let rbp = pointers.integer[RBP];
-    rbp.is_null() || push(rbp as usize)
+    rbp_at.is_none_or(push)
 }
 
 fn in_stack((low, high): (usize, usize), at: usize) -> bool {
     at >= low && at < high.saturating_sub(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hint::black_box;
+    use std::mem::MaybeUninit;
+
+    use super::*;
+
+    /// The frames of a walk from the caller, the thread's remembered walks
+    /// forgotten first (so the walk unwinds every frame) and, when `cold`,
+    /// its remembered frame unwinds too.
+    #[inline(never)]
+    fn walk_from_here(cold: bool) -> Vec<usize> {
+        let _ = MEMO.try_with(|m| {
+            // SAFETY: no walk runs on this thread now: no other reference.
+            let memo = unsafe { &mut *m.get() };
+            for w in &mut memo.walks {
+                (w.id, w.frames, w.len) = (0, 0, 0);
+            }
+            if cold {
+                memo.steps = [NO_STEP; STEPS];
+            }
+        });
+        let mut room = MaybeUninit::uninit();
+        let mut out = Buf::new(&mut room);
+        walk(&mut out);
+        out.frames().to_vec()
+    }
+
+    #[inline(never)]
+    fn down(n: usize, cold: bool) -> Vec<usize> {
+        if n == 0 {
+            walk_from_here(cold)
+        } else {
+            black_box(down(black_box(n - 1), cold))
+        }
+    }
+
+    /// A frame replayed from what an unwind did at its `rip` is the frame
+    /// the system's unwinder finds.
+    #[test]
+    fn replayed_frames_are_the_unwinders_own() {
+        for n in 0..6 {
+            // From one call site: cold first, then warm.
+            let walks: Vec<Vec<usize>> = [true, false]
+                .into_iter()
+                .map(|cold| down(n, cold))
+                .collect();
+            let (cold, warm) = (&walks[0], &walks[1]);
+            assert!(cold.len() > n + 2, "{n}: {cold:#x?}");
+            assert_eq!(warm, cold, "depth {n}");
+            // The warm walk could replay every frame it went through in
+            // this test's code.
+            let replayable = MEMO.with(|m| {
+                // SAFETY: as above.
+                let memo = unsafe { &*m.get() };
+                warm.iter()
+                    .take(n + 3)
+                    .filter(|&&pc| find_step(&memo.steps, pc as u64).is_some())
+                    .count()
+            });
+            assert_eq!(replayable, n + 3, "depth {n}: {warm:#x?}");
+        }
+    }
 }
