@@ -203,7 +203,8 @@ pub(crate) struct SessionState {
     phase: Phase,
     pub findings: Vec<PendingFinding>,
     pub life: Life,
-    /// Its Logoff reported nothing: no object, block, buffer or finding.
+    /// Its Logoff reported nothing (no object, block, buffer or finding)
+    /// and no object was made on it since.
     pub clean_at_logoff: bool,
 }
 
@@ -508,9 +509,15 @@ pub(crate) fn check_open(session: u64, node: &Node) {
         return;
     }
     let closed = {
-        let sessions = SESSIONS.lock();
-        match sessions.open.get(&session) {
-            Some(s) => s.closed().then(|| s.label.clone()),
+        let mut sessions = SESSIONS.lock();
+        match sessions.open.get_mut(&session) {
+            Some(s) if s.closed() => {
+                // Not clean any more: the logon stays, so that its
+                // provider's Shutdown still shows the object if it lives.
+                s.clean_at_logoff = false;
+                Some(s.label.clone())
+            }
+            Some(_) => None,
             None => retired_in(&sessions, session).map(|r| r.label),
         }
     };

@@ -392,6 +392,20 @@ fn a_clean_logon_leaves_the_registry_and_late_calls_are_still_out_of_order() {
     assert_eq!(leaky.ab_logoff().report.objects.len(), 1);
     assert!(in_registry(leaky.id()));
 
+    // A provider's logon that made an object after its Logoff stays past
+    // its release: Shutdown still shows the object.
+    let p = mapileak::Provider::init(ProviderKind::AddressBook, "late maker", Malloc::NotKept);
+    let s = p.logon("late directory");
+    assert!(s.ab_logoff().report.is_clean());
+    std::mem::forget(Tracked::in_session(s, &kinds::IMAPI_TABLE, "made late"));
+    s.logon_released();
+    assert!(in_registry(s.id()));
+    let r = p.shutdown().report;
+    let labels: Vec<&str> = r.objects.iter().map(|o| o.label.as_str()).collect();
+    assert_eq!(labels, ["made late"]);
+    assert_eq!(rules(&r), ["out-of-order"]);
+    p.released();
+
     // A provider's logon: it leaves once MAPI released it; later calls on it
     // go to the provider's Shutdown.
     let p = mapileak::Provider::init(ProviderKind::AddressBook, "retiring", Malloc::NotKept);
