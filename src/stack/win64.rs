@@ -5,7 +5,8 @@
 //! into the frame, not at the saved `rbp`: a frame-pointer walk cannot be
 //! trusted there. Every function has unwind data (`.pdata`/`.xdata`)
 //! instead, so the walk here is the one `RtlCaptureStackBackTrace` and the
-//! CRT's debug heap do: `RtlCaptureContext`, then per frame
+//! CRT's debug heap do: the registers (`RtlCaptureContext`'s integer part,
+//! read here directly), then per frame
 //! `RtlLookupFunctionEntry` and `RtlVirtualUnwind`. No dbghelp, no library
 //! loaded, no symbol read, no allocation; names are resolved at report time.
 //!
@@ -23,7 +24,7 @@
 //! new call site above a known path unwinds only its own frames.
 //!
 //! ```text
-//!  RtlCaptureContext ─► memo: same rsp, rbp, and every word read? ─yes─► id
+//!  registers ─► memo: same rsp, rbp, and every word read? ─yes─► id
 //!                          │ no
 //!                          ▼
 //!  per frame: RtlLookupFunctionEntry ─► RtlVirtualUnwind (records the words)
@@ -107,7 +108,6 @@ struct RuntimeFunction {
 
 #[link(name = "kernel32")]
 unsafe extern "system" {
-    fn RtlCaptureContext(context: *mut Context);
     fn RtlLookupFunctionEntry(
         pc: u64,
         image_base: *mut u64,
@@ -360,14 +360,45 @@ thread_local! {
     };
 }
 
+/// Fills `context` with this point's `rip`, `rsp` and integer registers,
+/// as `RtlCaptureContext` would, without the floating-point and vector
+/// state (an `fxsave`, and in Wine a good part of each walk the memo
+/// knows): unwinding integer frames never reads it. A register the asm
+/// below overwrites is one the enclosing function saved in its prolog, so
+/// the unwind restores its caller's value from the stack all the same.
+#[inline(always)]
+fn capture_registers(context: &mut Context) {
+    const _: () =
+        assert!(std::mem::offset_of!(Context, rip) == std::mem::offset_of!(Context, regs) + 128);
+    let regs = context.regs.as_mut_ptr();
+    // SAFETY: stores ten words into `context.regs` (16 words) and the
+    // `rip` that follows them; reads registers only; no stack use.
+    unsafe {
+        std::arch::asm!(
+            "lea {t}, [rip]",
+            "mov [{p} + 128], {t}",
+            "mov [{p} + 24], rbx",
+            "mov [{p} + 32], rsp",
+            "mov [{p} + 40], rbp",
+            "mov [{p} + 48], rsi",
+            "mov [{p} + 56], rdi",
+            "mov [{p} + 96], r12",
+            "mov [{p} + 104], r13",
+            "mov [{p} + 112], r14",
+            "mov [{p} + 120], r15",
+            p = in(reg) regs,
+            t = out(reg) _,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
 /// Walks the calling thread's stack into `out`.
 #[inline(never)]
 pub(super) fn walk(out: &mut Buf<'_>) -> Walk {
-    let mut context = std::mem::MaybeUninit::<Context>::zeroed();
-    // SAFETY: `context` is a writable, 16-byte aligned CONTEXT-sized record.
-    unsafe { RtlCaptureContext(context.as_mut_ptr()) };
-    // SAFETY: RtlCaptureContext filled it, and every bit pattern is valid.
-    let mut context = unsafe { context.assume_init() };
+    // SAFETY: `Context` holds only integers, for which zero is valid.
+    let mut context = unsafe { std::mem::MaybeUninit::<Context>::zeroed().assume_init() };
+    capture_registers(&mut context);
     let Ok(memo) = MEMO.try_with(UnsafeCell::get) else {
         return Walk::Truncated;
     };
