@@ -72,6 +72,20 @@ struct Context {
     rest: [u8; 0x4d0 - 0x100],
 }
 
+impl Context {
+    const ZERO: Context = Context {
+        home: [0; 6],
+        flags: 0,
+        mx_csr: 0,
+        segments: [0; 6],
+        eflags: 0,
+        debug: [0; 6],
+        regs: [0; 16],
+        rip: 0,
+        rest: [0; 0x4d0 - 0x100],
+    };
+}
+
 const RSP: usize = 4;
 const RBP: usize = 5;
 
@@ -329,6 +343,8 @@ struct Memo {
     walks_done: u32,
     walks: [Walked; WAYS],
     steps: [Step; STEPS],
+    /// The registers of the walk under way.
+    context: Context,
 }
 
 const fn walked() -> Walked {
@@ -356,6 +372,7 @@ thread_local! {
             walks_done: 0,
             walks: [const { walked() }; WAYS],
             steps: [NO_STEP; STEPS],
+            context: Context::ZERO,
         })
     };
 }
@@ -396,9 +413,6 @@ fn capture_registers(context: &mut Context) {
 /// Walks the calling thread's stack into `out`.
 #[inline(never)]
 pub(super) fn walk(out: &mut Buf<'_>) -> Walk {
-    // SAFETY: `Context` holds only integers, for which zero is valid.
-    let mut context = unsafe { std::mem::MaybeUninit::<Context>::zeroed().assume_init() };
-    capture_registers(&mut context);
     let Ok(memo) = MEMO.try_with(UnsafeCell::get) else {
         return Walk::Truncated;
     };
@@ -409,7 +423,10 @@ pub(super) fn walk(out: &mut Buf<'_>) -> Walk {
         return Walk::Truncated;
     }
     memo.busy = true;
-    let found = walk_with(memo, &mut context, out);
+    // The thread's own record, not one cleared on the stack for each walk
+    // (1.2 KiB): what the last walk left in it is never read.
+    capture_registers(&mut memo.context);
+    let found = walk_with(memo, out);
     memo.busy = false;
     found
 }
@@ -425,7 +442,8 @@ pub(super) fn remember(ticket: Ticket, id: StackId) {
     });
 }
 
-fn walk_with(memo: &mut Memo, context: &mut Context, out: &mut Buf<'_>) -> Walk {
+fn walk_with(memo: &mut Memo, out: &mut Buf<'_>) -> Walk {
+    let context = &mut memo.context;
     if memo.high == 0 {
         let (mut low, mut high) = (0usize, 0usize);
         // SAFETY: two writable words; the call has no other precondition.
