@@ -629,11 +629,8 @@ impl Session {
                 // Retired at its Logoff (no provider owns it): the first
                 // Release is in order, a second one is not; unknown when it
                 // is no longer remembered.
-                None => match registry::release_retired(self.id()) {
-                    Some(false) => registry::retired(self.id())
-                        .map(|r| format!("logon \"{}\" released a second time", r.label)),
-                    _ => None,
-                },
+                None => registry::release_retired(self.id())
+                    .map(|label| format!("logon \"{label}\" released a second time")),
             };
             if let Some(message) = early {
                 registry::add_finding(

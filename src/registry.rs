@@ -383,9 +383,22 @@ pub(crate) fn new_session(
 /// Takes logon `id` out of the registry when its life is over and nothing
 /// of it is left to report: its Logoff found nothing, no finding came
 /// since, and it is done — released by MAPI, or logged off when no provider
-/// owns it (no Shutdown will ask about it). Returns whether it left.
-pub(crate) fn retire_if_clean(id: u64) -> bool {
+/// owns it (no Shutdown will ask about it).
+pub(crate) fn retire_if_clean(id: u64) {
+    retire_in(&mut SESSIONS.lock(), id);
+}
+
+/// Logon `id`'s Logoff found nothing: marks it clean, and retires it if
+/// its life is over.
+pub(crate) fn logged_off_clean(id: u64) {
     let mut sessions = SESSIONS.lock();
+    if let Some(s) = sessions.open.get_mut(&id) {
+        s.clean_at_logoff = true;
+        retire_in(&mut sessions, id);
+    }
+}
+
+fn retire_in(sessions: &mut Sessions, id: u64) {
     let done = sessions.open.get(&id).is_some_and(|s| {
         let over = match s.phase {
             Phase::LoggedOff => s.owner == 0,
@@ -395,7 +408,7 @@ pub(crate) fn retire_if_clean(id: u64) -> bool {
         over && s.clean_at_logoff && s.findings.is_empty()
     });
     let Some(s) = done.then(|| sessions.open.remove(&id)).flatten() else {
-        return false;
+        return;
     };
     if sessions.retired.len() == REMEMBERED {
         sessions.retired.pop_front();
@@ -408,7 +421,6 @@ pub(crate) fn retire_if_clean(id: u64) -> bool {
         released: s.phase == Phase::LogonReleased,
         id,
     });
-    true
 }
 
 /// What is known of logon `id` if it was retired; `None` for an open
@@ -431,16 +443,17 @@ fn retired_in(sessions: &Sessions, id: u64) -> Option<Retired> {
     }))
 }
 
-/// MAPI released retired logon `id`: `Some(true)` the first time (it was
-/// retired at its Logoff), `Some(false)` when it had been released already,
-/// `None` when that is not known (not retired, or no longer remembered).
-pub(crate) fn release_retired(id: u64) -> Option<bool> {
+/// MAPI released retired logon `id`: its label when it had been released
+/// already (a second Release); `None` the first time (it was retired at
+/// its Logoff) or when that is not known (not retired, or no longer
+/// remembered).
+pub(crate) fn release_retired(id: u64) -> Option<String> {
     let mut sessions = SESSIONS.lock();
     if !sessions.is_retired(id) {
         return None;
     }
     let r = sessions.retired.iter_mut().rev().find(|r| r.id == id)?;
-    Some(!std::mem::replace(&mut r.released, true))
+    std::mem::replace(&mut r.released, true).then(|| r.label.clone())
 }
 
 /// Whether `id` names an open session or provider.

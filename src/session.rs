@@ -189,8 +189,7 @@ impl Session {
         };
         let logoff = logoff::report(info, &[self.id], findings, mode);
         if first && logoff.report.is_clean() {
-            registry::with_session(self.id, |s| s.clean_at_logoff = true);
-            registry::retire_if_clean(self.id);
+            registry::logged_off_clean(self.id);
         }
         logoff
     }

@@ -287,8 +287,8 @@ impl Step {
             }
         }
         // Any other register restored from the stack: not replayable.
-        let others = (0..16).filter(|r| !NONVOLATILE.contains(r));
-        if others.into_iter().any(|r| !pointers.integer[r].is_null()) {
+        let mut others = (0..16).filter(|r| !NONVOLATILE.contains(r));
+        if others.any(|r| !pointers.integer[r].is_null()) {
             return None;
         }
         Some(step)
