@@ -63,6 +63,11 @@ impl Count {
     pub(crate) fn get(&self) -> u32 {
         self.0.load(Ordering::Acquire)
     }
+
+    /// The object is gone: whatever comes later finds the count at 0.
+    pub(crate) fn clear(&self) {
+        self.0.store(0, Ordering::Release);
+    }
 }
 
 #[cfg(all(test, not(loom)))]

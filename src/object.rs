@@ -271,13 +271,23 @@ impl RefCount {
     /// the object. Never below 0.
     #[inline]
     pub fn release(&self) -> u32 {
+        self.release_final().0
+    }
+
+    /// [`release`](Self::release), and whether this Release took the count
+    /// from 1 to 0: the caller destroys the object exactly then. A Release
+    /// that found the count at 0 (an over-release, through a pointer kept
+    /// after the object was destroyed) returns `(0, false)`: destroying
+    /// again would run the destructor twice.
+    #[inline]
+    pub fn release_final(&self) -> (u32, bool) {
         #[cfg(not(any(debug_assertions, feature = "force")))]
         return match self
             .count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
         {
-            Ok(n) => n - 1,
-            Err(_) => 0,
+            Ok(n) => (n - 1, n == 1),
+            Err(_) => (0, false),
         };
         #[cfg(any(debug_assertions, feature = "force"))]
         let node = &*self.handle.node;
@@ -286,18 +296,32 @@ impl RefCount {
             Release::Zeroed => {
                 final_release(node);
                 registry::remove(node.id);
-                0
+                (0, true)
             }
             Release::Released(n) => {
                 if node.history {
                     record(node, RefOp::Release);
                 }
-                n
+                (n, false)
             }
             Release::Over => {
                 over_release(node);
-                0
+                (0, false)
             }
+        }
+    }
+
+    /// The object this count belongs to was destroyed, while the count
+    /// itself stays reachable (a C++ object's memory that mapileak keeps a
+    /// while, see the C ABI): it is no longer alive, and any later Release
+    /// through a stale pointer finds the count at 0, an `over-release`.
+    pub fn destroyed(&self) {
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        self.count.store(0, Ordering::Release);
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            self.handle.node.refs.clear();
+            registry::remove(self.handle.node.id);
         }
     }
 
@@ -412,5 +436,13 @@ mod release_tests {
         assert_eq!(rc.release(), 1);
         assert_eq!(rc.release(), 0);
         assert_eq!(rc.release(), 0, "over-release must not wrap");
+        let rc = RefCount::new(&kinds::IMAPI_STATUS, "status");
+        assert_eq!(rc.add_ref(), 2);
+        assert_eq!(rc.release_final(), (1, false));
+        assert_eq!(rc.release_final(), (0, true));
+        assert_eq!(rc.release_final(), (0, false), "only one Release destroys");
+        let rc = RefCount::new(&kinds::IMAPI_STATUS, "status");
+        rc.destroyed();
+        assert_eq!(rc.release_final(), (0, false));
     }
 }

@@ -8,7 +8,7 @@
 //! Lock order: the sessions lock may be held while an object shard is
 //! locked, never the other way round.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -310,15 +310,21 @@ pub(crate) struct Life {
 /// logons that left lately.
 struct Sessions {
     open: BTreeMap<u64, SessionState>,
+    /// The logons that have not logged off yet (phase `Open`).
+    logging_on: BTreeSet<u64>,
     /// The latest [`REMEMBERED`] retired logons, oldest first.
     retired: VecDeque<Retired>,
 }
 
 static SESSIONS: Mutex<Sessions> = Mutex::new(Sessions {
     open: BTreeMap::new(),
+    logging_on: BTreeSet::new(),
     retired: VecDeque::new(),
 });
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+/// The one logon not logged off yet when there is exactly one, else 0:
+/// what the C ABI attributes to outside any scope (read without a lock).
+static SOLE_OPEN: AtomicU64 = AtomicU64::new(0);
 
 /// How many retired logons are remembered by name.
 const REMEMBERED: usize = 64;
@@ -350,6 +356,40 @@ impl Sessions {
     fn is_retired(&self, id: u64) -> bool {
         id != 0 && id < NEXT_SESSION.load(Ordering::Relaxed) && !self.open.contains_key(&id)
     }
+
+    /// Logon `id` is open (`Open`) or not: [`SOLE_OPEN`] follows.
+    fn set_open(&mut self, id: u64, open: bool) {
+        let changed = if open {
+            self.logging_on.insert(id)
+        } else {
+            self.logging_on.remove(&id)
+        };
+        if changed {
+            let sole = match self.logging_on.len() {
+                1 => self.logging_on.first().copied().unwrap_or(0),
+                _ => 0,
+            };
+            SOLE_OPEN.store(sole, Ordering::Release);
+        }
+    }
+}
+
+/// The one logon of this process that has not logged off yet, when there
+/// is exactly one; with `provider`, the one of that provider. `None`
+/// when there are none or several.
+pub(crate) fn sole_open_logon(provider: Option<u64>) -> Option<u64> {
+    let Some(provider) = provider else {
+        return Some(SOLE_OPEN.load(Ordering::Acquire)).filter(|&id| id != 0);
+    };
+    let sessions = SESSIONS.lock();
+    let mut mine = sessions
+        .logging_on
+        .iter()
+        .filter(|id| sessions.open.get(id).is_some_and(|s| s.owner == provider));
+    match (mine.next(), mine.next()) {
+        (Some(&id), None) => Some(id),
+        _ => None,
+    }
 }
 
 pub(crate) fn new_session(
@@ -360,7 +400,11 @@ pub(crate) fn new_session(
     opened: StackId,
 ) -> u64 {
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    SESSIONS.lock().open.insert(
+    let mut sessions = SESSIONS.lock();
+    if !is_provider {
+        sessions.set_open(id, true);
+    }
+    sessions.open.insert(
         id,
         SessionState {
             provider,
@@ -463,7 +507,13 @@ pub(crate) fn is_open(id: u64) -> bool {
 
 /// Runs `f` on the state of session `id`, if there is one.
 pub(crate) fn with_session<R>(id: u64, f: impl FnOnce(&mut SessionState) -> R) -> Option<R> {
-    SESSIONS.lock().open.get_mut(&id).map(f)
+    let mut sessions = SESSIONS.lock();
+    let s = sessions.open.get_mut(&id)?;
+    let r = f(s);
+    if s.phase != Phase::Open {
+        sessions.set_open(id, false);
+    }
+    Some(r)
 }
 
 /// Runs `f` on every session and provider, in creation order. At process

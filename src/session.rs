@@ -109,6 +109,22 @@ impl Session {
         None
     }
 
+    /// The one logon of the process that has not logged off yet, when there
+    /// is exactly one (the usual case: MAPI logs a profile on once); with
+    /// `provider`, the one of that provider record. `None` when there are
+    /// none or several. The C ABI attributes what is made outside any scope
+    /// to it, so a provider needs a scope only to tell concurrent logons
+    /// apart.
+    pub fn sole_open(provider: Option<u64>) -> Option<Session> {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return registry::sole_open_logon(provider).map(|id| Session { id });
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        {
+            let _ = provider;
+            None
+        }
+    }
+
     /// `IABLogon::Logoff`: ends an address book session and reports it.
     pub fn ab_logoff(self) -> Logoff {
         self.logoff(ProviderKind::AddressBook)

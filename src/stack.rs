@@ -499,6 +499,13 @@ fn is_capture_frame(function: &str) -> bool {
     let f = function.trim_start_matches('<');
     f.starts_with("backtrace::")
         || (f.starts_with("mapileak::") && !f.contains("::tests::"))
+        // A C++ function template's name starts with its return type
+        // (`unsigned int mapileak::RefCount::Release<Table>(Table*)`).
+        || f.split('(').next().is_some_and(|head| {
+            head.split(' ')
+                .skip(1)
+                .any(|w| w.starts_with("mapileak::"))
+        })
         || f.starts_with("mapileak_c::")
         || mapileak_reports::signature::is_c_abi(f)
         || f.starts_with("__rust")

@@ -172,6 +172,11 @@ mapileak_object *mapileak_object_new_iid(uint64_t owner, const mapileak_guid *ii
  * its object; a Release at 0 stays 0 and is an over-release finding. */
 uint32_t mapileak_object_addref(const mapileak_object *object);
 uint32_t mapileak_object_release(const mapileak_object *object);
+/* Release, and *last (may be NULL) is 1 exactly when this Release took the
+ * count from 1 to 0: destroy the object then, and only then. A Release of
+ * a destroyed object (one Release too many, through a stale pointer)
+ * returns 0 with *last 0 and is an over-release finding. */
+uint32_t mapileak_object_release_ex(const mapileak_object *object, int *last);
 uint32_t mapileak_object_count(const mapileak_object *object);
 /* Its id in reports. */
 uint64_t mapileak_object_id(const mapileak_object *object);
@@ -187,6 +192,15 @@ int mapileak_object_hold(const mapileak_object *object, const mapileak_object *o
 int mapileak_object_release_hold(const mapileak_object *object, const mapileak_object *other);
 /* The object is destroyed: frees the handle. NULL is ignored. */
 void mapileak_object_free(mapileak_object *object);
+/* The object is destroyed (its destructor runs), and its count lives at
+ * `memory`, inside the object: instead of freeing the handle, mapileak
+ * keeps it with the object's heap block when that block comes from
+ * mapileak_malloc (MAPILEAK_REPLACE_OPERATOR_NEW) and is freed next on
+ * this thread. The block then stays in a quarantine (the last 4096 such
+ * blocks, 16 MiB at most), its bytes intact: a Release through a stale
+ * pointer reaches the dead count, returns 0 and is an over-release
+ * finding, not a crash. mapileak.hpp's RefCount calls it. */
+void mapileak_object_destroy(mapileak_object *object, const void *memory);
 
 /* ---- MAPI buffers --------------------------------------------------------- */
 

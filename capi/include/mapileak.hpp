@@ -4,11 +4,9 @@
 //       mapileak::RefCount count_{"IMAPITable", "contents of Inbox"};
 //   public:
 //       ULONG STDMETHODCALLTYPE AddRef() override { return count_.AddRef(); }
-//       ULONG STDMETHODCALLTYPE Release() override {
-//           ULONG n = count_.Release();
-//           if (n == 0) delete this;
-//           return n;
-//       }
+//       // delete this at the count's 0, and only then: one Release too
+//       // many is an over-release finding, never a second delete.
+//       ULONG STDMETHODCALLTYPE Release() override { return count_.Release(this); }
 //   };
 //
 //   mapileak::Scope scope(session);  // objects made meanwhile belong to it
@@ -42,25 +40,60 @@ private:
 
 // A COM reference count that mapileak tracks; starts at 1. If mapileak
 // cannot track it (an unknown owner), it still counts, untracked.
+//
+// Kind and label are given at construction, or later with Init (a member
+// default-constructed, described in the class's constructor). `owner` is a
+// session or provider id; 0 is the thread's scope, or outside any scope
+// the process's one open logon.
+//
+// When the object is deleted, its memory (from MAPILEAK_REPLACE_OPERATOR_NEW)
+// is kept a while, intact: a Release through a stale pointer then reaches
+// this dead count, returns 0 and is an over-release finding.
 class RefCount {
 public:
-    RefCount(const char *kind, const char *label, uint64_t owner = 0)
-        : handle_(mapileak_object_new(owner, kind, label)),
-          tag_(mapileak_object_memory_tag(handle_)) {}
-    ~RefCount() { mapileak_object_free(handle_); }
+    RefCount() = default;
+    RefCount(const char *kind, const char *label, uint64_t owner = 0) { Init(kind, label, owner); }
+    ~RefCount() { mapileak_object_destroy(handle_, this); }
     RefCount(const RefCount &) = delete;
     RefCount &operator=(const RefCount &) = delete;
+
+    // Tracks the count as an object of interface `kind`, named `label`
+    // (once; later calls are ignored). AddRefs taken before are kept.
+    void Init(const char *kind, const char *label, uint64_t owner = 0) {
+        if (handle_ != nullptr) return;
+        handle_ = mapileak_object_new(owner, kind, label);
+        tag_ = mapileak_object_memory_tag(handle_);
+        if (handle_ == nullptr) return;
+        for (uint32_t n = untracked_.load(); n > 1; --n) mapileak_object_addref(handle_);
+    }
 
     uint32_t AddRef() {
         return handle_ ? mapileak_object_addref(handle_) : ++untracked_;
     }
+    // The new count. Prefer Release(this), which also deletes.
     uint32_t Release() {
-        if (handle_) return mapileak_object_release(handle_);
-        uint32_t n = untracked_.load();
-        while (n != 0 && !untracked_.compare_exchange_weak(n, n - 1)) {
-        }
-        return n == 0 ? 0 : n - 1;
+        int last = 0;
+        return ReleaseLast(&last);
     }
+    // IUnknown::Release for a class that deletes itself at 0: deletes
+    // `self` exactly when this Release took the count from 1 to 0. One
+    // Release too many (a stale pointer) deletes nothing.
+    // (`self` is the class whose Release this is, as `delete this` in it
+    // would be: MAPI's interfaces have no virtual destructor.)
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdelete-non-virtual-dtor"
+#endif
+    template <class T>
+    uint32_t Release(T *self) {
+        int last = 0;
+        uint32_t n = ReleaseLast(&last);
+        if (last) delete self;
+        return n;
+    }
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
     uint32_t Count() const { return handle_ ? mapileak_object_count(handle_) : untracked_.load(); }
     // Its id in reports (0 when untracked).
     uint64_t Id() const { return mapileak_object_id(handle_); }
@@ -76,9 +109,18 @@ public:
     const mapileak_object *handle() const { return handle_; }
 
 private:
-    mapileak_object *handle_;
+    uint32_t ReleaseLast(int *last) {
+        if (handle_) return mapileak_object_release_ex(handle_, last);
+        uint32_t n = untracked_.load();
+        while (n != 0 && !untracked_.compare_exchange_weak(n, n - 1)) {
+        }
+        *last = n == 1;
+        return n == 0 ? 0 : n - 1;
+    }
+
+    mapileak_object *handle_ = nullptr;
     // In the object's own memory: its heap block is the object's.
-    volatile uint64_t tag_;
+    volatile uint64_t tag_ = 0;
     std::atomic<uint32_t> untracked_{1};
 };
 

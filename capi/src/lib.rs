@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use mapileak::buffers::{
@@ -48,6 +49,20 @@ fn provider_kind(kind: c_int) -> ProviderKind {
 /// Runs `f`; a panic becomes `fail` instead of unwinding into C.
 fn guard<R>(fail: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fail)
+}
+
+/// Runs `f` in the scope of the process's one open logon when the thread
+/// is in no scope and exactly one logon has not logged off: what a
+/// provider makes outside a scope is then that logon's, as it nearly
+/// always is (MAPI logs a profile on once). With several, a scope
+/// (`mapileak_enter`) tells them apart.
+#[inline]
+fn attributed<R>(f: impl FnOnce() -> R) -> R {
+    let _scope = match Session::current() {
+        Some(_) => None,
+        None => Session::sole_open(None).map(Session::enter),
+    };
+    f()
 }
 
 /// A C string argument.
@@ -426,6 +441,21 @@ session_event! {
 /// `mapileak_object`: one tracked COM object's reference count.
 pub struct Object {
     count: RefCount,
+    /// `mapileak_object_destroy` was called: the object is gone, the
+    /// handle kept for a late Release.
+    destroyed: AtomicBool,
+}
+
+/// Frees a handle kept after `mapileak_object_destroy`.
+///
+/// # Safety
+///
+/// `handle` is a handle of `mapileak_object_new*`, destroyed, not freed,
+/// and not used again.
+unsafe fn free_handle(handle: usize) {
+    // SAFETY: the caller's promise: a `Box::into_raw` handle, freed once.
+    let object = unsafe { Box::from_raw(handle as *mut Object) };
+    guard((), move || drop(object));
 }
 
 /// The declared kind named `name`, or a kind made for it (role: an ordinary
@@ -449,19 +479,29 @@ fn kind_named(name: &str) -> &'static Kind {
 /// thread's current session); `None` for an unknown owner.
 fn count_in(owner: u64, kind: &'static Kind, label: String) -> Option<RefCount> {
     if owner == 0 {
-        return Some(RefCount::new(kind, label));
+        return Some(attributed(|| RefCount::new(kind, label)));
     }
     if let Some(session) = Session::by_id(owner) {
         return Some(RefCount::in_session(session, kind, label));
     }
     let provider = Provider::by_id(owner)?;
+    // Outside a scope, the provider's one open logon; else (none or
+    // several, or a scope naming one) the provider record.
+    if Session::current().is_none()
+        && let Some(session) = Session::sole_open(Some(owner))
+    {
+        return Some(RefCount::in_session(session, kind, label));
+    }
     let _scope = provider.enter();
     Some(RefCount::new(kind, label))
 }
 
 fn boxed(count: Option<RefCount>) -> *mut Object {
     count.map_or(ptr::null_mut(), |count| {
-        Box::into_raw(Box::new(Object { count }))
+        Box::into_raw(Box::new(Object {
+            count,
+            destroyed: AtomicBool::new(false),
+        }))
     })
 }
 
@@ -555,6 +595,11 @@ pub unsafe extern "C" fn mapileak_object_addref(object: *const Object) -> u32 {
     let Some(o) = (unsafe { self::object(object) }) else {
         return 0;
     };
+    if o.destroyed.load(Ordering::Acquire) {
+        // Through a stale pointer: the object is gone; the Release that
+        // follows is the finding.
+        return 0;
+    }
     guard(0, || o.count.add_ref())
 }
 
@@ -573,6 +618,63 @@ pub unsafe extern "C" fn mapileak_object_release(object: *const Object) -> u32 {
         return 0;
     };
     guard(0, || o.count.release())
+}
+
+/// `uint32_t mapileak_object_release_ex(const mapileak_object *object, int
+/// *last)`: `IUnknown::Release`, and `*last` (may be NULL) is 1 exactly
+/// when this Release took the count from 1 to 0: the caller destroys the
+/// object then, and only then. A Release of a destroyed object (through a
+/// stale pointer: one Release too many) returns 0 with `*last` 0 and is an
+/// `over-release` finding: nothing is destroyed twice.
+///
+/// # Safety
+///
+/// `object` is NULL or a live handle (destroyed or not); `last` is NULL or
+/// valid for writing an `int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_release_ex(
+    object: *const Object,
+    last: *mut c_int,
+) -> u32 {
+    // SAFETY: the caller's promise.
+    let (n, zeroed) = match unsafe { self::object(object) } {
+        Some(o) => guard((0, false), || o.count.release_final()),
+        None => (0, false),
+    };
+    if !last.is_null() {
+        // SAFETY: the caller's promise.
+        unsafe { last.write(c_int::from(zeroed)) };
+    }
+    n
+}
+
+/// `void mapileak_object_destroy(mapileak_object *object, const void
+/// *memory)`: the object is destroyed (its destructor runs; C++:
+/// `~RefCount`), and its count lives at `memory`. The object is no longer
+/// alive; the handle is kept with the object's heap block, when that block
+/// is one of `mapileak_malloc`'s (`MAPILEAK_REPLACE_OPERATOR_NEW`) and freed
+/// next on this thread: the block then stays in a bounded quarantine, its
+/// bytes intact, so a Release through a stale pointer is an `over-release`
+/// finding, not a use-after-free. A second call is ignored; NULL is.
+///
+/// # Safety
+///
+/// `object` is NULL or a live handle, not used after its block leaves the
+/// quarantine (or, when `memory` is in no such block, after it is
+/// destroyed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_object_destroy(object: *mut Object, memory: *const c_void) {
+    // SAFETY: the caller's promise.
+    let Some(o) = (unsafe { self::object(object) }) else {
+        return;
+    };
+    if o.destroyed.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    guard((), || {
+        o.count.destroyed();
+        heap::dying(object as usize, memory as usize);
+    });
 }
 
 /// `uint32_t mapileak_object_count(const mapileak_object *object)`: the count now.
@@ -709,7 +811,7 @@ pub unsafe extern "system" fn mapileak_allocate_buffer(cb: u32, buffer: *mut *mu
         return MAPI_E_INVALID_PARAMETER;
     }
     match guard(Err(MAPI_E_NOT_ENOUGH_MEMORY), || {
-        buffers().allocate_buffer(cb)
+        attributed(|| buffers().allocate_buffer(cb))
     }) {
         Ok(p) => {
             // SAFETY: the caller's promise.
@@ -837,77 +939,7 @@ pub unsafe extern "C" fn mapileak__test_hold_lock(which: *const c_char) -> c_int
 
 // ---- the C and C++ heap ----------------------------------------------------------
 
-/// The C heap's blocks, tracked: each block carries a header of
-/// [`HEADER`] bytes just before the caller's pointer, holding its size and
-/// the alignment it was made with, so `mapileak_free` needs neither; the
-/// block is recorded with the caller's address and size.
-mod heap {
-    use std::alloc::{GlobalAlloc, Layout, System};
-
-    /// Bytes between the start of the system block and the caller's
-    /// pointer, at least: room for the size and the alignment.
-    const HEADER: usize = 16;
-
-    /// A new block of `size` bytes aligned to `align` (a power of two), or
-    /// null.
-    pub(super) fn allocate(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-        let align = align.max(HEADER);
-        let Some(layout) = size
-            .checked_add(align)
-            .and_then(|total| Layout::from_size_align(total, align).ok())
-        else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: `layout` has a non-zero size (at least `align`).
-        let raw = unsafe {
-            if zeroed {
-                System.alloc_zeroed(layout)
-            } else {
-                System.alloc(layout)
-            }
-        };
-        if raw.is_null() {
-            return raw;
-        }
-        // SAFETY: `align` (>= HEADER) bytes into a block of `size + align`
-        // bytes; the two header words lie in those first `align` bytes and
-        // are `usize`-aligned (the block is `align`-aligned, `align` >= 16).
-        let user = unsafe {
-            let user = raw.add(align);
-            user.cast::<usize>().sub(2).write(size);
-            user.cast::<usize>().sub(1).write(align);
-            user
-        };
-        mapileak::track_alloc(user, size);
-        user
-    }
-
-    /// The size of the block at `user` (from [`allocate`]).
-    ///
-    /// # Safety
-    ///
-    /// `user` came from [`allocate`] and was not freed.
-    pub(super) unsafe fn size_of(user: *mut u8) -> usize {
-        // SAFETY: the header [`allocate`] wrote.
-        unsafe { user.cast::<usize>().sub(2).read() }
-    }
-
-    /// Frees a block from [`allocate`].
-    ///
-    /// # Safety
-    ///
-    /// `user` came from [`allocate`] and was not freed.
-    pub(super) unsafe fn free(user: *mut u8) {
-        // SAFETY: the header [`allocate`] wrote, and the block it describes.
-        unsafe {
-            let size = user.cast::<usize>().sub(2).read();
-            let align = user.cast::<usize>().sub(1).read();
-            mapileak::track_free(user, size);
-            let layout = Layout::from_size_align_unchecked(size + align, align);
-            System.dealloc(user.sub(align), layout);
-        }
-    }
-}
+mod heap;
 
 /// The alignment `malloc` guarantees.
 const MALLOC_ALIGN: usize = 16;
@@ -919,7 +951,7 @@ const MALLOC_ALIGN: usize = 16;
 #[unsafe(no_mangle)]
 pub extern "C" fn mapileak_malloc(size: usize) -> *mut c_void {
     guard(ptr::null_mut(), || {
-        heap::allocate(size, MALLOC_ALIGN, false).cast()
+        attributed(|| heap::allocate(size, MALLOC_ALIGN, false)).cast()
     })
 }
 
@@ -930,7 +962,7 @@ pub extern "C" fn mapileak_calloc(count: usize, size: usize) -> *mut c_void {
         return ptr::null_mut();
     };
     guard(ptr::null_mut(), || {
-        heap::allocate(total, MALLOC_ALIGN, true).cast()
+        attributed(|| heap::allocate(total, MALLOC_ALIGN, true)).cast()
     })
 }
 
@@ -943,7 +975,7 @@ pub extern "C" fn mapileak_aligned_malloc(size: usize, align: usize) -> *mut c_v
         return ptr::null_mut();
     }
     guard(ptr::null_mut(), || {
-        heap::allocate(size, align, false).cast()
+        attributed(|| heap::allocate(size, align, false)).cast()
     })
 }
 
@@ -960,7 +992,9 @@ pub unsafe extern "C" fn mapileak_realloc(block: *mut c_void, size: usize) -> *m
         return mapileak_malloc(size);
     }
     // SAFETY: the caller's promise.
-    let old = unsafe { heap::size_of(block.cast()) };
+    let Some(old) = (unsafe { heap::size_of(block.cast()) }) else {
+        return ptr::null_mut();
+    };
     let new = mapileak_malloc(size);
     if !new.is_null() {
         // SAFETY: both blocks are live, distinct, and hold at least
@@ -991,6 +1025,48 @@ pub unsafe extern "C" fn mapileak_free(block: *mut c_void) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block holding a count destroyed just before: quarantined.
+    fn delete_counted(size: usize) -> *mut c_void {
+        // SAFETY: NUL-terminated strings; the block is live and freed once;
+        // the handle is destroyed once, its count "living" in the block.
+        unsafe {
+            let object = mapileak_object_new(0, c"IMAPITable".as_ptr(), c"q".as_ptr());
+            let block = mapileak_malloc(size);
+            mapileak_object_destroy(object, block.cast::<u8>().add(8).cast());
+            mapileak_free(block);
+            block
+        }
+    }
+
+    #[test]
+    fn the_quarantine_stays_within_its_bounds() {
+        for _ in 0..20 {
+            delete_counted(1 << 20);
+        }
+        assert_eq!(heap::quarantined(), (16, 16 << 20), "16 MiB at most");
+        let mut last = ptr::null_mut();
+        for _ in 0..heap::MAX_BLOCKS + 100 {
+            last = delete_counted(64);
+        }
+        assert_eq!(
+            heap::quarantined(),
+            (heap::MAX_BLOCKS, 64 * heap::MAX_BLOCKS)
+        );
+        // A second free of a quarantined block (the destructor run again) is
+        // left alone: no double free, the quarantine unchanged.
+        // SAFETY: a block of ours, still in the quarantine.
+        unsafe { mapileak_free(last) };
+        assert_eq!(
+            heap::quarantined(),
+            (heap::MAX_BLOCKS, 64 * heap::MAX_BLOCKS)
+        );
+        // A block without a destroyed count in it is freed at once.
+        let plain = mapileak_malloc(64);
+        // SAFETY: a live block of ours.
+        unsafe { mapileak_free(plain) };
+        assert_eq!(heap::quarantined().0, heap::MAX_BLOCKS);
+    }
 
     #[test]
     fn calls_from_thread_local_destructors_stay_quiet() {

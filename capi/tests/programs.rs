@@ -431,6 +431,91 @@ fn unloading_the_provider_dll_never_waits_on_a_held_lock() {
     }
 }
 
+/// C++ classes that delete themselves, released once too often through a
+/// kept pointer (`overrelease.cpp`): the host survives, each extra Release
+/// is an `over-release` finding naming the Release that took the count to
+/// 0 and the one too many, and what the program made without a scope is
+/// its one logon's.
+#[test]
+fn an_over_released_cpp_object_is_a_finding_not_a_crash() {
+    let exe = build("c++", "-std=c++17", "overrelease.cpp");
+    let (line, report, stderr) = run(&exe);
+    assert_eq!(
+        line, "mapileak-overrelease leaked_objects=1 heap_blocks=2 findings=2",
+        "{stderr}"
+    );
+    let mut overs: Vec<(&str, Vec<String>, Vec<String>)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            assert_eq!(f.rule, "over-release", "{f:#?}");
+            assert!(
+                f.also.is_some() && f.also != f.stack,
+                "two Releases: {f:#?}"
+            );
+            let subject = f.subject.as_ref().expect("the object it was");
+            (
+                subject.kind.as_str(),
+                frames(&report, f.stack),
+                frames(&report, f.also),
+            )
+        })
+        .collect();
+    overs.sort();
+    let [(status, zeroed_s, extra_s), (table, zeroed_t, extra_t)] = &overs[..] else {
+        panic!("{overs:#?}")
+    };
+    assert_eq!((*status, *table), ("IMAPIStatus", "IMAPITable"));
+    // Both stacks: the Release that took the count to 0, then the one too
+    // many, each under the client function that made it.
+    for (zeroed, extra, client) in [
+        (zeroed_s, extra_s, "ClientReleasesStatusTwice("),
+        (zeroed_t, extra_t, "ClientReleasesTableTwice("),
+    ] {
+        assert!(zeroed.iter().any(|f| f.starts_with(client)), "{zeroed:#?}");
+        assert!(extra.iter().any(|f| f.starts_with(client)), "{extra:#?}");
+    }
+    // Made outside any scope: the one open logon's.
+    let [leaked] = &report.objects[..] else {
+        panic!("{:#?}", report.objects)
+    };
+    assert_eq!(
+        (leaked.kind.as_str(), leaked.label.as_str()),
+        ("IMAPITable", "hierarchy cache")
+    );
+    assert!(
+        frames(&report, leaked.created)
+            .iter()
+            .any(|f| f.starts_with("CacheHierarchy(")),
+        "{:#?}",
+        frames(&report, leaked.created)
+    );
+    // The C++ heap: the name's copy, and the rows of the leaked table (its
+    // own block is the object's).
+    let mut heap: Vec<(String, u64)> = report
+        .heap
+        .iter()
+        .map(|h| (frames(&report, h.stack)[0].clone(), h.bytes))
+        .collect();
+    heap.sort();
+    assert_eq!(
+        heap,
+        [
+            ("CopyDisplayName(char const*)".to_owned(), 8),
+            ("Table::Table(char const*)".to_owned(), 64)
+        ],
+        "{:#?}",
+        report.heap
+    );
+    // The extra Release's frame is the class's Release, not mapileak.hpp's.
+    let table = report
+        .findings
+        .iter()
+        .find(|f| f.subject.as_ref().is_some_and(|s| s.kind == "IMAPITable"))
+        .unwrap();
+    assert_eq!(frames(&report, table.also)[0], "Table::Release()");
+}
+
 #[test]
 fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
     let exe = build("cc", "-std=c99", "transport.c");
@@ -566,6 +651,8 @@ fn c_type(rust: &str) -> String {
         "*mut c_void" => "void *",
         "*mut *mut c_void" => "void **",
         "*mut Summary" => "mapileak_summary *",
+        "*mut c_int" => "int *",
+        "*const c_void" => "const void *",
         "*const Object" => "const mapileak_object *",
         "*mut Object" => "mapileak_object *",
         "*const Guid" => "const mapileak_guid *",

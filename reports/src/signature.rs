@@ -186,9 +186,19 @@ pub fn compute(what: &str, frames: &[Frame]) -> String {
 fn counts_in_signature(function: &str) -> bool {
     origin(function) != Origin::Runtime
         && !function.trim_start_matches('<').starts_with("mapileak::")
+        && !is_cpp_template_of_mapileak(function)
         && !function.starts_with("mapileak_c::")
         && !is_c_abi(function)
         && !function.contains("_Vtbl::new::")
+}
+
+/// A C++ function template of mapileak.hpp: its demangled name starts
+/// with the return type (`unsigned int mapileak::RefCount::Release<T>(T*)`).
+fn is_cpp_template_of_mapileak(function: &str) -> bool {
+    function
+        .split('(')
+        .next()
+        .is_some_and(|head| head.split(' ').skip(1).any(|w| w.starts_with("mapileak::")))
 }
 
 /// FNV-1a, 64 bits: tiny, and its output is fixed forever (std's hashers are not).
@@ -375,5 +385,15 @@ mod tests {
             Origin::Runtime
         );
         assert_eq!(origin("<windows_core::ComObject<T>>::new"), Origin::Library);
+    }
+
+    #[test]
+    fn mapileak_hpp_templates_are_not_the_providers_frames() {
+        assert!(!counts_in_signature(
+            "unsigned int mapileak::RefCount::Release<Table>(Table*)"
+        ));
+        assert!(counts_in_signature(
+            "void Folder::Use<mapileak::RefCount>(mapileak::RefCount*)"
+        ));
     }
 }
