@@ -199,6 +199,11 @@ impl Provider {
             let _quiet = Quiet::new();
             let mode = config::mode();
             let stack = stack_now();
+            // A logon whose Logoff waited for its logon object, never
+            // released: its Logoff report comes first.
+            for logon in registry::deferred_logons(self.id) {
+                crate::session::finish_deferred(logon);
+            }
             let taken = registry::with_all_sessions(
                 |all| {
                     let p = all.get_mut(&self.id)?;
@@ -307,7 +312,8 @@ fn init_prefix(kind: ProviderKind) -> &'static str {
     }
 }
 
-/// Records one lifecycle event of `session`: an event after Logoff is
+/// Records one lifecycle event of `session`: an event after Logoff (and
+/// after the logon object's end, when Logoff waited for it) is
 /// `out-of-order`; `f` may add findings of its own. Findings are filed after
 /// the session lock is released.
 #[cfg(any(debug_assertions, feature = "force"))]
@@ -337,7 +343,9 @@ fn on(
         )
     };
     let open = registry::with_session(session.id(), |s| {
-        if s.closed() {
+        // (While a Logoff waits for the logon object's end, its destructor
+        // is part of the Logoff: it releases the support object, say.)
+        if s.closed() && s.deferred.is_none() {
             findings.push(after(&s.label, s.provider));
         }
         f(s, stack, &mut findings);

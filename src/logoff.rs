@@ -38,6 +38,19 @@ pub(crate) fn report(
     publish(Snapshot::take(info, members, findings), mode)
 }
 
+/// The report [`report`] would make, not written anywhere.
+pub(crate) fn preview(
+    info: SessionInfo,
+    members: &[u64],
+    findings: Vec<PendingFinding>,
+    mode: Mode,
+) -> Logoff {
+    if mode == Mode::Off {
+        return Logoff::new(Report::new(info));
+    }
+    Logoff::new(emit::build(Snapshot::take(info, members, findings)))
+}
+
 fn publish(snapshot: Snapshot, mode: Mode) -> Logoff {
     let report = emit::build(snapshot);
     let files = emit::publish(&report, mode);

@@ -315,6 +315,7 @@ impl RefCount {
     /// itself stays reachable (a C++ object's memory that mapileak keeps a
     /// while, see the C ABI): it is no longer alive, and any later Release
     /// through a stale pointer finds the count at 0, an `over-release`.
+    /// Call [`gone`](Self::gone) once its memory is freed too.
     pub fn destroyed(&self) {
         #[cfg(not(any(debug_assertions, feature = "force")))]
         self.count.store(0, Ordering::Release);
@@ -322,6 +323,22 @@ impl RefCount {
         {
             self.handle.node.refs.clear();
             registry::remove(self.handle.node.id);
+        }
+    }
+
+    /// The object's memory is freed too (after [`destroyed`](Self::destroyed);
+    /// dropping the count does both): if it is a logon object (`IMSLogon`,
+    /// `IABLogon`, `IXPLogon`, ...) whose session's Logoff came while it
+    /// was alive, that Logoff reports now, after the destructor freed the
+    /// logon's state, as MAPI runs it (Logoff, then Release of the logon).
+    pub fn gone(&self) {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        {
+            let node = &self.handle.node;
+            registry::remove(node.id);
+            if node.kind.role() == crate::kind::Role::Logon {
+                crate::session::logon_object_gone(node.session, node.id);
+            }
         }
     }
 
@@ -403,7 +420,7 @@ fn over_release(node: &Node) {
 #[cfg(any(debug_assertions, feature = "force"))]
 impl Drop for RefCount {
     fn drop(&mut self) {
-        registry::remove(self.handle.node.id);
+        self.gone();
     }
 }
 

@@ -104,6 +104,30 @@ pub(crate) fn is_live(id: u64) -> bool {
     shard(id).lock().contains_key(&id)
 }
 
+/// Whether `session` has a live counted logon object (a `RefCount` of a
+/// kind whose role is the logon's), other than `except`.
+pub(crate) fn has_counted_logon(session: u64, except: u64) -> bool {
+    OBJECTS.iter().any(|shard| {
+        shard.lock().values().any(|n| {
+            n.session == session
+                && n.id != except
+                && n.counted
+                && n.kind.role() == crate::kind::Role::Logon
+        })
+    })
+}
+
+/// The logons of `provider` whose Logoff waits for their logon object.
+pub(crate) fn deferred_logons(provider: u64) -> Vec<u64> {
+    SESSIONS
+        .lock()
+        .open
+        .iter()
+        .filter(|(_, s)| s.owner == provider && s.deferred.is_some())
+        .map(|(&id, _)| id)
+        .collect()
+}
+
 /// The live objects of `session`, in creation order.
 pub(crate) fn live_in(session: u64) -> Vec<Arc<Node>> {
     live_where(|s| s == session)
@@ -133,6 +157,7 @@ pub(crate) fn live_where_within(
 }
 
 /// A finding recorded when it happened, reported with its session.
+#[derive(Clone)]
 pub(crate) struct PendingFinding {
     pub rule: Rule,
     pub severity: Severity,
@@ -149,6 +174,7 @@ pub(crate) struct PendingFinding {
 }
 
 /// What a finding is about, as [`PendingFinding::about`] saw it.
+#[derive(Clone)]
 pub(crate) struct PendingSubject {
     pub kind: &'static str,
     pub label: String,
@@ -206,6 +232,19 @@ pub(crate) struct SessionState {
     /// Its Logoff reported nothing (no object, block, buffer or finding)
     /// and no object was made on it since.
     pub clean_at_logoff: bool,
+    /// Its Logoff came while its logon object (counted: a `RefCount`) was
+    /// alive: the report waits for that object's end, as MAPI releases it
+    /// right after Logoff and the destructor frees the logon's state.
+    pub deferred: Option<Deferred>,
+}
+
+/// A Logoff whose report waits for the logon object's end.
+#[derive(Clone, Copy)]
+pub(crate) struct Deferred {
+    /// Which Logoff method was called.
+    pub method: ProviderKind,
+    /// Where.
+    pub stack: StackId,
 }
 
 /// A logon's life, or a provider's, as MAPI drives it:
@@ -419,6 +458,7 @@ pub(crate) fn new_session(
             findings: Vec::new(),
             life: Life::default(),
             clean_at_logoff: false,
+            deferred: None,
         },
     );
     id
@@ -552,7 +592,9 @@ pub(crate) fn add_finding(session: u64, finding: PendingFinding) {
     let mut finding = Some(finding);
     let mut sessions = SESSIONS.lock();
     let target = match sessions.open.get(&session) {
-        Some(s) if s.closed() && s.owner != 0 && !s.is_provider() => s.owner,
+        Some(s) if s.closed() && s.deferred.is_none() && s.owner != 0 && !s.is_provider() => {
+            s.owner
+        }
         Some(_) => session,
         None => sessions.retired(session).map_or(0, |r| r.owner),
     };

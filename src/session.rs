@@ -25,7 +25,7 @@ use crate::Logoff;
 #[cfg(any(debug_assertions, feature = "force"))]
 use crate::context::Quiet;
 #[cfg(any(debug_assertions, feature = "force"))]
-use crate::registry::{self, PendingFinding, Step};
+use crate::registry::{self, Deferred, PendingFinding, Step};
 #[cfg(any(debug_assertions, feature = "force"))]
 use crate::{Mode, config, context, logoff, rules, stack};
 
@@ -155,6 +155,49 @@ impl Session {
         } else {
             stack::capture()
         };
+        // MAPI releases the logon object right after Logoff, and its
+        // destructor frees the logon's state: with a counted logon object
+        // alive, the report waits for that object's end.
+        if mode != Mode::Off && registry::has_counted_logon(self.id, 0) {
+            let deferred = registry::with_session(self.id, |s| {
+                let first = s.step(Step::Logoff).is_ok();
+                if first {
+                    s.deferred = Some(Deferred { method, stack });
+                }
+                first
+            });
+            if deferred == Some(true) {
+                return self.preview(mode);
+            }
+        }
+        self.finish_logoff(method, stack, false)
+    }
+
+    /// What a deferred Logoff returns: the report of what is alive now,
+    /// not written (the final one is, at the logon object's end).
+    #[cfg(any(debug_assertions, feature = "force"))]
+    fn preview(self, mode: Mode) -> Logoff {
+        let taken = registry::with_session(self.id, |s| {
+            let mut findings = s.findings.clone();
+            findings.extend(rules::logoff_checks(s, registry::is_live));
+            (s.provider, s.label.clone(), findings)
+        });
+        let (provider, label, findings) =
+            taken.unwrap_or((ProviderKind::Unknown, String::new(), Vec::new()));
+        let info = mapileak_reports::SessionInfo {
+            id: self.id,
+            provider,
+            label,
+            event: Event::Logoff,
+        };
+        logoff::preview(info, &[self.id], findings, mode)
+    }
+
+    /// The Logoff's checks and report; `stepped`: the session took its
+    /// Logoff step already (a deferred Logoff).
+    #[cfg(any(debug_assertions, feature = "force"))]
+    fn finish_logoff(self, method: ProviderKind, stack: stack::StackId, stepped: bool) -> Logoff {
+        let mode = config::mode();
         let second_time = |label: &str| {
             PendingFinding::error(
                 Rule::OutOfOrder,
@@ -167,7 +210,7 @@ impl Session {
         };
         let taken = registry::with_session(self.id, |s| {
             let mut findings = std::mem::take(&mut s.findings);
-            let first = s.step(Step::Logoff).is_ok();
+            let first = stepped || s.step(Step::Logoff).is_ok();
             if !first {
                 findings.push(second_time(&s.label));
             }
@@ -209,6 +252,28 @@ impl Session {
         }
         logoff
     }
+}
+
+/// A counted logon object of `session` (node `id`) is gone, memory and
+/// all: when the session's Logoff was waiting for it, and no other counted
+/// logon object of the session is alive, the Logoff reports now.
+#[cfg(any(debug_assertions, feature = "force"))]
+pub(crate) fn logon_object_gone(session: u64, id: u64) {
+    if session == 0 || registry::has_counted_logon(session, id) {
+        return;
+    }
+    finish_deferred(session);
+}
+
+/// Reports `session`'s deferred Logoff now, if it has one (its logon
+/// object's end, or its provider's Shutdown, which comes first).
+#[cfg(any(debug_assertions, feature = "force"))]
+pub(crate) fn finish_deferred(session: u64) {
+    let Some(d) = registry::with_session(session, |s| s.deferred.take()).flatten() else {
+        return;
+    };
+    let _quiet = Quiet::new();
+    Session { id: session }.finish_logoff(d.method, d.stack, true);
 }
 
 /// The current-session guard of [`Session::enter`]; restores the previous

@@ -21,6 +21,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -35,6 +36,15 @@ const MAGIC: usize = 0x6d_4c_4b;
 /// States, in bits 6 and 7 of the word.
 const LIVE: usize = 1;
 const QUARANTINED: usize = 2;
+
+/// Whether a block was ever made here: without (no operator new
+/// replacement) no object's memory can be quarantined.
+static IN_USE: AtomicBool = AtomicBool::new(false);
+
+/// Whether the provider's heap comes through here.
+pub(crate) fn in_use() -> bool {
+    IN_USE.load(Ordering::Relaxed)
+}
 
 /// How many freed blocks that held a count are kept, at most.
 pub(crate) const MAX_BLOCKS: usize = 4096;
@@ -54,6 +64,9 @@ fn parts(word: usize) -> Option<(usize, usize)> {
 /// A new block of `size` bytes aligned to `align` (a power of two), or
 /// null.
 pub(crate) fn allocate(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    if !IN_USE.load(Ordering::Relaxed) {
+        IN_USE.store(true, Ordering::Relaxed);
+    }
     let align = align.max(HEADER);
     let Some(layout) = size
         .checked_add(align)
@@ -125,6 +138,11 @@ pub(crate) unsafe fn free(user: *mut u8) {
     };
     mapileak::track_free(user, size);
     let handles = dying_within(user as usize, size);
+    for &handle in &handles {
+        // The object is gone, memory and all: a Logoff waiting for it (a
+        // logon object's) reports now.
+        crate::handle_gone(handle);
+    }
     let block = Block {
         user: user as usize,
         size,

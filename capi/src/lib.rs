@@ -446,6 +446,14 @@ pub struct Object {
     destroyed: AtomicBool,
 }
 
+/// The object of a handle kept after `mapileak_object_destroy` is gone,
+/// memory and all.
+fn handle_gone(handle: usize) {
+    // SAFETY: a handle `heap` keeps: destroyed, not freed yet.
+    let object = unsafe { &*(handle as *const Object) };
+    guard((), || object.count.gone());
+}
+
 /// Frees a handle kept after `mapileak_object_destroy`.
 ///
 /// # Safety
@@ -671,10 +679,15 @@ pub unsafe extern "C" fn mapileak_object_destroy(object: *mut Object, memory: *c
     if o.destroyed.swap(true, Ordering::AcqRel) {
         return;
     }
-    guard((), || {
-        o.count.destroyed();
+    guard((), || o.count.destroyed());
+    if heap::in_use() {
         heap::dying(object as usize, memory as usize);
-    });
+    } else {
+        // No block of mapileak's can hold it (the provider's operator new
+        // is its own): nothing to keep.
+        // SAFETY: the caller's promise: not used again.
+        unsafe { free_handle(object as usize) };
+    }
 }
 
 /// `uint32_t mapileak_object_count(const mapileak_object *object)`: the count now.

@@ -98,10 +98,21 @@ fn run(exe: &Path) -> (String, Report, String) {
 
 /// [`run`], with environment variables set, reports in a directory `name`.
 fn run_with(exe: &Path, name: &str, env: &[(&str, &str)]) -> (String, Report, String) {
+    run_args(exe, name, env, &[])
+}
+
+/// [`run_with`], with more arguments after the report directory.
+fn run_args(
+    exe: &Path,
+    name: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (String, Report, String) {
     let dir = exe.with_extension(name);
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(exe)
         .arg(&dir)
+        .args(args)
         .env_remove("MAPILEAK")
         .env_remove("MAPILEAK_DIR")
         .env_remove("MAPILEAK_HISTORY")
@@ -514,6 +525,65 @@ fn an_over_released_cpp_object_is_a_finding_not_a_crash() {
         .find(|f| f.subject.as_ref().is_some_and(|s| s.kind == "IMAPITable"))
         .unwrap();
     assert_eq!(frames(&report, table.also)[0], "Table::Release()");
+}
+
+/// `logon.cpp`: a logon object that frees its state in its destructor, run
+/// at MAPI's Release of the logon after Logoff. The report written is final
+/// at that Release; Logoff returns what was alive when it was called.
+#[test]
+fn the_logoff_report_is_final_when_the_logon_object_is_released() {
+    let exe = build("c++", "-std=c++17", "logon.cpp");
+    // Alive at Logoff: the cached table, the name's copy, the support
+    // object's reference.
+    let at_logoff = "leaked_objects=1 heap_blocks=1 findings=1";
+
+    // MAPI's order: Logoff, then Release(logon). Nothing leaked.
+    let (line, report, stderr) = run_args(&exe, "release", &[], &["release"]);
+    assert_eq!(
+        line,
+        format!("mapileak-logon release {at_logoff}"),
+        "{stderr}"
+    );
+    assert!(report.is_clean(), "{:#?}", report);
+    assert!(
+        stderr.contains("address_book \"Mailbox\" logoff: 0 leaked objects"),
+        "{stderr}"
+    );
+
+    // Never released: the Logoff report comes at Shutdown, with the state.
+    let (line, report, stderr) = run_args(&exe, "never", &[], &["never"]);
+    assert_eq!(
+        line,
+        format!("mapileak-logon never {at_logoff}"),
+        "{stderr}"
+    );
+    let kinds: Vec<&str> = report.objects.iter().map(|o| o.label.as_str()).collect();
+    assert_eq!(kinds, ["cached contents table"]);
+    assert_eq!(report.heap.len(), 1);
+    let rules: Vec<&str> = report.findings.iter().map(|f| f.rule.as_str()).collect();
+    assert_eq!(rules, ["support-not-released"]);
+    let logoff_at = stderr.find("\"Mailbox\" logoff:").expect("a Logoff report");
+    let shutdown_at = stderr
+        .find("\"C++ address book\" shutdown:")
+        .expect("a Shutdown report");
+    assert!(logoff_at < shutdown_at, "{stderr}");
+
+    // Released before Logoff: out of order, and Logoff reports at once.
+    let (line, report, stderr) = run_args(&exe, "before", &[], &["before"]);
+    assert_eq!(
+        line, "mapileak-logon before leaked_objects=0 heap_blocks=0 findings=1",
+        "{stderr}"
+    );
+    let [finding] = &report.findings[..] else {
+        panic!("{:#?}", report.findings)
+    };
+    assert_eq!(finding.rule, "out-of-order");
+    assert!(
+        finding.message.contains("released before"),
+        "{}",
+        finding.message
+    );
+    assert!(report.objects.is_empty() && report.heap.is_empty());
 }
 
 #[test]
