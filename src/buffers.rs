@@ -4,9 +4,12 @@
 //! - `AllocateMore(cb, parent)` links the new block to `parent`'s chain;
 //!   freeing the parent frees the chain. Freeing a child is a bug
 //!   (`buffer-free-child`), as is freeing twice (`buffer-double-free`) or
-//!   freeing memory MAPI did not allocate (`buffer-foreign-free`): each is
-//!   a finding with the stack of the bad call, and the call is not passed
-//!   on, so the provider does not crash. `FreeBuffer(NULL)` does nothing.
+//!   freeing memory MAPI did not allocate (`buffer-foreign-free`, in-process
+//!   only): each is a finding with the stack of the bad call, and the call
+//!   is not passed on, so the provider does not crash. `FreeBuffer(NULL)`
+//!   does nothing. Wrapping MAPI ([`MapiBuffers::wrap`]), memory these
+//!   calls did not allocate is MAPI's own: freeing it, or `AllocateMore`
+//!   on it, goes to MAPI's function unchanged.
 //! - A buffer still allocated when its session logs off is listed in the
 //!   report's `buffers[]` (rule `buffer-leaked`): allocating stack, bytes of
 //!   the chain, number of children.
@@ -179,7 +182,13 @@ impl MapiBuffers {
                 _ => None,
             });
             let Some((root_of_parent, parent_size, session)) = found else {
-                return Err(MAPI_E_INVALID_PARAMETER);
+                // Wrapping MAPI: a parent these calls did not allocate is
+                // MAPI's (a property array from a profile section, one
+                // handed to the caller): MAPI's own function decides.
+                return match self.real {
+                    Some(_) => self.raw_alloc(cb, Some(parent)).map(|(p, _)| p),
+                    None => Err(MAPI_E_INVALID_PARAMETER),
+                };
             };
             if root_of_parent.is_some() {
                 // MAPI asks for a MAPIAllocateBuffer block; a child still works
@@ -227,15 +236,22 @@ impl MapiBuffers {
             enum Verdict {
                 Free(Vec<usize>),
                 Bad(Rule, String, u64),
+                Theirs(Real),
             }
             let verdict = with_table(|t| match t.records.get(&addr) {
-                None => Verdict::Bad(
-                    Rule::BufferForeignFree,
-                    format!(
-                        "MAPIFreeBuffer({addr:#x}) on memory MAPIAllocateBuffer did not allocate"
+                // Wrapping MAPI, memory these calls did not allocate is
+                // MAPI's (what IProfSect::GetProps returned, say): it goes
+                // to MAPI's own function unchanged, and is no finding.
+                None => match self.real {
+                    Some(real) => Verdict::Theirs(real),
+                    None => Verdict::Bad(
+                        Rule::BufferForeignFree,
+                        format!(
+                            "MAPIFreeBuffer({addr:#x}) on memory MAPIAllocateBuffer did not allocate"
+                        ),
+                        context::current_id(),
                     ),
-                    context::current_id(),
-                ),
+                },
                 Some(r) if r.freed => Verdict::Bad(
                     Rule::BufferDoubleFree,
                     format!(
@@ -292,6 +308,9 @@ impl MapiBuffers {
                     registry::add_finding(session, PendingFinding::error(rule, message, stack));
                     0
                 }
+                // SAFETY: `wrap`'s caller vouched for the function; the
+                // pointer is the provider's, passed as MAPI would get it.
+                Verdict::Theirs(real) => unsafe { (real.free)(buffer) },
             }
         };
         // SAFETY: the caller's promise, passed on.

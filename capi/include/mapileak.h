@@ -222,9 +222,11 @@ typedef mapileak_ulong(MAPILEAK_STDCALL *mapileak_free_buffer_fn)(void *buffer);
 int mapileak_buffers_wrap(mapileak_allocate_buffer_fn allocate, mapileak_allocate_more_fn more,
                           mapileak_free_buffer_fn free_buffer);
 /* MAPIAllocateBuffer, MAPIAllocateMore, MAPIFreeBuffer, checked: a buffer
- * left at Logoff is buffer-leaked; freeing a chained child, freeing twice
- * and freeing what these did not allocate are findings and are not passed
- * on. */
+ * left at Logoff is buffer-leaked; freeing a chained child and freeing
+ * twice are findings and are not passed on. Wrapping MAPI's functions,
+ * memory these did not allocate is MAPI's (a profile section's GetProps
+ * result): it goes to MAPI's function unchanged, no finding; in-process,
+ * freeing it is a finding. */
 mapileak_scode MAPILEAK_STDCALL mapileak_allocate_buffer(mapileak_ulong cb, void **buffer);
 /* MAPIAllocateBuffer for `session` without entering its scope (code that
  * passes sessions around); outside any scope, mapileak_allocate_buffer's

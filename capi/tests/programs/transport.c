@@ -39,6 +39,8 @@ int main(int argc, char **argv) {
     mapileak_object *logon;
     mapileak_object *status;
     void *message = NULL;
+    void *theirs = NULL;
+    void *more_of_theirs = NULL;
     if (argc < 2) return 2;
     mapileak_set_output_dir(argv[1]);
     if (mapileak_buffers_wrap(stand_in_allocate, stand_in_more, stand_in_free) != 0) return 3;
@@ -60,6 +62,13 @@ int main(int argc, char **argv) {
     mapileak_object_release(status); /* the client's: destroys it */
     mapileak_object_release(status); /* the logon's: an over-release */
     mapileak_object_free(status);
+    /* A buffer MAPI allocated itself (a profile section's property array),
+     * freed with the wrapped lpFreeBuffer: it reaches MAPI's function, no
+     * finding; AllocateMore takes it as a parent (MAPI's call too). */
+    stand_in_allocate(16, &theirs);
+    if (mapileak_allocate_more(8, theirs, &more_of_theirs) != 0) return 4;
+    if (mapileak_free_buffer(theirs) != 0) return 4;
+    free(more_of_theirs); /* (the stand-in's chain is not one) */
     mapileak_leave();
     if (mapileak_current() != 0) return 4;
     /* A buffer bound to the session without its scope: leaked at Logoff. */
