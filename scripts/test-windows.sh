@@ -90,8 +90,11 @@ programs=$out/programs
 mkdir -p "$programs"
 lib=$CARGO_TARGET_DIR/$target/debug/libmapileak_c.a
 syslibs=(-static-libgcc -lws2_32 -luserenv -lntdll -lbcrypt -ladvapi32 -lkernel32)
-x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
-  capi/tests/programs/store.cpp "$lib" -static-libstdc++ "${syslibs[@]}" -o "$programs/store.exe"
+for program in store overrelease logon mixed; do
+  x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
+    "capi/tests/programs/$program.cpp" "$lib" -static-libstdc++ "${syslibs[@]}" \
+    -o "$programs/$program.exe"
+done
 x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
   capi/tests/programs/transport.c "$lib" "${syslibs[@]}" -o "$programs/transport.exe"
 # A provider DLL written against mingw-w64's MAPI SDK headers and a host

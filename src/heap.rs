@@ -134,6 +134,33 @@ pub fn track_free(ptr: *const u8, size: usize) {
     let _ = (ptr, size);
 }
 
+/// A heap block of `size` bytes that `allocated_with` made was freed with
+/// `freed_with` (a C or C++ provider's heap: a `new[]` block freed with
+/// `free`, a `malloc` block with `delete`): an `alloc-dealloc-mismatch`
+/// finding at the calling stack, for the thread's current session. The
+/// caller frees the block as its allocator requires. Not for an allocator
+/// hook: it captures a stack and records the finding.
+#[inline(never)]
+pub fn dealloc_mismatch(size: usize, allocated_with: &str, freed_with: &str) {
+    #[cfg(any(debug_assertions, feature = "force"))]
+    {
+        use crate::registry::{self, PendingFinding};
+        let _quiet = crate::context::Quiet::new();
+        if crate::config::mode() == crate::Mode::Off {
+            return;
+        }
+        let stack = crate::stack::capture();
+        let message = format!(
+            "{freed_with} on a {size}-byte block from {allocated_with}: the block was freed as its allocator requires"
+        );
+        let finding =
+            PendingFinding::error(mapileak_reports::Rule::AllocDeallocMismatch, message, stack);
+        registry::add_finding(crate::context::current_id(), finding);
+    }
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    let _ = (size, allocated_with, freed_with);
+}
+
 // SAFETY: every method forwards to `inner` with the caller's arguments
 // unchanged and returns its result; the bookkeeping around the calls never
 // touches the blocks' memory.

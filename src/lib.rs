@@ -55,7 +55,9 @@ mod heap;
 mod id;
 pub mod kind;
 
-pub use heap::{HeapStats, TrackingAllocator, heap_stats, track_alloc, track_free};
+pub use heap::{
+    HeapStats, TrackingAllocator, dealloc_mismatch, heap_stats, track_alloc, track_free,
+};
 pub use id::ObjectId;
 pub use kind::{Kind, Role, kinds};
 pub use mapileak_reports as reports;

@@ -514,8 +514,10 @@ fn is_capture_frame(function: &str) -> bool {
         || f.starts_with("std::panicking::")
         || f.starts_with("std::panic::catch_unwind")
         || f.starts_with("core::panic::unwind_safe::")
-        // A C++ provider's operator new, replaced by mapileak.hpp's macro.
+        // A C++ provider's operator new and delete, replaced by
+        // mapileak.hpp's macro.
         || f.starts_with("operator new")
+        || f.starts_with("operator delete")
 }
 
 #[cfg(test)]

@@ -247,20 +247,44 @@ int mapileak_buffer_to_caller(void *buffer);
 /* ---- the C and C++ heap ----------------------------------------------------- */
 
 /* malloc, calloc, realloc and free, tracked: a block allocated in a
- * session's scope (mapileak_enter) and still alive at its Logoff is reported
- * with the stack that allocated it, as a Rust provider's heap blocks are.
- * Blocks from these functions are freed only with mapileak_free (each
- * carries a small header). mapileak_aligned_malloc takes a power-of-two
- * alignment (NULL for others). C++: MAPILEAK_REPLACE_OPERATOR_NEW in
- * mapileak.hpp routes every operator new and delete here. */
+ * session's scope (mapileak_enter; outside any, the one open logon's) and
+ * still alive at its Logoff is reported with the stack that allocated it,
+ * as a Rust provider's heap blocks are. Each block is a block of the C
+ * runtime's own malloc: a plain free() frees it correctly (unseen, so it
+ * would be reported as leaked: see MAPILEAK_REPLACE_MALLOC). mapileak_free
+ * and mapileak_realloc take blocks of the C runtime that mapileak did not
+ * make (strdup's) and pass them to its free and realloc.
+ * mapileak_aligned_malloc takes a power-of-two alignment (NULL for
+ * others). C++: MAPILEAK_REPLACE_OPERATOR_NEW in mapileak.hpp routes every
+ * operator new and delete to mapileak_new and mapileak_delete (array: 1 for
+ * new[] and delete[]); a block freed by a function that does not pair with
+ * its maker (new[] with free, malloc with delete) is an
+ * alloc-dealloc-mismatch finding, and is freed correctly all the same. */
 void *mapileak_malloc(size_t size);
 void *mapileak_calloc(size_t count, size_t size);
 void *mapileak_aligned_malloc(size_t size, size_t align);
 void *mapileak_realloc(void *block, size_t size);
 void mapileak_free(void *block);
+void *mapileak_new(size_t size, size_t align, int array);
+void mapileak_delete(void *block, int array);
 
 #ifdef __cplusplus
 }
+#endif
+
+/* MAPILEAK_REPLACE_MALLOC, defined before this header is included (after
+ * the system's headers, in each source file of the provider's debug
+ * build that should be tracked): malloc, calloc, realloc and free there
+ * become mapileak's. A block they make is tracked, and legacy code that
+ * frees a new[] block with free() (or deletes a malloc block) shows as an
+ * alloc-dealloc-mismatch finding at that call, instead of going unseen. */
+#if defined(MAPILEAK_REPLACE_MALLOC) && !defined(MAPILEAK_MALLOC_REPLACED)
+#define MAPILEAK_MALLOC_REPLACED 1
+#include <stdlib.h>
+#define malloc(size) mapileak_malloc(size)
+#define calloc(count, size) mapileak_calloc(count, size)
+#define realloc(block, size) mapileak_realloc(block, size)
+#define free(block) mapileak_free(block)
 #endif
 
 #endif /* MAPILEAK_H */

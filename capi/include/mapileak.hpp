@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "mapileak.h"
@@ -124,14 +125,323 @@ private:
     std::atomic<uint32_t> untracked_{1};
 };
 
+#if defined(MAPISPI_H)
+// ---- MAPI's objects, wrapped once (MAPI's headers come first) -------------
+
+namespace detail {
+// Whether `iid` is the OLE GUID {data1-0000-0000-C000-000000000046}
+// (IUnknown: 0, IMalloc: 2, IMAPISupport: 0x0002030F), without linking
+// the IID definitions.
+inline bool IsOleGuid(REFIID iid, unsigned long data1) {
+    static const unsigned char tail[8] = {0xC0, 0, 0, 0, 0, 0, 0, 0x46};
+    return iid.Data1 == data1 && iid.Data2 == 0 && iid.Data3 == 0 &&
+           std::memcmp(iid.Data4, tail, sizeof tail) == 0;
+}
+}  // namespace detail
+//
+// Who owns which reference (MAPI's rules): the support object a Logon
+// receives is MAPI's; a logon that keeps it AddRefs it and owes one
+// Release, by its Logoff (a message store: at the store's final Release,
+// which makes MAPI call Logoff). The lpMalloc *ProviderInit receives is
+// MAPI's too; a provider that keeps it AddRefs it and owes one Release, by
+// its Shutdown. Each wrapper forwards every call to the object it wraps
+// and records these references and calls, so no call site needs one.
+
+// IMAPISupport as the provider keeps it: in Logon,
+//     support_ = mapileak::WrapSupport(lpMAPISup, session);
+//     support_->AddRef();
+// and use support_ where the raw pointer was. Records AddRef and Release,
+// Subscribe and Unsubscribe, SetProviderUID, ModifyStatusRow, MakeInvalid
+// and StoreLogoffTransports against `session`. The wrapper holds no
+// reference of its own; its few bytes (not the provider's heap) stay for
+// the process's life, so a call through a kept pointer is never a crash.
+class SupportWrapper final : public IMAPISupport {
+public:
+    SupportWrapper(LPMAPISUP real, uint64_t session) : real_(real), session_(session) {}
+
+    STDMETHODIMP QueryInterface(REFIID riid, LPVOID *ppv) override {
+        // IUnknown and IMAPISupport (IID_IMAPISup): this wrapper.
+        if (ppv != nullptr && (detail::IsOleGuid(riid, 0) || detail::IsOleGuid(riid, 0x0002030F))) {
+            *ppv = static_cast<IMAPISupport *>(this);
+            AddRef();
+            return S_OK;
+        }
+        return real_->QueryInterface(riid, ppv);
+    }
+    STDMETHODIMP_(ULONG) AddRef() override {
+        ULONG n = real_->AddRef();
+        mapileak_support_addref(session_);
+        return n;
+    }
+    STDMETHODIMP_(ULONG) Release() override {
+        // Recorded first: MAPI's handling of the final Release may call the
+        // logon's Logoff.
+        mapileak_support_release(session_);
+        return real_->Release();
+    }
+    STDMETHODIMP GetLastError(HRESULT hResult, ULONG ulFlags, LPMAPIERROR *lppMAPIError) override {
+        return real_->GetLastError(hResult, ulFlags, lppMAPIError);
+    }
+    STDMETHODIMP GetMemAllocRoutines(LPALLOCATEBUFFER *lpAllocateBuffer,
+                                     LPALLOCATEMORE *lpAllocateMore,
+                                     LPFREEBUFFER *lpFreeBuffer) override {
+        return real_->GetMemAllocRoutines(lpAllocateBuffer, lpAllocateMore, lpFreeBuffer);
+    }
+    STDMETHODIMP Subscribe(LPNOTIFKEY lpKey, ULONG ulEventMask, ULONG ulFlags,
+                           LPMAPIADVISESINK lpAdviseSink, ULONG *lpulConnection) override {
+        HRESULT hr = real_->Subscribe(lpKey, ulEventMask, ulFlags, lpAdviseSink, lpulConnection);
+        if (SUCCEEDED(hr) && lpulConnection != nullptr)
+            mapileak_subscribe(session_, static_cast<uint32_t>(*lpulConnection));
+        return hr;
+    }
+    STDMETHODIMP Unsubscribe(ULONG ulConnection) override {
+        HRESULT hr = real_->Unsubscribe(ulConnection);
+        if (SUCCEEDED(hr)) mapileak_unsubscribe(session_, static_cast<uint32_t>(ulConnection));
+        return hr;
+    }
+    STDMETHODIMP Notify(LPNOTIFKEY lpKey, ULONG cNotification, LPNOTIFICATION lpNotifications,
+                        ULONG *lpulFlags) override {
+        return real_->Notify(lpKey, cNotification, lpNotifications, lpulFlags);
+    }
+    STDMETHODIMP ModifyStatusRow(ULONG cValues, LPSPropValue lpColumnVals, ULONG ulFlags) override {
+        HRESULT hr = real_->ModifyStatusRow(cValues, lpColumnVals, ulFlags);
+        if (SUCCEEDED(hr)) mapileak_modify_status_row(session_);
+        return hr;
+    }
+    STDMETHODIMP OpenProfileSection(LPMAPIUID lpUid, ULONG ulFlags,
+                                    LPPROFSECT *lppProfileObj) override {
+        return real_->OpenProfileSection(lpUid, ulFlags, lppProfileObj);
+    }
+    STDMETHODIMP RegisterPreprocessor(LPMAPIUID lpMuid, LPTSTR lpszAdrType, LPTSTR lpszDLLName,
+                                      LPSTR lpszPreprocess, LPSTR lpszRemovePreprocessInfo,
+                                      ULONG ulFlags) override {
+        return real_->RegisterPreprocessor(lpMuid, lpszAdrType, lpszDLLName, lpszPreprocess,
+                                           lpszRemovePreprocessInfo, ulFlags);
+    }
+    STDMETHODIMP NewUID(LPMAPIUID lpMuid) override { return real_->NewUID(lpMuid); }
+    STDMETHODIMP MakeInvalid(ULONG ulFlags, LPVOID lpObject, ULONG ulRefCount,
+                             ULONG cMethods) override {
+        mapileak_make_invalid(session_);
+        return real_->MakeInvalid(ulFlags, lpObject, ulRefCount, cMethods);
+    }
+    STDMETHODIMP SpoolerYield(ULONG ulFlags) override { return real_->SpoolerYield(ulFlags); }
+    STDMETHODIMP SpoolerNotify(ULONG ulFlags, LPVOID lpvData) override {
+        return real_->SpoolerNotify(ulFlags, lpvData);
+    }
+    STDMETHODIMP CreateOneOff(LPTSTR lpszName, LPTSTR lpszAdrType, LPTSTR lpszAddress,
+                              ULONG ulFlags, ULONG *lpcbEntryID,
+                              LPENTRYID *lppEntryID) override {
+        return real_->CreateOneOff(lpszName, lpszAdrType, lpszAddress, ulFlags, lpcbEntryID,
+                                   lppEntryID);
+    }
+    STDMETHODIMP SetProviderUID(LPMAPIUID lpProviderID, ULONG ulFlags) override {
+        HRESULT hr = real_->SetProviderUID(lpProviderID, ulFlags);
+        if (SUCCEEDED(hr)) mapileak_set_provider_uid(session_);
+        return hr;
+    }
+    STDMETHODIMP CompareEntryIDs(ULONG cbEntry1, LPENTRYID lpEntry1, ULONG cbEntry2,
+                                 LPENTRYID lpEntry2, ULONG ulCompareFlags,
+                                 ULONG *lpulResult) override {
+        return real_->CompareEntryIDs(cbEntry1, lpEntry1, cbEntry2, lpEntry2, ulCompareFlags,
+                                      lpulResult);
+    }
+    STDMETHODIMP OpenTemplateID(ULONG cbTemplateID, LPENTRYID lpTemplateID,
+                                ULONG ulTemplateFlags, LPMAPIPROP lpMAPIPropData,
+                                LPCIID lpInterface, LPMAPIPROP *lppMAPIPropNew,
+                                LPMAPIPROP lpMAPIPropSibling) override {
+        return real_->OpenTemplateID(cbTemplateID, lpTemplateID, ulTemplateFlags, lpMAPIPropData,
+                                     lpInterface, lppMAPIPropNew, lpMAPIPropSibling);
+    }
+    STDMETHODIMP OpenEntry(ULONG cbEntryID, LPENTRYID lpEntryID, LPCIID lpInterface,
+                           ULONG ulOpenFlags, ULONG *lpulObjType, LPUNKNOWN *lppUnk) override {
+        return real_->OpenEntry(cbEntryID, lpEntryID, lpInterface, ulOpenFlags, lpulObjType,
+                                lppUnk);
+    }
+    STDMETHODIMP GetOneOffTable(ULONG ulFlags, LPMAPITABLE *lppTable) override {
+        return real_->GetOneOffTable(ulFlags, lppTable);
+    }
+    STDMETHODIMP Address(ULONG *lpulUIParam, LPADRPARM lpAdrParms,
+                         LPADRLIST *lppAdrList) override {
+        return real_->Address(lpulUIParam, lpAdrParms, lppAdrList);
+    }
+    STDMETHODIMP Details(ULONG *lpulUIParam, LPFNDISMISS lpfnDismiss, LPVOID lpvDismissContext,
+                         ULONG cbEntryID, LPENTRYID lpEntryID, LPFNBUTTON lpfButtonCallback,
+                         LPVOID lpvButtonContext, LPTSTR lpszButtonText, ULONG ulFlags) override {
+        return real_->Details(lpulUIParam, lpfnDismiss, lpvDismissContext, cbEntryID, lpEntryID,
+                              lpfButtonCallback, lpvButtonContext, lpszButtonText, ulFlags);
+    }
+    STDMETHODIMP NewEntry(ULONG ulUIParam, ULONG ulFlags, ULONG cbEIDContainer,
+                          LPENTRYID lpEIDContainer, ULONG cbEIDNewEntryTpl,
+                          LPENTRYID lpEIDNewEntryTpl, ULONG *lpcbEIDNewEntry,
+                          LPENTRYID *lppEIDNewEntry) override {
+        return real_->NewEntry(ulUIParam, ulFlags, cbEIDContainer, lpEIDContainer,
+                               cbEIDNewEntryTpl, lpEIDNewEntryTpl, lpcbEIDNewEntry,
+                               lppEIDNewEntry);
+    }
+    STDMETHODIMP DoConfigPropsheet(ULONG ulUIParam, ULONG ulFlags, LPTSTR lpszTitle,
+                                   LPMAPITABLE lpDisplayTable, LPMAPIPROP lpCOnfigData,
+                                   ULONG ulTopPage) override {
+        return real_->DoConfigPropsheet(ulUIParam, ulFlags, lpszTitle, lpDisplayTable,
+                                        lpCOnfigData, ulTopPage);
+    }
+    STDMETHODIMP CopyMessages(LPCIID lpSrcInterface, LPVOID lpSrcFolder, LPENTRYLIST lpMsgList,
+                              LPCIID lpDestInterface, LPVOID lpDestFolder, ULONG ulUIParam,
+                              LPMAPIPROGRESS lpProgress, ULONG ulFlags) override {
+        return real_->CopyMessages(lpSrcInterface, lpSrcFolder, lpMsgList, lpDestInterface,
+                                   lpDestFolder, ulUIParam, lpProgress, ulFlags);
+    }
+    STDMETHODIMP CopyFolder(LPCIID lpSrcInterface, LPVOID lpSrcFolder, ULONG cbEntryID,
+                            LPENTRYID lpEntryID, LPCIID lpDestInterface, LPVOID lpDestFolder,
+                            LPTSTR lszNewFolderName, ULONG ulUIParam, LPMAPIPROGRESS lpProgress,
+                            ULONG ulFlags) override {
+        return real_->CopyFolder(lpSrcInterface, lpSrcFolder, cbEntryID, lpEntryID,
+                                 lpDestInterface, lpDestFolder, lszNewFolderName, ulUIParam,
+                                 lpProgress, ulFlags);
+    }
+    STDMETHODIMP DoCopyTo(LPCIID lpSrcInterface, LPVOID lpSrcObj, ULONG ciidExclude,
+                          LPCIID rgiidExclude, LPSPropTagArray lpExcludeProps, ULONG ulUIParam,
+                          LPMAPIPROGRESS lpProgress, LPCIID lpDestInterface, LPVOID lpDestObj,
+                          ULONG ulFlags, LPSPropProblemArray *lppProblems) override {
+        return real_->DoCopyTo(lpSrcInterface, lpSrcObj, ciidExclude, rgiidExclude,
+                               lpExcludeProps, ulUIParam, lpProgress, lpDestInterface, lpDestObj,
+                               ulFlags, lppProblems);
+    }
+    STDMETHODIMP DoCopyProps(LPCIID lpSrcInterface, LPVOID lpSrcObj,
+                             LPSPropTagArray lpIncludeProps, ULONG ulUIParam,
+                             LPMAPIPROGRESS lpProgress, LPCIID lpDestInterface, LPVOID lpDestObj,
+                             ULONG ulFlags, LPSPropProblemArray *lppProblems) override {
+        return real_->DoCopyProps(lpSrcInterface, lpSrcObj, lpIncludeProps, ulUIParam,
+                                  lpProgress, lpDestInterface, lpDestObj, ulFlags, lppProblems);
+    }
+    STDMETHODIMP DoProgressDialog(ULONG ulUIParam, ULONG ulFlags,
+                                  LPMAPIPROGRESS *lppProgress) override {
+        return real_->DoProgressDialog(ulUIParam, ulFlags, lppProgress);
+    }
+    STDMETHODIMP ReadReceipt(ULONG ulFlags, LPMESSAGE lpReadMessage,
+                             LPMESSAGE *lppEmptyMessage) override {
+        return real_->ReadReceipt(ulFlags, lpReadMessage, lppEmptyMessage);
+    }
+    STDMETHODIMP PrepareSubmit(LPMESSAGE lpMessage, ULONG *lpulFlags) override {
+        return real_->PrepareSubmit(lpMessage, lpulFlags);
+    }
+    STDMETHODIMP ExpandRecips(LPMESSAGE lpMessage, ULONG *lpulFlags) override {
+        return real_->ExpandRecips(lpMessage, lpulFlags);
+    }
+    STDMETHODIMP UpdatePAB(ULONG ulFlags, LPMESSAGE lpMessage) override {
+        return real_->UpdatePAB(ulFlags, lpMessage);
+    }
+    STDMETHODIMP DoSentMail(ULONG ulFlags, LPMESSAGE lpMessage) override {
+        return real_->DoSentMail(ulFlags, lpMessage);
+    }
+    STDMETHODIMP OpenAddressBook(LPCIID lpInterface, ULONG ulFlags,
+                                 LPADRBOOK *lppAdrBook) override {
+        return real_->OpenAddressBook(lpInterface, ulFlags, lppAdrBook);
+    }
+    STDMETHODIMP Preprocess(ULONG ulFlags, ULONG cbEntryID, LPENTRYID lpEntryID) override {
+        return real_->Preprocess(ulFlags, cbEntryID, lpEntryID);
+    }
+    STDMETHODIMP CompleteMsg(ULONG ulFlags, ULONG cbEntryID, LPENTRYID lpEntryID) override {
+        return real_->CompleteMsg(ulFlags, cbEntryID, lpEntryID);
+    }
+    STDMETHODIMP StoreLogoffTransports(ULONG *lpulFlags) override {
+        mapileak_store_logoff_transports(session_, lpulFlags != nullptr ? *lpulFlags : 0);
+        return real_->StoreLogoffTransports(lpulFlags);
+    }
+    STDMETHODIMP StatusRecips(LPMESSAGE lpMessage, LPADRLIST lpRecipList) override {
+        return real_->StatusRecips(lpMessage, lpRecipList);
+    }
+    STDMETHODIMP WrapStoreEntryID(ULONG cbOrigEntry, LPENTRYID lpOrigEntry,
+                                  ULONG *lpcbWrappedEntry, LPENTRYID *lppWrappedEntry) override {
+        return real_->WrapStoreEntryID(cbOrigEntry, lpOrigEntry, lpcbWrappedEntry,
+                                       lppWrappedEntry);
+    }
+    STDMETHODIMP ModifyProfile(ULONG ulFlags) override { return real_->ModifyProfile(ulFlags); }
+    STDMETHODIMP IStorageFromStream(LPUNKNOWN lpUnkIn, LPCIID lpInterface, ULONG ulFlags,
+                                    LPSTORAGE *lppStorageOut) override {
+        return real_->IStorageFromStream(lpUnkIn, lpInterface, ulFlags, lppStorageOut);
+    }
+    STDMETHODIMP GetSvcConfigSupportObj(ULONG ulFlags, LPMAPISUP *lppSvcSupport) override {
+        return real_->GetSvcConfigSupportObj(ulFlags, lppSvcSupport);
+    }
+
+private:
+    LPMAPISUP real_;
+    uint64_t session_;
+};
+
+// lpMalloc as the provider keeps it: in *ProviderInit,
+//     malloc_ = mapileak::WrapMalloc(lpMalloc, provider);
+//     malloc_->AddRef();
+// (with mapileak_provider_init(..., 0): the wrapper records the AddRef).
+// Records AddRef and Release against `provider`; the rest is forwarded.
+class MallocWrapper final : public IMalloc {
+public:
+    MallocWrapper(LPMALLOC real, uint64_t provider) : real_(real), provider_(provider) {}
+
+    STDMETHODIMP QueryInterface(REFIID riid, void **ppv) override {
+        // IUnknown and IMalloc: this wrapper.
+        if (ppv != nullptr && (detail::IsOleGuid(riid, 0) || detail::IsOleGuid(riid, 2))) {
+            *ppv = static_cast<IMalloc *>(this);
+            AddRef();
+            return S_OK;
+        }
+        return real_->QueryInterface(riid, ppv);
+    }
+    STDMETHODIMP_(ULONG) AddRef() override {
+        ULONG n = real_->AddRef();
+        mapileak_provider_malloc_add_ref(provider_);
+        return n;
+    }
+    STDMETHODIMP_(ULONG) Release() override {
+        mapileak_provider_malloc_release(provider_);
+        return real_->Release();
+    }
+    STDMETHODIMP_(void *) Alloc(SIZE_T cb) override { return real_->Alloc(cb); }
+    STDMETHODIMP_(void *) Realloc(void *pv, SIZE_T cb) override { return real_->Realloc(pv, cb); }
+    STDMETHODIMP_(void) Free(void *pv) override { real_->Free(pv); }
+    STDMETHODIMP_(SIZE_T) GetSize(void *pv) override { return real_->GetSize(pv); }
+    STDMETHODIMP_(int) DidAlloc(void *pv) override { return real_->DidAlloc(pv); }
+    STDMETHODIMP_(void) HeapMinimize() override { real_->HeapMinimize(); }
+
+private:
+    LPMALLOC real_;
+    uint64_t provider_;
+};
+
+namespace detail {
+// A wrapper's memory: the C runtime's, never the provider's tracked heap,
+// and kept for the process's life.
+template <class W, class R>
+W *Wrap(R real, uint64_t id) {
+    if (real == nullptr) return nullptr;
+    // (Parenthesized: MAPILEAK_REPLACE_MALLOC's macro does not apply.)
+    void *memory = (std::malloc)(sizeof(W));
+    return memory != nullptr ? new (memory) W(real, id) : nullptr;
+}
+}  // namespace detail
+
+// The support object Logon received, for `session` (see SupportWrapper).
+// NULL only for NULL or when out of memory: keep `real` then.
+inline LPMAPISUP WrapSupport(LPMAPISUP real, uint64_t session) {
+    SupportWrapper *w = detail::Wrap<SupportWrapper>(real, session);
+    return w != nullptr ? static_cast<LPMAPISUP>(w) : real;
+}
+
+// The lpMalloc *ProviderInit received, for `provider` (see MallocWrapper).
+inline LPMALLOC WrapMalloc(LPMALLOC real, uint64_t provider) {
+    MallocWrapper *w = detail::Wrap<MallocWrapper>(real, provider);
+    return w != nullptr ? static_cast<LPMALLOC>(w) : real;
+}
+#endif  // MAPISPI_H
+
 namespace detail {
 
-// operator new's contract over mapileak_malloc: never NULL; the new-handler
+// operator new's contract over mapileak_new: never NULL; the new-handler
 // is called until it frees memory or gives up.
-inline void *NewBlock(std::size_t size, std::size_t align) {
+inline void *NewBlock(std::size_t size, std::size_t align, int array) {
     if (size == 0) size = 1;
     for (;;) {
-        void *p = align != 0 ? mapileak_aligned_malloc(size, align) : mapileak_malloc(size);
+        void *p = mapileak_new(size, align, array);
         if (p != nullptr) return p;
         std::new_handler handler = std::get_new_handler();
         if (handler == nullptr) {
@@ -145,16 +455,16 @@ inline void *NewBlock(std::size_t size, std::size_t align) {
     }
 }
 
-inline void *NewBlockOrNull(std::size_t size, std::size_t align) noexcept {
+inline void *NewBlockOrNull(std::size_t size, std::size_t align, int array) noexcept {
 #if defined(__cpp_exceptions) || defined(_CPPUNWIND)
     try {
-        return NewBlock(size, align);
+        return NewBlock(size, align, array);
     } catch (...) {
         return nullptr;
     }
 #else
     if (size == 0) size = 1;
-    return align != 0 ? mapileak_aligned_malloc(size, align) : mapileak_malloc(size);
+    return mapileak_new(size, align, array);
 #endif
 }
 
@@ -165,55 +475,71 @@ inline void *NewBlockOrNull(std::size_t size, std::size_t align) noexcept {
 // MAPILEAK_REPLACE_OPERATOR_NEW: written once, at namespace scope, in one
 // source file of the provider's debug build, it replaces the global
 // operator new and delete (every form: plain, array, nothrow, sized,
-// aligned) with mapileak_malloc and mapileak_free: the C++ heap blocks a
+// aligned) with mapileak_new and mapileak_delete: the C++ heap blocks a
 // logon leaves alive are reported at its Logoff under their allocation
-// sites. Every new and delete of the module must then go through these
-// (they do, once linked: the replacement is module-wide).
+// sites, a block deleted by the form that does not pair with its new (or
+// a malloc block deleted) is an alloc-dealloc-mismatch finding, and the
+// memory of a deleted object holding a RefCount is kept a while (an
+// over-release is then a finding, not a crash). Every new and delete of the
+// module goes through these once linked: the replacement is module-wide.
 #if defined(__cpp_aligned_new)
 #define MAPILEAK_DETAIL_ALIGNED_NEW                                                           \
     void *operator new(std::size_t n, std::align_val_t a) {                                   \
-        return ::mapileak::detail::NewBlock(n, static_cast<std::size_t>(a));                  \
+        return ::mapileak::detail::NewBlock(n, static_cast<std::size_t>(a), 0);               \
     }                                                                                         \
     void *operator new[](std::size_t n, std::align_val_t a) {                                 \
-        return ::mapileak::detail::NewBlock(n, static_cast<std::size_t>(a));                  \
+        return ::mapileak::detail::NewBlock(n, static_cast<std::size_t>(a), 1);               \
     }                                                                                         \
     void *operator new(std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept {  \
-        return ::mapileak::detail::NewBlockOrNull(n, static_cast<std::size_t>(a));            \
+        return ::mapileak::detail::NewBlockOrNull(n, static_cast<std::size_t>(a), 0);         \
     }                                                                                         \
     void *operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept { \
-        return ::mapileak::detail::NewBlockOrNull(n, static_cast<std::size_t>(a));            \
+        return ::mapileak::detail::NewBlockOrNull(n, static_cast<std::size_t>(a), 1);         \
     }                                                                                         \
-    void operator delete(void *p, std::align_val_t) noexcept { mapileak_free(p); }            \
-    void operator delete[](void *p, std::align_val_t) noexcept { mapileak_free(p); }          \
-    void operator delete(void *p, std::size_t, std::align_val_t) noexcept { mapileak_free(p); } \
+    void operator delete(void *p, std::align_val_t) noexcept { mapileak_delete(p, 0); }       \
+    void operator delete[](void *p, std::align_val_t) noexcept { mapileak_delete(p, 1); }     \
+    void operator delete(void *p, std::size_t, std::align_val_t) noexcept {                   \
+        mapileak_delete(p, 0);                                                                \
+    }                                                                                         \
     void operator delete[](void *p, std::size_t, std::align_val_t) noexcept {                 \
-        mapileak_free(p);                                                                     \
+        mapileak_delete(p, 1);                                                                \
     }                                                                                         \
     void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept {        \
-        mapileak_free(p);                                                                     \
+        mapileak_delete(p, 0);                                                                \
     }                                                                                         \
     void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept {      \
-        mapileak_free(p);                                                                     \
+        mapileak_delete(p, 1);                                                                \
     }
 #else
 #define MAPILEAK_DETAIL_ALIGNED_NEW
 #endif
 
 #define MAPILEAK_REPLACE_OPERATOR_NEW                                                          \
-    void *operator new(std::size_t n) { return ::mapileak::detail::NewBlock(n, 0); }          \
-    void *operator new[](std::size_t n) { return ::mapileak::detail::NewBlock(n, 0); }        \
+    void *operator new(std::size_t n) { return ::mapileak::detail::NewBlock(n, 0, 0); }       \
+    void *operator new[](std::size_t n) { return ::mapileak::detail::NewBlock(n, 0, 1); }     \
     void *operator new(std::size_t n, const std::nothrow_t &) noexcept {                      \
-        return ::mapileak::detail::NewBlockOrNull(n, 0);                                      \
+        return ::mapileak::detail::NewBlockOrNull(n, 0, 0);                                   \
     }                                                                                         \
     void *operator new[](std::size_t n, const std::nothrow_t &) noexcept {                    \
-        return ::mapileak::detail::NewBlockOrNull(n, 0);                                      \
+        return ::mapileak::detail::NewBlockOrNull(n, 0, 1);                                   \
     }                                                                                         \
-    void operator delete(void *p) noexcept { mapileak_free(p); }                              \
-    void operator delete[](void *p) noexcept { mapileak_free(p); }                            \
-    void operator delete(void *p, std::size_t) noexcept { mapileak_free(p); }                 \
-    void operator delete[](void *p, std::size_t) noexcept { mapileak_free(p); }               \
-    void operator delete(void *p, const std::nothrow_t &) noexcept { mapileak_free(p); }      \
-    void operator delete[](void *p, const std::nothrow_t &) noexcept { mapileak_free(p); }    \
+    void operator delete(void *p) noexcept { mapileak_delete(p, 0); }                         \
+    void operator delete[](void *p) noexcept { mapileak_delete(p, 1); }                       \
+    void operator delete(void *p, std::size_t) noexcept { mapileak_delete(p, 0); }           \
+    void operator delete[](void *p, std::size_t) noexcept { mapileak_delete(p, 1); }          \
+    void operator delete(void *p, const std::nothrow_t &) noexcept { mapileak_delete(p, 0); } \
+    void operator delete[](void *p, const std::nothrow_t &) noexcept { mapileak_delete(p, 1); } \
     MAPILEAK_DETAIL_ALIGNED_NEW
+
+// MAPILEAK_REPLACE_MALLOC (see mapileak.h) in C++: std::malloc and
+// friends name mapileak's too.
+#if defined(MAPILEAK_MALLOC_REPLACED)
+namespace std {
+using ::mapileak_calloc;
+using ::mapileak_free;
+using ::mapileak_malloc;
+using ::mapileak_realloc;
+}  // namespace std
+#endif
 
 #endif  // MAPILEAK_HPP

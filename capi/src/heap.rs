@@ -2,10 +2,17 @@
 //! and through them `MAPILEAK_REPLACE_OPERATOR_NEW`), tracked, and the
 //! quarantine that turns an over-release into a finding instead of a crash.
 //!
-//! Each block carries a header of [`HEADER`] bytes just before the
-//! caller's pointer: its size, and a word with a check value, its state
-//! and its alignment, so `mapileak_free` needs neither size nor alignment
-//! and refuses what is not one of its blocks.
+//! **Blocks of the C runtime.** Each block is a block of the C runtime's
+//! own `malloc`, starting at the caller's pointer, so that legacy code that
+//! frees a `new[]` block with a plain `free()` frees it correctly (mapileak
+//! does not see that free: only `MAPILEAK_REPLACE_MALLOC` shows it, as an
+//! `alloc-dealloc-mismatch`). A trailer at the block's end ([`TRAILER`]
+//! bytes: a check word, the size, the state and what made it) tells ours
+//! from the C runtime's other blocks, so `mapileak_free` of a block of
+//! `strdup` goes to the C runtime's `free`, and a function that does not
+//! pair with the block's maker is a finding. Blocks aligned beyond
+//! `malloc`'s alignment (over-aligned C++ types) live inside a larger
+//! block and are kept in a table.
 //!
 //! **Quarantine.** A C++ provider's object ends with `delete this` in its
 //! last `Release`. One `Release` too many then runs through freed memory:
@@ -18,24 +25,107 @@
 //! returns 0, destroys nothing, and is an `over-release` finding. Blocks
 //! that hold no count are freed at once, as before.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
-/// Bytes between the start of the system block and the caller's pointer,
-/// at least: room for the size and the state word.
-const HEADER: usize = 16;
+/// The C runtime's heap: the one the provider's own `malloc` and `free`
+/// use, so that a block of ours freed with a plain `free()` is freed
+/// correctly.
+mod crt {
+    use std::ffi::c_void;
 
-/// The check value in a state word's upper bits ("mLK"): a block whose
-/// word lacks it is not one of ours.
-const MAGIC: usize = 0x6d_4c_4b;
-/// States, in bits 6 and 7 of the word.
+    unsafe extern "C" {
+        pub(super) fn malloc(size: usize) -> *mut c_void;
+        pub(super) fn calloc(count: usize, size: usize) -> *mut c_void;
+        pub(super) fn realloc(block: *mut c_void, size: usize) -> *mut c_void;
+        pub(super) fn free(block: *mut c_void);
+        #[cfg(windows)]
+        fn _msize(block: *mut c_void) -> usize;
+        #[cfg(all(unix, not(target_vendor = "apple")))]
+        fn malloc_usable_size(block: *mut c_void) -> usize;
+        #[cfg(target_vendor = "apple")]
+        fn malloc_size(block: *const c_void) -> usize;
+    }
+
+    /// The bytes of a live block of `malloc`, from its start.
+    ///
+    /// # Safety
+    ///
+    /// `block` is a live block of this C runtime's `malloc`.
+    pub(super) unsafe fn usable(block: *mut c_void) -> usize {
+        // SAFETY: the caller's promise.
+        unsafe {
+            #[cfg(windows)]
+            return _msize(block);
+            #[cfg(all(unix, not(target_vendor = "apple")))]
+            return malloc_usable_size(block);
+            #[cfg(target_vendor = "apple")]
+            return malloc_size(block);
+        }
+    }
+}
+
+/// The alignment the C runtime's `malloc` gives: larger ones take the
+/// aligned path.
+const DEFAULT_ALIGN: usize = 2 * std::mem::size_of::<usize>();
+
+/// A plain block's trailer, at the end of the C runtime's block: a check
+/// word (the block's address mixed with a constant), the caller's size,
+/// and the block's state and source.
+const TRAILER: usize = 3 * std::mem::size_of::<usize>();
+const CHECK: usize = 0x6d6c_6b5f_7472_6c72_u64 as usize; // "mlk_trlr"
+
+/// States, in the trailer's third word (bits 4 and up).
 const LIVE: usize = 1;
 const QUARANTINED: usize = 2;
+
+/// What made a block; what frees it pairs with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// `malloc`, `calloc`, `realloc`, `aligned_malloc`: `free`.
+    Malloc = 0,
+    /// `operator new`: `operator delete`.
+    New = 1,
+    /// `operator new[]`: `operator delete[]`.
+    NewArray = 2,
+}
+
+impl Source {
+    fn from_bits(bits: usize) -> Source {
+        match bits & 3 {
+            1 => Source::New,
+            2 => Source::NewArray,
+            _ => Source::Malloc,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Source::Malloc => "malloc",
+            Source::New => "operator new",
+            Source::NewArray => "operator new[]",
+        }
+    }
+
+    /// The function that frees it.
+    fn freed_by(self) -> &'static str {
+        match self {
+            Source::Malloc => "free",
+            Source::New => "operator delete",
+            Source::NewArray => "operator delete[]",
+        }
+    }
+}
+
+/// How many freed blocks that held a count are kept, at most.
+pub(crate) const MAX_BLOCKS: usize = 4096;
+/// How many bytes of them, at most.
+pub(crate) const MAX_BYTES: usize = 16 << 20;
 
 /// Whether a block was ever made here: without (no operator new
 /// replacement) no object's memory can be quarantined.
@@ -46,96 +136,219 @@ pub(crate) fn in_use() -> bool {
     IN_USE.load(Ordering::Relaxed)
 }
 
-/// How many freed blocks that held a count are kept, at most.
-pub(crate) const MAX_BLOCKS: usize = 4096;
-/// How many bytes of them, at most.
-pub(crate) const MAX_BYTES: usize = 16 << 20;
-
-fn word(state: usize, align: usize) -> usize {
-    MAGIC << 8 | state << 6 | align.trailing_zeros() as usize
+/// Blocks aligned beyond what `malloc` gives live inside a larger block of
+/// it, so a plain `free` could not take them: they are rare (over-aligned
+/// C++ types), and kept in a table rather than with a trailer.
+struct Aligned {
+    /// The C runtime's block they live in.
+    raw: usize,
+    size: usize,
+    source: Source,
+    state: usize,
 }
 
-/// The state word's parts: (state, alignment), or `None` when the word is
-/// not ours.
-fn parts(word: usize) -> Option<(usize, usize)> {
-    (word >> 8 == MAGIC).then(|| ((word >> 6) & 3, 1 << (word & 63)))
-}
+static ALIGNED: Mutex<Option<HashMap<usize, Aligned>>> = Mutex::new(None);
+/// How many entries `ALIGNED` has: most frees skip its lock.
+static ALIGNED_LIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// A new block of `size` bytes aligned to `align` (a power of two), or
-/// null.
-pub(crate) fn allocate(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+/// How long a free waits for a lock of this module at most (process end
+/// may have ended the thread holding it).
+const WAIT: Duration = Duration::from_millis(200);
+
+/// A new block of `size` bytes aligned to `align` (a power of two) for
+/// `source`, or null.
+pub(crate) fn allocate(size: usize, align: usize, zeroed: bool, source: Source) -> *mut u8 {
     if !IN_USE.load(Ordering::Relaxed) {
         IN_USE.store(true, Ordering::Relaxed);
     }
-    let align = align.max(HEADER);
-    let Some(layout) = size
-        .checked_add(align)
-        .and_then(|total| Layout::from_size_align(total, align).ok())
-    else {
-        return std::ptr::null_mut();
+    let user = if align > DEFAULT_ALIGN {
+        allocate_aligned(size, align, zeroed, source)
+    } else {
+        allocate_plain(size, zeroed, source)
     };
-    // SAFETY: `layout` has a non-zero size (at least `align`).
-    let raw = unsafe {
-        if zeroed {
-            System.alloc_zeroed(layout)
-        } else {
-            System.alloc(layout)
-        }
-    };
-    if raw.is_null() {
-        return raw;
+    if !user.is_null() {
+        mapileak::track_alloc(user, size);
     }
-    // SAFETY: `align` (>= HEADER) bytes into a block of `size + align`
-    // bytes; the two header words lie in those first `align` bytes and are
-    // `usize`-aligned (the block is `align`-aligned, `align` >= 16).
-    let user = unsafe {
-        let user = raw.add(align);
-        user.cast::<usize>().sub(2).write(size);
-        user.cast::<usize>().sub(1).write(word(LIVE, align));
-        user
-    };
-    mapileak::track_alloc(user, size);
     user
 }
 
-/// The size of the live block at `user` (from [`allocate`]), or `None`
-/// when it is not a live block of ours.
-///
-/// # Safety
-///
-/// `user` came from [`allocate`] (freed or not), or the 16 bytes before
-/// it are readable.
-pub(crate) unsafe fn size_of(user: *mut u8) -> Option<usize> {
-    // SAFETY: the caller's promise: the header words are readable.
-    let (size, word) = unsafe {
-        (
-            user.cast::<usize>().sub(2).read(),
-            user.cast::<usize>().sub(1).read(),
-        )
+fn allocate_plain(size: usize, zeroed: bool, source: Source) -> *mut u8 {
+    let Some(total) = size.checked_add(TRAILER) else {
+        return std::ptr::null_mut();
     };
-    matches!(parts(word), Some((LIVE, _))).then_some(size)
+    // SAFETY: plain calls of the C runtime's allocator.
+    let block = unsafe {
+        if zeroed {
+            crt::calloc(1, total)
+        } else {
+            crt::malloc(total)
+        }
+    };
+    if block.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: a live block of `malloc`, at least `total` bytes long.
+    unsafe { write_trailer(block.cast(), crt::usable(block), size, LIVE, source) };
+    block.cast()
 }
 
-/// Frees a block from [`allocate`]: at once, or into the quarantine when
-/// it holds a count destroyed on this thread. A block already in the
-/// quarantine (the destructor of an over-released object run a second
-/// time) and a pointer without our check word are left alone.
+fn allocate_aligned(size: usize, align: usize, zeroed: bool, source: Source) -> *mut u8 {
+    let Some(total) = size.checked_add(align) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: plain calls of the C runtime's allocator.
+    let raw = unsafe {
+        if zeroed {
+            crt::calloc(1, total)
+        } else {
+            crt::malloc(total)
+        }
+    };
+    if raw.is_null() {
+        return std::ptr::null_mut();
+    }
+    let user = (raw as usize + align - 1) & !(align - 1);
+    let Some(mut table) = ALIGNED.try_lock_for(WAIT) else {
+        // SAFETY: the block just made, freed once.
+        unsafe { crt::free(raw) };
+        return std::ptr::null_mut();
+    };
+    table.get_or_insert_with(HashMap::new).insert(
+        user,
+        Aligned {
+            raw: raw as usize,
+            size,
+            source,
+            state: LIVE,
+        },
+    );
+    ALIGNED_LIVE.fetch_add(1, Ordering::Relaxed);
+    user as *mut u8
+}
+
+/// Writes a plain block's trailer.
 ///
 /// # Safety
 ///
-/// `user` came from [`allocate`] (freed or not), or the 16 bytes before it
-/// are readable.
-pub(crate) unsafe fn free(user: *mut u8) {
-    // SAFETY: the caller's promise.
-    let (size, word) = unsafe {
+/// `block` is a live block of `malloc` with `usable` bytes, at least
+/// `TRAILER` of them.
+unsafe fn write_trailer(block: *mut u8, usable: usize, size: usize, state: usize, source: Source) {
+    // SAFETY: the caller's promise: the last TRAILER bytes of the block.
+    unsafe {
+        let at = block.add(usable - TRAILER).cast::<usize>();
+        at.write_unaligned(CHECK ^ block as usize);
+        at.add(1).write_unaligned(size);
+        at.add(2).write_unaligned(state << 4 | source as usize);
+    }
+}
+
+/// What a pointer given to a free function is.
+enum Found {
+    /// One of ours, in a block of `malloc` with `usable` bytes.
+    Plain {
+        size: usize,
+        source: Source,
+        state: usize,
+        usable: usize,
+    },
+    /// One of ours, aligned, inside the block `raw`.
+    Aligned {
+        size: usize,
+        source: Source,
+        state: usize,
+        raw: usize,
+    },
+    /// A block of the C runtime that is not ours (`strdup`'s, another
+    /// library's): its own `free` takes it.
+    Foreign,
+    /// Not knowable now (a lock not free in time): left alone.
+    Unknown,
+}
+
+/// What `user` is.
+///
+/// # Safety
+///
+/// `user` is a live block of this C runtime's `malloc` (ours or not), or
+/// an aligned block of ours (live or quarantined), or a plain block of
+/// ours in the quarantine.
+unsafe fn find(user: *mut u8) -> Found {
+    if ALIGNED_LIVE.load(Ordering::Relaxed) > 0 {
+        let Some(table) = ALIGNED.try_lock_for(WAIT) else {
+            return Found::Unknown;
+        };
+        if let Some(a) = table.as_ref().and_then(|t| t.get(&(user as usize))) {
+            return Found::Aligned {
+                size: a.size,
+                source: a.source,
+                state: a.state,
+                raw: a.raw,
+            };
+        }
+    }
+    // SAFETY: the caller's promise: a block of `malloc`.
+    let usable = unsafe { crt::usable(user.cast()) };
+    if usable < TRAILER {
+        return Found::Foreign;
+    }
+    // SAFETY: the last TRAILER bytes of that block.
+    let (check, size, meta) = unsafe {
+        let at = user.add(usable - TRAILER).cast::<usize>();
         (
-            user.cast::<usize>().sub(2).read(),
-            user.cast::<usize>().sub(1).read(),
+            at.read_unaligned(),
+            at.add(1).read_unaligned(),
+            at.add(2).read_unaligned(),
         )
     };
-    let Some((LIVE, align)) = parts(word) else {
-        return;
+    if check != CHECK ^ user as usize || size > usable - TRAILER {
+        return Found::Foreign;
+    }
+    Found::Plain {
+        size,
+        source: Source::from_bits(meta),
+        state: meta >> 4,
+        usable,
+    }
+}
+
+/// Frees `user` with the function `freed_with` names, as what made it
+/// requires: ours at once, or into the quarantine when it holds a count
+/// destroyed on this thread; a block of the C runtime that is not ours
+/// with its `free`. A function that does not pair with the block's source
+/// is an `alloc-dealloc-mismatch` finding (the block is freed correctly
+/// all the same). A block already in the quarantine (the destructor of an
+/// over-released object run a second time) is left alone.
+///
+/// # Safety
+///
+/// As [`find`].
+pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
+    // SAFETY: the caller's promise.
+    let (size, source, memory) = match unsafe { find(user) } {
+        // (operator delete of a block of malloc included: without
+        // MAPILEAK_REPLACE_MALLOC mapileak did not see that malloc.)
+        Found::Foreign => {
+            // SAFETY: the caller's promise: a live block of `malloc`.
+            unsafe { crt::free(user.cast()) };
+            return;
+        }
+        Found::Unknown => return,
+        Found::Plain { state, .. } | Found::Aligned { state, .. } if state != LIVE => return,
+        Found::Plain {
+            size,
+            source,
+            usable,
+            ..
+        } => (size, source, Memory::Plain { usable }),
+        Found::Aligned {
+            size, source, raw, ..
+        } => (size, source, Memory::Aligned { raw }),
     };
+    if source != freed_with {
+        crate::attributed(|| {
+            mapileak::dealloc_mismatch(size, source.name(), freed_with.freed_by())
+        });
+    }
     mapileak::track_free(user, size);
     let handles = dying_within(user as usize, size);
     for &handle in &handles {
@@ -146,7 +359,8 @@ pub(crate) unsafe fn free(user: *mut u8) {
     let block = Block {
         user: user as usize,
         size,
-        align,
+        source,
+        memory,
         handles,
     };
     if block.handles.is_empty() {
@@ -157,16 +371,73 @@ pub(crate) unsafe fn free(user: *mut u8) {
     }
 }
 
-/// A block of [`allocate`] on its way back to the system, with the count
-/// handles that lived in it.
+/// `realloc` of `user` to `size` bytes: a new block of ours recorded at
+/// the caller, the contents copied, the old one freed; a block of the C
+/// runtime that is not ours goes to its `realloc`. Null, with `user`
+/// untouched, when out of memory (or for a block freed already).
+///
+/// # Safety
+///
+/// As [`find`].
+pub(crate) unsafe fn realloc(user: *mut u8, size: usize) -> *mut u8 {
+    // SAFETY: the caller's promise.
+    let old = match unsafe { find(user) } {
+        // SAFETY: a live block of the C runtime's `malloc`.
+        Found::Foreign => return unsafe { crt::realloc(user.cast(), size) }.cast(),
+        Found::Plain { size, state, .. } | Found::Aligned { size, state, .. } if state == LIVE => {
+            size
+        }
+        _ => return std::ptr::null_mut(),
+    };
+    let new = allocate(size, DEFAULT_ALIGN, false, Source::Malloc);
+    if !new.is_null() {
+        // SAFETY: both blocks are live, distinct, and hold at least
+        // `min(old, size)` bytes; then the old one is freed once.
+        unsafe {
+            std::ptr::copy_nonoverlapping(user, new, old.min(size));
+            free(user, Source::Malloc);
+        }
+    }
+    new
+}
+
+/// Where a block of ours lives.
+enum Memory {
+    /// At the start of a block of `malloc` with this many bytes.
+    Plain { usable: usize },
+    /// Inside the block of `malloc` at `raw`.
+    Aligned { raw: usize },
+}
+
+/// A block of [`allocate`] on its way back to the C runtime, with the
+/// count handles that lived in it.
 struct Block {
     user: usize,
     size: usize,
-    align: usize,
+    source: Source,
+    memory: Memory,
     handles: Vec<usize>,
 }
 
 impl Block {
+    /// Marks the block's state (quarantined, say), so a second free of it
+    /// is recognized.
+    fn set_state(&self, state: usize) {
+        match self.memory {
+            // SAFETY: the trailer of a block of ours not given back yet.
+            Memory::Plain { usable } => unsafe {
+                write_trailer(self.user as *mut u8, usable, self.size, state, self.source)
+            },
+            Memory::Aligned { .. } => {
+                if let Some(mut table) = ALIGNED.try_lock_for(WAIT)
+                    && let Some(a) = table.as_mut().and_then(|t| t.get_mut(&self.user))
+                {
+                    a.state = state;
+                }
+            }
+        }
+    }
+
     /// Gives the memory back and frees the handles.
     ///
     /// # Safety
@@ -179,13 +450,29 @@ impl Block {
             // destroyed and owned by this block alone.
             unsafe { crate::free_handle(handle) };
         }
-        let user = self.user as *mut u8;
-        // SAFETY: the block [`allocate`] made: `align` bytes before `user`,
-        // `size + align` long, with this alignment.
-        unsafe {
-            user.cast::<usize>().sub(1).write(0);
-            let layout = Layout::from_size_align_unchecked(self.size + self.align, self.align);
-            System.dealloc(user.sub(self.align), layout);
+        match self.memory {
+            Memory::Plain { usable } => {
+                // SAFETY: a block of `malloc` of ours: its check word
+                // cleared, so a stale free of it is not taken for ours,
+                // then freed once.
+                unsafe {
+                    (self.user as *mut u8)
+                        .add(usable - TRAILER)
+                        .cast::<usize>()
+                        .write_unaligned(0);
+                    crt::free(self.user as *mut c_void);
+                }
+            }
+            Memory::Aligned { raw } => {
+                if let Some(mut table) = ALIGNED.try_lock_for(WAIT) {
+                    if table.as_mut().and_then(|t| t.remove(&self.user)).is_some() {
+                        ALIGNED_LIVE.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    drop(table);
+                    // SAFETY: the block of `malloc` it lived in, freed once.
+                    unsafe { crt::free(raw as *mut c_void) };
+                }
+            }
         }
     }
 }
@@ -204,19 +491,12 @@ static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
 /// the bounds. Never waits long for the lock (process end may have ended
 /// the thread holding it): then the block is given back at once.
 fn quarantine(block: Block) {
-    let user = block.user as *mut u8;
-    let Some(mut q) = QUARANTINE.try_lock_for(Duration::from_millis(200)) else {
+    let Some(mut q) = QUARANTINE.try_lock_for(WAIT) else {
         // SAFETY: a live block of ours, freed once.
         unsafe { block.release() };
         return;
     };
-    // SAFETY: the header of a live block of ours: now quarantined, so a
-    // second free of it is recognized.
-    unsafe {
-        user.cast::<usize>()
-            .sub(1)
-            .write(word(QUARANTINED, block.align))
-    };
+    block.set_state(QUARANTINED);
     q.bytes += block.size;
     q.blocks.push_back(block);
     let mut out = Vec::new();

@@ -954,17 +954,18 @@ pub unsafe extern "C" fn mapileak__test_hold_lock(which: *const c_char) -> c_int
 
 mod heap;
 
-/// The alignment `malloc` guarantees.
-const MALLOC_ALIGN: usize = 16;
+/// The alignment `malloc` gives (larger ones take the aligned path).
+const MALLOC_ALIGN: usize = 2 * std::mem::size_of::<usize>();
 
 /// `void *mapileak_malloc(size_t size)`: `malloc`, tracked: a block made
-/// in a session's scope and alive at its Logoff is reported with the stack
-/// that allocated it. NULL when out of memory. Free it with
-/// `mapileak_free` (never `free`).
+/// in a session's scope (outside any, the one open logon's) and alive at
+/// its Logoff is reported with the stack that allocated it. NULL when out
+/// of memory. The block is the C runtime's own: `mapileak_free` frees it,
+/// and so would a plain `free`, unseen.
 #[unsafe(no_mangle)]
 pub extern "C" fn mapileak_malloc(size: usize) -> *mut c_void {
     guard(ptr::null_mut(), || {
-        attributed(|| heap::allocate(size, MALLOC_ALIGN, false)).cast()
+        attributed(|| heap::allocate(size, MALLOC_ALIGN, false, heap::Source::Malloc)).cast()
     })
 }
 
@@ -975,63 +976,102 @@ pub extern "C" fn mapileak_calloc(count: usize, size: usize) -> *mut c_void {
         return ptr::null_mut();
     };
     guard(ptr::null_mut(), || {
-        attributed(|| heap::allocate(total, MALLOC_ALIGN, true)).cast()
+        attributed(|| heap::allocate(total, MALLOC_ALIGN, true, heap::Source::Malloc)).cast()
     })
 }
 
 /// `void *mapileak_aligned_malloc(size_t size, size_t align)`: a block
-/// aligned to `align` (a power of two; C++'s aligned `operator new`). NULL
-/// for another alignment. Freed by `mapileak_free`.
+/// aligned to `align` (a power of two). NULL for another alignment. Freed
+/// by `mapileak_free`.
 #[unsafe(no_mangle)]
 pub extern "C" fn mapileak_aligned_malloc(size: usize, align: usize) -> *mut c_void {
     if !align.is_power_of_two() {
         return ptr::null_mut();
     }
     guard(ptr::null_mut(), || {
-        attributed(|| heap::allocate(size, align, false)).cast()
+        attributed(|| heap::allocate(size, align, false, heap::Source::Malloc)).cast()
+    })
+}
+
+/// `void *mapileak_new(size_t size, size_t align, int array)`: C++'s
+/// `operator new` (`array`: `operator new[]`), aligned to `align` (a power
+/// of two; 0 for the default). NULL when out of memory (mapileak.hpp turns
+/// that into `std::bad_alloc`). Freed by `mapileak_delete`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_new(size: usize, align: usize, array: c_int) -> *mut c_void {
+    let align = if align == 0 { MALLOC_ALIGN } else { align };
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
+    let source = if array != 0 {
+        heap::Source::NewArray
+    } else {
+        heap::Source::New
+    };
+    guard(ptr::null_mut(), || {
+        attributed(|| heap::allocate(size.max(1), align, false, source)).cast()
     })
 }
 
 /// `void *mapileak_realloc(void *block, size_t size)`: `realloc`, tracked:
 /// the moved block is recorded at the caller of `mapileak_realloc`. NULL
-/// `block` allocates; on failure NULL, and `block` stays valid.
+/// `block` allocates; on failure NULL, and `block` stays valid. A block of
+/// the C runtime that mapileak did not make goes to its `realloc`.
 ///
 /// # Safety
 ///
-/// `block` is NULL or a live block from these functions.
+/// `block` is NULL or a live block of the C runtime's heap (these
+/// functions' included).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mapileak_realloc(block: *mut c_void, size: usize) -> *mut c_void {
     if block.is_null() {
         return mapileak_malloc(size);
     }
-    // SAFETY: the caller's promise.
-    let Some(old) = (unsafe { heap::size_of(block.cast()) }) else {
-        return ptr::null_mut();
-    };
-    let new = mapileak_malloc(size);
-    if !new.is_null() {
-        // SAFETY: both blocks are live, distinct, and hold at least
-        // `min(old, size)` bytes; then the old one is freed once.
-        unsafe {
-            ptr::copy_nonoverlapping(block.cast::<u8>(), new.cast::<u8>(), old.min(size));
-            heap::free(block.cast());
-        }
-    }
-    new
+    guard(ptr::null_mut(), || {
+        // SAFETY: the caller's promise.
+        attributed(|| unsafe { heap::realloc(block.cast(), size) }).cast()
+    })
 }
 
-/// `void mapileak_free(void *block)`: frees a block from
-/// `mapileak_malloc`, `_calloc`, `_realloc` or `_aligned_malloc`; NULL is
-/// ignored.
+/// `void mapileak_free(void *block)`: `free`: a block of these functions,
+/// or of the C runtime's own `malloc` (`strdup`'s, say), which goes to its
+/// `free`. A block of `mapileak_new` is an `alloc-dealloc-mismatch`
+/// finding, and is freed correctly. NULL is ignored.
 ///
 /// # Safety
 ///
-/// `block` is NULL or a live block from these functions.
+/// `block` is NULL or a live block of the C runtime's heap (these
+/// functions' included).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mapileak_free(block: *mut c_void) {
     if !block.is_null() {
         // SAFETY: the caller's promise.
-        unsafe { heap::free(block.cast()) }
+        guard((), || unsafe {
+            heap::free(block.cast(), heap::Source::Malloc)
+        })
+    }
+}
+
+/// `void mapileak_delete(void *block, int array)`: C++'s `operator
+/// delete` (`array`: `operator delete[]`). A block that other function
+/// made (`malloc`, or `new[]` for `delete`) is an `alloc-dealloc-mismatch`
+/// finding, and is freed correctly; a block of the C runtime that mapileak
+/// did not make goes to its `free`. NULL is ignored.
+///
+/// # Safety
+///
+/// `block` is NULL or a live block of the C runtime's heap (these
+/// functions' included).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_delete(block: *mut c_void, array: c_int) {
+    if !block.is_null() {
+        let how = if array != 0 {
+            heap::Source::NewArray
+        } else {
+            heap::Source::New
+        };
+        // SAFETY: the caller's promise.
+        guard((), || unsafe { heap::free(block.cast(), how) })
     }
 }
 

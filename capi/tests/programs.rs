@@ -586,6 +586,53 @@ fn the_logoff_report_is_final_when_the_logon_object_is_released() {
     assert!(report.objects.is_empty() && report.heap.is_empty());
 }
 
+/// `mixed.cpp`: legacy code that frees `new[]` blocks with `free()`,
+/// deletes `malloc` blocks, deletes `new[]` without brackets. Each is an
+/// `alloc-dealloc-mismatch` finding at the bad call, the block freed
+/// correctly; a block of the C runtime's own (`strdup`) goes to its `free`;
+/// a `free()` mapileak does not see frees the block without corruption.
+#[test]
+fn mixed_c_and_cpp_heaps_are_findings_not_corruption() {
+    let exe = build("c++", "-std=c++17", "mixed.cpp");
+    let (line, report, stderr) = run(&exe);
+    // The one block left: the one freed unseen (48 bytes).
+    assert_eq!(
+        line, "mapileak-mixed heap_blocks=1 heap_bytes=48 findings=3",
+        "{stderr}"
+    );
+    let mut found: Vec<(String, String)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            assert_eq!(f.rule, "alloc-dealloc-mismatch", "{f:#?}");
+            (frames(&report, f.stack)[0].clone(), f.message.clone())
+        })
+        .collect();
+    found.sort();
+    let expected = [
+        (
+            "DeleteArrayWithoutBrackets()",
+            "operator delete on a 64-byte block from operator new[]",
+        ),
+        (
+            "DeleteMallocBlock()",
+            "operator delete on a 16-byte block from malloc",
+        ),
+        (
+            "FreeNewArrayWithFree()",
+            "free on a 32-byte block from operator new[]",
+        ),
+    ];
+    for ((frame, message), (want_frame, want_message)) in found.iter().zip(expected) {
+        assert_eq!(frame, want_frame, "{found:#?}");
+        assert!(message.starts_with(want_message), "{message}");
+    }
+    let [unseen] = &report.heap[..] else {
+        panic!("{:#?}", report.heap)
+    };
+    assert_eq!(frames(&report, unseen.stack)[0], "UnseenFree()");
+}
+
 #[test]
 fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
     let exe = build("cc", "-std=c99", "transport.c");

@@ -41,6 +41,8 @@ pub enum Rule {
     BufferForeignFree,
     /// `buffer-more-on-child`: MAPIAllocateMore was given an AllocateMore child as its parent: MAPI requires a MAPIAllocateBuffer block.
     BufferMoreOnChild,
+    /// `alloc-dealloc-mismatch`: A heap block was freed by a function that does not match the one that allocated it (`new` freed with `free`, `malloc` with `delete`, `new[]` with `delete`).
+    AllocDeallocMismatch,
     /// `provider-uid-registered`: The provider's MAPIUIDs (IMAPISupport::SetProviderUID) are still registered at Logoff: MAPI removes them at the support object's final Release, which has not come.
     ProviderUidRegistered,
     /// `status-row-present`: The provider's status-table row (IMAPISupport::ModifyStatusRow) is still there at Logoff: MAPI removes it at the support object's final Release, which has not come.
@@ -53,7 +55,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order `docs/rules.md` lists them.
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 19] = [
         Rule::OverRelease,
         Rule::SupportNotReleased,
         Rule::TransportSupportOrder,
@@ -68,6 +70,7 @@ impl Rule {
         Rule::BufferDoubleFree,
         Rule::BufferForeignFree,
         Rule::BufferMoreOnChild,
+        Rule::AllocDeallocMismatch,
         Rule::ProviderUidRegistered,
         Rule::StatusRowPresent,
         Rule::ServerConnectionOpen,
@@ -91,6 +94,7 @@ impl Rule {
             Rule::BufferDoubleFree => "buffer-double-free",
             Rule::BufferForeignFree => "buffer-foreign-free",
             Rule::BufferMoreOnChild => "buffer-more-on-child",
+            Rule::AllocDeallocMismatch => "alloc-dealloc-mismatch",
             Rule::ProviderUidRegistered => "provider-uid-registered",
             Rule::StatusRowPresent => "status-row-present",
             Rule::ServerConnectionOpen => "server-connection-open",
@@ -149,6 +153,9 @@ impl Rule {
             Rule::BufferForeignFree => "MAPIFreeBuffer was called on memory MAPI did not allocate.",
             Rule::BufferMoreOnChild => {
                 "MAPIAllocateMore was given an AllocateMore child as its parent: MAPI requires a MAPIAllocateBuffer block (the new block still joins the root's chain and is freed with it)."
+            }
+            Rule::AllocDeallocMismatch => {
+                "A heap block was freed by a function that does not pair with the one that allocated it (new with free, malloc with delete, new[] with delete): mapileak frees it correctly, a plain C runtime may corrupt its heap."
             }
             Rule::ProviderUidRegistered => {
                 "The provider's MAPIUIDs (IMAPISupport::SetProviderUID) are still registered at Logoff: MAPI removes them at the support object's final Release, which has not come."

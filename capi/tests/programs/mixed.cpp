@@ -1,0 +1,85 @@
+// Legacy C++ that mixes the C and C++ heaps, as third-party providers do:
+// new[] blocks freed with free(), malloc blocks deleted, new[] deleted
+// without []. On the C runtime it was written for this "works"; under
+// MAPILEAK_REPLACE_OPERATOR_NEW and the opt-in MAPILEAK_REPLACE_MALLOC each
+// is an alloc-dealloc-mismatch finding at the bad call, and the block is
+// freed correctly. A free() mapileak does not see (here the C runtime's own,
+// called by a parenthesized name) still frees the block: no corruption.
+//
+// Usage: mixed REPORT_DIR. Prints one line of counts; exit 0.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#define MAPILEAK_REPLACE_MALLOC
+#include "mapileak.hpp"
+
+MAPILEAK_REPLACE_OPERATOR_NEW
+
+// The mismatches are the point of this program.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+__attribute__((noinline)) static void FreeNewArrayWithFree() {
+    char *name = new char[32];
+    std::strcpy(name, "Contacts");
+    free(name);  // the legacy bug: mapileak_free, through the macro
+}
+
+__attribute__((noinline)) static void DeleteMallocBlock() {
+    int *rows = static_cast<int *>(malloc(4 * sizeof(int)));
+    delete rows;  // operator delete of a malloc block
+}
+
+__attribute__((noinline)) static void DeleteArrayWithoutBrackets() {
+    long *ids = new long[8];
+    delete ids;  // new[] with delete
+}
+
+// A block mapileak did not make (the C runtime's strdup), freed through
+// the macro: it goes to the C runtime's free, no finding.
+__attribute__((noinline)) static void FreeStrdup() {
+    char *copy = strdup("Global Address List");
+    free(copy);
+}
+
+// Every pair matched: nothing to say.
+__attribute__((noinline)) static bool Balanced() {
+    char *a = new char[8];
+    delete[] a;
+    int *b = new int(3);
+    delete b;
+    void *c = malloc(24);
+    c = realloc(c, 4096);
+    free(c);
+    char *d = static_cast<char *>(std::malloc(5));
+    std::free(d);
+    return true;
+}
+
+// The C runtime's own free() on a new[] block, unseen by mapileak (as in a
+// file without MAPILEAK_REPLACE_MALLOC): freed correctly, no crash; the
+// block is then reported at Logoff, since mapileak never saw it go.
+__attribute__((noinline)) static void UnseenFree() {
+    char *block = new char[48];
+    (free)(block);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    mapileak_set_output_dir(argv[1]);
+    uint64_t session = mapileak_logon(MAPILEAK_ADDRESS_BOOK, "C++ mixed heaps");
+    FreeNewArrayWithFree();
+    DeleteMallocBlock();
+    DeleteArrayWithoutBrackets();
+    FreeStrdup();
+    if (!Balanced()) return 4;
+    UnseenFree();
+    // The heap still works after all of it.
+    for (int i = 0; i < 1000; ++i) delete[] new char[64 + i];
+    mapileak_summary summary = {};
+    if (mapileak_ab_logoff(session, &summary) != 0) return 3;
+    std::printf("mapileak-mixed heap_blocks=%llu heap_bytes=%llu findings=%llu\n",
+                (unsigned long long)summary.heap_blocks, (unsigned long long)summary.heap_bytes,
+                (unsigned long long)summary.findings);
+    return 0;
+}
