@@ -90,7 +90,7 @@ programs=$out/programs
 mkdir -p "$programs"
 lib=$CARGO_TARGET_DIR/$target/debug/libmapileak_c.a
 syslibs=(-static-libgcc -lws2_32 -luserenv -lntdll -lbcrypt -ladvapi32 -lkernel32)
-for program in store overrelease logon mixed; do
+for program in store overrelease logon mixed buffers; do
   x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
     "capi/tests/programs/$program.cpp" "$lib" -static-libstdc++ "${syslibs[@]}" \
     -o "$programs/$program.exe"

@@ -38,6 +38,7 @@ use mapileak_reports::Rule;
 #[cfg(any(debug_assertions, feature = "force"))]
 use parking_lot::Mutex;
 
+use crate::ObjectId;
 use crate::context::Session;
 #[cfg(any(debug_assertions, feature = "force"))]
 use crate::{
@@ -81,6 +82,9 @@ struct Record {
     freed: bool,
     /// Handed to the caller ([`MapiBuffers::to_caller`]): not the logon's to free.
     to_caller: bool,
+    /// The object that owns it (0: none): a leaked buffer of a leaked
+    /// object is listed under it.
+    owner: u64,
     /// Where the memory came from: `None` for the real MAPI functions.
     layout: Option<Layout>,
     real: Option<Real>,
@@ -357,6 +361,68 @@ impl MapiBuffers {
         !buffer.is_null()
     }
 
+    /// The provider hands a row set to its caller — `QueryRows`' `SRowSet`,
+    /// or an `ADRLIST`, which has the same layout — who frees it with
+    /// `FreeProws` (`FreePadrlist`): each row's property array and the set
+    /// itself, all with MAPI's `MAPIFreeBuffer`. Hands the set and every
+    /// row's property array over as [`to_caller`](Self::to_caller) does;
+    /// `false` when the set itself is not a live root buffer of these
+    /// functions (rows are handed over all the same).
+    ///
+    /// # Safety
+    ///
+    /// `rows` is null or points to a readable `SRowSet` (`cRows`, then
+    /// that many `SRow`s).
+    pub unsafe fn rows_to_caller(&self, rows: *mut c_void) -> bool {
+        if rows.is_null() {
+            return false;
+        }
+        /// MAPI's `SRow` (and `ADRENTRY`).
+        #[repr(C)]
+        struct Row {
+            pad: u32,
+            values: u32,
+            props: *mut c_void,
+        }
+        /// MAPI's `SRowSet` (and `ADRLIST`), its rows after the count.
+        #[repr(C)]
+        struct RowSet {
+            count: u32,
+            rows: [Row; 0],
+        }
+        let set = rows.cast::<RowSet>();
+        // SAFETY: the caller's promise: a readable row set, its `count`
+        // rows after the count.
+        let props: Vec<*mut c_void> = unsafe {
+            let count = (*set).count as usize;
+            let first = std::ptr::addr_of!((*set).rows).cast::<Row>();
+            (0..count).map(|i| (*first.add(i)).props).collect()
+        };
+        for p in props.into_iter().filter(|p| !p.is_null()) {
+            self.to_caller(p);
+        }
+        self.to_caller(rows)
+    }
+
+    /// Makes `owner` the owner of `buffer` (a live root of these
+    /// functions): when both leak, the buffer is listed under the object,
+    /// not as a leak root of its own. `false` for what is not a live root.
+    pub fn set_owner(&self, buffer: *mut c_void, owner: ObjectId) -> bool {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        return with_table(|t| match t.records.get_mut(&(buffer as usize)) {
+            Some(r) if !r.freed && r.root.is_none() => {
+                r.owner = owner.get();
+                true
+            }
+            _ => false,
+        });
+        #[cfg(not(any(debug_assertions, feature = "force")))]
+        {
+            let _ = owner;
+            !buffer.is_null()
+        }
+    }
+
     /// Records a new block: a root of `session`, or a child joining `root`'s
     /// chain (and session).
     #[cfg(any(debug_assertions, feature = "force"))]
@@ -387,6 +453,7 @@ impl MapiBuffers {
                     children: Vec::new(),
                     freed: false,
                     to_caller: false,
+                    owner: context::buffer_owner(),
                     layout,
                     real: self.real,
                 },
@@ -422,6 +489,36 @@ impl MapiBuffers {
                 Ok((p as *mut c_void, Some(layout)))
             }
         }
+    }
+}
+
+/// While the returned guard lives, the MAPI buffers the calling thread
+/// allocates belong to `owner`: wrap it around the calls that make a MAPI
+/// utility object built on the provider's allocators (`CreateIProp`,
+/// `CreateTable`) and the calls into it. When the object and such a buffer
+/// leak, the buffer is listed under the object, not as a root of its own.
+/// Guards nest. Zero-sized without the instrumentation.
+pub fn owned_by(owner: ObjectId) -> BufferOwner {
+    BufferOwner {
+        #[cfg(any(debug_assertions, feature = "force"))]
+        previous: context::enter_buffer_owner(owner.get()),
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// The guard of [`owned_by`]; restores the previous owner when dropped.
+#[derive(Debug)]
+#[must_use = "the buffers belong to the owner only while the guard lives"]
+pub struct BufferOwner {
+    #[cfg(any(debug_assertions, feature = "force"))]
+    previous: u64,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+#[cfg(any(debug_assertions, feature = "force"))]
+impl Drop for BufferOwner {
+    fn drop(&mut self) {
+        context::leave_buffer_owner(self.previous);
     }
 }
 
@@ -536,10 +633,22 @@ fn release_chain(root: usize) {
     }
 }
 
-/// Unfreed chains of the sessions `pick` accepts: `(session, stack, bytes,
-/// children)`.
+/// An unfreed chain, as a report sees it.
 #[cfg(any(debug_assertions, feature = "force"))]
-pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(u64, stack::StackId, u64, u64)> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct LiveBuffer {
+    pub session: u64,
+    pub stack: stack::StackId,
+    /// Bytes of the root and its children.
+    pub bytes: u64,
+    pub children: u64,
+    /// The object that owns it, or 0.
+    pub owner: u64,
+}
+
+/// Unfreed chains of the sessions `pick` accepts.
+#[cfg(any(debug_assertions, feature = "force"))]
+pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<LiveBuffer> {
     live_in_within(pick, None).unwrap_or_default()
 }
 
@@ -549,7 +658,7 @@ pub(crate) fn live_in(pick: impl Fn(u64) -> bool) -> Vec<(u64, stack::StackId, u
 pub(crate) fn live_in_within(
     pick: impl Fn(u64) -> bool,
     wait: Option<std::time::Duration>,
-) -> Option<Vec<(u64, stack::StackId, u64, u64)>> {
+) -> Option<Vec<LiveBuffer>> {
     let mut table = match wait {
         None => TABLE.lock(),
         Some(d) => TABLE.try_lock_for(d)?,
@@ -567,7 +676,13 @@ pub(crate) fn live_in_within(
                         .filter_map(|c| t.records.get(c))
                         .map(|c| c.size)
                         .sum::<u64>();
-                (r.session, r.stack, bytes, r.children.len() as u64)
+                LiveBuffer {
+                    session: r.session,
+                    stack: r.stack,
+                    bytes,
+                    children: r.children.len() as u64,
+                    owner: r.owner,
+                }
             })
             .collect();
         out.sort_unstable();

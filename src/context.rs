@@ -44,6 +44,30 @@ thread_local! {
     static QUIET: Cell<u32> = const { Cell::new(0) };
 }
 
+#[cfg(any(debug_assertions, feature = "force"))]
+thread_local! {
+    static BUFFER_OWNER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The object that owns the MAPI buffers this thread allocates now (a
+/// MAPI utility object's, built on the provider's allocators), or 0.
+#[cfg(any(debug_assertions, feature = "force"))]
+pub(crate) fn buffer_owner() -> u64 {
+    BUFFER_OWNER.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Makes `id` the buffers' owner; returns the one it replaces.
+#[cfg(any(debug_assertions, feature = "force"))]
+pub(crate) fn enter_buffer_owner(id: u64) -> u64 {
+    BUFFER_OWNER.try_with(|c| c.replace(id)).unwrap_or(0)
+}
+
+/// Makes `previous` (what [`enter_buffer_owner`] returned) the owner again.
+#[cfg(any(debug_assertions, feature = "force"))]
+pub(crate) fn leave_buffer_owner(previous: u64) {
+    let _ = BUFFER_OWNER.try_with(|c| c.set(previous));
+}
+
 /// The calling thread's current session id, or 0; callable from the
 /// allocator hook.
 #[inline(always)]

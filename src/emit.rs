@@ -66,7 +66,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
             f.also.into_iter().chain(subject)
         }))
         .chain(heap.iter().map(|&(s, _)| s))
-        .chain(buffers.iter().map(|&(s, _, _)| s));
+        .chain(buffers.iter().map(|b| b.stack));
     for id in needed {
         stacks.entry(id).or_insert_with(|| symbols.stack(id));
     }
@@ -134,12 +134,15 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
             signature: signature::compute("heap", frames_of(stack)),
         });
     }
-    for &(stack, bytes, children) in buffers {
+    for b in buffers {
         report.buffers.push(Buffer {
-            stack,
-            bytes,
-            children,
-            signature: signature::compute("buffer", frames_of(stack)),
+            stack: b.stack,
+            bytes: b.bytes,
+            children: b.children,
+            signature: signature::compute("buffer", frames_of(b.stack)),
+            // Under its owner when the owner leaked too; a root of its own
+            // when the owner is gone (or alive by design).
+            owner: (b.owner != 0 && index.contains_key(&b.owner)).then_some(b.owner),
         });
     }
     for f in findings {

@@ -33,8 +33,8 @@ pub(crate) struct Snapshot {
     /// Live heap blocks `(stack, bytes)`, but those that hold a leaked
     /// object (an object's own memory is the object, not a second leak).
     pub heap: Vec<(StackId, u64)>,
-    /// Unfreed MAPI buffer chains: `(stack, bytes, children)`.
-    pub buffers: Vec<(StackId, u64, u64)>,
+    /// Unfreed MAPI buffer chains, with their owners.
+    pub buffers: Vec<buffers::LiveBuffer>,
     pub findings: Vec<PendingFinding>,
     /// Attributed blocks the live table could not hold, process-wide.
     pub heap_untracked: u64,
@@ -45,7 +45,7 @@ pub(crate) struct Snapshot {
 pub(crate) struct Live {
     objects: Vec<Arc<Node>>,
     blocks: Vec<alloc::LiveBlock>,
-    buffers: Vec<(u64, StackId, u64, u64)>,
+    buffers: Vec<buffers::LiveBuffer>,
 }
 
 impl Live {
@@ -93,7 +93,7 @@ impl Live {
             parts[group_of(b.1)].blocks.push(b);
         }
         for b in self.buffers {
-            parts[group_of(b.0)].buffers.push(b);
+            parts[group_of(b.session)].buffers.push(b);
         }
         parts
     }
@@ -180,12 +180,8 @@ impl Snapshot {
             .filter(|(_, object)| !object)
             .map(|(&(_, _, stack, size), _)| (stack, size))
             .collect();
-        let mut buffers: Vec<(StackId, u64, u64)> = live
-            .buffers
-            .into_iter()
-            .map(|(_, stack, bytes, children)| (stack, bytes, children))
-            .collect();
-        buffers.sort_unstable();
+        let mut buffers = live.buffers;
+        buffers.sort_unstable_by_key(|b| (b.stack, b.bytes, b.children, b.owner));
         Ok(Snapshot {
             info,
             objects,

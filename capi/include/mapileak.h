@@ -243,6 +243,23 @@ mapileak_ulong MAPILEAK_STDCALL mapileak_free_buffer(void *buffer);
  * logon's to free and no report lists it. -1 for NULL or what is not a live
  * root buffer of these functions. */
 int mapileak_buffer_to_caller(void *buffer);
+/* The same for a row set the provider returns (QueryRows' SRowSet, or an
+ * ADRLIST): the set and every row's property array, which the caller frees
+ * with FreeProws. -1 for NULL or when the set is not a live root buffer
+ * (its rows are handed over all the same). */
+int mapileak_rows_to_caller(void *rows);
+
+/* Buffers with an owner: a MAPI utility object (CreateIProp's IPropData,
+ * CreateTable's ITableData) built on the provider's allocators keeps its
+ * own buffers. Tracked as an object (a mapileak_object for the object that
+ * made it, say), its buffers are listed under it when both leak, not as
+ * roots of their own. Between enter and leave, what this thread allocates
+ * belongs to `owner` (wrap the call that makes the utility object and the
+ * calls into it); set_owner names one buffer's owner. 0, or -1 for NULL
+ * (and for what is not a live root buffer). */
+int mapileak_buffer_owner_enter(const mapileak_object *owner);
+void mapileak_buffer_owner_leave(void);
+int mapileak_buffer_set_owner(void *buffer, const mapileak_object *owner);
 
 /* ---- the C and C++ heap ----------------------------------------------------- */
 

@@ -434,6 +434,23 @@ inline LPMALLOC WrapMalloc(LPMALLOC real, uint64_t provider) {
 }
 #endif  // MAPISPI_H
 
+// While it lives, the MAPI buffers this thread allocates belong to the
+// object `owner` counts (a MAPI utility object's buffers, built on the
+// provider's allocators): listed under it when both leak.
+class BufferOwner {
+public:
+    explicit BufferOwner(const RefCount &owner)
+        : entered_(mapileak_buffer_owner_enter(owner.handle()) == 0) {}
+    ~BufferOwner() {
+        if (entered_) mapileak_buffer_owner_leave();
+    }
+    BufferOwner(const BufferOwner &) = delete;
+    BufferOwner &operator=(const BufferOwner &) = delete;
+
+private:
+    bool entered_;
+};
+
 namespace detail {
 
 // operator new's contract over mapileak_new: never NULL; the new-handler

@@ -922,6 +922,95 @@ pub extern "C" fn mapileak_buffer_to_caller(buffer: *mut c_void) -> c_int {
     guard(-1, || if buffers().to_caller(buffer) { 0 } else { -1 })
 }
 
+/// `int mapileak_rows_to_caller(void *rows)`: the provider returns a row
+/// set (`QueryRows`' `SRowSet`, or an `ADRLIST`) to its caller, who frees
+/// each row's property array and the set with MAPI's own functions
+/// (`FreeProws`): the set and every row's `lpProps` are handed over as
+/// `mapileak_buffer_to_caller` does. 0, or -1 for NULL or when the set is
+/// not a live root buffer of these functions (its rows are handed over all
+/// the same).
+///
+/// # Safety
+///
+/// `rows` is NULL or points to a readable `SRowSet` (`cRows`, then that
+/// many `SRow`s).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_rows_to_caller(rows: *mut c_void) -> c_int {
+    // SAFETY: the caller's promise.
+    guard(-1, || {
+        if unsafe { buffers().rows_to_caller(rows) } {
+            0
+        } else {
+            -1
+        }
+    })
+}
+
+/// `int mapileak_buffer_set_owner(void *buffer, const mapileak_object
+/// *owner)`: `buffer` (a live root of these functions) belongs to `owner`:
+/// when both leak, the buffer is listed under the object, not as a leak
+/// root of its own. 0, or -1 for NULL or what is not a live root.
+///
+/// # Safety
+///
+/// `owner` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_buffer_set_owner(
+    buffer: *mut c_void,
+    owner: *const Object,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(owner) = (unsafe { object(owner) }) else {
+        return -1;
+    };
+    guard(-1, || {
+        if buffers().set_owner(buffer, owner.count.id()) {
+            0
+        } else {
+            -1
+        }
+    })
+}
+
+thread_local! {
+    /// The buffer owners entered on this thread, innermost last.
+    static OWNERS: RefCell<Vec<mapileak::buffers::BufferOwner>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `int mapileak_buffer_owner_enter(const mapileak_object *owner)`: until
+/// the matching `mapileak_buffer_owner_leave`, the MAPI buffers this thread
+/// allocates belong to `owner`: wrap it around the calls that make a MAPI
+/// utility object on the provider's allocators (`CreateIProp`,
+/// `CreateTable`) and the calls into it. Owners nest. -1 for NULL.
+///
+/// # Safety
+///
+/// `owner` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_buffer_owner_enter(owner: *const Object) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(owner) = (unsafe { object(owner) }) else {
+        return -1;
+    };
+    guard(-1, || {
+        let entered = mapileak::buffers::owned_by(owner.count.id());
+        match OWNERS.try_with(|o| o.borrow_mut().push(entered)) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
+    })
+}
+
+/// `void mapileak_buffer_owner_leave(void)`: ends the innermost
+/// `mapileak_buffer_owner_enter` of this thread (nothing when there is
+/// none).
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_buffer_owner_leave() {
+    guard((), || {
+        let _owner = OWNERS.try_with(|o| o.borrow_mut().pop()).ok().flatten();
+    });
+}
+
 /// `int mapileak__test_hold_lock(const char *which)`: fault injection for
 /// the process-end tests, not declared in mapileak.h: a new thread takes
 /// the lock `which` names (see `mapileak::testing::LOCKS`) and keeps it for

@@ -633,6 +633,55 @@ fn mixed_c_and_cpp_heaps_are_findings_not_corruption() {
     assert_eq!(frames(&report, unseen.stack)[0], "UnseenFree()");
 }
 
+/// `buffers.cpp`: a row set handed to the caller in one call (each row's
+/// property array with it), and a utility object's buffers listed under
+/// the leaked object that owns it, not as roots of their own.
+#[test]
+fn row_sets_go_to_the_caller_whole_and_owned_buffers_stay_with_their_owner() {
+    let exe = build("c++", "-std=c++17", "buffers.cpp");
+    let (line, report, stderr) = run(&exe);
+    assert_eq!(
+        line, "mapileak-buffers leaked_objects=1 mapi_buffers=3 findings=0",
+        "{stderr}"
+    );
+    let [user] = &report.objects[..] else {
+        panic!("{:#?}", report.objects)
+    };
+    assert_eq!(
+        (user.kind.as_str(), user.label.as_str()),
+        ("IMailUser", "leaked user")
+    );
+    let mut owned: Vec<u64> = report
+        .buffers
+        .iter()
+        .filter(|b| b.owner == Some(user.id))
+        .map(|b| b.bytes)
+        .collect();
+    owned.sort();
+    assert_eq!(
+        owned,
+        [64, 64],
+        "the utility object's two buffers, under it"
+    );
+    let roots: Vec<(u64, String)> = report
+        .buffers
+        .iter()
+        .filter(|b| b.owner.is_none())
+        .map(|b| (b.bytes, frames(&report, b.stack)[0].clone()))
+        .collect();
+    assert_eq!(
+        roots,
+        [(100, "QueryRows(unsigned int)".to_owned())],
+        "only the scratch buffer"
+    );
+    // The utility object's own block (new PropData) is the leaked user's
+    // too: a heap block of 16 bytes under its constructor.
+    let [heap] = &report.heap[..] else {
+        panic!("{:#?}", report.heap)
+    };
+    assert!(frames(&report, heap.stack)[0].starts_with("MailUser::MailUser("));
+}
+
 #[test]
 fn a_c_transport_wraps_mapi_buffers_and_finds_kinds_by_iid() {
     let exe = build("cc", "-std=c99", "transport.c");

@@ -220,7 +220,8 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
                 source,
             });
         }
-        for b in &r.buffers {
+        // A buffer of a leaked object is part of that leak: judged with it.
+        for b in r.buffers.iter().filter(|b| b.owner.is_none()) {
             out.push(Item {
                 what: What::Buffer,
                 signature: &b.signature,

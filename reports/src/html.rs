@@ -330,17 +330,25 @@ fn sections(out: &mut Out<'_>, r: &Report, prefix: &str) {
         out.markup("</table></section>\n");
     }
     if !r.buffers.is_empty() {
-        out.markup("<section><h2>Unfreed MAPI buffers</h2><table><tr><th>bytes</th><th>chained children</th><th>allocated at</th></tr>\n");
+        out.markup("<section><h2>Unfreed MAPI buffers</h2><table><tr><th>bytes</th><th>chained children</th><th>owned by</th><th>allocated at</th></tr>\n");
         let mut bufs: Vec<_> = r.buffers.iter().collect();
         bufs.sort_by_key(|b| std::cmp::Reverse(b.bytes));
         for b in bufs {
             let st = stacks.get(&b.stack).copied();
+            // A buffer of a leaked object (a utility object's): part of
+            // that leak, not a root of its own.
+            let owner = b
+                .owner
+                .and_then(|id| r.objects.iter().find(|o| o.id == id))
+                .map(|o| format!("{} \"{}\" (#{})", o.kind, o.label, o.id))
+                .unwrap_or_else(|| "— (a leak root)".to_owned());
             put!(
                 out,
-                "<tr data-filter=\"{}\"><td>{}</td><td>{}</td><td>",
+                "<tr data-filter=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>",
                 Text(&filter_text(&["buffer", &b.signature], st)),
                 b.bytes,
-                b.children
+                b.children,
+                Text(&owner)
             );
             stack_block(out, st, b.stack, inline, prefix);
             out.markup("</td></tr>\n");
@@ -820,12 +828,22 @@ mod tests {
                 signature: "heapsig000000002".into(),
             },
         ];
-        r.buffers = vec![crate::Buffer {
-            stack: 1,
-            bytes: 64,
-            children: 2,
-            signature: "bufsig0000000001".into(),
-        }];
+        r.buffers = vec![
+            crate::Buffer {
+                stack: 1,
+                bytes: 64,
+                children: 2,
+                signature: "bufsig0000000001".into(),
+                owner: None,
+            },
+            crate::Buffer {
+                stack: 1,
+                bytes: 16,
+                children: 0,
+                signature: "bufsig0000000002".into(),
+                owner: Some(r.objects[0].id),
+            },
+        ];
         r.findings[0].also = Some(2);
         r.findings[0].subject = Some(crate::Subject {
             kind: "IMAPITable".into(),
@@ -848,7 +866,7 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("<span class=\"bad\">5 heap blocks, 500 bytes</span>"));
-        assert!(page.contains("<span class=\"bad\">1 MAPI buffers</span>"));
+        assert!(page.contains("<span class=\"bad\">2 MAPI buffers</span>"));
         assert!(
             page.contains("<span class=\"bad\">7 heap blocks not tracked (live table full)</span>")
         );
@@ -882,7 +900,15 @@ mod tests {
         );
         assert!(a < b);
         assert!(page.contains("<h2>Unfreed MAPI buffers</h2>"));
-        assert!(page.contains("<td>64</td><td>2</td>"));
+        assert!(page.contains("<td>64</td><td>2</td><td>— (a leak root)</td>"));
+        let owner = &r.objects[0];
+        assert!(
+            page.contains(&format!(
+                "<td>16</td><td>0</td><td>{} &quot;{}&quot; (#{})</td>",
+                owner.kind, owner.label, owner.id
+            )),
+            "{page}"
+        );
         assert!(page.contains("<div class=\"help\">and the later call:</div>"));
         assert!(page.contains("<div class=\"help\">IMAPITable \"contents\", created:</div>"));
         // The chart: bars scaled to the largest, labels shortened.
@@ -890,9 +916,9 @@ mod tests {
         assert!(page.contains("aria-label=\"Leaked objects by kind\" width=\"890\" height=\"72\" viewBox=\"0 0 890 72\""), "{page}");
         assert!(page.contains("<rect x=\"320\" y=\"24\" width=\"480.0\" height=\"16\" fill=\"#c0392b\"><title>IMAPIFolder</title></rect><text x=\"806\" y=\"39\">1</text>"), "{page}");
         assert!(page.contains("<rect x=\"320\" y=\"46\" width=\"480.0\" height=\"16\" fill=\"#7f8fa6\"><title>IMessage</title>"), "{page}");
-        // 400 of 400 bytes, 100, 64: widths in proportion.
+        // 400 of 400 bytes, 100, 64 + 16 (the MAPI buffers): widths in proportion.
         assert!(page.contains("<text x=\"0\" y=\"61\">store::Logon::logoff</text><rect x=\"320\" y=\"46\" width=\"120.0\" height=\"16\" fill=\"#7f8fa6\"><title>store::Logon::logoff</title></rect><text x=\"446\" y=\"61\">100 B</text>"), "100 of 400 bytes");
-        assert!(page.contains("width=\"76.8\""), "64 of 400 bytes");
+        assert!(page.contains("width=\"96.0\""), "80 of 400 bytes");
         assert!(
             page.contains("<text x=\"806\" y=\"39\">400 B</text>"),
             "{page}"
@@ -1017,7 +1043,7 @@ mod tests {
         let page = render_many(&[("a.json".into(), rich()), ("b.json".into(), clean)]);
         assert!(page.starts_with(MARKER));
         assert!(page.contains("<h1>mapileak: 2 reports</h1><div class=\"counts\"><span class=\"bad\">2 leaked objects</span><span class=\"bad\">1 findings</span>"), "{page}");
-        assert!(page.contains("<td><a href=\"#r0\">a.json</a></td><td>message_store</td><td>Inbox &lt;store&gt;</td><td>logoff</td><td>2</td><td>1</td><td>500</td><td>1</td><td>1</td>"), "{page}");
+        assert!(page.contains("<td><a href=\"#r0\">a.json</a></td><td>message_store</td><td>Inbox &lt;store&gt;</td><td>logoff</td><td>2</td><td>1</td><td>500</td><td>2</td><td>1</td>"), "{page}");
         assert!(page.contains("<td><a href=\"#r1\">b.json</a></td><td>address_book</td><td>GAL</td><td>shutdown</td><td>0</td>"));
         assert!(
             page.contains("<h2 id=\"r1\">b.json: address_book &quot;GAL&quot; at shutdown</h2>")

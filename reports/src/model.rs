@@ -404,6 +404,11 @@ pub struct Buffer {
     pub children: u64,
     /// Stable across runs.
     pub signature: String,
+    /// The leaked object that owns it (a MAPI utility object built on the
+    /// provider's allocators, say): it is part of that leak, listed under
+    /// it, not a leak root of its own. Absent for a root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u64>,
 }
 
 /// How bad a finding is.

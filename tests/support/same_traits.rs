@@ -15,6 +15,7 @@ fn same_traits_in_every_build() {
     debug::<Support<u8>>();
     debug::<TrackingAllocator>();
     debug::<HeapStats>();
+    debug::<buffers::BufferOwner>();
     send_sync::<Session>();
     send_sync::<Provider>();
     send_sync::<ObjectId>();

@@ -49,6 +49,19 @@ fn main() {
     assert_eq!(size_of::<ObjectId>(), 0);
     assert_eq!(size_of::<Provider>(), 0);
     assert_eq!(size_of::<RefCount>(), size_of::<u32>());
+    assert_eq!(size_of::<mapileak::buffers::BufferOwner>(), 0);
+    let _owner = mapileak::buffers::owned_by(counted_id());
+    // Release destroys exactly once; a destroyed count stays at 0.
+    let counted = RefCount::new(&kinds::IMAPI_TABLE, "table");
+    assert_eq!(counted.add_ref(), 2);
+    assert_eq!(counted.release_final(), (1, false));
+    assert_eq!(counted.release_final(), (0, true));
+    assert_eq!(counted.release_final(), (0, false));
+    let destroyed = RefCount::new(&kinds::IMAPI_TABLE, "table");
+    destroyed.destroyed();
+    destroyed.gone();
+    assert_eq!(destroyed.release_final(), (0, false));
+    assert!(Session::sole_open(None).is_none());
 
     let provider = Provider::init(ProviderKind::MessageStore, "release", Malloc::AddRefd);
     let session = provider.logon("store");
@@ -104,4 +117,10 @@ fn main() {
     assert_eq!(*support.clone(), 7);
     assert_eq!(size_of::<mapileak::Support<u64>>(), size_of::<u64>());
     println!("release: 1 passed, 0 failed");
+}
+
+/// An object's id, as a provider gets one (every id is the same zero-sized
+/// one in this build).
+fn counted_id() -> ObjectId {
+    RefCount::new(&kinds::IMAPI_TABLE, "owner").id()
 }
