@@ -292,6 +292,18 @@ impl Provider {
     }
 }
 
+/// The counted provider object of provider record `provider` is gone:
+/// after Shutdown, that is MAPI's final Release of it (an earlier one is
+/// the provider's to report: [`Provider::released`]).
+#[cfg(any(debug_assertions, feature = "force"))]
+pub(crate) fn provider_object_gone(provider: u64) {
+    registry::with_session(provider, |p| {
+        if p.is_provider() {
+            let _ = p.step(Step::ReleaseProvider);
+        }
+    });
+}
+
 #[cfg(any(debug_assertions, feature = "force"))]
 fn provider_iface(kind: ProviderKind) -> &'static str {
     match kind {

@@ -327,17 +327,23 @@ impl RefCount {
     }
 
     /// The object's memory is freed too (after [`destroyed`](Self::destroyed);
-    /// dropping the count does both): if it is a logon object (`IMSLogon`,
-    /// `IABLogon`, `IXPLogon`, ...) whose session's Logoff came while it
-    /// was alive, that Logoff reports now, after the destructor freed the
-    /// logon's state, as MAPI runs it (Logoff, then Release of the logon).
+    /// dropping the count does both). A logon object's end (`IMSLogon`,
+    /// `IABLogon`, `IXPLogon`, ...; the last one of its session) after
+    /// Logoff is MAPI's Release of the logon, and a Logoff that came while
+    /// it was alive reports now, after the destructor freed the logon's
+    /// state, as MAPI runs it. A provider object's end after Shutdown is
+    /// MAPI's Release of the provider.
     pub fn gone(&self) {
         #[cfg(any(debug_assertions, feature = "force"))]
         {
             let node = &self.handle.node;
             registry::remove(node.id);
-            if node.kind.role() == crate::kind::Role::Logon {
-                crate::session::logon_object_gone(node.session, node.id);
+            match node.kind.role() {
+                crate::kind::Role::Logon => {
+                    crate::session::logon_object_gone(node.session, node.id);
+                }
+                crate::kind::Role::Provider => crate::lifecycle::provider_object_gone(node.session),
+                crate::kind::Role::Object => {}
             }
         }
     }

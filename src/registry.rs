@@ -349,7 +349,8 @@ pub(crate) struct Life {
 /// logons that left lately.
 struct Sessions {
     open: BTreeMap<u64, SessionState>,
-    /// The logons that have not logged off yet (phase `Open`).
+    /// The logons that have not logged off yet (phase `Open`), or whose
+    /// Logoff waits for their logon object's end.
     logging_on: BTreeSet<u64>,
     /// The latest [`REMEMBERED`] retired logons, oldest first.
     retired: VecDeque<Retired>,
@@ -550,7 +551,9 @@ pub(crate) fn with_session<R>(id: u64, f: impl FnOnce(&mut SessionState) -> R) -
     let mut sessions = SESSIONS.lock();
     let s = sessions.open.get_mut(&id)?;
     let r = f(s);
-    if s.phase != Phase::Open {
+    // A Logoff waiting for the logon object's end keeps the logon open to
+    // attribution: its destructor is still the logon's.
+    if s.phase != Phase::Open && s.deferred.is_none() {
         sessions.set_open(id, false);
     }
     Some(r)

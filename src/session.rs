@@ -109,8 +109,9 @@ impl Session {
         None
     }
 
-    /// The one logon of the process that has not logged off yet, when there
-    /// is exactly one (the usual case: MAPI logs a profile on once); with
+    /// The one logon of the process that has not logged off yet (or whose
+    /// Logoff waits for its logon object's end), when there is exactly one
+    /// (the usual case: MAPI logs a profile on once); with
     /// `provider`, the one of that provider record. `None` when there are
     /// none or several. The C ABI attributes what is made outside any scope
     /// to it, so a provider needs a scope only to tell concurrent logons
@@ -255,13 +256,19 @@ impl Session {
 }
 
 /// A counted logon object of `session` (node `id`) is gone, memory and
-/// all: when the session's Logoff was waiting for it, and no other counted
-/// logon object of the session is alive, the Logoff reports now.
+/// all. When no other counted logon object of the session is alive, that
+/// is MAPI's Release of the logon (when the session has logged off), and a
+/// Logoff waiting for it reports now.
 #[cfg(any(debug_assertions, feature = "force"))]
 pub(crate) fn logon_object_gone(session: u64, id: u64) {
     if session == 0 || registry::has_counted_logon(session, id) {
         return;
     }
+    // Its end is MAPI's Release of the logon, when that comes after Logoff
+    // (an earlier one is the provider's to report: `logon_released`).
+    registry::with_session(session, |s| {
+        let _ = s.step(Step::ReleaseLogon);
+    });
     finish_deferred(session);
 }
 

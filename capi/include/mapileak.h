@@ -137,7 +137,9 @@ int mapileak_provider_malloc_release(uint64_t provider);
 int mapileak_provider_malloc_add_ref(uint64_t provider);
 /* IXXProvider::Shutdown: checks the provider and its logons, reports. */
 int mapileak_provider_shutdown(uint64_t provider, mapileak_summary *out);
-/* MAPI's final Release of the provider object. */
+/* MAPI's final Release of the provider object (a provider object counted
+ * with a mapileak_object of a provider kind, owned by `provider`, records
+ * it itself when destroyed after Shutdown). */
 int mapileak_provider_released(uint64_t provider);
 
 /* What a logon does with MAPI's support object and lists. */
@@ -156,6 +158,10 @@ int mapileak_unlisted(uint64_t session);
 int mapileak_store_logoff(uint64_t session, uint32_t flags);
 int mapileak_store_logoff_transports(uint64_t session, uint32_t flags);
 int mapileak_store_released(uint64_t session);
+/* MAPI's Release of the logon object. A logon counted with a
+ * mapileak_object of a logon kind (IMSLogon, IABLogon, IXPLogon, IMsgStore)
+ * records it itself when the last of them is destroyed after Logoff; call
+ * it to have a Release before Logoff reported too (out-of-order). */
 int mapileak_logon_released(uint64_t session);
 
 /* ---- objects ------------------------------------------------------------ */

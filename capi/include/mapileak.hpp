@@ -74,7 +74,16 @@ public:
     // The new count. Prefer Release(this), which also deletes.
     uint32_t Release() {
         int last = 0;
-        return ReleaseLast(&last);
+        return ReleaseRaw(&last);
+    }
+    // The new count, and `last`: whether this Release took the count from
+    // 1 to 0 (the object is destroyed then, and only then; one Release too
+    // many gives false). For a Release that does more than delete.
+    uint32_t Release(bool &last) {
+        int raw = 0;
+        uint32_t n = ReleaseRaw(&raw);
+        last = raw != 0;
+        return n;
     }
     // IUnknown::Release for a class that deletes itself at 0: deletes
     // `self` exactly when this Release took the count from 1 to 0. One
@@ -88,7 +97,7 @@ public:
     template <class T>
     uint32_t Release(T *self) {
         int last = 0;
-        uint32_t n = ReleaseLast(&last);
+        uint32_t n = ReleaseRaw(&last);
         if (last) delete self;
         return n;
     }
@@ -110,7 +119,7 @@ public:
     const mapileak_object *handle() const { return handle_; }
 
 private:
-    uint32_t ReleaseLast(int *last) {
+    uint32_t ReleaseRaw(int *last) {
         if (handle_) return mapileak_object_release_ex(handle_, last);
         uint32_t n = untracked_.load();
         while (n != 0 && !untracked_.compare_exchange_weak(n, n - 1)) {

@@ -5,11 +5,13 @@
 // release of the support object makes the host call IMSLogon::Logoff and
 // release the logon), Shutdown, the provider's Release, FreeLibrary.
 //
-// Usage: mapihost PROVIDER.DLL [LOCK]. Prints "mapihost ok ..." and exits
-// 0, or names the step that failed and exits 1. The provider's reports go
-// to MAPILEAK_DIR. With LOCK, a thread holds that lock of mapileak's (the
-// DLL's HoldMapileakLock) when the DLL is unloaded, and to the end: the
-// process-end report at DLL_PROCESS_DETACH must not hang on it.
+// Usage: mapihost PROVIDER.DLL [PROFILE [LOCK]]. Prints "mapihost ok ..."
+// and exits 0, or names the step that failed and exits 1. The provider's
+// reports go to MAPILEAK_DIR. PROFILE is the profile name Logon gets
+// ("Test profile" by default). With LOCK, a thread holds that lock of
+// mapileak's (the DLL's HoldMapileakLock) when the DLL is unloaded, and to
+// the end: the process-end report at DLL_PROCESS_DETACH must not hang on
+// it.
 #define INITGUID
 #define USES_IID_IMAPIFolder
 #include <windows.h>
@@ -43,7 +45,46 @@ struct SupportMethods : public IMAPISupport {
     MAPI_IMAPISUPPORT_METHODS2(NOT_SUPPORTED)
     MAPI_IMAPISUPPORT_METHODS3(NOT_SUPPORTED)
 };
+struct ProfSectMethods : public IProfSect {
+    MAPI_IMAPIPROP_METHODS(NOT_SUPPORTED)
+};
 #pragma GCC diagnostic pop
+
+// mapi32.dll's own buffer functions.
+LPALLOCATEBUFFER g_allocate_buffer = nullptr;
+LPFREEBUFFER g_free_buffer = nullptr;
+
+// A profile section: GetProps returns a property array MAPI allocated
+// itself (the provider frees it with the lpFreeBuffer it got at init).
+class ProfSect final : public ProfSectMethods {
+public:
+    STDMETHODIMP QueryInterface(REFIID, LPVOID *ppv) override {
+        *ppv = nullptr;
+        return MAPI_E_INTERFACE_NOT_SUPPORTED;
+    }
+    STDMETHODIMP_(ULONG) AddRef() override { return ++count_; }
+    STDMETHODIMP_(ULONG) Release() override {
+        ULONG n = --count_;
+        if (n == 0) delete this;
+        return n;
+    }
+    STDMETHODIMP GetProps(LPSPropTagArray, ULONG, ULONG *count, LPSPropValue *props) override {
+        LPSPropValue value = nullptr;
+        if (FAILED(g_allocate_buffer(sizeof(SPropValue), reinterpret_cast<LPVOID *>(&value))))
+            return MAPI_E_NOT_ENOUGH_MEMORY;
+        value->ulPropTag = PR_PROFILE_NAME_A;
+        value->Value.lpszA = const_cast<LPSTR>("Test profile");
+        ++props_handed;
+        *count = 1;
+        *props = value;
+        return S_OK;
+    }
+    static int props_handed;
+
+private:
+    ULONG count_ = 1;
+};
+int ProfSect::props_handed = 0;
 
 // The support object MAPI gives a logon: counted; at its final Release MAPI
 // removes the logon's MAPIUIDs and status row, then calls IMSLogon::Logoff
@@ -75,6 +116,10 @@ public:
         ++transports_off;
         return S_OK;
     }
+    STDMETHODIMP OpenProfileSection(LPMAPIUID, ULONG, LPPROFSECT *section) override {
+        *section = new ProfSect();
+        return S_OK;
+    }
 
 private:
     ULONG count_ = 1;  // MAPI's own
@@ -94,6 +139,8 @@ int main(int argc, char **argv) {
     auto get_malloc = Proc<LPMALLOC(WINAPI *)()>(mapi, "MAPIGetDefaultMalloc@0");
     if (!allocate_buffer || !allocate_more || !free_buffer || !get_malloc)
         return Fail("mapi32.dll's buffer functions");
+    g_allocate_buffer = allocate_buffer;
+    g_free_buffer = free_buffer;
     LPMALLOC malloc = get_malloc();
     if (malloc == nullptr) return Fail("MAPIGetDefaultMalloc");
 
@@ -114,8 +161,9 @@ int main(int argc, char **argv) {
     LPMAPIERROR error = nullptr;
     LPMSLOGON logon = nullptr;
     LPMDB store = nullptr;
-    char profile[] = "Test profile";
-    hr = provider->Logon(&support, 0, reinterpret_cast<LPTSTR>(profile), 0, nullptr, 0, nullptr,
+    const char *profile = argc > 2 ? argv[2] : "Test profile";
+    hr = provider->Logon(&support, 0, reinterpret_cast<LPTSTR>(const_cast<char *>(profile)), 0,
+                         nullptr, 0, nullptr,
                          &spool_cb, &spool, &error, &logon, &store);
     if (FAILED(hr) || logon == nullptr || store == nullptr) return Fail("IMSProvider::Logon", hr);
     support.logon = logon;
@@ -133,9 +181,15 @@ int main(int argc, char **argv) {
     LPMAPITABLE table = nullptr;
     hr = folder->GetContentsTable(0, &table);
     if (FAILED(hr)) return Fail("IMAPIFolder::GetContentsTable", hr);
-    ULONG rows = 1;
+    ULONG rows = 0;
     hr = table->GetRowCount(0, &rows);
-    if (FAILED(hr) || rows != 0) return Fail("IMAPITable::GetRowCount", hr);
+    if (FAILED(hr) || rows != 2) return Fail("IMAPITable::GetRowCount", hr);
+    LPSRowSet set = nullptr;
+    hr = table->QueryRows(2, 0, &set);
+    if (FAILED(hr) || set == nullptr || set->cRows != 2) return Fail("IMAPITable::QueryRows", hr);
+    // FreeProws: each row's property array, then the set.
+    for (ULONG i = 0; i < set->cRows; ++i) free_buffer(set->aRow[i].lpProps);
+    free_buffer(set);
     table->Release();
     folder->Release();
     ULONG count = 0;
@@ -156,9 +210,10 @@ int main(int argc, char **argv) {
     hr = provider->Shutdown(&shutdown_flags);
     if (FAILED(hr)) return Fail("IMSProvider::Shutdown", hr);
     provider->Release();
-    if (argc > 2) {
+    if (ProfSect::props_handed != 1) return Fail("the profile section's GetProps");
+    if (argc > 3) {
         auto hold = Proc<int(__cdecl *)(const char *)>(dll, "HoldMapileakLock");
-        if (hold == nullptr || hold(argv[2]) != 0) return Fail("HoldMapileakLock");
+        if (hold == nullptr || hold(argv[3]) != 0) return Fail("HoldMapileakLock");
     }
     if (!FreeLibrary(dll)) return Fail("FreeLibrary(provider)", GetLastError());
     malloc->Release();
