@@ -85,10 +85,11 @@ fi
 # The C ABI's test programs: a test under Wine cannot run the Linux
 # cross-compiler, so they are built here against the Windows static library,
 # as a C or C++ provider DLL would be (see README, "Windows").
-cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi
+# The static library as providers link it: optimized (--release).
+cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi --release
 programs=$out/programs
 mkdir -p "$programs"
-lib=$CARGO_TARGET_DIR/$target/debug/libmapileak_c.a
+lib=$CARGO_TARGET_DIR/$target/release/libmapileak_c.a
 syslibs=(-static-libgcc -lws2_32 -luserenv -lntdll -lbcrypt -ladvapi32 -lkernel32)
 for program in store overrelease logon mixed buffers; do
   x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
@@ -104,6 +105,15 @@ x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/
   -o "$programs/msprovider.dll"
 x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic \
   capi/tests/programs/mapihost.cpp -static-libstdc++ -static-libgcc -luuid -o "$programs/mapihost.exe"
+# What linking mapileak adds to a provider DLL on disk (README, Windows):
+# a DLL that calls one of its functions, against the same DLL without it.
+printf '#include "mapileak.h"\n__declspec(dllexport) int probe(void) { return mapileak_live(); }\n' \
+  > "$programs/with.c"
+printf '__declspec(dllexport) int probe(void) { return 1; }\n' > "$programs/without.c"
+x86_64-w64-mingw32-gcc -shared -Icapi/include "$programs/with.c" "$lib" "${syslibs[@]}" \
+  -o "$programs/with.dll"
+x86_64-w64-mingw32-gcc -shared "$programs/without.c" -o "$programs/without.dll"
+echo "DLL size: linking mapileak (release static library, $(stat -c %s "$lib") bytes) adds $(( $(stat -c %s "$programs/with.dll") - $(stat -c %s "$programs/without.dll") )) bytes; msprovider.dll is $(stat -c %s "$programs/msprovider.dll") bytes"
 export MAPILEAK_TEST_PROGRAMS=$programs
 # The header with MAPI's own types (mingw-w64's MAPI SDK headers first): no
 # cast between what MAPI hands a provider and mapileak, as C and as C++; run

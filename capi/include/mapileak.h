@@ -142,7 +142,9 @@ int mapileak_provider_shutdown(uint64_t provider, mapileak_summary *out);
  * it itself when destroyed after Shutdown). */
 int mapileak_provider_released(uint64_t provider);
 
-/* What a logon does with MAPI's support object and lists. */
+/* What a logon does with MAPI's support object and lists. A session of 0
+ * is the thread's current one (mapileak_enter), or outside any scope the
+ * one logon that has not logged off. */
 int mapileak_support_addref(uint64_t session);
 int mapileak_support_release(uint64_t session);
 int mapileak_set_provider_uid(uint64_t session);

@@ -382,13 +382,22 @@ provider_event! {
     mapileak_provider_released => released;
 }
 
+/// Session `id`, or for 0 the thread's current one (its scope), or outside
+/// any scope the one open logon.
+fn session_or_current(id: u64) -> Option<Session> {
+    match id {
+        0 => Session::current().or_else(|| Session::sole_open(None)),
+        id => Session::by_id(id),
+    }
+}
+
 /// Exports `int NAME(uint64_t session)` calling a `Session` method.
 macro_rules! session_event {
     ($($(#[$doc:meta])* $name:ident => $method:ident $(($arg:ident: $ty:ty))?;)*) => {$(
         $(#[$doc])*
         #[unsafe(no_mangle)]
         pub extern "C" fn $name(session: u64 $(, $arg: $ty)?) -> c_int {
-            guard(-1, || match Session::by_id(session) {
+            guard(-1, || match session_or_current(session) {
                 Some(s) => {
                     s.$method($($arg)?);
                     0

@@ -242,6 +242,7 @@ public:
     }
 
     __attribute__((noinline)) STDMETHODIMP StoreLogoff(ULONG *flags) override {
+        mapileak_store_logoff(0, *flags);  // mapileak
         if (inbox_ != nullptr) {
             inbox_->Release();  // bug 3: the client's Release deleted it
             inbox_ = nullptr;
