@@ -414,6 +414,12 @@ impl Sessions {
     }
 }
 
+/// [`sole_open_logon`] of no particular provider: one atomic load.
+#[inline]
+pub(crate) fn sole_open_any() -> Option<u64> {
+    Some(SOLE_OPEN.load(Ordering::Acquire)).filter(|&id| id != 0)
+}
+
 /// The one logon of this process that has not logged off yet, when there
 /// is exactly one; with `provider`, the one of that provider. `None`
 /// when there are none or several.

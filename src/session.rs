@@ -99,6 +99,7 @@ impl Session {
     }
 
     /// The calling thread's current session, if any.
+    #[inline]
     pub fn current() -> Option<Session> {
         #[cfg(any(debug_assertions, feature = "force"))]
         return match context::current_id() {
@@ -116,9 +117,13 @@ impl Session {
     /// none or several. The C ABI attributes what is made outside any scope
     /// to it, so a provider needs a scope only to tell concurrent logons
     /// apart.
+    #[inline]
     pub fn sole_open(provider: Option<u64>) -> Option<Session> {
         #[cfg(any(debug_assertions, feature = "force"))]
-        return registry::sole_open_logon(provider).map(|id| Session { id });
+        return match provider {
+            None => registry::sole_open_any().map(|id| Session { id }),
+            Some(_) => registry::sole_open_logon(provider).map(|id| Session { id }),
+        };
         #[cfg(not(any(debug_assertions, feature = "force")))]
         {
             let _ = provider;

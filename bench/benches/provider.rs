@@ -9,7 +9,12 @@
 //! and `mapileak-bench <profile>/report_100k seconds=<float> ns_per_object=<float>`.
 //! `counting_2_threads`: two threads at once, against two on `System`.
 //! `c_heap_*`: a C or C++ provider's heap through the C ABI
-//! (`mapileak_malloc`/`mapileak_free`), against the same `System`.
+//! (`mapileak_malloc`/`mapileak_free`), against the same `System`:
+//! counting before any logon, stacks in one (outside a scope too: the one
+//! open logon's). `c_object_deleted`: a C++ object with a `RefCount`
+//! created and deleted (its block then quarantined), against the same
+//! with the handle freed at once and the block given back (`vs_unkept`):
+//! what the over-release quarantine costs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -119,13 +124,38 @@ fn boxed(i: u32) -> Box<(u64, String)> {
     Box::new((u64::from(i), format!("m{i}")))
 }
 
+/// What `new Table` and its `delete this` do in a C++ provider with
+/// mapileak.hpp: a counted object in a block of `mapileak_new`, then
+/// `~RefCount` (`mapileak_object_destroy`, the block then kept in the
+/// quarantine) and `operator delete`; or, `kept` false, the handle freed at
+/// once and the block given back.
+#[inline(never)]
+fn cpp_objects(kept: bool) {
+    for _ in 0..OPS {
+        // SAFETY: NUL-terminated strings; each block and handle used once.
+        unsafe {
+            let block = mapileak_c::mapileak_new(64, 0, 0);
+            let count = mapileak_c::mapileak_object_new(0, c"IMAPITable".as_ptr(), c"t".as_ptr());
+            black_box(block);
+            if kept {
+                mapileak_c::mapileak_object_destroy(count, block.cast::<u8>().add(8).cast());
+            } else {
+                mapileak_c::mapileak_object_free(count);
+            }
+            mapileak_c::mapileak_delete(block, 0);
+        }
+    }
+}
+
 fn main() {
     let profile = std::env::var("MAPILEAK_BENCH_PROFILE").unwrap_or_else(|_| "debug".into());
     let dir = std::env::temp_dir().join(format!("mapileak-bench-provider-{}", std::process::id()));
     mapileak::set_output_dir(&dir);
     mapileak::set_mode(mapileak::Mode::Summary);
-    let session = Session::logon(ProviderKind::MessageStore, "bench");
     const DEPTH: u32 = 8;
+    // Before any logon: nothing is attributed, every block only counted.
+    let c_counting = best(|| depth(&CHeap, DEPTH, 1));
+    let session = Session::logon(ProviderKind::MessageStore, "bench");
     let line = |config: &str, ns: f64, base: f64| {
         println!(
             "mapileak-bench {profile}/{config} ns_per_op={ns:.2} vs_system={:.2}",
@@ -139,11 +169,12 @@ fn main() {
         let _scope = session.enter();
         depth(&TRACKER, DEPTH, 1)
     });
-    let c_counting = best(|| depth(&CHeap, DEPTH, 1));
     let c_stacks = best(|| {
         let _scope = session.enter();
         depth(&CHeap, DEPTH, 1)
     });
+    let unkept = best(|| cpp_objects(false));
+    let kept = best(|| cpp_objects(true));
     // Two threads at once, each against two threads on `System`: their
     // counters must not share a cache line.
     let two = |a: &'static (dyn Fn() + Sync)| {
@@ -186,6 +217,10 @@ fn main() {
     println!(
         "mapileak-bench {profile}/tracked_object ns_per_op={objects:.2} vs_box={:.2}",
         objects / plain
+    );
+    println!(
+        "mapileak-bench {profile}/c_object_deleted ns_per_op={kept:.2} vs_unkept={:.2}",
+        kept / unkept
     );
 
     // Logoff of 100,000 leaked objects in full mode, JSON and HTML.

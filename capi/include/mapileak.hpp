@@ -9,9 +9,15 @@
 //       ULONG STDMETHODCALLTYPE Release() override { return count_.Release(this); }
 //   };
 //
-//   mapileak::Scope scope(session);  // objects made meanwhile belong to it
+//   // Only with several logons alive at once: outside any scope, what is
+//   // made belongs to the one logon that has not logged off.
+//   mapileak::Scope scope(session);
 //
 //   MAPILEAK_REPLACE_OPERATOR_NEW  // once, in one .cpp file: new/delete tracked
+//
+// With MAPI's headers included first: mapileak::WrapSupport and
+// mapileak::WrapMalloc record what a provider does with the support object
+// and lpMalloc (see below).
 #ifndef MAPILEAK_HPP
 #define MAPILEAK_HPP
 

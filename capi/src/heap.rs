@@ -25,7 +25,7 @@
 //! returns 0, destroys nothing, and is an `over-release` finding. Blocks
 //! that hold no count are freed at once, as before.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -444,6 +444,7 @@ impl Block {
     ///
     /// A block of [`allocate`] not given back yet, and no one uses its
     /// handles any more.
+    #[inline]
     unsafe fn release(self) {
         for &handle in &self.handles {
             // SAFETY: the caller's promise: a handle of `mapileak_object_new`
@@ -539,6 +540,8 @@ thread_local! {
     static DYING_COUNTS: RefCell<Dying> = const {
         RefCell::new(Dying { slots: [(0, 0); DYING], len: 0 })
     };
+    /// Whether `DYING_COUNTS` holds any: most frees look at this alone.
+    static ANY_DYING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The count `handle`, living at `at`, was destroyed: its block, freed
@@ -560,6 +563,7 @@ pub(crate) fn dying(handle: usize, at: usize) {
             let len = d.len;
             d.slots[len] = (handle, at);
             d.len += 1;
+            let _ = ANY_DYING.try_with(|a| a.set(true));
             evicted
         })
         .unwrap_or(Some(handle));
@@ -571,6 +575,9 @@ pub(crate) fn dying(handle: usize, at: usize) {
 
 /// Takes the destroyed counts that live in `[user, user + size)`.
 fn dying_within(user: usize, size: usize) -> Vec<usize> {
+    if !ANY_DYING.try_with(Cell::get).unwrap_or(false) {
+        return Vec::new();
+    }
     DYING_COUNTS
         .try_with(|d| {
             let Ok(mut d) = d.try_borrow_mut() else {
@@ -591,6 +598,9 @@ fn dying_within(user: usize, size: usize) -> Vec<usize> {
                 }
             }
             d.len = kept;
+            if kept == 0 {
+                let _ = ANY_DYING.try_with(|a| a.set(false));
+            }
             taken
         })
         .unwrap_or_default()
