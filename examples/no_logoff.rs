@@ -9,7 +9,13 @@
 //! cargo run --example no_logoff -- late-object      # an object made after a clean Logoff
 //! cargo run --example no_logoff -- busy             # main returns, 4 threads still in mapileak
 //! cargo run --example no_logoff -- held-lock heap   # main returns, a thread holds a lock
+//! cargo run --example no_logoff -- subscriber       # a global tracing subscriber, main returns
 //! ```
+//!
+//! `subscriber` installs a global `tracing` subscriber that,
+//! as `tracing_subscriber::fmt()` does, formats in a thread-local buffer;
+//! used after the thread's thread-locals are destroyed, it aborts the
+//! process, as a subscriber's panic does with `panic = "abort"`.
 //!
 //! `held-lock` takes one of `mapileak::testing::LOCKS` (sessions, objects,
 //! heap, buffers, symbolizer): the thread holds it as a thread ended inside
@@ -29,6 +35,10 @@ fn main() {
     let how = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "return".to_owned());
+    if how == "subscriber" {
+        tracing::subscriber::set_global_default(TlsBuffered).expect("no other subscriber");
+        tracing::info!("host started");
+    }
     if how == "no-logon" {
         // A helper object tracked before (or without) any logon.
         std::mem::forget(mapileak::Tracked::new(
@@ -87,6 +97,51 @@ fn main() {
         }
         _ => {}
     }
+}
+
+/// A subscriber that formats each event in a thread-local buffer, as
+/// `tracing_subscriber::fmt()` does, and writes it to stderr. Reached after
+/// the thread's thread-locals are destroyed, it aborts: what a subscriber's
+/// "cannot access a Thread Local Storage value" panic does under
+/// `panic = "abort"`.
+struct TlsBuffered;
+
+thread_local! {
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl tracing::Subscriber for TlsBuffered {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    use std::fmt::Write;
+                    let _ = write!(self.0, "{value:?}");
+                }
+            }
+        }
+        let written = LINE.try_with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            event.record(&mut Message(&mut line));
+            eprintln!("subscriber: {line}");
+        });
+        if written.is_err() {
+            eprintln!("subscriber: called after its thread-locals were destroyed");
+            std::process::abort();
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// Threads that keep calling into mapileak (objects, heap blocks, MAPI

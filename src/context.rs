@@ -85,6 +85,36 @@ pub(crate) fn leave(previous: u64) {
     let _ = CURRENT.try_with(|c| c.set(previous));
 }
 
+thread_local! {
+    /// Set when this thread's thread-locals are being destroyed (the
+    /// sentinel's destructor ran): no `tracing` then, since a subscriber's
+    /// own thread-locals may be gone and it would panic (an abort with
+    /// `panic = "abort"`).
+    static TEARING_DOWN: Cell<bool> = const { Cell::new(false) };
+    static SENTINEL: Sentinel = const { Sentinel };
+}
+
+struct Sentinel;
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = TEARING_DOWN.try_with(|t| t.set(true));
+    }
+}
+
+/// Registers this thread's sentinel (once per thread; cheap after): a
+/// thread that logs on, makes an object or reports gets it, so a report
+/// made later from one of its thread-local destructors knows.
+pub(crate) fn watch_thread() {
+    let _ = SENTINEL.try_with(|_| ());
+}
+
+/// Whether this thread's thread-locals are being (or have been) destroyed,
+/// as far as its sentinel saw.
+pub(crate) fn thread_tearing_down() -> bool {
+    TEARING_DOWN.try_with(Cell::get).unwrap_or(true) || SENTINEL.try_with(|_| ()).is_err()
+}
+
 /// While alive, this thread's allocations are mapileak's own.
 pub(crate) struct Quiet(());
 

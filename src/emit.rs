@@ -174,6 +174,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
 /// Emits the report's events and writes its files; returns the files written.
 /// Errors are logged, never returned: the provider carries on.
 pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
+    crate::context::watch_thread();
     let mut files = Vec::new();
     match config::report_dir() {
         Ok(dir) => {
@@ -259,27 +260,36 @@ fn log_error(path: &Path, e: &std::io::Error) {
     }
 }
 
+/// Whether the report's events go to a `tracing` subscriber: one is
+/// installed, and calling it is safe. At process end (the exit hook) and in
+/// a thread-local destructor the subscriber's own thread-locals may be gone:
+/// it would panic (abort, with `panic = "abort"`), so the lines go where
+/// they go without one.
 fn has_subscriber() -> bool {
+    if crate::exit::exiting() || crate::context::thread_tearing_down() {
+        return false;
+    }
     tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
 }
 
 /// `kind "label"`, as every line names an object; the label on one line.
 fn describe(o: &LeakedObject) -> String {
-    format!("{} \"{}\"", o.kind, one_line(&o.label))
+    format!("{} \"{}\"", one_line(&o.kind), one_line(&o.label))
 }
 
 /// The innermost provider frame of a stack, `function (file:line)`.
 fn site(stack: Option<&Stack>) -> String {
-    stack
-        .and_then(Stack::top_frame)
-        .map_or_else(|| "an unknown place".to_owned(), |f| f.to_string())
+    stack.and_then(Stack::top_frame).map_or_else(
+        || "an unknown place".to_owned(),
+        |f| one_line(&f.to_string()).into_owned(),
+    )
 }
 
 /// All frames, one per line, indented.
 fn render_stack(stack: Option<&Stack>) -> String {
     let mut out = String::new();
     for f in stack.map(|s| s.frames.as_slice()).unwrap_or_default() {
-        let _ = writeln!(out, "    {f}");
+        let _ = writeln!(out, "    {}", one_line(&f.to_string()));
     }
     out
 }
@@ -374,8 +384,8 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
                 tracing::warn!(
                     target: "mapileak",
                     session = report.session.id,
-                    kind = %o.kind,
-                    label = %o.label,
+                    kind = %one_line(&o.kind),
+                    label = %one_line(&o.label),
                     refcount = o.refcount.map_or(-1, i64::from),
                     indirect,
                     unmatched_addrefs = ?unmatched,
@@ -409,9 +419,9 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
                 tracing::warn!(
                     target: "mapileak",
                     session = report.session.id,
-                    rule = %f.rule,
+                    rule = %one_line(&f.rule),
                     stack = %render_stack(stack),
-                    "{}: {} (at {at})", f.rule, one_line(&f.message)
+                    "{}: {} (at {at})", one_line(&f.rule), one_line(&f.message)
                 );
             } else {
                 trace::line(format_args!("{}: {} (at {at})", f.rule, f.message));

@@ -16,14 +16,24 @@
 
 use std::ffi::c_int;
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 static REGISTER: Once = Once::new();
+/// The process is ending (the hook runs): the C runtime has destroyed the
+/// exiting thread's thread-locals, a `tracing` subscriber's included.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process-end hook has started.
+pub(crate) fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
+}
 
 unsafe extern "C" {
     fn atexit(callback: extern "C" fn()) -> c_int;
 }
 
 extern "C" fn at_exit() {
+    EXITING.store(true, Ordering::Release);
     // Nothing may unwind out of an `extern "C"` callback of the C runtime.
     let _ = std::panic::catch_unwind(crate::process_exit);
 }

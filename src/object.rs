@@ -51,6 +51,7 @@ impl Handle {
     #[inline(never)]
     fn new(session: Option<Session>, kind: &'static Kind, label: String, counted: bool) -> Handle {
         let _quiet = Quiet::new();
+        context::watch_thread();
         // The caller's string was allocated in its scope: keep a copy of our
         // own, so a leaked object's label is not reported again as a heap block.
         let label = String::from(label.as_str());

@@ -51,6 +51,7 @@ impl Session {
     #[inline(never)]
     fn logon_live(provider: ProviderKind, label: String) -> Session {
         let _quiet = Quiet::new();
+        context::watch_thread();
         config::init();
         crate::exit::register();
         let stack = if config::mode() == Mode::Off {

@@ -765,3 +765,73 @@ fn history_is_a_bounded_ring_and_says_what_it_dropped() {
     );
     assert_eq!(o.refcount, Some(5001));
 }
+
+/// A provider's strings (labels, and kinds made from C names) hold line
+/// breaks, ANSI escapes and CI workflow commands: the events a `tracing`
+/// subscriber gets show them on one line, every field included, so no fake
+/// log line, annotation or clear-screen reaches a log.
+#[test]
+fn labels_and_kinds_cannot_forge_log_lines_through_tracing_fields() {
+    static EVIL: mapileak::Kind = mapileak::Kind::new(
+        "IEvil\nINFO mapileak: 0 leaked objects\x1b[2J",
+        0,
+        mapileak::Role::Object,
+        false,
+    );
+    let _serial = EVENT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let sub = capture::Capture::default();
+    let session = Session::logon(ProviderKind::AddressBook, "forged\r\n::error file=a.rs::x");
+    let logoff = tracing::subscriber::with_default(sub.clone(), || {
+        std::mem::forget(Tracked::in_session(
+            session,
+            &EVIL,
+            "label\n::error file=x.rs,line=1::pwned\x1b[31m",
+        ));
+        let over = RefCount::in_session(session, &EVIL, "over\nreleased\u{2028}x");
+        over.release();
+        over.release();
+        session.ab_logoff()
+    });
+    assert_eq!(logoff.report.summary.leaked_objects, 1);
+    assert_eq!(logoff.report.findings.len(), 1);
+    let id = session.id().to_string();
+    let events: Vec<_> = sub
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.target == "mapileak" && e.fields.get("session") == Some(&id))
+        .cloned()
+        .collect();
+    assert!(events.len() >= 3, "root, finding, summary: {events:#?}");
+    assert!(events.iter().any(|e| e.fields.contains_key("kind")));
+    for e in &events {
+        for (name, value) in &e.fields {
+            // The stack is one frame per line by design; each frame's text
+            // on its line.
+            let lines: Vec<&str> = if name == "stack" {
+                value.lines().collect()
+            } else {
+                vec![value.as_str()]
+            };
+            for line in lines {
+                assert!(
+                    !line.contains(['\n', '\r', '\x1b', '\u{2028}']),
+                    "{name}: {line:?}"
+                );
+            }
+        }
+    }
+    let root = events
+        .iter()
+        .find(|e| e.fields.contains_key("kind"))
+        .unwrap();
+    assert_eq!(
+        root.fields["kind"],
+        "IEvil\\nINFO mapileak: 0 leaked objects\\u{1b}[2J"
+    );
+    assert_eq!(
+        root.fields["label"],
+        "label\\n::error file=x.rs,line=1::pwned\\u{1b}[31m"
+    );
+}

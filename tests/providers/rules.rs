@@ -519,6 +519,28 @@ fn a_provider_that_never_logs_off_gets_a_report_at_process_end() {
     }
 }
 
+/// A host with a global `tracing` subscriber that formats in a
+/// thread-local buffer (as `tracing_subscriber::fmt()` does) and aborts when
+/// that buffer is gone (its panic, under `panic = "abort"`). At process end
+/// the C runtime has destroyed the main thread's thread-locals: the exit
+/// report must not reach the subscriber; its lines go to stderr, its file
+/// is written, and the process exits normally.
+#[test]
+fn the_process_end_report_never_calls_a_subscriber_after_thread_locals_are_gone() {
+    let (code, stderr, reports) = exit_within_a_minute("subscriber", &["subscriber"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("subscriber: host started"), "{stderr}");
+    assert!(!stderr.contains("thread-locals were destroyed"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("mapileak: message_store \"never logged off\" exit: ")),
+        "{stderr}"
+    );
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].session.event, Event::Exit);
+}
+
 /// Runs `no_logoff` with `args`, failing the test if it has not exited
 /// within a minute (a hang at process end): its exit code, stderr and the
 /// reports it wrote.
