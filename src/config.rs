@@ -128,11 +128,15 @@ pub(crate) struct Refused {
 /// lives in a directory other users can write to (`/tmp`), so it is made
 /// private (mode 0700) and used only if it is a real directory (not a
 /// symlink), owned by this user, and closed to others; otherwise it is
-/// refused and nothing is written. A directory the user chose is used as
-/// it is.
+/// refused and nothing is written. A directory the user chose (Unix) is
+/// refused when someone else could have planted it: a symlink, or a
+/// directory, owned by another user (root aside), or a directory anyone may
+/// write to without the sticky bit.
 pub(crate) fn report_dir() -> Result<PathBuf, Refused> {
     if let Some(dir) = chosen_dir() {
-        return Ok(dir);
+        return chosen_dir_is_safe(&dir)
+            .map(|()| dir.clone())
+            .map_err(|error| Refused { dir, error });
     }
     let dir = crate::config_env::default_dir();
     private_dir(&dir)
@@ -167,6 +171,42 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     if meta.mode() & 0o022 != 0 {
         return unsafe_dir("other users can write to it");
     }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn chosen_dir_is_safe(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(dir)?;
+    let uid = crate::config_env::uid();
+    let unsafe_dir = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("MAPILEAK_DIR is not safe for reports: {why}"),
+        ))
+    };
+    let link = std::fs::symlink_metadata(dir)?;
+    if link.file_type().is_symlink() && link.uid() != uid && link.uid() != 0 {
+        return unsafe_dir(format!("a symlink owned by uid {}", link.uid()));
+    }
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return unsafe_dir("not a directory".to_owned());
+    }
+    if meta.uid() != uid && meta.uid() != 0 {
+        return unsafe_dir(format!(
+            "owned by uid {}, not by this user ({uid})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        return unsafe_dir("anyone can write to it (and it has no sticky bit)".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn chosen_dir_is_safe(_dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -181,19 +181,21 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
             let base = base_name(report);
             let json = dir.join(format!("{base}.json"));
             // Streamed to the file: no second copy of a large report.
-            match mapileak_reports::write_atomic_with(&json, |w| {
+            // A new file: one someone put at that name stays, ours takes
+            // the next free one.
+            match mapileak_reports::write_new_with(&json, |w| {
                 serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other)
             }) {
-                Ok(()) => files.push(json),
+                Ok(went) => files.push(went),
                 Err(e) => log_error(&json, &e),
             }
             if config::html() {
                 let html = dir.join(format!("{base}.html"));
                 // Written as it is made: the page is never held whole.
-                match mapileak_reports::write_atomic_with(&html, |w| {
+                match mapileak_reports::write_new_with(&html, |w| {
                     mapileak_reports::html::render_to(report, w)
                 }) {
-                    Ok(()) => files.push(html),
+                    Ok(went) => files.push(went),
                     Err(e) => log_error(&html, &e),
                 }
             }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{FORMAT, Report, VERSION};
 
@@ -151,6 +151,76 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
+    let tmp = write_temporary(path, write)?;
+    let moved = fs::rename(&tmp, path);
+    if moved.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    moved
+}
+
+/// Writes a new file at `path`, never replacing one: as
+/// [`write_atomic_with`], but when a file (or a symlink) is already there,
+/// put there by someone else, it stays and the new file takes the next free
+/// name (`name-2.json`, `name-3.json`, ...). The file appears whole or not
+/// at all: linked into place (a link never replaces), or where links are
+/// not supported, renamed to a name found free. Returns where it went.
+pub fn write_new_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    let tmp = write_temporary(path, write)?;
+    let placed = place_new(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    placed
+}
+
+/// How many other names [`write_new_with`] tries.
+const NEW_NAME_TRIES: u32 = 100;
+
+fn place_new(tmp: &Path, path: &Path) -> io::Result<PathBuf> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    for n in 1..=NEW_NAME_TRIES {
+        let target = if n == 1 {
+            path.to_path_buf()
+        } else {
+            path.with_file_name(format!("{stem}-{n}{ext}"))
+        };
+        match fs::hard_link(tmp, &target) {
+            Ok(()) => return Ok(target),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            // No hard links on this file system: a rename to a free name.
+            Err(_) => {
+                if fs::symlink_metadata(&target).is_ok() {
+                    continue;
+                }
+                fs::rename(tmp, &target)?;
+                return Ok(target);
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{} and {NEW_NAME_TRIES} other names exist already",
+            path.display()
+        ),
+    ))
+}
+
+/// The contents, written and flushed to a new temporary file beside `path`
+/// under an unguessable name, created exclusively.
+fn write_temporary(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -169,14 +239,15 @@ pub fn write_atomic_with(
         let mut w = io::BufWriter::with_capacity(1 << 16, f);
         write(&mut w)?;
         let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
+        f.sync_all()
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 /// A 64-bit value another local user cannot predict: std's randomly keyed
@@ -198,6 +269,33 @@ pub fn unguessable() -> u64 {
 mod tests {
     use super::*;
     use crate::{Event, ProviderKind, SessionInfo};
+
+    #[test]
+    fn a_new_file_never_replaces_one_someone_put_there() {
+        let dir = std::env::temp_dir().join(format!("mapileak-new-{}", unguessable()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("report.json");
+        fs::write(&path, "planted").unwrap();
+        fs::write(dir.join("report-2.json"), "planted too").unwrap();
+        let went = write_new_with(&path, |w| w.write_all(b"ours")).unwrap();
+        assert_eq!(went, dir.join("report-3.json"));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "planted");
+        assert_eq!(
+            fs::read_to_string(dir.join("report-2.json")).unwrap(),
+            "planted too"
+        );
+        assert_eq!(fs::read_to_string(&went).unwrap(), "ours");
+        // Where the name is free, it is the name; no temporary file stays.
+        let fresh = write_new_with(&dir.join("other.json"), |w| w.write_all(b"x")).unwrap();
+        assert_eq!(fresh, dir.join("other.json"));
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     fn sample() -> Report {
         Report::new(SessionInfo {

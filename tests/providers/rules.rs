@@ -852,3 +852,67 @@ fn signatures_are_equal_across_processes() {
     assert!(a.len() >= 4, "{a:?}");
     assert_eq!(a, b);
 }
+
+/// A report directory the user named (`MAPILEAK_DIR`) that someone else
+/// could have planted: a directory anyone may write to without the sticky
+/// bit, or (as root, which can give files away) a symlink or a directory
+/// owned by another user. Nothing is written there; one line says why.
+#[cfg(unix)]
+#[test]
+fn an_unsafe_mapileak_dir_is_refused_with_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("unsafe-dirs");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let open = base.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cases = vec![(open.clone(), "anyone can write to it")];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let theirs = base.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink(base.join("ours"), &link).unwrap();
+        std::fs::create_dir(base.join("ours")).unwrap();
+        for p in [&theirs, &link] {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a NUL-terminated path; 65534 is nobody.
+            assert_eq!(unsafe { libc::lchown(c.as_ptr(), 65534, 65534) }, 0);
+        }
+        cases.push((theirs, "owned by uid 65534"));
+        cases.push((link, "a symlink owned by uid 65534"));
+    }
+    for (dir, why) in cases {
+        let out = Command::new(super::examples::example("no_logoff"))
+            .arg("return")
+            .env("MAPILEAK_DIR", &dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = format!("MAPILEAK_DIR is not safe for reports: {why}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("mapileak: cannot write leak report") && l.contains(&line)),
+            "{}: {stderr}",
+            dir.display()
+        );
+        let written = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+        assert_eq!(written, 0, "{}", dir.display());
+    }
+    // The sticky bit makes a shared directory like /tmp fine.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = Command::new(super::examples::example("no_logoff"))
+        .arg("return")
+        .env("MAPILEAK_DIR", &open)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        1,
+        "the exit report"
+    );
+}
