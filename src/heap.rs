@@ -143,22 +143,54 @@ pub fn track_free(ptr: *const u8, size: usize) {
 #[inline(never)]
 pub fn dealloc_mismatch(size: usize, allocated_with: &str, freed_with: &str) {
     #[cfg(any(debug_assertions, feature = "force"))]
-    {
-        use crate::registry::{self, PendingFinding};
-        let _quiet = crate::context::Quiet::new();
-        if crate::config::mode() == crate::Mode::Off {
-            return;
-        }
-        let stack = crate::stack::capture();
-        let message = format!(
+    heap_finding(
+        mapileak_reports::Rule::AllocDeallocMismatch,
+        format_args!(
             "{freed_with} on a {size}-byte block from {allocated_with}: the block was freed as its allocator requires"
-        );
-        let finding =
-            PendingFinding::error(mapileak_reports::Rule::AllocDeallocMismatch, message, stack);
-        registry::add_finding(crate::context::current_id(), finding);
-    }
+        ),
+    );
     #[cfg(not(any(debug_assertions, feature = "force")))]
     let _ = (size, allocated_with, freed_with);
+}
+
+/// A heap block of `size` bytes was freed a second time with `freed_with`
+/// (the caller did not pass it on): a `heap-double-free` finding at the
+/// calling stack, as [`dealloc_mismatch`].
+#[inline(never)]
+pub fn double_free(size: usize, freed_with: &str) {
+    #[cfg(any(debug_assertions, feature = "force"))]
+    heap_finding(
+        mapileak_reports::Rule::HeapDoubleFree,
+        format_args!("{freed_with} on a {size}-byte block freed already (not passed on)"),
+    );
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    let _ = (size, freed_with);
+}
+
+/// `freed_with` got `address`, which cannot be a heap block (the caller did
+/// not pass it on): a `heap-bad-free` finding at the calling stack, as
+/// [`dealloc_mismatch`].
+#[inline(never)]
+pub fn bad_free(address: usize, freed_with: &str) {
+    #[cfg(any(debug_assertions, feature = "force"))]
+    heap_finding(
+        mapileak_reports::Rule::HeapBadFree,
+        format_args!("{freed_with}({address:#x}): not the address of a heap block (not passed on)"),
+    );
+    #[cfg(not(any(debug_assertions, feature = "force")))]
+    let _ = (address, freed_with);
+}
+
+#[cfg(any(debug_assertions, feature = "force"))]
+fn heap_finding(rule: mapileak_reports::Rule, message: std::fmt::Arguments<'_>) {
+    use crate::registry::{self, PendingFinding};
+    let _quiet = crate::context::Quiet::new();
+    if crate::config::mode() == crate::Mode::Off {
+        return;
+    }
+    let stack = crate::stack::capture();
+    let finding = PendingFinding::error(rule, message.to_string(), stack);
+    registry::add_finding(crate::context::current_id(), finding);
 }
 
 // SAFETY: every method forwards to `inner` with the caller's arguments

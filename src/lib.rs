@@ -56,7 +56,8 @@ mod id;
 pub mod kind;
 
 pub use heap::{
-    HeapStats, TrackingAllocator, dealloc_mismatch, heap_stats, track_alloc, track_free,
+    HeapStats, TrackingAllocator, bad_free, dealloc_mismatch, double_free, heap_stats, track_alloc,
+    track_free,
 };
 pub use id::ObjectId;
 pub use kind::{Kind, Role, kinds};

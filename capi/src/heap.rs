@@ -82,7 +82,10 @@ const CHECK: usize = 0x6d6c_6b5f_7472_6c72_u64 as usize; // "mlk_trlr"
 
 /// States, in the trailer's third word (bits 4 and up).
 const LIVE: usize = 1;
+/// Kept after its count's object was deleted (the over-release quarantine).
 const QUARANTINED: usize = 2;
+/// Freed lately, waiting in its thread's ring of recent frees.
+const FREED: usize = 3;
 
 /// What made a block; what frees it pairs with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,7 @@ struct Aligned {
     /// The C runtime's block they live in.
     raw: usize,
     size: usize,
+    align: usize,
     source: Source,
     state: usize,
 }
@@ -218,6 +222,7 @@ fn allocate_aligned(size: usize, align: usize, zeroed: bool, source: Source) -> 
         Aligned {
             raw: raw as usize,
             size,
+            align,
             source,
             state: LIVE,
         },
@@ -251,9 +256,10 @@ enum Found {
         state: usize,
         usable: usize,
     },
-    /// One of ours, aligned, inside the block `raw`.
+    /// One of ours, aligned to `align`, inside the block `raw`.
     Aligned {
         size: usize,
+        align: usize,
         source: Source,
         state: usize,
         raw: usize,
@@ -280,6 +286,7 @@ unsafe fn find(user: *mut u8) -> Found {
         if let Some(a) = table.as_ref().and_then(|t| t.get(&(user as usize))) {
             return Found::Aligned {
                 size: a.size,
+                align: a.align,
                 source: a.source,
                 state: a.state,
                 raw: a.raw,
@@ -323,6 +330,10 @@ unsafe fn find(user: *mut u8) -> Found {
 ///
 /// As [`find`].
 pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
+    if !plausible(user) {
+        crate::attributed(|| mapileak::bad_free(user as usize, freed_with.freed_by()));
+        return;
+    }
     // SAFETY: the caller's promise.
     let (size, source, memory) = match unsafe { find(user) } {
         // (operator delete of a block of malloc included: without
@@ -333,6 +344,12 @@ pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
             return;
         }
         Found::Unknown => return,
+        Found::Plain {
+            size, state: FREED, ..
+        } => {
+            crate::attributed(|| mapileak::double_free(size, freed_with.freed_by()));
+            return;
+        }
         Found::Plain { state, .. } | Found::Aligned { state, .. } if state != LIVE => return,
         Found::Plain {
             size,
@@ -365,10 +382,18 @@ pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
     };
     if block.handles.is_empty() {
         // SAFETY: a live block of ours, freed once (its state says LIVE).
-        unsafe { block.release() };
+        unsafe { block.retire() };
     } else {
         quarantine(block);
     }
+}
+
+/// Whether `user` can be a heap block at all: not a small number (the
+/// first 64 KiB are never mapped), aligned as `malloc`'s blocks are. What
+/// fails this is not read through.
+fn plausible(user: *mut u8) -> bool {
+    let at = user as usize;
+    at >= 0x10000 && at.is_multiple_of(std::mem::align_of::<usize>())
 }
 
 /// `realloc` of `user` to `size` bytes: a new block of ours recorded at
@@ -380,16 +405,33 @@ pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
 ///
 /// As [`find`].
 pub(crate) unsafe fn realloc(user: *mut u8, size: usize) -> *mut u8 {
+    if !plausible(user) {
+        crate::attributed(|| mapileak::bad_free(user as usize, "realloc"));
+        return std::ptr::null_mut();
+    }
     // SAFETY: the caller's promise.
-    let old = match unsafe { find(user) } {
+    let (old, align) = match unsafe { find(user) } {
         // SAFETY: a live block of the C runtime's `malloc`.
         Found::Foreign => return unsafe { crt::realloc(user.cast(), size) }.cast(),
-        Found::Plain { size, state, .. } | Found::Aligned { size, state, .. } if state == LIVE => {
-            size
+        Found::Plain {
+            size, state: LIVE, ..
+        } => (size, DEFAULT_ALIGN),
+        // An aligned block stays as aligned.
+        Found::Aligned {
+            size,
+            state: LIVE,
+            align,
+            ..
+        } => (size, align),
+        Found::Plain {
+            size, state: FREED, ..
+        } => {
+            crate::attributed(|| mapileak::double_free(size, "realloc"));
+            return std::ptr::null_mut();
         }
         _ => return std::ptr::null_mut(),
     };
-    let new = allocate(size, DEFAULT_ALIGN, false, Source::Malloc);
+    let new = allocate(size, align, false, Source::Malloc);
     if !new.is_null() {
         // SAFETY: both blocks are live, distinct, and hold at least
         // `min(old, size)` bytes; then the old one is freed once.
@@ -438,6 +480,22 @@ impl Block {
         }
     }
 
+    /// A block freed now, holding no count: a plain one waits in this
+    /// thread's ring of recent frees (so a second free of it is seen), an
+    /// aligned one is given back.
+    ///
+    /// # Safety
+    ///
+    /// As [`Block::release`].
+    unsafe fn retire(self) {
+        match self.memory {
+            Memory::Plain { usable } if recent::keep(self.user, usable, self.size, self.source) => {
+            }
+            // SAFETY: the caller's promise.
+            _ => unsafe { self.release() },
+        }
+    }
+
     /// Gives the memory back and frees the handles.
     ///
     /// # Safety
@@ -452,18 +510,8 @@ impl Block {
             unsafe { crate::free_handle(handle) };
         }
         match self.memory {
-            Memory::Plain { usable } => {
-                // SAFETY: a block of `malloc` of ours: its check word
-                // cleared, so a stale free of it is not taken for ours,
-                // then freed once.
-                unsafe {
-                    (self.user as *mut u8)
-                        .add(usable - TRAILER)
-                        .cast::<usize>()
-                        .write_unaligned(0);
-                    crt::free(self.user as *mut c_void);
-                }
-            }
+            // SAFETY: a plain block of ours, given back once.
+            Memory::Plain { usable } => unsafe { give_back(self.user, usable) },
             Memory::Aligned { raw } => {
                 if let Some(mut table) = ALIGNED.try_lock_for(WAIT) {
                     if table.as_mut().and_then(|t| t.remove(&self.user)).is_some() {
@@ -604,6 +652,107 @@ fn dying_within(user: usize, size: usize) -> Vec<usize> {
             taken
         })
         .unwrap_or_default()
+}
+
+/// Each thread's ring of recent frees: a plain block freed on a thread is
+/// given back to the C runtime only after [`recent::BLOCKS`] later frees
+/// (or [`recent::BYTES`] of them) on that thread, marked freed meanwhile, so
+/// a second free of it is a `heap-double-free` finding and not the C
+/// runtime's heap corruption or abort.
+mod recent {
+    use std::cell::RefCell;
+
+    /// Blocks a thread keeps, at most.
+    pub(super) const BLOCKS: usize = 64;
+    /// Their bytes, at most.
+    pub(super) const BYTES: usize = 256 << 10;
+
+    struct Ring {
+        /// (address, usable bytes), oldest at `head`.
+        slots: [(usize, usize); BLOCKS],
+        head: usize,
+        len: usize,
+        bytes: usize,
+    }
+
+    impl Ring {
+        fn pop(&mut self) -> Option<(usize, usize)> {
+            if self.len == 0 {
+                return None;
+            }
+            let out = self.slots[self.head];
+            self.head = (self.head + 1) % BLOCKS;
+            self.len -= 1;
+            self.bytes -= out.1;
+            Some(out)
+        }
+    }
+
+    impl Drop for Ring {
+        fn drop(&mut self) {
+            while let Some((user, usable)) = self.pop() {
+                // SAFETY: kept by this ring alone since its free.
+                unsafe { super::give_back(user, usable) };
+            }
+        }
+    }
+
+    thread_local! {
+        static RING: RefCell<Ring> = const {
+            RefCell::new(Ring { slots: [(0, 0); BLOCKS], head: 0, len: 0, bytes: 0 })
+        };
+    }
+
+    /// Keeps the freed block `user` (`usable` bytes of `malloc`), marked
+    /// freed; gives back the oldest past the bounds. `false`, keeping
+    /// nothing, when this thread's ring is gone (its end): give it back now.
+    pub(super) fn keep(user: usize, usable: usize, size: usize, source: super::Source) -> bool {
+        RING.try_with(|ring| {
+            let Ok(mut ring) = ring.try_borrow_mut() else {
+                return false;
+            };
+            // SAFETY: a live block of ours, freed once: now marked freed.
+            unsafe {
+                super::write_trailer(user as *mut u8, usable, size, super::FREED, source);
+            }
+            if ring.len == BLOCKS
+                && let Some((old, old_usable)) = ring.pop()
+            {
+                // SAFETY: out of the ring, kept by it alone until now.
+                unsafe { super::give_back(old, old_usable) };
+            }
+            let at = (ring.head + ring.len) % BLOCKS;
+            ring.slots[at] = (user, usable);
+            ring.len += 1;
+            ring.bytes += usable;
+            while ring.bytes > BYTES && ring.len > 1 {
+                if let Some((old, old_usable)) = ring.pop() {
+                    // SAFETY: as above.
+                    unsafe { super::give_back(old, old_usable) };
+                }
+            }
+            true
+        })
+        .unwrap_or(false)
+    }
+}
+
+/// Gives a plain block back to the C runtime, its check word cleared so a
+/// stale free of it is not taken for ours.
+///
+/// # Safety
+///
+/// A plain block of ours with `usable` bytes, not given back yet, used by
+/// no one.
+unsafe fn give_back(user: usize, usable: usize) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        (user as *mut u8)
+            .add(usable - TRAILER)
+            .cast::<usize>()
+            .write_unaligned(0);
+        crt::free(user as *mut c_void);
+    }
 }
 
 /// How many blocks the quarantine holds, and their bytes (tests).

@@ -653,34 +653,58 @@ fn mixed_c_and_cpp_heaps_are_findings_not_corruption() {
     let (line, report, stderr) = run(&exe);
     // The one block left: the one freed unseen (48 bytes).
     assert_eq!(
-        line, "mapileak-mixed heap_blocks=1 heap_bytes=48 findings=3",
+        line, "mapileak-mixed heap_blocks=1 heap_bytes=48 findings=6",
         "{stderr}"
     );
-    let mut found: Vec<(String, String)> = report
+    let mut found: Vec<(String, String, String)> = report
         .findings
         .iter()
         .map(|f| {
-            assert_eq!(f.rule, "alloc-dealloc-mismatch", "{f:#?}");
-            (frames(&report, f.stack)[0].clone(), f.message.clone())
+            (
+                frames(&report, f.stack)[0].clone(),
+                f.rule.clone(),
+                f.message.clone(),
+            )
         })
         .collect();
     found.sort();
     let expected = [
         (
             "DeleteArrayWithoutBrackets()",
+            "alloc-dealloc-mismatch",
             "operator delete on a 64-byte block from operator new[]",
         ),
         (
             "DeleteMallocBlock()",
+            "alloc-dealloc-mismatch",
             "operator delete on a 16-byte block from malloc",
         ),
         (
+            "DeleteTwice()",
+            "heap-double-free",
+            "operator delete[] on a 16-byte block freed already",
+        ),
+        (
+            "FreeGarbage()",
+            "heap-bad-free",
+            "free(0x1000): not the address of a heap block",
+        ),
+        ("FreeInterior()", "heap-bad-free", "free(0x"),
+        (
             "FreeNewArrayWithFree()",
+            "alloc-dealloc-mismatch",
             "free on a 32-byte block from operator new[]",
         ),
     ];
-    for ((frame, message), (want_frame, want_message)) in found.iter().zip(expected) {
-        assert_eq!(frame, want_frame, "{found:#?}");
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for ((frame, rule, message), (want_frame, want_rule, want_message)) in
+        found.iter().zip(expected)
+    {
+        assert_eq!(
+            (frame.as_str(), rule.as_str()),
+            (want_frame, want_rule),
+            "{found:#?}"
+        );
         assert!(message.starts_with(want_message), "{message}");
     }
     let [unseen] = &report.heap[..] else {

@@ -43,6 +43,10 @@ pub enum Rule {
     BufferMoreOnChild,
     /// `alloc-dealloc-mismatch`: A heap block was freed by a function that does not match the one that allocated it (`new` freed with `free`, `malloc` with `delete`, `new[]` with `delete`).
     AllocDeallocMismatch,
+    /// `heap-double-free`: A C or C++ heap block was freed a second time.
+    HeapDoubleFree,
+    /// `heap-bad-free`: A C or C++ heap free got an address that is no heap block (a small number, a misaligned pointer).
+    HeapBadFree,
     /// `provider-uid-registered`: The provider's MAPIUIDs (IMAPISupport::SetProviderUID) are still registered at Logoff: MAPI removes them at the support object's final Release, which has not come.
     ProviderUidRegistered,
     /// `status-row-present`: The provider's status-table row (IMAPISupport::ModifyStatusRow) is still there at Logoff: MAPI removes it at the support object's final Release, which has not come.
@@ -55,7 +59,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order `docs/rules.md` lists them.
-    pub const ALL: [Rule; 19] = [
+    pub const ALL: [Rule; 21] = [
         Rule::OverRelease,
         Rule::SupportNotReleased,
         Rule::TransportSupportOrder,
@@ -71,6 +75,8 @@ impl Rule {
         Rule::BufferForeignFree,
         Rule::BufferMoreOnChild,
         Rule::AllocDeallocMismatch,
+        Rule::HeapDoubleFree,
+        Rule::HeapBadFree,
         Rule::ProviderUidRegistered,
         Rule::StatusRowPresent,
         Rule::ServerConnectionOpen,
@@ -95,6 +101,8 @@ impl Rule {
             Rule::BufferForeignFree => "buffer-foreign-free",
             Rule::BufferMoreOnChild => "buffer-more-on-child",
             Rule::AllocDeallocMismatch => "alloc-dealloc-mismatch",
+            Rule::HeapDoubleFree => "heap-double-free",
+            Rule::HeapBadFree => "heap-bad-free",
             Rule::ProviderUidRegistered => "provider-uid-registered",
             Rule::StatusRowPresent => "status-row-present",
             Rule::ServerConnectionOpen => "server-connection-open",
@@ -156,6 +164,12 @@ impl Rule {
             }
             Rule::AllocDeallocMismatch => {
                 "A heap block was freed by a function that does not pair with the one that allocated it (new with free, malloc with delete, new[] with delete): mapileak frees it correctly, a plain C runtime may corrupt its heap."
+            }
+            Rule::HeapDoubleFree => {
+                "A heap block was freed a second time: the C runtime may corrupt its heap or abort; mapileak does not pass the second free on."
+            }
+            Rule::HeapBadFree => {
+                "A heap free got an address that cannot be a heap block: mapileak does not pass it on, a plain C runtime would crash."
             }
             Rule::ProviderUidRegistered => {
                 "The provider's MAPIUIDs (IMAPISupport::SetProviderUID) are still registered at Logoff: MAPI removes them at the support object's final Release, which has not come."

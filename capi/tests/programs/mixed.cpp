@@ -17,8 +17,10 @@
 
 MAPILEAK_REPLACE_OPERATOR_NEW
 
-// The mismatches are the point of this program.
+// The mismatches and bad frees are the point of this program.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#pragma GCC diagnostic ignored "-Wfree-nonheap-object"
+#pragma GCC diagnostic ignored "-Wuse-after-free"
 
 __attribute__((noinline)) static void FreeNewArrayWithFree() {
     char *name = new char[32];
@@ -57,6 +59,34 @@ __attribute__((noinline)) static bool Balanced() {
     return true;
 }
 
+// Contract violations a debug heap is there to catch: each a finding at the
+// call, none passed on to the C runtime (which would corrupt its heap or
+// abort).
+__attribute__((noinline)) static void DeleteTwice() {
+    char *p = new char[16];
+    delete[] p;
+    delete[] p;  // heap-double-free
+}
+
+__attribute__((noinline)) static void FreeGarbage() {
+    free(reinterpret_cast<void *>(0x1000));  // heap-bad-free
+}
+
+__attribute__((noinline)) static void FreeInterior() {
+    char *p = static_cast<char *>(malloc(32));
+    free(p + 1);  // heap-bad-free: not a block's address
+    free(p);
+}
+
+// realloc keeps an aligned block aligned.
+__attribute__((noinline)) static bool ReallocAligned() {
+    void *a = mapileak_aligned_malloc(100, 4096);
+    a = realloc(a, 200);
+    bool aligned = reinterpret_cast<uintptr_t>(a) % 4096 == 0;
+    free(a);
+    return aligned;
+}
+
 // The C runtime's own free() on a new[] block, unseen by mapileak (as in a
 // file without MAPILEAK_REPLACE_MALLOC): freed correctly, no crash; the
 // block is then reported at Logoff, since mapileak never saw it go.
@@ -74,6 +104,10 @@ int main(int argc, char **argv) {
     DeleteArrayWithoutBrackets();
     FreeStrdup();
     if (!Balanced()) return 4;
+    DeleteTwice();
+    FreeGarbage();
+    FreeInterior();
+    if (!ReallocAligned()) return 5;
     // The heap still works after all of it.
     for (int i = 0; i < 1000; ++i) delete[] new char[64 + i];
     // Last: a block the C runtime may hand out again after an unseen free
