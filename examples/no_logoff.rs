@@ -10,6 +10,7 @@
 //! cargo run --example no_logoff -- busy             # main returns, 4 threads still in mapileak
 //! cargo run --example no_logoff -- held-lock heap   # main returns, a thread holds a lock
 //! cargo run --example no_logoff -- subscriber       # a global tracing subscriber, main returns
+//! cargo run --example no_logoff -- fork             # forks 100 children while threads work in mapileak
 //! ```
 //!
 //! `subscriber` installs a global `tracing` subscriber that,
@@ -35,6 +36,11 @@ fn main() {
     let how = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "return".to_owned());
+    #[cfg(unix)]
+    if how == "fork" {
+        fork_while_busy();
+        return;
+    }
     if how == "subscriber" {
         tracing::subscriber::set_global_default(TlsBuffered).expect("no other subscriber");
         tracing::info!("host started");
@@ -142,6 +148,103 @@ impl tracing::Subscriber for TlsBuffered {
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Forks 100 children while four threads work in mapileak (objects, logons,
+/// Logoffs that symbolize, MAPI buffers, heap blocks). Each child logs on,
+/// makes a leak, allocates a buffer and logs off (a report, symbolized),
+/// then exits. Prints `forked N hung H` (a child not done within ten
+/// seconds is killed and counted hung) and exits.
+#[cfg(unix)]
+fn fork_while_busy() {
+    let started = std::sync::Arc::new(std::sync::Barrier::new(5));
+    for n in 0..4 {
+        let started = started.clone();
+        std::thread::spawn(move || {
+            let buffers = mapileak::buffers::MapiBuffers::in_process();
+            started.wait();
+            for round in 0u64.. {
+                let session = mapileak::Session::logon(
+                    mapileak::ProviderKind::Transport,
+                    format!("busy {n}.{round}"),
+                );
+                let scope = session.enter();
+                let object = mapileak::RefCount::new(&mapileak::kinds::IMAPI_TABLE, "busy");
+                object.add_ref();
+                if let Ok(p) = buffers.allocate_buffer(32) {
+                    // SAFETY: a root buffer from this value, freed once.
+                    unsafe { buffers.free_buffer(p) };
+                }
+                let block = vec![round; 16];
+                drop(scope);
+                // Every fourth round leaves the object: a report to symbolize.
+                if round % 4 != 0 {
+                    object.release();
+                    drop(object);
+                } else {
+                    std::mem::forget(object);
+                }
+                drop(block);
+                let _ = session.transport_logoff();
+            }
+        });
+    }
+    started.wait();
+    let (mut forked, mut hung) = (0, 0);
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        // SAFETY: fork; the child calls only what it needs and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let buffers = mapileak::buffers::MapiBuffers::in_process();
+            let session =
+                mapileak::Session::logon(mapileak::ProviderKind::MessageStore, "forked child");
+            std::mem::forget(mapileak::Tracked::in_session(
+                session,
+                &mapileak::kinds::IMAPI_TABLE,
+                "made in the child",
+            ));
+            let ok = buffers.allocate_buffer(64).is_ok();
+            let report = session.ms_logoff().report;
+            let code = if ok && report.summary.leaked_objects == 1 {
+                0
+            } else {
+                1
+            };
+            // SAFETY: ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(code) };
+        }
+        forked += 1;
+        let start = std::time::Instant::now();
+        loop {
+            let mut status = 0;
+            // SAFETY: our own child, a valid status pointer.
+            let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if done == pid {
+                if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                    eprintln!("fork: child failed with status {status:#x}");
+                    hung += 1;
+                }
+                break;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                // SAFETY: our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                hung += 1;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    println!("forked {forked} hung {hung}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // Without the process-end reports of the busy threads' logons.
+    // SAFETY: ends the process at once; nothing is left to run.
+    unsafe { libc::_exit(0) };
 }
 
 /// Threads that keep calling into mapileak (objects, heap blocks, MAPI

@@ -543,6 +543,8 @@ mod self_read {
 }
 
 mod table;
+#[cfg(unix)]
+pub(crate) use table::{lock_all_for_fork, unlock_all_after_fork};
 
 #[cfg(test)]
 mod tests {

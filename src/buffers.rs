@@ -102,6 +102,26 @@ struct Table {
 #[cfg(any(debug_assertions, feature = "force"))]
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
+#[cfg(all(unix, any(debug_assertions, feature = "force")))]
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Option<Table>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the buffer table's lock and keeps it on this thread (before `fork`).
+#[cfg(all(unix, any(debug_assertions, feature = "force")))]
+pub(crate) fn hold_for_fork() {
+    let held = TABLE.lock();
+    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases what `hold_for_fork` took (after `fork`).
+#[cfg(all(unix, any(debug_assertions, feature = "force")))]
+pub(crate) fn release_after_fork() {
+    // The guards drop here, releasing the locks.
+    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+}
+
 #[cfg(any(debug_assertions, feature = "force"))]
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     f(TABLE.lock().get_or_insert_with(Table::default))

@@ -216,6 +216,26 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
+#[cfg(unix)]
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Option<PathBuf>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the report directory's lock and keeps it on this thread (before `fork`).
+#[cfg(unix)]
+pub(crate) fn hold_for_fork() {
+    let held = DIR.lock();
+    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases what `hold_for_fork` took (after `fork`).
+#[cfg(unix)]
+pub(crate) fn release_after_fork() {
+    // The guards drop here, releasing the locks.
+    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+}
+
 /// Sets the report directory for the rest of the process, over `MAPILEAK_DIR`.
 /// An empty path means the default again (`MAPILEAK_DIR`, else the user's
 /// own directory), as an empty `MAPILEAK_DIR` does.

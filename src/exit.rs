@@ -81,6 +81,7 @@ mod detach {
 
 pub(crate) fn register() {
     REGISTER.call_once(|| {
+        crate::fork::register();
         // SAFETY: `atexit` is the C runtime's, with this signature on every
         // platform Rust's std supports; `at_exit` is a plain `extern "C" fn`
         // of static lifetime that never unwinds.

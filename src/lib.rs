@@ -84,6 +84,8 @@ mod count;
 mod emit;
 #[cfg(any(debug_assertions, feature = "force"))]
 mod exit;
+#[cfg(any(debug_assertions, feature = "force"))]
+mod fork;
 #[cfg(all(test, any(debug_assertions, feature = "force")))]
 mod layers;
 mod lifecycle;

@@ -590,6 +590,42 @@ pub(crate) fn with_objects_locked(f: impl FnOnce()) {
     f();
 }
 
+/// The session registry's, the findings' and every object shard's locks,
+/// held by the thread that forks (before `fork`, until after it).
+#[cfg(unix)]
+struct HeldForFork {
+    _objects: [parking_lot::MutexGuard<'static, BTreeMap<u64, Arc<Node>>>; SHARDS],
+    _unattributed: parking_lot::MutexGuard<'static, Vec<PendingFinding>>,
+    _sessions: parking_lot::MutexGuard<'static, Sessions>,
+}
+
+#[cfg(unix)]
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<HeldForFork>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Takes them, in the order the code nests them (before `fork`).
+#[cfg(unix)]
+pub(crate) fn hold_for_fork() {
+    let sessions = SESSIONS.lock();
+    let unattributed = UNATTRIBUTED.lock();
+    let held = HeldForFork {
+        _objects: std::array::from_fn(|i| OBJECTS[i].lock()),
+        _unattributed: unattributed,
+        _sessions: sessions,
+    };
+    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases what [`hold_for_fork`] took (after `fork`, in the parent and
+/// in the child): the shards first.
+#[cfg(unix)]
+pub(crate) fn release_after_fork() {
+    // The guards drop here, releasing the locks.
+    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+}
+
 /// Findings of objects created outside any session, kept for the process-end report.
 pub(crate) static UNATTRIBUTED: Mutex<Vec<PendingFinding>> = Mutex::new(Vec::new());
 

@@ -114,15 +114,22 @@ impl Snapshot {
 
     /// The snapshot of `live`, what one report covers.
     pub(crate) fn of(info: SessionInfo, live: Live, findings: Vec<PendingFinding>) -> Snapshot {
-        // (Without a limit every lock is waited for: no `Err`.)
+        // (Without a limit every lock is waited for: no `Err`. In a forked
+        // child an object's lock may be held by a thread that is not there.)
         let fallback = info.clone();
-        Snapshot::within(info, live, findings, None).unwrap_or_else(|_| Snapshot {
+        let wait = crate::fork::forked_child().then(|| std::time::Duration::from_millis(200));
+        Snapshot::within(info, live, findings, wait).unwrap_or_else(|lock| {
+            crate::trace::line(format_args!(
+                "report skipped: an {lock} lock was held at fork by a thread this child does not have"
+            ));
+            Snapshot {
             info: fallback,
             objects: Vec::new(),
             heap: Vec::new(),
             buffers: Vec::new(),
             findings: Vec::new(),
             heap_untracked: 0,
+            }
         })
     }
 

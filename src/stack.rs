@@ -443,7 +443,32 @@ impl Drop for Resolving {
     }
 }
 
+/// Held (shared) while a thread symbolizes: `fork` takes it exclusively,
+/// so no thread is inside `backtrace::resolve` (and its own lock) at fork.
+static SYMBOLIZER: parking_lot::RwLock<()> = parking_lot::RwLock::new(());
+
+#[cfg(unix)]
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::RwLockWriteGuard<'static, ()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the symbolizer (waiting for the threads inside it) and keeps it on this thread (before `fork`).
+#[cfg(unix)]
+pub(crate) fn hold_for_fork() {
+    let held = SYMBOLIZER.write();
+    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases what `hold_for_fork` took (after `fork`).
+#[cfg(unix)]
+pub(crate) fn release_after_fork() {
+    // The guards drop here, releasing the locks.
+    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+}
+
 fn resolve(addr: usize) -> Vec<Frame> {
+    let _gate = SYMBOLIZER.read();
     let _resolving = Resolving::enter();
     let mut frames = Vec::new();
     backtrace::resolve(addr as *mut std::ffi::c_void, |symbol| {

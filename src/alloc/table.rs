@@ -288,6 +288,30 @@ fn sweep(locked: &Locked) {
     }
 }
 
+/// Takes every shard's lock (before `fork`: the child then finds none
+/// held by a thread that is not there). Allocates nothing.
+#[cfg(unix)]
+pub(crate) fn lock_all_for_fork() {
+    for shard in &SHARD {
+        while shard
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Releases what [`lock_all_for_fork`] took (after `fork`, in the parent
+/// and in the child).
+#[cfg(unix)]
+pub(crate) fn unlock_all_after_fork() {
+    for shard in &SHARD {
+        shard.lock.store(false, Ordering::Release);
+    }
+}
+
 /// Runs `f` holding the first shard's lock (fault injection: see `testing`).
 pub(crate) fn with_shard_locked(f: impl FnOnce()) {
     let shard = &SHARD[0];

@@ -916,3 +916,29 @@ fn an_unsafe_mapileak_dir_is_refused_with_one_line() {
         "the exit report"
     );
 }
+
+/// `fork` while other threads are inside mapileak (making objects, logging
+/// on and off, symbolizing, allocating buffers and blocks): every child can
+/// log on, allocate and log off (a symbolized report) without waiting on a
+/// lock a parent thread held at the fork.
+#[cfg(unix)]
+#[test]
+fn a_forked_child_never_waits_on_a_lock_a_parent_thread_held() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fork");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = crate::watchdog::output_within(
+        Command::new(no_logoff_example())
+            .arg("fork")
+            .env("MAPILEAK", "summary")
+            .env("MAPILEAK_DIR", &dir),
+        std::time::Duration::from_secs(300),
+    )
+    .expect("no_logoff fork ended");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "forked 100 hung 0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
