@@ -161,6 +161,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
             }),
             also: f.also,
             signature,
+            repeated: f.repeated,
         });
     }
     let mut stacks: Vec<Stack> = stacks.into_values().collect();
@@ -416,7 +417,11 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
         }
         for f in report.findings.iter().take(limit) {
             let stack = f.stack.and_then(|s| index.stack(s));
-            let at = site(stack);
+            let at = if f.repeated > 0 {
+                format!("{}; and {} more times there", site(stack), f.repeated)
+            } else {
+                site(stack)
+            };
             if subscriber {
                 tracing::warn!(
                     target: "mapileak",

@@ -207,7 +207,7 @@ impl Provider {
             let taken = registry::with_all_sessions(
                 |all| {
                     let p = all.get_mut(&self.id)?;
-                    let mut findings = std::mem::take(&mut p.findings);
+                    let mut findings = p.findings.take();
                     let (kind, label) = (p.provider, p.label.clone());
                     if p.step(Step::Shutdown).is_err() {
                         findings.push(PendingFinding::error(Rule::OutOfOrder, format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
@@ -226,7 +226,7 @@ impl Provider {
                     let mut members = vec![self.id];
                     for (&id, s) in all.iter_mut().filter(|(_, s)| s.owner == self.id && !s.is_provider()) {
                         members.push(id);
-                        findings.append(&mut s.findings);
+                        findings.append(&mut s.findings.take());
                         if !s.closed() {
                             findings.push(PendingFinding::error(
                                 Rule::ShutdownWithOpenLogons,

@@ -124,7 +124,7 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
                 let mut findings = Vec::new();
                 for m in &members {
                     if let Some(s) = all.get_mut(m) {
-                        findings.append(&mut s.findings);
+                        findings.append(&mut s.findings.take());
                     }
                 }
                 let s = &all[&head];
@@ -143,7 +143,7 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
     let mut groups = groups.ok_or(Skipped::Lock("session registry"))?;
     let unattributed = registry::UNATTRIBUTED
         .try_lock_for(wait)
-        .map(|mut u| std::mem::take(&mut *u))
+        .map(|mut u| u.take())
         .ok_or(Skipped::Lock("findings"))?;
     groups.push((
         SessionInfo {

@@ -171,6 +171,9 @@ pub(crate) struct PendingFinding {
     /// Another call the finding involves (an over-release: the Release that
     /// found the count at 0, when `stack` is the one that took it there).
     pub also: Option<StackId>,
+    /// How many more findings of the same rule at the same call came after
+    /// the ones kept ([`Findings::push`]).
+    pub repeated: u64,
 }
 
 /// What a finding is about, as [`PendingFinding::about`] saw it.
@@ -193,6 +196,7 @@ impl PendingFinding {
             object: None,
             subject: None,
             also: None,
+            repeated: 0,
         }
     }
 
@@ -215,6 +219,56 @@ impl PendingFinding {
     }
 }
 
+/// How many findings of one rule at one call are kept in full; later ones
+/// are counted on the last kept (`repeated`), so a bug hit a million times
+/// keeps memory and the report bounded.
+const KEPT_PER_SITE: u32 = 8;
+
+/// The findings recorded for a session (or outside any), bounded per site.
+#[derive(Default)]
+pub(crate) struct Findings {
+    list: Vec<PendingFinding>,
+    /// Per (rule, call): how many came, and where the last kept one is.
+    sites: BTreeMap<(Rule, StackId), (u32, usize)>,
+}
+
+impl Findings {
+    pub(crate) const fn new() -> Findings {
+        Findings {
+            list: Vec::new(),
+            sites: BTreeMap::new(),
+        }
+    }
+
+    /// Records `f`: in full for the first [`KEPT_PER_SITE`] of its rule at
+    /// its call, then counted.
+    pub(crate) fn push(&mut self, f: PendingFinding) {
+        let site = self.sites.entry((f.rule, f.stack)).or_insert((0, 0));
+        site.0 = site.0.saturating_add(1);
+        if site.0 <= KEPT_PER_SITE {
+            site.1 = self.list.len();
+            self.list.push(f);
+        } else if let Some(kept) = self.list.get_mut(site.1) {
+            kept.repeated += 1 + f.repeated;
+        }
+    }
+
+    /// Everything recorded so far, leaving none.
+    pub(crate) fn take(&mut self) -> Vec<PendingFinding> {
+        self.sites.clear();
+        std::mem::take(&mut self.list)
+    }
+
+    /// A copy of what is recorded (a Logoff's preview).
+    pub(crate) fn to_vec(&self) -> Vec<PendingFinding> {
+        self.list.clone()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
 /// A logon session's own state, or a provider's: a provider is a
 /// session-like scope that owns its logons, so that its Shutdown can report
 /// what they left alive.
@@ -227,7 +281,7 @@ pub(crate) struct SessionState {
     pub opened: StackId,
     /// What the record is and where it is in its life ([`Phase::step`]).
     phase: Phase,
-    pub findings: Vec<PendingFinding>,
+    pub findings: Findings,
     pub life: Life,
     /// Its Logoff reported nothing (no object, block, buffer or finding)
     /// and no object was made on it since.
@@ -462,7 +516,7 @@ pub(crate) fn new_session(
             } else {
                 Phase::Open
             },
-            findings: Vec::new(),
+            findings: Findings::default(),
             life: Life::default(),
             clean_at_logoff: false,
             deferred: None,
@@ -595,7 +649,7 @@ pub(crate) fn with_objects_locked(f: impl FnOnce()) {
 #[cfg(unix)]
 struct HeldForFork {
     _objects: [parking_lot::MutexGuard<'static, BTreeMap<u64, Arc<Node>>>; SHARDS],
-    _unattributed: parking_lot::MutexGuard<'static, Vec<PendingFinding>>,
+    _unattributed: parking_lot::MutexGuard<'static, Findings>,
     _sessions: parking_lot::MutexGuard<'static, Sessions>,
 }
 
@@ -627,7 +681,7 @@ pub(crate) fn release_after_fork() {
 }
 
 /// Findings of objects created outside any session, kept for the process-end report.
-pub(crate) static UNATTRIBUTED: Mutex<Vec<PendingFinding>> = Mutex::new(Vec::new());
+pub(crate) static UNATTRIBUTED: Mutex<Findings> = Mutex::new(Findings::new());
 
 /// Records a finding against `session`. A logon that has logged off passes
 /// it to its provider (whose Shutdown reports next); with no session, or a
@@ -643,8 +697,10 @@ pub(crate) fn add_finding(session: u64, finding: PendingFinding) {
         Some(_) => session,
         None => sessions.retired(session).map_or(0, |r| r.owner),
     };
-    if let Some(s) = sessions.open.get_mut(&target) {
-        s.findings.extend(finding.take());
+    if let Some(s) = sessions.open.get_mut(&target)
+        && let Some(f) = finding.take()
+    {
+        s.findings.push(f);
     }
     drop(sessions);
     if let Some(f) = finding {

@@ -185,7 +185,7 @@ impl Session {
     #[cfg(any(debug_assertions, feature = "force"))]
     fn preview(self, mode: Mode) -> Logoff {
         let taken = registry::with_session(self.id, |s| {
-            let mut findings = s.findings.clone();
+            let mut findings = s.findings.to_vec();
             findings.extend(rules::logoff_checks(s, registry::is_live));
             (s.provider, s.label.clone(), findings)
         });
@@ -216,7 +216,7 @@ impl Session {
             )
         };
         let taken = registry::with_session(self.id, |s| {
-            let mut findings = std::mem::take(&mut s.findings);
+            let mut findings = s.findings.take();
             let first = stepped || s.step(Step::Logoff).is_ok();
             if !first {
                 findings.push(second_time(&s.label));

@@ -452,6 +452,13 @@ fn findings(out: &mut Out<'_>, r: &Report, stacks: &HashMap<StackId, &Stack>, pr
             Text(&f.message),
             Text(rule_help(&f.rule))
         );
+        if f.repeated > 0 {
+            put!(
+                out,
+                "<div class=\"help\">and {} more times at this call</div>",
+                f.repeated
+            );
+        }
         match f.stack {
             Some(id) => stack_block(out, st, id, inline, prefix),
             None => out.markup("—"),
@@ -762,6 +769,7 @@ mod tests {
             subject: None,
             also: None,
             signature: "0123456789abcdef".into(),
+            repeated: 41,
         });
         r.recount();
         r
@@ -910,6 +918,7 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("<div class=\"help\">and the later call:</div>"));
+        assert!(page.contains("<div class=\"help\">and 41 more times at this call</div>"));
         assert!(page.contains("<div class=\"help\">IMAPITable \"contents\", created:</div>"));
         // The chart: bars scaled to the largest, labels shortened.
         assert!(page.contains("<h2>At a glance</h2>"));

@@ -20,7 +20,7 @@
 //! | `objects[]` | leaked objects: `id`, `kind`, `label`, `refcount`, `root`, `parent` (the leaked holder it is shown under), `opened_from`, `signature`, `created` (stack id), `events[]`, `events_dropped` (history older than the 4,096 events kept per object) |
 //! | `heap[]` | live heap blocks per allocation site: `stack`, `blocks`, `bytes`, `signature` |
 //! | `buffers[]` | unfreed MAPI buffers: `stack`, `bytes`, `children`, `signature`, `owner` (the leaked object it belongs to, a MAPI utility object's buffer: part of that leak, not a root; absent for a root) |
-//! | `findings[]` | protocol findings: `rule`, `severity`, `message`, `stack`, `object`, `subject` (`kind`, `label`, `created` stack and, history on, `events` of that object), `also` (another call involved: for an over-release, the Release that found the count at 0), `signature` |
+//! | `findings[]` | protocol findings: `rule`, `severity`, `message`, `stack`, `object`, `subject` (`kind`, `label`, `created` stack and, history on, `events` of that object), `also` (another call involved: for an over-release, the Release that found the count at 0), `signature`, `repeated` (how many more of this rule at this same call came after the kept ones: at most 8 are kept per rule and call; absent when none) |
 //! | `stacks[]` | `id`, `frames[]` of `function`, `file`, `line` (innermost first) |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -445,6 +445,11 @@ pub struct Finding {
     pub also: Option<StackId>,
     /// Stable across runs: rule and stack by function name.
     pub signature: String,
+    /// How many more findings of this rule at this same call came after
+    /// the ones kept (a bug hit a million times is a few findings and a
+    /// count, not a million entries). Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeated: u64,
 }
 
 /// What a finding is about: an object, described as it was created.

@@ -942,3 +942,49 @@ fn a_forked_child_never_waits_on_a_lock_a_parent_thread_held() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One bug hit a hundred thousand times in a logon (a double free in a
+/// loop): a few findings in full and a count on the last, not a hundred
+/// thousand entries, so the host's memory and the report stay small and
+/// the gate can always read what was written.
+#[test]
+fn a_finding_repeated_a_hundred_thousand_times_is_a_few_entries_and_a_count() {
+    use mapileak::buffers::MapiBuffers;
+    const TIMES: u64 = 100_000;
+    let buffers = MapiBuffers::in_process();
+    let session = mapileak::Session::logon(mapileak::ProviderKind::Transport, "a bug in a loop");
+    {
+        let _scope = session.enter();
+        for _ in 0..TIMES {
+            let p = buffers.allocate_buffer(16).unwrap();
+            // SAFETY: the second free is the bug under test; mapileak
+            // catches it and does not pass it on.
+            unsafe {
+                buffers.free_buffer(p);
+                buffers.free_buffer(p);
+            }
+        }
+    }
+    let logoff = session.transport_logoff();
+    let found: Vec<&Finding> = logoff
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "buffer-double-free")
+        .collect();
+    assert_eq!(found.len(), 8, "{:#?}", logoff.report.findings);
+    let repeated: u64 = found.iter().map(|f| f.repeated).sum();
+    assert_eq!(repeated + 8, TIMES);
+    let json = logoff
+        .files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "json"))
+        .expect("a report file");
+    let size = std::fs::metadata(json).unwrap().len();
+    assert!(size < 64 << 10, "{size} bytes");
+    let back = mapileak::reports::read_file(json).unwrap();
+    assert_eq!(
+        back.findings.iter().map(|f| f.repeated).sum::<u64>(),
+        repeated
+    );
+}

@@ -181,6 +181,7 @@ fn hostile() -> Report {
             subject: None,
             also: None,
             signature: e.to_string(),
+            repeated: 0,
         });
     }
     r.recount();
