@@ -6,6 +6,9 @@
 //! Targets (DESIGN.md): gate, diff and render of 100,000 objects under a
 //! second; 1,000,000 under ten.
 //!
+//! `gate_100_function_suppressions`: the same gate with 100 `function:`
+//! suppressions (target: under a second at 100,000).
+//!
 //! `cargo bench -p mapileak-probe --bench cli` prints
 //! `mapileak-bench <command>_<n> seconds=<float> vs_read=<float>` lines.
 
@@ -91,8 +94,21 @@ fn main() {
         });
         let html = dir.join("out.html");
         let _ = std::fs::remove_file(&html);
+        // 100 `function:` suppressions, as a provider with a vendor SDK's
+        // known leaks keeps: 99 that match no frame, one that matches a
+        // stack in 2,000.
+        let sups = dir.join("suppressions.txt");
+        let mut text: String = (0..99)
+            .map(|k| format!("function:*vendor_sdk_{k}::* reason: known\n"))
+            .collect();
+        text.push_str("function:store::folder7::open_* reason: known\n");
+        std::fs::write(&sups, text).unwrap();
         let lines = [
             ("gate", best(|| run(&[&"gate", &path]))),
+            (
+                "gate_100_function_suppressions",
+                best(|| run(&[&"gate", &"--suppressions", &sups, &path])),
+            ),
             (
                 "gate_junit",
                 best(|| run(&[&"gate", &"--format", &"junit", &path])),

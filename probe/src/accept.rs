@@ -118,6 +118,8 @@ pub struct Suppression {
     pub line: usize,
     pub field: Field,
     pub pattern: String,
+    /// `pattern`, ready to match.
+    compiled: Pattern,
     pub reason: String,
     /// How many items it suppressed in this run.
     pub hits: usize,
@@ -161,6 +163,7 @@ impl Suppression {
             out.push(Suppression {
                 line: n + 1,
                 field,
+                compiled: Pattern::new(pattern),
                 pattern: pattern.to_owned(),
                 reason: reason.to_owned(),
                 hits: 0,
@@ -170,14 +173,21 @@ impl Suppression {
     }
 
     pub fn matches(&self, item: &Item<'_>) -> bool {
+        let p = &self.compiled;
         match self.field {
-            Field::Kind => item.kind.is_some_and(|k| glob(&self.pattern, k)),
-            Field::Rule => item.rule.is_some_and(|r| glob(&self.pattern, r)),
-            Field::Signature => glob(&self.pattern, item.signature),
-            Field::Function => item
-                .stack
-                .is_some_and(|s| s.frames.iter().any(|f| glob(&self.pattern, &f.function))),
+            Field::Kind => item.kind.is_some_and(|k| p.matches(k)),
+            Field::Rule => item.rule.is_some_and(|r| p.matches(r)),
+            Field::Signature => p.matches(item.signature),
+            Field::Function => item.stack.is_some_and(|s| self.matches_stack(s)),
         }
+    }
+
+    /// For a `function:` suppression, whether a frame of `stack` matches.
+    pub fn matches_stack(&self, stack: &mapileak_reports::Stack) -> bool {
+        stack
+            .frames
+            .iter()
+            .any(|f| self.compiled.matches(&f.function))
     }
 
     /// `kind:IMAPITable`, as written.
@@ -193,18 +203,49 @@ impl Suppression {
 }
 
 /// `*` matches any run of characters, `?` one; the rest literally.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+#[cfg(test)]
+fn glob(pattern: &str, text: &str) -> bool {
+    Pattern::new(pattern).matches(text)
+}
+
+/// A glob pattern, split once: matched against ASCII text byte by byte,
+/// with no allocation (most function names), else by characters.
+#[derive(Debug)]
+struct Pattern {
+    chars: Vec<char>,
+    /// The pattern's bytes when it is ASCII.
+    ascii: Option<Vec<u8>>,
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Pattern {
+        Pattern {
+            chars: pattern.chars().collect(),
+            ascii: pattern.is_ascii().then(|| pattern.as_bytes().to_vec()),
+        }
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        match &self.ascii {
+            Some(p) if text.is_ascii() => glob_in(p, text.as_bytes(), b'*', b'?'),
+            _ => {
+                let t: Vec<char> = text.chars().collect();
+                glob_in(&self.chars, &t, '*', '?')
+            }
+        }
+    }
+}
+
+fn glob_in<T: PartialEq + Copy>(p: &[T], t: &[T], any: T, one: T) -> bool {
     // Iterative matcher with backtracking to the last `*`: linear memory,
     // no recursion, no exponential blow-up on hostile patterns.
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -215,7 +256,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == any)
 }
 
 #[cfg(test)]
