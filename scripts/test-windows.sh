@@ -96,8 +96,10 @@ for program in store overrelease logon mixed buffers; do
     "capi/tests/programs/$program.cpp" "$lib" -static-libstdc++ "${syslibs[@]}" \
     -o "$programs/$program.exe"
 done
-x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
-  capi/tests/programs/transport.c "$lib" "${syslibs[@]}" -o "$programs/transport.exe"
+for program in transport history; do
+  x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
+    "capi/tests/programs/$program.c" "$lib" "${syslibs[@]}" -o "$programs/$program.exe"
+done
 # A provider DLL written against mingw-w64's MAPI SDK headers and a host
 # that drives it as MAPI does, with Wine's mapi32.dll (tests/programs.rs).
 x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include -shared \

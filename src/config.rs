@@ -55,7 +55,9 @@ pub(crate) fn init() {
         }
         if let Ok(v) = std::env::var("MAPILEAK_TRACE_ROOTS") {
             match v.trim() {
-                "all" => TRACE_ROOTS.store(usize::MAX, Ordering::Relaxed),
+                all if all.eq_ignore_ascii_case("all") => {
+                    TRACE_ROOTS.store(usize::MAX, Ordering::Relaxed)
+                }
                 n => match n.parse::<usize>() {
                     Ok(n) => TRACE_ROOTS.store(n, Ordering::Relaxed),
                     Err(_) => crate::trace::line(format_args!(
@@ -66,9 +68,16 @@ pub(crate) fn init() {
             }
         }
         if let Ok(v) = std::env::var("MAPILEAK_HISTORY") {
-            for name in crate::kind::apply_history_env(&v) {
+            let unknown = crate::kind::apply_history_env(&v);
+            if let Some(first) = unknown.first() {
+                // One line, however many: they may be kinds a C or C++
+                // provider makes later by name.
+                let shown: Vec<String> = unknown.iter().take(5).map(|n| format!("{n:?}")).collect();
                 crate::trace::line(format_args!(
-                    "MAPILEAK_HISTORY names {name:?}, which no declared kind has"
+                    "MAPILEAK_HISTORY: no declared kind is named {}{} (history applies to objects a C or C++ provider makes by {})",
+                    shown.join(", "),
+                    if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() },
+                    if unknown.len() == 1 { format!("the name {first:?}") } else { "those names".to_owned() },
                 ));
             }
         }

@@ -9,6 +9,7 @@
 
 pub mod kinds;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// What role objects of a kind play in a logon's life.
@@ -124,33 +125,70 @@ pub fn by_iid(iid: u128) -> Option<&'static Kind> {
     all().find(|k| k.iid == iid)
 }
 
-/// Applies `MAPILEAK_HISTORY` (a comma-separated list of kind names, or
-/// `all`) to kinds not set through [`Kind::set_history`]. Returns the names
-/// that match no kind.
+/// History asked for by name for kinds not declared (yet): a C or C++
+/// provider's own interfaces, made at run time by name (the C ABI).
+static WANTED: parking_lot::Mutex<(bool, BTreeSet<String>)> =
+    parking_lot::Mutex::new((false, BTreeSet::new()));
+
+/// Whether a kind made at run time named `name` keeps history: asked for
+/// by name, or for all kinds (`MAPILEAK_HISTORY=all`,
+/// `mapileak_set_history("all")`).
+pub fn history_wanted(name: &str) -> bool {
+    let wanted = WANTED.lock();
+    wanted.0 || wanted.1.contains(name)
+}
+
+/// Turns history on for the kinds `list` names (comma-separated, or `all`),
+/// or off for every kind with `none`: declared kinds at once, kinds a C or
+/// C++ provider makes later by name when they are made. `force`: over a
+/// choice made before (a call); else only kinds nothing set yet (the
+/// environment). Returns the names no declared kind has.
 #[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
-pub(crate) fn apply_history_env(list: &str) -> Vec<String> {
+pub(crate) fn apply_history(list: &str, force: bool) -> Vec<String> {
+    let set = |k: &Kind, to: u8| {
+        if force {
+            k.history_override.store(to, Ordering::Relaxed);
+        } else {
+            let _ =
+                k.history_override
+                    .compare_exchange(0, to, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    };
     let mut unknown = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if name.eq_ignore_ascii_case("all") {
-            for k in all() {
-                let _ =
-                    k.history_override
-                        .compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed);
-            }
+            all().for_each(|k| set(k, 2));
+            WANTED.lock().0 = true;
+        } else if name.eq_ignore_ascii_case("none") {
+            all().for_each(|k| set(k, 1));
+            *WANTED.lock() = (false, BTreeSet::new());
         } else {
             let mut found = false;
             for k in all().filter(|k| k.name == name) {
                 found = true;
-                let _ =
-                    k.history_override
-                        .compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed);
+                set(k, 2);
             }
             if !found {
+                WANTED.lock().1.insert(name.to_owned());
                 unknown.push(name.to_owned());
             }
         }
     }
     unknown
+}
+
+/// Applies `MAPILEAK_HISTORY` (a comma-separated list of kind names, or
+/// `all`) to kinds not set through [`Kind::set_history`]. Returns the names
+/// that match no declared kind.
+#[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
+pub(crate) fn apply_history_env(list: &str) -> Vec<String> {
+    apply_history(list, false)
+}
+
+/// [`apply_history`] from code (the C ABI's `mapileak_set_history`): over
+/// the environment's choice.
+pub fn set_history(list: &str) {
+    apply_history(list, true);
 }
 
 /// Declares a kind of tracked object and registers it.
@@ -188,6 +226,9 @@ mod tests {
         IHISTORY_PINNED.set_history(false);
         let unknown = apply_history_env(" IHistoryProbe , INoSuchKind,IHistoryPinned");
         assert_eq!(unknown, ["INoSuchKind"]);
+        // A kind a C provider makes later by that name keeps history.
+        assert!(history_wanted("INoSuchKind"));
+        assert!(!history_wanted("INotNamed"));
         assert!(IHISTORY_PROBE.history());
         assert!(
             !IHISTORY_PINNED.history(),

@@ -99,6 +99,11 @@ int mapileak_set_mode(const char *mode);
 void mapileak_set_output_dir(const char *dir);
 /* Also write an HTML page beside each JSON report (as MAPILEAK_HTML=1). */
 void mapileak_set_html(int on);
+/* Objects of these kinds made from now on record a stack per AddRef and
+ * Release (the report pairs them up): interface names, comma-separated,
+ * declared or the provider's own ("IMAPITable,IMyCache"), or "all"; "none"
+ * turns it off. As MAPILEAK_HISTORY, and over it. -1 for NULL. */
+int mapileak_set_history(const char *kinds);
 
 /* ---- sessions ----------------------------------------------------------- */
 

@@ -482,14 +482,46 @@ fn kind_named(name: &str) -> &'static Kind {
     if let Some(kind) = mapileak::kind::by_name(name) {
         return kind;
     }
-    static MADE: Mutex<Option<HashMap<String, &'static Kind>>> = Mutex::new(None);
     let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
     made.get_or_insert_with(HashMap::new)
         .entry(name.to_owned())
         .or_insert_with(|| {
+            // Made once per name and kept for the process's life (objects
+            // and reports refer to it): a bounded set, a provider's own
+            // interfaces.
             let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-            Box::leak(Box::new(Kind::new(name, 0, Role::Object, false)))
+            let history = mapileak::kind::history_wanted(name);
+            Box::leak(Box::new(Kind::new(name, 0, Role::Object, history)))
         })
+}
+
+/// The kinds made from C names so far.
+static MADE: Mutex<Option<HashMap<String, &'static Kind>>> = Mutex::new(None);
+
+/// `int mapileak_set_history(const char *kinds)`: objects of these kinds
+/// (comma-separated interface names, declared ones or a provider's own, or
+/// `all`) made from now on record a stack per AddRef and Release, as
+/// `MAPILEAK_HISTORY` does, and over it; `none` turns it off for every
+/// kind. 0, or -1 for NULL.
+///
+/// # Safety
+///
+/// `kinds` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_set_history(kinds: *const c_char) -> c_int {
+    if kinds.is_null() {
+        return -1;
+    }
+    // SAFETY: the caller's promise.
+    let kinds = unsafe { text(kinds) };
+    guard(-1, || {
+        mapileak::kind::set_history(&kinds);
+        let made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        for kind in made.iter().flat_map(|m| m.values()) {
+            kind.set_history(mapileak::kind::history_wanted(kind.name()));
+        }
+        0
+    })
 }
 
 /// A new count of 1 in `owner` (a session, a provider, or 0 for the

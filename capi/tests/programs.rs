@@ -853,6 +853,51 @@ fn mapileak_history_names_kinds_whose_addref_and_release_stacks_are_kept() {
     assert!(table.unwrap().events.is_empty());
 }
 
+/// A C provider's own interface (`IProviderCache`, made by name) keeps its
+/// AddRef/Release history when `MAPILEAK_HISTORY` names it, or when
+/// `mapileak_set_history` does; without either it keeps none.
+#[test]
+fn history_is_kept_for_a_c_providers_own_kinds() {
+    let exe = build("cc", "-std=c99", "history.c");
+    let events_of = |report: &Report| -> Vec<(RefOp, String)> {
+        let [cache] = &report.objects[..] else {
+            panic!("{:#?}", report.objects)
+        };
+        assert_eq!(cache.kind, "IProviderCache");
+        cache
+            .events
+            .iter()
+            .map(|e| (e.op, frames(report, e.stack)[0].clone()))
+            .collect()
+    };
+    let (_, by_env, stderr) = run_with(&exe, "env", &[("MAPILEAK_HISTORY", "IProviderCache")]);
+    // Named before any kind of that name existed: one line says so.
+    assert!(
+        stderr.contains("MAPILEAK_HISTORY: no declared kind is named \"IProviderCache\""),
+        "{stderr}"
+    );
+    let (_, by_call, _) = run_args(&exe, "call", &[], &["IMAPITable,IProviderCache"]);
+    for report in [&by_env, &by_call] {
+        let events = events_of(report);
+        assert!(
+            events
+                .iter()
+                .any(|(op, f)| *op == RefOp::AddRef && f == "take_two"),
+            "{events:#?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|(op, f)| *op == RefOp::Release && f == "give_one_back"),
+            "{events:#?}"
+        );
+        let unmatched: u32 = report.objects[0].events.iter().map(|e| e.unmatched).sum();
+        assert_eq!(unmatched, 2, "the create and one AddRef are never released");
+    }
+    let (_, without, _) = run(&exe);
+    assert!(events_of(&without).is_empty());
+}
+
 /// `include/mapileak.h` against the library: every function the static
 /// library exports (`#[unsafe(no_mangle)]` in `src/lib.rs`, the ones its
 /// macros make included) is declared, with the same parameter and return
