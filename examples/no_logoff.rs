@@ -11,6 +11,7 @@
 //! cargo run --example no_logoff -- held-lock heap   # main returns, a thread holds a lock
 //! cargo run --example no_logoff -- subscriber       # a global tracing subscriber, main returns
 //! cargo run --example no_logoff -- fork             # forks 100 children while threads work in mapileak
+//! cargo run --example no_logoff -- writing          # main returns while threads write reports
 //! ```
 //!
 //! `subscriber` installs a global `tracing` subscriber that,
@@ -90,6 +91,7 @@ fn main() {
     match how.as_str() {
         "exit" => std::process::exit(3),
         "busy" => busy_threads(),
+        "writing" => writing_threads(),
         "held-lock" => {
             let which = std::env::args().nth(2).unwrap_or_default();
             let (held, is_held) = std::sync::mpsc::channel();
@@ -245,6 +247,34 @@ fn fork_while_busy() {
     // Without the process-end reports of the busy threads' logons.
     // SAFETY: ends the process at once; nothing is left to run.
     unsafe { libc::_exit(0) };
+}
+
+/// Threads that keep logging off sessions with many leaks (each report
+/// takes a while to write) while `main` returns.
+fn writing_threads() {
+    let started = std::sync::Arc::new(std::sync::Barrier::new(3));
+    for n in 0..2 {
+        let started = started.clone();
+        std::thread::spawn(move || {
+            started.wait();
+            for round in 0u64.. {
+                let session = mapileak::Session::logon(
+                    mapileak::ProviderKind::AddressBook,
+                    format!("writing {n}.{round}"),
+                );
+                for i in 0..2_000 {
+                    std::mem::forget(mapileak::Tracked::in_session(
+                        session,
+                        &mapileak::kinds::IMAPI_TABLE,
+                        format!("leak {i}"),
+                    ));
+                }
+                let _ = session.ab_logoff();
+            }
+        });
+    }
+    started.wait();
+    std::thread::sleep(std::time::Duration::from_millis(300));
 }
 
 /// Threads that keep calling into mapileak (objects, heap blocks, MAPI

@@ -177,7 +177,21 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
 pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
     crate::context::watch_thread();
     let mut files = Vec::new();
-    match config::report_dir() {
+    // Once process end has begun, only its own reports are written: a file
+    // another thread starts now could be left half-made when the process
+    // ends (its lines still go out).
+    let writing = report.session.event == mapileak_reports::Event::Exit || !crate::exit::exiting();
+    let dir = if writing {
+        config::report_dir()
+    } else {
+        Err(config::Refused {
+            dir: PathBuf::new(),
+            error: std::io::Error::other(
+                "process end has begun; the process-end report says what is alive",
+            ),
+        })
+    };
+    match dir {
         Ok(dir) => {
             let base = base_name(report);
             let json = dir.join(format!("{base}.json"));
@@ -217,12 +231,37 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
     files
 }
 
+/// Removes this process's temporary report files (a write another thread
+/// had begun when process end came): their names carry this process's id
+/// and run.
+pub(crate) fn remove_own_temporaries() {
+    let Some(run) = RUN.get() else {
+        return;
+    };
+    let Ok(dir) = config::report_dir() else {
+        return;
+    };
+    let ours = format!("-{}-{run}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") && name.contains(&ours) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// This process's run id in report names (set by the first report).
+static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// `<provider>-<label>-<pid>-<run>-s<session>-<n>-<event>`: `run` is random
 /// per process start (two processes with one pid, in two containers, do not
 /// collide) and `n` counts this process's reports (a second Logoff of one
 /// session, or two at once, get two files): no report replaces another.
 fn base_name(report: &Report) -> String {
-    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let run = RUN.get_or_init(|| format!("{:06x}", mapileak_reports::unguessable() & 0xff_ffff));
     let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -255,6 +294,8 @@ fn log_error(path: &Path, e: &std::io::Error) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             tracing::error!(target: "mapileak", path = %path.display(), error = %e, "cannot write leak report");
         }));
+    } else if path.as_os_str().is_empty() {
+        trace::line(format_args!("leak report not written: {e}"));
     } else {
         trace::line(format_args!(
             "cannot write leak report {}: {e}",

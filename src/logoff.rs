@@ -67,10 +67,14 @@ pub(crate) fn process_exit() -> Vec<Logoff> {
     }
     let mode = config::mode();
     match exit_snapshots() {
-        Ok(snapshots) => snapshots
-            .into_iter()
-            .map(|snapshot| publish(snapshot, mode))
-            .collect(),
+        Ok(snapshots) => {
+            let logoffs = snapshots
+                .into_iter()
+                .map(|snapshot| publish(snapshot, mode))
+                .collect();
+            emit::remove_own_temporaries();
+            logoffs
+        }
         Err(Skipped::Lock(lock)) => {
             crate::trace::line(format_args!(
                 "process-end report skipped: mapileak's {lock} lock was held by another thread for {EXIT_WAIT_MS} ms (a thread ended while inside mapileak, or still running in it); nothing was written"

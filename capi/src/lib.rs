@@ -483,17 +483,35 @@ fn kind_named(name: &str) -> &'static Kind {
         return kind;
     }
     let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
-    made.get_or_insert_with(HashMap::new)
-        .entry(name.to_owned())
-        .or_insert_with(|| {
-            // Made once per name and kept for the process's life (objects
-            // and reports refer to it): a bounded set, a provider's own
-            // interfaces.
-            let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-            let history = mapileak::kind::history_wanted(name);
-            Box::leak(Box::new(Kind::new(name, 0, Role::Object, history)))
-        })
+    let made = made.get_or_insert_with(HashMap::new);
+    if let Some(kind) = made.get(name) {
+        return kind;
+    }
+    // Made once per name and kept for the process's life (objects and
+    // reports refer to it): a provider's own interfaces, a bounded set.
+    // Past [`MAX_MADE_KINDS`] names (a kind made from a label, say), the
+    // rest share one kind, said once.
+    if made.len() >= MAX_MADE_KINDS {
+        static MORE: Kind = Kind::new("(other kinds)", 0, Role::Object, false);
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "mapileak: over {MAX_MADE_KINDS} kinds made from C names; later ones are reported as \"(other kinds)\""
+            );
+        });
+        return &MORE;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    let history = mapileak::kind::history_wanted(leaked);
+    let kind: &'static Kind = Box::leak(Box::new(Kind::new(leaked, 0, Role::Object, history)));
+    made.insert(name.to_owned(), kind);
+    kind
 }
+
+/// How many kinds C names make at most.
+const MAX_MADE_KINDS: usize = 1024;
 
 /// The kinds made from C names so far.
 static MADE: Mutex<Option<HashMap<String, &'static Kind>>> = Mutex::new(None);
@@ -1220,6 +1238,21 @@ mod tests {
             mapileak_free(block);
             block
         }
+    }
+
+    #[test]
+    fn kinds_made_from_c_names_are_bounded() {
+        for i in 0..MAX_MADE_KINDS + 10 {
+            let name = std::ffi::CString::new(format!("IBounded{i}")).unwrap();
+            let kind = kind_named(name.to_str().unwrap());
+            if i < MAX_MADE_KINDS {
+                assert_eq!(kind.name(), format!("IBounded{i}"));
+            } else {
+                assert_eq!(kind.name(), "(other kinds)");
+            }
+        }
+        // A name made before is still its own kind.
+        assert_eq!(kind_named("IBounded3").name(), "IBounded3");
     }
 
     #[test]

@@ -80,7 +80,22 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: clap's own text, on standard output.
+            let _ = print_out(&e.to_string());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, what it echoes of the arguments shown, not acted on.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            note(format_args!("{first} (mapileak --help for usage)"));
+            return ExitCode::from(2);
+        }
+    };
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -24,6 +24,9 @@ pub enum ReadError {
     NotAReport,
     /// A report of a format version this reader does not know.
     Version(u64),
+    /// A report whose `version` is missing or not a whole number (as it
+    /// was written, quoted and on one line).
+    BadVersion(String),
 }
 
 impl fmt::Display for ReadError {
@@ -45,6 +48,12 @@ impl fmt::Display for ReadError {
                     "report format version {v} is not supported (this build reads version {VERSION})"
                 )
             }
+            ReadError::BadVersion(v) => {
+                write!(
+                    f,
+                    "a mapileak report whose \"version\" is {v}, not a number (this build reads version {VERSION})"
+                )
+            }
         }
     }
 }
@@ -62,10 +71,17 @@ pub fn from_json(bytes: &[u8]) -> Result<Report, ReadError> {
     if header.format.as_ref().and_then(|v| v.as_str()) != Some(FORMAT) {
         return Err(ReadError::NotAReport);
     }
-    match header.version.as_ref().and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(VERSION) => {}
-        Some(v) => return Err(ReadError::Version(v)),
-        None => return Err(ReadError::NotAReport),
+    match header.version.as_ref().map(|v| (v.as_u64(), v)) {
+        Some((Some(v), _)) if v == u64::from(VERSION) => {}
+        Some((Some(v), _)) => return Err(ReadError::Version(v)),
+        Some((None, v)) => {
+            let shown = crate::text::one_line(&v.to_string())
+                .chars()
+                .take(40)
+                .collect();
+            return Err(ReadError::BadVersion(shown));
+        }
+        None => return Err(ReadError::BadVersion("missing".to_owned())),
     }
     serde_json::from_slice(bytes).map_err(ReadError::Json)
 }
@@ -311,6 +327,20 @@ mod tests {
         let r = sample();
         let json = serde_json::to_vec(&r).unwrap();
         assert_eq!(from_json(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn a_version_that_is_no_number_says_so() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["version"] = "1".into();
+        let e = from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a mapileak report whose \"version\" is \"1\", not a number (this build reads version 1)"
+        );
+        v.as_object_mut().unwrap().remove("version");
+        let e = from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("\"version\" is missing"), "{e}");
     }
 
     #[test]

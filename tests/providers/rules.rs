@@ -988,3 +988,23 @@ fn a_finding_repeated_a_hundred_thousand_times_is_a_few_entries_and_a_count() {
         repeated
     );
 }
+
+/// `main` returns while other threads are writing Logoff reports: what
+/// they had begun is removed at process end, no `.tmp` file is left, and
+/// every report file there is whole.
+#[test]
+fn process_end_leaves_no_half_written_report_behind() {
+    let (code, stderr, reports) = exit_within_a_minute("writing", &["writing"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("exit-writing");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    // (exit_within_a_minute read every file: each is a whole report.)
+    assert!(
+        reports.len() >= 2,
+        "Logoff reports and the exit report: {names:?}"
+    );
+}

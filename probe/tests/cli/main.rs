@@ -626,10 +626,32 @@ fn bad_input_exits_2_with_one_line_naming_the_file() {
         );
         assert!(err.contains(what), "{what:?} in {err}");
     }
-    // Usage errors are exit 2 too.
-    assert_eq!(code(&mapileak(&[&"gate"])), 2);
-    assert_eq!(code(&mapileak(&[&"gate", &"--format", &"xml", &ok])), 2);
-    assert_eq!(code(&mapileak(&[&"frobnicate"])), 2);
+    // Usage errors are exit 2 too, in one line that shows what it echoes
+    // of the arguments (a clear-screen, a fake line) without acting on it.
+    for args in [
+        vec!["gate"],
+        vec!["gate", "--format", "xml\n::error::forged\x1b[2J"],
+        vec!["frobnicate"],
+    ] {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as _).collect();
+        if args.len() > 1 {
+            all.push(&ok);
+        }
+        let o = mapileak(&all);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("mapileak: "), "{err}");
+        assert!(
+            err.trim_end().ends_with("(mapileak --help for usage)"),
+            "{err}"
+        );
+        assert!(!err.contains('\x1b'), "{err}");
+    }
+    // --help is not an error.
+    let o = mapileak(&[&"--help"]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("gate"));
 }
 
 /// A tiny xorshift generator: reproducible mutations without a crate.
