@@ -700,17 +700,31 @@ fn mutate(rng: &mut Rng, good: &[u8]) -> Vec<u8> {
 #[test]
 fn mutated_reports_never_panic_the_reader_or_the_gate() {
     let good = a_report();
+    // The corpus: the report, one with the fields v1 gained since (a
+    // finding's repeat count, a buffer's owner), one with a quoted version.
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    v["findings"][0]["repeated"] = 7.into();
+    let owner = v["objects"][0]["id"].clone();
+    let buffer = serde_json::json!({
+        "stack": v["objects"][0]["created"].clone(),
+        "bytes": 64, "children": 1, "signature": "00000000000000aa", "owner": owner,
+    });
+    v["buffers"].as_array_mut().unwrap().push(buffer);
+    let grown = serde_json::to_vec(&v).unwrap();
+    v["version"] = "1".into();
+    let quoted = serde_json::to_vec(&v).unwrap();
+    let corpus = [good, grown, quoted];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // In process: many mutations through the report reader.
-    for _ in 0..3000 {
-        let bytes = mutate(&mut rng, &good);
+    for i in 0..3000 {
+        let bytes = mutate(&mut rng, &corpus[i % corpus.len()]);
         let _ = mapileak_reports::from_json(&bytes);
     }
     // Through the binary: a few dozen, each must exit 0, 1 or 2, never crash.
     let d = tmp("fuzz");
     for i in 0..40 {
         let p = d.join(format!("m{i}.json"));
-        std::fs::write(&p, mutate(&mut rng, &good)).unwrap();
+        std::fs::write(&p, mutate(&mut rng, &corpus[i % corpus.len()])).unwrap();
         let o = mapileak(&[&"gate", &p]);
         let c = code(&o);
         assert!((0..=2).contains(&c), "exit {c}: {}", stderr(&o));
