@@ -269,6 +269,8 @@ enum Found {
     Foreign,
     /// Not knowable now (a lock not free in time): left alone.
     Unknown,
+    /// The C runtime says it is none of its blocks.
+    NotAHeapBlock,
 }
 
 /// What `user` is.
@@ -295,6 +297,10 @@ unsafe fn find(user: *mut u8) -> Found {
     }
     // SAFETY: the caller's promise: a block of `malloc`.
     let usable = unsafe { crt::usable(user.cast()) };
+    if usable == usize::MAX {
+        // The C runtime's own answer for what is not its block (`_msize`).
+        return Found::NotAHeapBlock;
+    }
     if usable < TRAILER {
         return Found::Foreign;
     }
@@ -344,6 +350,10 @@ pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
             return;
         }
         Found::Unknown => return,
+        Found::NotAHeapBlock => {
+            crate::attributed(|| mapileak::bad_free(user as usize, freed_with.freed_by()));
+            return;
+        }
         Found::Plain {
             size, state: FREED, ..
         } => {
@@ -427,6 +437,10 @@ pub(crate) unsafe fn realloc(user: *mut u8, size: usize) -> *mut u8 {
             size, state: FREED, ..
         } => {
             crate::attributed(|| mapileak::double_free(size, "realloc"));
+            return std::ptr::null_mut();
+        }
+        Found::NotAHeapBlock => {
+            crate::attributed(|| mapileak::bad_free(user as usize, "realloc"));
             return std::ptr::null_mut();
         }
         _ => return std::ptr::null_mut(),
