@@ -180,7 +180,9 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
     // Once process end has begun, only its own reports are written: a file
     // another thread starts now could be left half-made when the process
     // ends (its lines still go out).
-    let writing = report.session.event == mapileak_reports::Event::Exit || !crate::exit::exiting();
+    let is_exit = report.session.event == mapileak_reports::Event::Exit;
+    let writing = is_exit || !crate::exit::exiting();
+    let keep_going = || is_exit || !crate::exit::exiting();
     let dir = if writing {
         config::report_dir()
     } else {
@@ -198,7 +200,7 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
             // Streamed to the file: no second copy of a large report.
             // A new file: one someone put at that name stays, ours takes
             // the next free one.
-            match mapileak_reports::write_new_with(&json, |w| {
+            match mapileak_reports::write_new_while(&json, &keep_going, |w| {
                 serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other)
             }) {
                 Ok(went) => files.push(went),
@@ -207,7 +209,7 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
             if config::html() {
                 let html = dir.join(format!("{base}.html"));
                 // Written as it is made: the page is never held whole.
-                match mapileak_reports::write_new_with(&html, |w| {
+                match mapileak_reports::write_new_while(&html, &keep_going, |w| {
                     mapileak_reports::html::render_to(report, w)
                 }) {
                     Ok(went) => files.push(went),
@@ -399,6 +401,77 @@ fn roots_by_size<'a>(report: &'a Report, index: &Index<'a>) -> Vec<(&'a LeakedOb
     roots
 }
 
+/// The heap and MAPI buffer sites, largest first, a line each up to
+/// `limit` (as leak roots are), with the provider's frame that allocated:
+/// what LeakSanitizer and valgrind print for heap leaks. A buffer of a
+/// leaked object (an owner) goes with that object, not here.
+fn emit_sites(
+    report: &Report,
+    index: &mapileak_reports::Index<'_>,
+    limit: usize,
+    subscriber: bool,
+    see: &str,
+) {
+    let mut sites: Vec<(u64, String, Option<&Stack>)> = report
+        .heap
+        .iter()
+        .map(|h| {
+            (
+                h.bytes,
+                format!(
+                    "leaked {} heap block(s) of {} bytes allocated in",
+                    h.blocks, h.bytes
+                ),
+                index.stack(h.stack),
+            )
+        })
+        .chain(
+            report
+                .buffers
+                .iter()
+                .filter(|b| b.owner.is_none())
+                .map(|b| {
+                    (
+                        b.bytes,
+                        format!(
+                            "unfreed MAPI buffer of {} bytes ({} chained) allocated in",
+                            b.bytes, b.children
+                        ),
+                        index.stack(b.stack),
+                    )
+                }),
+        )
+        .collect();
+    sites.sort_by_key(|&(bytes, _, _)| std::cmp::Reverse(bytes));
+    for (bytes, what, stack) in sites.iter().take(limit) {
+        let message = format!("{what} {}", site(*stack));
+        if subscriber {
+            tracing::warn!(
+                target: "mapileak",
+                session = report.session.id,
+                bytes = *bytes,
+                stack = %render_stack(*stack),
+                "{message}"
+            );
+        } else {
+            trace::line(format_args!("{message}"));
+        }
+    }
+    if sites.len() > limit {
+        let rest = &sites[limit..];
+        let bytes: u64 = rest.iter().map(|&(b, _, _)| b).sum();
+        let message = format!(
+            "and {} more heap or buffer site(s) ({bytes} bytes): see {see}",
+            rest.len()
+        );
+        if subscriber {
+            tracing::warn!(target: "mapileak", session = report.session.id, "{message}");
+        } else {
+            trace::line(format_args!("{message}"));
+        }
+    }
+}
+
 fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
     let subscriber = has_subscriber();
     let see = files
@@ -456,6 +529,7 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
                 trace::line(format_args!("{message}"));
             }
         }
+        emit_sites(report, &index, limit, subscriber, &see);
         for f in report.findings.iter().take(limit) {
             let stack = f.stack.and_then(|s| index.stack(s));
             let at = if f.repeated > 0 {

@@ -170,6 +170,27 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
         )),
         "{stderr}"
     );
+    // Heap and buffer sites get a line each too, largest first, with the
+    // provider's frame that allocated.
+    // (The Logoff's lines: the process-end report's follow its summary.)
+    let logoff_end = traces.iter().position(|l| l.contains(" logoff: ")).unwrap();
+    let sites: Vec<&&str> = traces[..logoff_end]
+        .iter()
+        .filter(|l| l.contains(" allocated in "))
+        .collect();
+    assert_eq!(sites.len(), 3, "{stderr}");
+    assert!(
+        sites[0].starts_with(
+            "mapileak: unfreed MAPI buffer of 80 bytes (1 chained) allocated in LeakRecipientRows()"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        sites.iter().any(|l| l.starts_with(
+            "mapileak: leaked 1 heap block(s) of 8 bytes allocated in RememberProfileName(char const*)"
+        )),
+        "{stderr}"
+    );
 
     let find = |kind: &str, label: &str| {
         report

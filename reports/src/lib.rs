@@ -36,6 +36,6 @@ pub mod text;
 pub use model::*;
 pub use read::{
     MAX_REPORT_BYTES, ReadError, from_json, read_capped, read_file, unguessable, write_atomic,
-    write_atomic_with, write_new_with,
+    write_atomic_with, write_new_while, write_new_with,
 };
 pub use rule::Rule;

@@ -167,7 +167,7 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
-    let tmp = write_temporary(path, write)?;
+    let tmp = write_temporary(path, &|| true, write)?;
     let moved = fs::rename(&tmp, path);
     if moved.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -185,10 +185,34 @@ pub fn write_new_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
-    let tmp = write_temporary(path, write)?;
-    let placed = place_new(&tmp, path);
+    write_new_while(path, &|| true, write)
+}
+
+/// [`write_new_with`], given up (its temporary file removed, an
+/// [`io::ErrorKind::Interrupted`] error) when `keep_going` says no: checked
+/// once the temporary file exists and again before it is put in place. (A
+/// process that is ending removes the temporary files it finds; a write
+/// that begins meanwhile removes its own.)
+pub fn write_new_while(
+    path: &Path,
+    keep_going: &dyn Fn() -> bool,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    let tmp = write_temporary(path, keep_going, write)?;
+    let placed = if keep_going() {
+        place_new(&tmp, path)
+    } else {
+        Err(interrupted())
+    };
     let _ = fs::remove_file(&tmp);
     placed
+}
+
+fn interrupted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Interrupted,
+        "given up: the process is ending",
+    )
 }
 
 /// How many other names [`write_new_with`] tries.
@@ -235,6 +259,7 @@ fn place_new(tmp: &Path, path: &Path) -> io::Result<PathBuf> {
 /// under an unguessable name, created exclusively.
 fn write_temporary(
     path: &Path,
+    keep_going: &dyn Fn() -> bool,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
     let dir = path
@@ -252,6 +277,9 @@ fn write_temporary(
         .create_new(true)
         .open(&tmp)?;
     let result = (|| {
+        if !keep_going() {
+            return Err(interrupted());
+        }
         let mut w = io::BufWriter::with_capacity(1 << 16, f);
         write(&mut w)?;
         let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
