@@ -472,6 +472,39 @@ fn emit_sites(
     }
 }
 
+/// Leak roots of one signature, for one console line.
+struct Group<'a> {
+    /// The largest of them (the one `roots_by_size` put first).
+    first: &'a LeakedObject,
+    roots: usize,
+    /// What they hold, all together.
+    indirect: usize,
+}
+
+/// `roots` (largest first) grouped by signature, in the order of each
+/// group's largest.
+fn by_signature<'a>(roots: &[(&'a LeakedObject, usize)]) -> Vec<Group<'a>> {
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<Group<'a>> = Vec::new();
+    for &(o, indirect) in roots {
+        match at.get(o.signature.as_str()) {
+            Some(&g) => {
+                groups[g].roots += 1;
+                groups[g].indirect += indirect;
+            }
+            None => {
+                at.insert(&o.signature, groups.len());
+                groups.push(Group {
+                    first: o,
+                    roots: 1,
+                    indirect,
+                });
+            }
+        }
+    }
+    groups
+}
+
 fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
     let subscriber = has_subscriber();
     let see = files
@@ -481,28 +514,45 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
         let index = report.index();
         let limit = config::trace_roots();
         let roots = roots_by_size(report, &index);
-        for &(o, indirect) in roots.iter().take(limit) {
+        // Leak roots of one signature (one kind from one creation path: a
+        // table leaked per call, a hundred thousand times) are one line,
+        // at the place of their largest.
+        let groups = by_signature(&roots);
+        for g in groups.iter().take(limit) {
+            let (o, indirect) = (g.first, g.indirect);
             let created = index.stack(o.created);
             let unmatched: Vec<String> = o
                 .unmatched_addrefs()
                 .map(|e| site(index.stack(e.stack)))
                 .collect();
-            let message = format!(
-                "leaked {} created in {}{}",
-                describe(o),
-                site(created),
-                if indirect > 0 {
-                    format!(", holding {indirect} more leaked object(s)")
-                } else {
-                    String::new()
-                }
-            );
+            let message = if g.roots == 1 {
+                format!(
+                    "leaked {} created in {}{}",
+                    describe(o),
+                    site(created),
+                    if indirect > 0 {
+                        format!(", holding {indirect} more leaked object(s)")
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                format!(
+                    "leaked {} {} objects like \"{}\" created in {} ({} leaked object(s) with what they hold)",
+                    g.roots,
+                    one_line(&o.kind),
+                    one_line(&o.label),
+                    site(created),
+                    g.roots + indirect
+                )
+            };
             if subscriber {
                 tracing::warn!(
                     target: "mapileak",
                     session = report.session.id,
                     kind = %one_line(&o.kind),
                     label = %one_line(&o.label),
+                    roots = g.roots,
                     refcount = o.refcount.map_or(-1, i64::from),
                     indirect,
                     unmatched_addrefs = ?unmatched,
@@ -516,13 +566,12 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
                 }
             }
         }
-        if roots.len() > limit {
-            let rest = &roots[limit..];
-            let objects: usize = rest.iter().map(|&(_, under)| under + 1).sum();
-            let message = format!(
-                "and {} more leak root(s) ({objects} leaked object(s)): see {see}",
-                rest.len()
-            );
+        if groups.len() > limit {
+            let rest = &groups[limit..];
+            let roots: usize = rest.iter().map(|g| g.roots).sum();
+            let objects: usize = rest.iter().map(|g| g.roots + g.indirect).sum();
+            let message =
+                format!("and {roots} more leak root(s) ({objects} leaked object(s)): see {see}");
             if subscriber {
                 tracing::warn!(target: "mapileak", session = report.session.id, "{message}");
             } else {

@@ -529,9 +529,17 @@ fn full_mode_traces_the_largest_roots_then_counts_the_rest() {
     let logoff = tracing::subscriber::with_default(sub.clone(), || {
         let _dir = setup();
         let s = Session::logon(ProviderKind::MessageStore, "many roots");
-        // Five roots: tables holding 0, 3, 1, 4 and 2 messages.
-        for held in [0, 3, 1, 4, 2] {
-            let table = Tracked::in_session(s, &kinds::IMAPI_TABLE, format!("holds {held}"));
+        // Five roots of five kinds (five signatures, five lines): objects
+        // holding 0, 3, 1, 4 and 2 messages.
+        let kinds = [
+            &kinds::IMAPI_TABLE,
+            &kinds::IMAPI_FOLDER,
+            &kinds::IATTACH,
+            &kinds::IMAPI_STATUS,
+            &kinds::IMAPI_PROP,
+        ];
+        for (held, kind) in [0, 3, 1, 4, 2].into_iter().zip(kinds) {
+            let table = Tracked::in_session(s, kind, format!("holds {held}"));
             for _ in 0..held {
                 let m = Tracked::in_session(s, &kinds::IMESSAGE, "m");
                 table.hold(m.id());
@@ -574,6 +582,50 @@ fn full_mode_traces_the_largest_roots_then_counts_the_rest() {
             && rest[0].ends_with(".json"),
         "{}",
         rest[0]
+    );
+}
+
+/// A hundred tables leaked from one call path (each holding a message):
+/// one console line for all of them, with their count, not a hundred.
+#[test]
+fn leak_roots_of_one_signature_are_one_line() {
+    let _serial = EVENT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let sub = capture::Capture::default();
+    let logoff = tracing::subscriber::with_default(sub.clone(), || {
+        let _dir = setup();
+        let s = Session::logon(ProviderKind::MessageStore, "one path");
+        for i in 0..100 {
+            let table = Tracked::in_session(s, &kinds::IMAPI_TABLE, format!("table {i}"));
+            let m = Tracked::in_session(s, &kinds::IMESSAGE, "m");
+            table.hold(m.id());
+            std::mem::forget((table, m));
+        }
+        s.ms_logoff()
+    });
+    assert_eq!(logoff.report.summary.leak_roots, 100);
+    let session = logoff.report.session.id.to_string();
+    let events: Vec<_> = sub
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.fields.get("session") == Some(&session) && e.fields.contains_key("kind"))
+        .cloned()
+        .collect();
+    let [line] = &events[..] else {
+        panic!("{events:#?}")
+    };
+    assert_eq!(line.fields["roots"], "100");
+    assert!(
+        line.fields["message"]
+            .starts_with("leaked 100 IMAPITable objects like \"table 0\" created in "),
+        "{}",
+        line.fields["message"]
+    );
+    assert!(
+        line.fields["message"].ends_with("(200 leaked object(s) with what they hold)"),
+        "{}",
+        line.fields["message"]
     );
 }
 
