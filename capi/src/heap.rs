@@ -176,18 +176,24 @@ pub(crate) fn allocate(size: usize, align: usize, zeroed: bool, source: Source) 
     user
 }
 
-fn allocate_plain(size: usize, zeroed: bool, source: Source) -> *mut u8 {
-    let Some(total) = size.checked_add(TRAILER) else {
+/// A block of the C runtime of `size` bytes plus `extra`, zeroed or not;
+/// null when out of memory (or the sum overflows).
+fn crt_block(size: usize, extra: usize, zeroed: bool) -> *mut c_void {
+    let Some(total) = size.checked_add(extra) else {
         return std::ptr::null_mut();
     };
     // SAFETY: plain calls of the C runtime's allocator.
-    let block = unsafe {
+    unsafe {
         if zeroed {
             crt::calloc(1, total)
         } else {
             crt::malloc(total)
         }
-    };
+    }
+}
+
+fn allocate_plain(size: usize, zeroed: bool, source: Source) -> *mut u8 {
+    let block = crt_block(size, TRAILER, zeroed);
     if block.is_null() {
         return std::ptr::null_mut();
     }
@@ -197,17 +203,7 @@ fn allocate_plain(size: usize, zeroed: bool, source: Source) -> *mut u8 {
 }
 
 fn allocate_aligned(size: usize, align: usize, zeroed: bool, source: Source) -> *mut u8 {
-    let Some(total) = size.checked_add(align) else {
-        return std::ptr::null_mut();
-    };
-    // SAFETY: plain calls of the C runtime's allocator.
-    let raw = unsafe {
-        if zeroed {
-            crt::calloc(1, total)
-        } else {
-            crt::malloc(total)
-        }
-    };
+    let raw = crt_block(size, align, zeroed);
     if raw.is_null() {
         return std::ptr::null_mut();
     }
