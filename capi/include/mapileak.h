@@ -61,6 +61,8 @@ typedef struct mapileak_summary {
     uint64_t heap_bytes;     /* their bytes */
     uint64_t mapi_buffers;   /* unfreed MAPI buffers (a chain counts once) */
     uint64_t findings;       /* shutdown-protocol and buffer findings */
+    uint64_t heap_untracked; /* attributed heap blocks the live table could not
+                                hold, process-wide so far (MAPILEAK_LIVE_BLOCKS) */
 } mapileak_summary;
 
 /* MAPI's own types, when its headers come first (mapidefs.h, through
@@ -107,7 +109,8 @@ int mapileak_set_history(const char *kinds);
 
 /* ---- sessions ----------------------------------------------------------- */
 
-/* A logon of a provider of type `provider` starts; returns its session. */
+/* A logon of a provider of type `provider` (MAPILEAK_ADDRESS_BOOK ...)
+ * starts; returns its session, or 0 for another type. */
 uint64_t mapileak_logon(int provider, const char *label);
 /* IABLogon::Logoff, IMSLogon::Logoff, IXPLogon::TransportLogoff: checks the
  * session, writes its report, and fills `out` (may be NULL) with its counts. */
@@ -132,7 +135,8 @@ int mapileak_process_exit(void);
 
 /* ---- the provider's life (optional; enables the Shutdown checks) -------- */
 
-/* *ProviderInit returned a provider object; malloc_addrefd: it kept lpMalloc. */
+/* *ProviderInit returned a provider object; malloc_addrefd: it kept lpMalloc.
+ * 0 for a provider type other than MAPILEAK_ADDRESS_BOOK ... TRANSPORT. */
 uint64_t mapileak_provider_init(int provider, const char *label, int malloc_addrefd);
 /* The provider's Logon created a logon: returns its session. */
 uint64_t mapileak_provider_logon(uint64_t provider, const char *label);

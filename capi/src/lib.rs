@@ -37,12 +37,13 @@ use mapileak::{
 };
 
 /// `MAPILEAK_ADDRESS_BOOK`, `MAPILEAK_MESSAGE_STORE`, `MAPILEAK_TRANSPORT`.
-fn provider_kind(kind: c_int) -> ProviderKind {
+/// `None` for another number: refused, as every bad argument is.
+fn provider_kind(kind: c_int) -> Option<ProviderKind> {
     match kind {
-        1 => ProviderKind::AddressBook,
-        2 => ProviderKind::MessageStore,
-        3 => ProviderKind::Transport,
-        _ => ProviderKind::Unknown,
+        1 => Some(ProviderKind::AddressBook),
+        2 => Some(ProviderKind::MessageStore),
+        3 => Some(ProviderKind::Transport),
+        _ => None,
     }
 }
 
@@ -94,6 +95,9 @@ pub struct Summary {
     pub mapi_buffers: u64,
     /// Protocol findings.
     pub findings: u64,
+    /// Attributed heap blocks the live table could not hold, process-wide
+    /// so far (raise `MAPILEAK_LIVE_BLOCKS`).
+    pub heap_untracked: u64,
 }
 
 impl From<&Logoff> for Summary {
@@ -106,6 +110,7 @@ impl From<&Logoff> for Summary {
             heap_bytes: s.heap_bytes,
             mapi_buffers: s.mapi_buffers,
             findings: s.findings,
+            heap_untracked: s.heap_untracked,
         }
     }
 }
@@ -180,16 +185,24 @@ pub extern "C" fn mapileak_set_html(on: c_int) {
 pub unsafe extern "C" fn mapileak_logon(provider: c_int, label: *const c_char) -> u64 {
     // SAFETY: the caller's promise.
     let label = unsafe { text(label) };
-    guard(0, || Session::logon(provider_kind(provider), label).id())
+    let Some(kind) = provider_kind(provider) else {
+        return 0;
+    };
+    guard(0, || Session::logon(kind, label).id())
 }
 
-fn logoff(session: u64, out: *mut Summary, how: fn(Session) -> Logoff) -> c_int {
+/// A Logoff of `session`, its counts written to `out`.
+///
+/// # Safety
+///
+/// `out` is NULL or valid for writing a `mapileak_summary`.
+unsafe fn logoff(session: u64, out: *mut Summary, how: fn(Session) -> Logoff) -> c_int {
     let done = guard(None, || {
         Session::by_id(session).map(|s| Summary::from(&how(s)))
     });
     match done {
         Some(summary) => {
-            // SAFETY: the exported caller's promise on `out`.
+            // SAFETY: the caller's promise on `out`.
             unsafe { put(out, summary) };
             0
         }
@@ -206,7 +219,8 @@ fn logoff(session: u64, out: *mut Summary, how: fn(Session) -> Logoff) -> c_int 
 /// `out` is NULL or valid for writing a `mapileak_summary`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mapileak_ab_logoff(session: u64, out: *mut Summary) -> c_int {
-    logoff(session, out, Session::ab_logoff)
+    // SAFETY: the caller's promise on `out`, passed on.
+    unsafe { logoff(session, out, Session::ab_logoff) }
 }
 
 /// `int mapileak_ms_logoff(uint64_t session, mapileak_summary *out)`:
@@ -217,7 +231,8 @@ pub unsafe extern "C" fn mapileak_ab_logoff(session: u64, out: *mut Summary) -> 
 /// `out` is NULL or valid for writing a `mapileak_summary`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mapileak_ms_logoff(session: u64, out: *mut Summary) -> c_int {
-    logoff(session, out, Session::ms_logoff)
+    // SAFETY: the caller's promise on `out`, passed on.
+    unsafe { logoff(session, out, Session::ms_logoff) }
 }
 
 /// `int mapileak_transport_logoff(uint64_t session, mapileak_summary *out)`:
@@ -228,7 +243,8 @@ pub unsafe extern "C" fn mapileak_ms_logoff(session: u64, out: *mut Summary) -> 
 /// `out` is NULL or valid for writing a `mapileak_summary`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mapileak_transport_logoff(session: u64, out: *mut Summary) -> c_int {
-    logoff(session, out, Session::transport_logoff)
+    // SAFETY: the caller's promise on `out`, passed on.
+    unsafe { logoff(session, out, Session::transport_logoff) }
 }
 
 thread_local! {
@@ -310,7 +326,7 @@ pub unsafe extern "C" fn mapileak_provider_init(
         Malloc::NotKept
     };
     guard(0, || {
-        Provider::init(provider_kind(provider), label, malloc).id()
+        provider_kind(provider).map_or(0, |kind| Provider::init(kind, label, malloc).id())
     })
 }
 

@@ -17,7 +17,7 @@ static void give_one_back(mapileak_object *cache) { mapileak_object_release(cach
 int main(int argc, char **argv) {
     uint64_t session;
     mapileak_object *cache;
-    mapileak_summary summary = {0, 0, 0, 0, 0, 0};
+    mapileak_summary summary = {0, 0, 0, 0, 0, 0, 0};
     if (argc < 2) return 2;
     mapileak_set_output_dir(argv[1]);
     if (argc > 2 && mapileak_set_history(argv[2]) != 0) return 3;

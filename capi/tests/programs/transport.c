@@ -32,8 +32,8 @@ static const mapileak_guid IID_IXPLogon = {
     0x00020315, 0x0000, 0x0000, {0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46}};
 
 int main(int argc, char **argv) {
-    mapileak_summary summary = {0, 0, 0, 0, 0, 0};
-    mapileak_summary shutdown = {0, 0, 0, 0, 0, 0};
+    mapileak_summary summary = {0, 0, 0, 0, 0, 0, 0};
+    mapileak_summary shutdown = {0, 0, 0, 0, 0, 0, 0};
     uint64_t provider;
     uint64_t session;
     mapileak_object *logon;
@@ -46,6 +46,9 @@ int main(int argc, char **argv) {
     if (mapileak_buffers_wrap(stand_in_allocate, stand_in_more, stand_in_free) != 0) return 3;
     if (mapileak_buffers_wrap(stand_in_allocate, stand_in_more, stand_in_free) != -1) return 3;
 
+    /* Another provider type is refused, as every bad argument is. */
+    if (mapileak_logon(99, "no such type") != 0 || mapileak_provider_init(0, "none", 0) != 0)
+        return 3;
     session = mapileak_logon(MAPILEAK_TRANSPORT, "C transport");
     if (mapileak_enter(session) != 0) return 3;
     /* The logon object: MAPI releases it after TransportLogoff, so alive
@@ -89,6 +92,7 @@ int main(int argc, char **argv) {
     if (mapileak_transport_logoff(session, &summary) != 0) return 3;
     mapileak_object_release(logon);
     mapileak_object_free(logon);
+    if (summary.heap_untracked != 0) return 6;
     printf("mapileak-c real_allocs=%d real_frees=%d leaked_objects=%llu findings=%llu "
            "mapi_buffers=%llu shutdown_findings=%llu\n",
            real_allocs, real_frees, (unsigned long long)summary.leaked_objects,
