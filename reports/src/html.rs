@@ -529,43 +529,127 @@ fn objects(
     });
 
     out.markup("<section><h2>Leaked objects — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
-    // Depth-first, iteratively: Enter(i) writes the item and opens its list,
-    // Leave closes them.
-    enum Step {
-        Enter(usize),
-        Leave(bool),
-    }
-    let mut steps: Vec<Step> = roots.iter().rev().map(|&i| Step::Enter(i)).collect();
-    while let Some(step) = steps.pop() {
-        match step {
-            Step::Leave(had_children) => {
-                out.markup(if had_children {
-                    "</ul></li>\n"
-                } else {
-                    "</li>\n"
-                });
+    // Roots of one signature (one kind from one creation path: a table
+    // leaked per call, a hundred thousand times) are one entry: their
+    // count, and a few of them, the largest, to open. Every one is in the
+    // JSON report.
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &i in &roots {
+        let sig = r.objects[i].signature.as_str();
+        match group_of.get(sig) {
+            Some(&g) => groups[g].push(i),
+            None => {
+                group_of.insert(sig, groups.len());
+                groups.push(vec![i]);
             }
-            Step::Enter(i) => {
-                let o = &r.objects[i];
-                object_item(
-                    out,
-                    o,
-                    size[i] - 1,
-                    stacks.get(&o.created).copied(),
-                    stacks,
-                    inline,
-                    prefix,
-                );
-                let kids = children.get(&i);
-                steps.push(Step::Leave(kids.is_some()));
-                if let Some(kids) = kids {
-                    out.markup("<ul>");
-                    steps.extend(kids.iter().rev().map(|&k| Step::Enter(k)));
+        }
+    }
+    let tree = Tree {
+        r,
+        children: &children,
+        size: &size,
+        stacks,
+        inline,
+        prefix,
+    };
+    for group in &groups {
+        if let [only] = group[..] {
+            tree.write(out, only);
+            continue;
+        }
+        let first = &r.objects[group[0]];
+        let objects: usize = group.iter().map(|&i| size[i]).sum();
+        let created = stacks.get(&first.created).copied();
+        let top = created
+            .and_then(Stack::top_frame)
+            .map_or("", |f| f.function.as_str());
+        put!(
+            out,
+            "<li class=\"group\" data-filter=\"{}\"><span class=\"kind\">{}</span> <span class=\"tag root\">{} leak roots</span> like <span class=\"label\">&quot;{}&quot;</span><span class=\"tag\">{} objects with what they hold</span> <span class=\"sig\">{}</span><div>created in ",
+            Text(&filter_text(&[&first.kind, &first.label, top], None)),
+            Text(&first.kind),
+            group.len(),
+            Text(&first.label),
+            objects,
+            Text(&first.signature)
+        );
+        stack_block(out, created, first.created, inline, prefix);
+        let shown = group.len().min(GROUP_EXAMPLES);
+        put!(
+            out,
+            "</div><details><summary>the {} largest of them</summary><ul>",
+            shown
+        );
+        for &i in &group[..shown] {
+            tree.write(out, i);
+        }
+        out.markup("</ul></details>");
+        if group.len() > shown {
+            put!(
+                out,
+                "<div class=\"help\">and {} more with this signature: every one is in the JSON report</div>",
+                group.len() - shown
+            );
+        }
+        out.markup("</li>\n");
+    }
+    out.markup("</ul></section>\n");
+}
+
+/// How many roots of one signature the page shows.
+const GROUP_EXAMPLES: usize = 3;
+
+/// What writing an object with what it holds needs.
+struct Tree<'a> {
+    r: &'a Report,
+    children: &'a HashMap<usize, Vec<usize>>,
+    size: &'a [usize],
+    stacks: &'a HashMap<StackId, &'a Stack>,
+    inline: bool,
+    prefix: &'a str,
+}
+
+impl Tree<'_> {
+    /// Object `root` and, nested, what it holds: depth-first, iteratively
+    /// (chains can be long). Enter(i) writes the item and opens its list,
+    /// Leave closes them.
+    fn write(&self, out: &mut Out<'_>, root: usize) {
+        enum Step {
+            Enter(usize),
+            Leave(bool),
+        }
+        let mut steps = vec![Step::Enter(root)];
+        while let Some(step) = steps.pop() {
+            match step {
+                Step::Leave(had_children) => {
+                    out.markup(if had_children {
+                        "</ul></li>\n"
+                    } else {
+                        "</li>\n"
+                    });
+                }
+                Step::Enter(i) => {
+                    let o = &self.r.objects[i];
+                    object_item(
+                        out,
+                        o,
+                        self.size[i] - 1,
+                        self.stacks.get(&o.created).copied(),
+                        self.stacks,
+                        self.inline,
+                        self.prefix,
+                    );
+                    let kids = self.children.get(&i);
+                    steps.push(Step::Leave(kids.is_some()));
+                    if let Some(kids) = kids {
+                        out.markup("<ul>");
+                        steps.extend(kids.iter().rev().map(|&k| Step::Enter(k)));
+                    }
                 }
             }
         }
     }
-    out.markup("</ul></section>\n");
 }
 
 fn object_item(
@@ -862,6 +946,63 @@ mod tests {
         r.summary.heap_untracked = 7;
         r.recount();
         r
+    }
+
+    /// `n` roots from one creation path (one signature), each holding one
+    /// message, and one root of another kind.
+    fn many_of_one_kind(n: u64) -> Report {
+        let mut r = with_a_finding();
+        let object = |id: u64, kind: &str, sig: &str, parent: Option<u64>| LeakedObject {
+            id,
+            kind: kind.into(),
+            label: format!("object {id}"),
+            refcount: Some(1),
+            root: parent.is_none(),
+            parent,
+            opened_from: None,
+            signature: sig.into(),
+            created: 1,
+            events: Vec::new(),
+            events_dropped: 0,
+        };
+        for i in 0..n {
+            r.objects
+                .push(object(2 * i + 1, "IMAPITable", "aaaaaaaaaaaaaaaa", None));
+            r.objects.push(object(
+                2 * i + 2,
+                "IMessage",
+                "bbbbbbbbbbbbbbbb",
+                Some(2 * i + 1),
+            ));
+        }
+        r.objects
+            .push(object(1_000_000, "IMAPIFolder", "cccccccccccccccc", None));
+        r.recount();
+        r
+    }
+
+    #[test]
+    fn roots_of_one_signature_are_one_entry_with_a_few_examples() {
+        let page = render(&many_of_one_kind(10));
+        // One entry for the ten tables: their count, what they hold, three
+        // of them (each with its message) to open, the rest counted.
+        assert_eq!(page.matches("<li class=\"group\"").count(), 1, "{page}");
+        assert!(page.contains("<span class=\"tag root\">10 leak roots</span> like <span class=\"label\">&quot;object 1&quot;</span><span class=\"tag\">20 objects with what they hold</span>"), "{page}");
+        assert!(page.contains("<summary>the 3 largest of them</summary>"));
+        assert!(page.contains("and 7 more with this signature: every one is in the JSON report"));
+        assert_eq!(
+            page.matches("IMessage</span>").count(),
+            3,
+            "the examples' messages"
+        );
+        // A root alone in its signature is as before.
+        assert!(page.contains("IMAPIFolder</span> <span class=\"label\">&quot;object 1000000&quot;</span><span class=\"tag root\">leak root</span>"));
+    }
+
+    #[test]
+    fn a_hundred_thousand_leaks_of_a_few_kinds_make_a_small_page() {
+        let page = render(&many_of_one_kind(50_000));
+        assert!(page.len() < 1 << 20, "{} bytes", page.len());
     }
 
     #[test]

@@ -287,3 +287,72 @@ fn several_reports_render_as_one_page_with_an_index() {
     );
     assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "my notes");
 }
+
+/// A Logoff's worth at scale: 100,002 leaked objects, two thirds of them
+/// roots, from 640 creation paths. The page groups the roots by signature
+/// (640 entries, a few examples each, the rest counted): it stays small
+/// and a browser opens it, filter and all. (Its load time is the report
+/// benchmark's business, not a test's.)
+#[test]
+fn a_hundred_thousand_leaks_make_a_page_a_browser_opens() {
+    const STACKS: u32 = 640;
+    let mut r = Report::new(SessionInfo {
+        id: 1,
+        provider: ProviderKind::MessageStore,
+        label: "at scale".into(),
+        event: Event::Logoff,
+    });
+    for s in 1..=STACKS {
+        r.stacks.push(Stack {
+            id: s,
+            frames: (0..8)
+                .map(|d| Frame {
+                    function: format!("store::path{s}::call_{d}"),
+                    file: Some(format!("src/path{s}.rs")),
+                    line: Some(d),
+                })
+                .collect(),
+        });
+    }
+    for i in 0..100_002u64 {
+        let held = i % 3 == 2;
+        let stack = (i % u64::from(STACKS)) as u32 + 1;
+        r.objects.push(LeakedObject {
+            id: i + 1,
+            kind: if held { "IMessage" } else { "IMAPITable" }.into(),
+            label: format!("object {i}"),
+            refcount: Some(1),
+            root: !held,
+            parent: held.then_some(i),
+            opened_from: None,
+            signature: format!("{:016x}", u64::from(stack) * 2 + u64::from(held)),
+            created: stack,
+            events: Vec::new(),
+            events_dropped: 0,
+        });
+    }
+    r.recount();
+    let dir = tmp("browser-scale");
+    let json = dir.join("scale.json");
+    std::fs::write(&json, serde_json::to_vec(&r).unwrap()).unwrap();
+    let page = dir.join("scale.html");
+    let o = mapileak(&[&"render", &json, &"-o", &page]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let bytes = std::fs::metadata(&page).unwrap().len();
+    assert!(bytes < 5 << 20, "{bytes} bytes");
+
+    let mut b = browser("scale");
+    load(&mut b, &page);
+    let groups = b.eval("document.querySelectorAll('ul.tree > li.group').length");
+    // Every creation path's roots are one entry.
+    assert_eq!(groups, u64::from(STACKS));
+    assert!(
+        b.eval("document.body.textContent.includes('more with this signature')")
+            .as_bool()
+            .unwrap()
+    );
+    b.eval("var f=document.getElementById('filter'); f.value='path7::'; f.dispatchEvent(new Event('input'))");
+    let shown = b.eval("document.querySelectorAll('ul.tree > li.group:not([hidden])').length");
+    assert!(shown.as_u64().unwrap() >= 1, "{shown}");
+    b.screenshot(&out_dir().join("scale.png"));
+}
