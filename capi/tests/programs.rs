@@ -920,14 +920,25 @@ fn history_is_kept_for_a_c_providers_own_kinds() {
 }
 
 /// `include/mapileak.h` against the library: every function the static
-/// library exports (`#[unsafe(no_mangle)]` in `src/lib.rs`, the ones its
-/// macros make included) is declared, with the same parameter and return
+/// library exports (`#[unsafe(no_mangle)]` in `src/`, the ones its macros
+/// make included) is declared, with the same parameter and return
 /// types and calling convention, and nothing else is declared. (Hidden
 /// exports, `mapileak__*`, are fault injection for tests.)
 #[test]
 fn the_header_declares_exactly_what_the_library_exports() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let rust = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    // Every source file of the crate: exports live in its modules too.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("src"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
+    let rust: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
     let header = std::fs::read_to_string(root.join("include/mapileak.h")).unwrap();
     let exported = rust_exports(&rust);
     let declared = c_declarations(&header);
