@@ -92,6 +92,7 @@ fn main() {
         "exit" => std::process::exit(3),
         "busy" => busy_threads(),
         "writing" => writing_threads(),
+        #[cfg(feature = "test-hooks")]
         "held-lock" => {
             let which = std::env::args().nth(2).unwrap_or_default();
             let (held, is_held) = std::sync::mpsc::channel();
@@ -102,6 +103,13 @@ fn main() {
                 assert!(known, "no lock named {which:?}");
             });
             is_held.recv().expect("the lock is held");
+        }
+        #[cfg(not(feature = "test-hooks"))]
+        "held-lock" => {
+            eprintln!(
+                "no_logoff: held-lock needs feature test-hooks (scripts/test.sh turns it on)"
+            );
+            std::process::exit(2);
         }
         _ => {}
     }

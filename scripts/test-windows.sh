@@ -65,7 +65,8 @@ export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc
 # Everything the tests run, built first, so a warning fails the leg as
 # clippy's -D warnings does the Linux one. (Doctests are compiled by
 # Debian's rustdoc, which matches its rustc.)
-cargo build -Zbuild-std=std,panic_unwind --target "$target" --workspace --tests --examples \
+hooks=(--features mapileak/test-hooks,mapileak-capi/test-hooks)
+cargo build -Zbuild-std=std,panic_unwind --target "$target" --workspace --tests --examples "${hooks[@]}" \
   2>&1 | tee "$out/build.log"
 if grep -q '^warning: `mapileak' "$out/build.log"; then
   echo "scripts/test-windows.sh: the Windows build has warnings (above)" >&2
@@ -85,8 +86,9 @@ fi
 # The C ABI's test programs: a test under Wine cannot run the Linux
 # cross-compiler, so they are built here against the Windows static library,
 # as a C or C++ provider DLL would be (see README, "Windows").
-# The static library as providers link it: optimized (--release).
-cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi --release
+# The static library as providers link it: optimized (--release); with the
+# test hook the unload test's DLL calls (mapileak__test_hold_lock).
+cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi --release --features test-hooks
 programs=$out/programs
 mkdir -p "$programs"
 lib=$CARGO_TARGET_DIR/$target/release/libmapileak_c.a
@@ -136,7 +138,7 @@ echo "mapi types: mapileak.h takes MAPI's types without casts (C and C++, Wine's
 
 wineserver -p 2>/dev/null || true   # one server for the whole run
 status=0
-cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace "$@" || status=$?
+cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace "${hooks[@]}" "$@" || status=$?
 
 # One name per function on every platform: the demo's leaks, run on Linux
 # and under Wine, have the same signatures, kinds, labels and top frames

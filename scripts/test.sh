@@ -19,4 +19,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-exec cargo test --workspace "$@"
+# `test-hooks`: the fault injection and probes some tests use (never in a
+# provider's build; tests/providers fails without it rather than skip).
+exec cargo test --workspace --features mapileak/test-hooks,mapileak-capi/test-hooks "$@"

@@ -1,5 +1,4 @@
-//! The report directory as the environment names it: shared by the live
-//! build (`config`) and the release build's no-op API, so both say the same.
+//! The report directory as the environment names it, in every build.
 #![allow(unsafe_code)]
 
 use std::path::PathBuf;
@@ -33,12 +32,4 @@ pub(crate) fn default_dir() -> PathBuf {
 #[cfg(not(unix))]
 pub(crate) fn default_dir() -> PathBuf {
     std::env::temp_dir().join("mapileak")
-}
-
-/// The current user's id (Unix).
-#[cfg(unix)]
-#[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
-pub(crate) fn uid() -> u32 {
-    // SAFETY: as in `default_dir`.
-    unsafe { libc::getuid() }
 }

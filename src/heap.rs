@@ -1,14 +1,16 @@
 //! The heap's public face, one definition in every build:
 //! [`TrackingAllocator`], [`HeapStats`], [`heap_stats`], [`track_alloc`],
-//! [`track_free`]. The hook behind them (module `alloc`: counters, stacks,
-//! the live table) is compiled in only with the instrumentation; without
-//! it the allocator forwards every call and the rest answers zero.
+//! [`track_free`], and the C heap's findings. The hook behind them (the
+//! backend's `heap` and `alloc`: counters, stacks, the live table) is live
+//! only with the instrumentation; without it the allocator forwards every
+//! call and the rest answers zero.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
-#[cfg(any(debug_assertions, feature = "force"))]
-use crate::alloc;
+use mapileak_reports::Rule;
+
+use crate::backend::{self, heap as imp};
 
 /// Counts every block; attributes blocks allocated in a session's scope.
 /// Without the instrumentation it passes every call straight to its inner
@@ -35,8 +37,7 @@ pub struct TrackingAllocator<A = System> {
     /// goes to one function compiled in mapileak, allocation included (in a
     /// provider's debug build the generic path, and `System`'s own, run
     /// unoptimized in the provider's crate).
-    #[cfg(any(debug_assertions, feature = "force"))]
-    system: bool,
+    system: imp::SystemFlag,
 }
 
 impl TrackingAllocator<System> {
@@ -44,8 +45,7 @@ impl TrackingAllocator<System> {
     pub const fn system() -> Self {
         TrackingAllocator {
             inner: System,
-            #[cfg(any(debug_assertions, feature = "force"))]
-            system: true,
+            system: imp::SYSTEM,
         }
     }
 }
@@ -55,8 +55,7 @@ impl<A> TrackingAllocator<A> {
     pub const fn new(inner: A) -> Self {
         TrackingAllocator {
             inner,
-            #[cfg(any(debug_assertions, feature = "force"))]
-            system: false,
+            system: imp::NOT_SYSTEM,
         }
     }
 }
@@ -82,27 +81,22 @@ pub struct HeapStats {
 
 /// The counters now. (Counting the attributed blocks visits the live table.)
 pub fn heap_stats() -> HeapStats {
-    #[cfg(any(debug_assertions, feature = "force"))]
-    {
-        let [
-            allocs,
-            frees,
-            live_bytes,
-            attributed_blocks,
-            untracked,
-            table_capacity,
-        ] = alloc::stats();
-        HeapStats {
-            allocs,
-            frees,
-            live_bytes,
-            attributed_blocks,
-            untracked,
-            table_capacity,
-        }
+    let [
+        allocs,
+        frees,
+        live_bytes,
+        attributed_blocks,
+        untracked,
+        table_capacity,
+    ] = imp::stats();
+    HeapStats {
+        allocs,
+        frees,
+        live_bytes,
+        attributed_blocks,
+        untracked,
+        table_capacity,
     }
-    #[cfg(not(any(debug_assertions, feature = "force")))]
-    HeapStats::default()
 }
 
 /// Records a block from an allocator mapileak does not wrap — a C or C++
@@ -114,24 +108,18 @@ pub fn heap_stats() -> HeapStats {
 /// Nothing, without the instrumentation.
 #[inline]
 pub fn track_alloc(ptr: *const u8, size: usize) {
-    #[cfg(any(debug_assertions, feature = "force"))]
     if !ptr.is_null() {
-        alloc::on_alloc(ptr.cast_mut(), size);
+        imp::on_alloc(ptr.cast_mut(), size);
     }
-    #[cfg(not(any(debug_assertions, feature = "force")))]
-    let _ = (ptr, size);
 }
 
 /// The block at `ptr`, recorded by [`track_alloc`] with `size` bytes, is
 /// being freed (null is ignored).
 #[inline]
 pub fn track_free(ptr: *const u8, size: usize) {
-    #[cfg(any(debug_assertions, feature = "force"))]
     if !ptr.is_null() {
-        alloc::on_free(ptr.cast_mut(), size);
+        imp::on_free(ptr.cast_mut(), size);
     }
-    #[cfg(not(any(debug_assertions, feature = "force")))]
-    let _ = (ptr, size);
 }
 
 /// A heap block of `size` bytes that `allocated_with` made was freed with
@@ -142,15 +130,11 @@ pub fn track_free(ptr: *const u8, size: usize) {
 /// hook: it captures a stack and records the finding.
 #[inline(never)]
 pub fn dealloc_mismatch(size: usize, allocated_with: &str, freed_with: &str) {
-    #[cfg(any(debug_assertions, feature = "force"))]
-    heap_finding(
-        mapileak_reports::Rule::AllocDeallocMismatch,
-        format_args!(
+    imp::finding(Rule::AllocDeallocMismatch, || {
+        format!(
             "{freed_with} on a {size}-byte block from {allocated_with}: the block was freed as its allocator requires"
-        ),
-    );
-    #[cfg(not(any(debug_assertions, feature = "force")))]
-    let _ = (size, allocated_with, freed_with);
+        )
+    });
 }
 
 /// A heap block of `size` bytes was freed a second time with `freed_with`
@@ -158,13 +142,9 @@ pub fn dealloc_mismatch(size: usize, allocated_with: &str, freed_with: &str) {
 /// calling stack, as [`dealloc_mismatch`].
 #[inline(never)]
 pub fn double_free(size: usize, freed_with: &str) {
-    #[cfg(any(debug_assertions, feature = "force"))]
-    heap_finding(
-        mapileak_reports::Rule::HeapDoubleFree,
-        format_args!("{freed_with} on a {size}-byte block freed already (not passed on)"),
-    );
-    #[cfg(not(any(debug_assertions, feature = "force")))]
-    let _ = (size, freed_with);
+    imp::finding(Rule::HeapDoubleFree, || {
+        format!("{freed_with} on a {size}-byte block freed already (not passed on)")
+    });
 }
 
 /// `freed_with` got `address`, which cannot be a heap block (the caller did
@@ -172,25 +152,9 @@ pub fn double_free(size: usize, freed_with: &str) {
 /// [`dealloc_mismatch`].
 #[inline(never)]
 pub fn bad_free(address: usize, freed_with: &str) {
-    #[cfg(any(debug_assertions, feature = "force"))]
-    heap_finding(
-        mapileak_reports::Rule::HeapBadFree,
-        format_args!("{freed_with}({address:#x}): not the address of a heap block (not passed on)"),
-    );
-    #[cfg(not(any(debug_assertions, feature = "force")))]
-    let _ = (address, freed_with);
-}
-
-#[cfg(any(debug_assertions, feature = "force"))]
-fn heap_finding(rule: mapileak_reports::Rule, message: std::fmt::Arguments<'_>) {
-    use crate::registry::{self, PendingFinding};
-    let _quiet = crate::context::Quiet::new();
-    if crate::config::mode() == crate::Mode::Off {
-        return;
-    }
-    let stack = crate::stack::capture();
-    let finding = PendingFinding::error(rule, message.to_string(), stack);
-    registry::add_finding(crate::context::current_id(), finding);
+    imp::finding(Rule::HeapBadFree, || {
+        format!("{freed_with}({address:#x}): not the address of a heap block (not passed on)")
+    });
 }
 
 // SAFETY: every method forwards to `inner` with the caller's arguments
@@ -199,60 +163,28 @@ fn heap_finding(rule: mapileak_reports::Rule, message: std::fmt::Arguments<'_>) 
 unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        #[cfg(any(debug_assertions, feature = "force"))]
-        if self.system {
-            // SAFETY: the caller's guarantees, for System.
-            return unsafe { alloc::system::alloc(layout) };
-        }
         // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { self.inner.alloc(layout) };
-        #[cfg(any(debug_assertions, feature = "force"))]
-        if !p.is_null() {
-            alloc::on_alloc(p, layout.size());
-        }
-        p
+        unsafe { imp::alloc(&self.inner, self.system, layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { self.inner.alloc_zeroed(layout) };
-        #[cfg(any(debug_assertions, feature = "force"))]
-        if !p.is_null() {
-            alloc::on_alloc(p, layout.size());
-        }
-        p
+        unsafe { imp::alloc_zeroed(&self.inner, layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        #[cfg(any(debug_assertions, feature = "force"))]
-        {
-            if self.system {
-                // SAFETY: the caller's guarantees, for System.
-                return unsafe { alloc::system::dealloc(ptr, layout) };
-            }
-            // Forget the block before it can be handed out again.
-            alloc::on_free(ptr, layout.size());
-        }
         // SAFETY: forwarded with the caller's guarantees.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        unsafe { imp::dealloc(&self.inner, self.system, ptr, layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // Take the record out first: once `inner.realloc` returns, the old
-        // address may already belong to another thread's new block.
-        #[cfg(any(debug_assertions, feature = "force"))]
-        let origin = alloc::before_realloc(ptr);
         // SAFETY: forwarded with the caller's guarantees.
-        let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        #[cfg(any(debug_assertions, feature = "force"))]
-        alloc::after_realloc(ptr, q, layout.size(), new_size, origin);
-        q
+        unsafe { imp::realloc(&self.inner, ptr, layout, new_size) }
     }
 }
 
 // The promise of release builds.
-#[cfg(not(any(debug_assertions, feature = "force")))]
-const _: () = assert!(size_of::<TrackingAllocator>() == 0);
+const _: () = assert!(backend::LIVE || size_of::<TrackingAllocator>() == 0);

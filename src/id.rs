@@ -3,42 +3,27 @@
 
 use std::fmt;
 
+use crate::backend::{self, object as imp};
+
 /// Names a tracked object; `Copy`, so a child can record its parent.
 /// Zero-sized in a build without the instrumentation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectId(#[cfg(any(debug_assertions, feature = "force"))] pub(crate) u64);
+pub struct ObjectId(pub(crate) backend::Id);
 
 // The promise of release builds.
-#[cfg(not(any(debug_assertions, feature = "force")))]
-const _: () = assert!(size_of::<ObjectId>() == 0);
+const _: () = assert!(backend::LIVE || size_of::<ObjectId>() == 0);
 
 impl ObjectId {
-    /// The id of no object (what the release build's objects return).
-    #[cfg_attr(any(debug_assertions, feature = "force"), allow(dead_code))]
-    pub(crate) const NONE: ObjectId = ObjectId(
-        #[cfg(any(debug_assertions, feature = "force"))]
-        0,
-    );
-
     /// The number the report shows as the object's `id` (0 without the
     /// instrumentation).
     pub fn get(self) -> u64 {
-        #[cfg(any(debug_assertions, feature = "force"))]
-        return self.0;
-        #[cfg(not(any(debug_assertions, feature = "force")))]
-        0
+        backend::number(self.0)
     }
 
     /// The object a report's `id` (or a finding's `object`) names, if it is
     /// still alive in this process (never, without the instrumentation).
     pub fn from_report(id: u64) -> Option<ObjectId> {
-        #[cfg(any(debug_assertions, feature = "force"))]
-        return crate::registry::is_live(id).then_some(ObjectId(id));
-        #[cfg(not(any(debug_assertions, feature = "force")))]
-        {
-            let _ = id;
-            None
-        }
+        imp::alive(id).map(ObjectId)
     }
 
     /// A word for an object to keep in its own memory, so a report counts
@@ -48,10 +33,7 @@ impl ObjectId {
     /// carry it already; a C or C++ object whose count lives elsewhere (the
     /// C ABI's handle) stores it in a field. 0 without the instrumentation.
     pub fn memory_tag(self) -> u64 {
-        #[cfg(any(debug_assertions, feature = "force"))]
-        return crate::registry::memory_tag(self.0);
-        #[cfg(not(any(debug_assertions, feature = "force")))]
-        0
+        imp::memory_tag(self.0)
     }
 }
 

@@ -143,7 +143,6 @@ pub fn history_wanted(name: &str) -> bool {
 /// C++ provider makes later by name when they are made. `force`: over a
 /// choice made before (a call); else only kinds nothing set yet (the
 /// environment). Returns the names no declared kind has.
-#[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
 pub(crate) fn apply_history(list: &str, force: bool) -> Vec<String> {
     let set = |k: &Kind, to: u8| {
         if force {
@@ -177,14 +176,6 @@ pub(crate) fn apply_history(list: &str, force: bool) -> Vec<String> {
     unknown
 }
 
-/// Applies `MAPILEAK_HISTORY` (a comma-separated list of kind names, or
-/// `all`) to kinds not set through [`Kind::set_history`]. Returns the names
-/// that match no declared kind.
-#[cfg_attr(not(any(debug_assertions, feature = "force")), allow(dead_code))]
-pub(crate) fn apply_history_env(list: &str) -> Vec<String> {
-    apply_history(list, false)
-}
-
 /// [`apply_history`] from code (the C ABI's `mapileak_set_history`): over
 /// the environment's choice.
 pub fn set_history(list: &str) {
@@ -212,7 +203,7 @@ macro_rules! declare_kind {
     )+};
 }
 
-#[cfg(all(test, any(debug_assertions, feature = "force")))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -224,7 +215,7 @@ mod tests {
     #[test]
     fn history_env_turns_named_kinds_on_and_reports_unknown_names() {
         IHISTORY_PINNED.set_history(false);
-        let unknown = apply_history_env(" IHistoryProbe , INoSuchKind,IHistoryPinned");
+        let unknown = apply_history(" IHistoryProbe , INoSuchKind,IHistoryPinned", false);
         assert_eq!(unknown, ["INoSuchKind"]);
         // A kind a C provider makes later by that name keeps history.
         assert!(history_wanted("INoSuchKind"));

@@ -224,6 +224,7 @@ fn eight_threads_allocating_and_freeing_give_exact_totals() {
 /// shared slot past the first 255 threads, where two threads counting cost
 /// 10x `System`.
 #[test]
+#[cfg(feature = "test-hooks")]
 fn threads_that_come_and_go_never_end_up_sharing_counters() {
     setup();
     let before = mapileak::heap_stats();

@@ -697,7 +697,7 @@ pub extern "C" fn mapileak_buffer_owner_leave() {
 }
 
 /// `int mapileak__test_hold_lock(const char *which)`: fault injection for
-/// the process-end tests, not declared in mapileak.h: a new thread takes
+/// the process-end tests (feature `test-hooks`), not declared in mapileak.h: a new thread takes
 /// the lock `which` names (see `mapileak::testing::LOCKS`) and keeps it for
 /// good, as a thread ended inside mapileak would. Returns 0 once it is
 /// held, -1 for an unknown name.
@@ -705,6 +705,7 @@ pub extern "C" fn mapileak_buffer_owner_leave() {
 /// # Safety
 ///
 /// `which` is NULL or a NUL-terminated string.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mapileak__test_hold_lock(which: *const c_char) -> c_int {

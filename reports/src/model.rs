@@ -440,7 +440,8 @@ pub struct Finding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
     /// Another call involved (for an over-release blamed on the Release that
-    /// took the count to 0: the later Release that found it there).
+    /// took the count to 0: the later Release that found it there; for a
+    /// bad `MAPIFreeBuffer` of a buffer: its allocation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub also: Option<StackId>,
     /// Stable across runs: rule and stack by function name.

@@ -71,6 +71,15 @@ fn leaked<'a>(r: &'a Report, kind: &str) -> &'a LeakedObject {
         .unwrap_or_else(|| panic!("no leaked {kind} in {r:#?}"))
 }
 
+/// Some tests here reach into mapileak through its test hooks (feature
+/// `test-hooks`): without them they would not be compiled, so this one
+/// fails instead of letting them skip silently.
+#[test]
+#[cfg(not(feature = "test-hooks"))]
+fn the_test_hooks_are_on() {
+    panic!("run the tests with feature test-hooks: scripts/test.sh does");
+}
+
 #[test]
 fn clean_providers_report_nothing() {
     for p in Provider::ALL {

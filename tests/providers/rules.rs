@@ -359,6 +359,7 @@ fn out_of_order_second_logoff_and_objects_after_logoff() {
 /// on and off thousands of times keeps nothing per logon), and what comes
 /// after is still `out-of-order`, with the logon's name.
 #[test]
+#[cfg(feature = "test-hooks")]
 fn a_clean_logon_leaves_the_registry_and_late_calls_are_still_out_of_order() {
     use mapileak::testing::in_registry;
     use mapileak::{Malloc, ProviderKind, Session, Tracked, kinds};
@@ -566,6 +567,7 @@ fn exit_within_a_minute(name: &str, args: &[&str]) -> (Option<i32>, String, Vec<
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn process_end_never_waits_on_a_lock_a_stuck_thread_holds() {
     // A thread holds one of mapileak's locks for good, as a thread that
     // ExitProcess ended inside mapileak would: process end gives up on it

@@ -11,59 +11,59 @@
 //!   such a stretch; the allocator hook counts those blocks but does not
 //!   attribute them. A guard, so it is reset on unwind too.
 //!
-//! This module names no other module of the crate.
+//! It also knows the process's phase: ending (the exit hook runs), or a
+//! forked child. This module names no other module of the crate.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// One logon session. `Copy`: store it in the logon object and in whatever
-/// creates objects for it. (Defined in this leaf so that the capture
-/// modules can take one; its methods are in `session` and `lifecycle`.)
-/// Zero-sized without the instrumentation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Session {
-    #[cfg(any(debug_assertions, feature = "force"))]
-    pub(crate) id: u64,
+/// The process is ending (the exit hook runs): the C runtime has destroyed
+/// the exiting thread's thread-locals, a `tracing` subscriber's included.
+static EXITING: AtomicBool = AtomicBool::new(false);
+/// This process is a child of a `fork` made after mapileak started.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process-end hook has started.
+pub(crate) fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
 }
 
-impl Session {
-    /// Its id, as reports show it (0 without the instrumentation).
-    pub fn id(self) -> u64 {
-        #[cfg(any(debug_assertions, feature = "force"))]
-        return self.id;
-        #[cfg(not(any(debug_assertions, feature = "force")))]
-        0
-    }
+/// The process-end hook starts.
+pub(crate) fn set_exiting() {
+    EXITING.store(true, Ordering::Release);
 }
 
-// The promise of release builds.
-#[cfg(not(any(debug_assertions, feature = "force")))]
-const _: () = assert!(size_of::<Session>() == 0);
+/// Whether this process is a child of a `fork` made after mapileak started.
+pub(crate) fn forked_child() -> bool {
+    FORKED.load(Ordering::Relaxed)
+}
+
+/// This process is a forked child (the `fork` child handler).
+pub(crate) fn set_forked_child() {
+    FORKED.store(true, Ordering::Relaxed);
+}
 
 thread_local! {
     static CURRENT: Cell<u64> = const { Cell::new(0) };
     static QUIET: Cell<u32> = const { Cell::new(0) };
 }
 
-#[cfg(any(debug_assertions, feature = "force"))]
 thread_local! {
     static BUFFER_OWNER: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The object that owns the MAPI buffers this thread allocates now (a
 /// MAPI utility object's, built on the provider's allocators), or 0.
-#[cfg(any(debug_assertions, feature = "force"))]
 pub(crate) fn buffer_owner() -> u64 {
     BUFFER_OWNER.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Makes `id` the buffers' owner; returns the one it replaces.
-#[cfg(any(debug_assertions, feature = "force"))]
 pub(crate) fn enter_buffer_owner(id: u64) -> u64 {
     BUFFER_OWNER.try_with(|c| c.replace(id)).unwrap_or(0)
 }
 
 /// Makes `previous` (what [`enter_buffer_owner`] returned) the owner again.
-#[cfg(any(debug_assertions, feature = "force"))]
 pub(crate) fn leave_buffer_owner(previous: u64) {
     let _ = BUFFER_OWNER.try_with(|c| c.set(previous));
 }

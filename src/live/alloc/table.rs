@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::vmem::{Lazy, Zeroed};
+use crate::backend::vmem::{Lazy, Zeroed};
 
 const SHARDS: usize = 64;
 /// The longest probe run: an insert that finds no free slot within it gives
@@ -56,7 +56,7 @@ pub(super) fn capacity() -> usize {
 }
 
 fn slots_wanted() -> usize {
-    per_shard_for(crate::config::live_blocks()) * SHARDS
+    per_shard_for(crate::backend::env::live_blocks()) * SHARDS
 }
 
 fn per_shard_for(blocks: usize) -> usize {
@@ -313,6 +313,7 @@ pub(crate) fn unlock_all_after_fork() {
 }
 
 /// Runs `f` holding the first shard's lock (fault injection: see `testing`).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn with_shard_locked(f: impl FnOnce()) {
     let shard = &SHARD[0];
     while shard

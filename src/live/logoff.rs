@@ -19,23 +19,35 @@ use std::sync::atomic::Ordering;
 
 use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
 
-use crate::context::Quiet;
-use crate::registry::{self, PendingFinding};
-use crate::snapshot::{Live, Snapshot};
-use crate::{Logoff, Mode, config, emit};
+use super::life::LogonFacts;
+use super::{emit, rules};
+use crate::Logoff;
+use crate::backend::context::Quiet;
+use crate::backend::finding::PendingFinding;
+use crate::backend::registry;
+use crate::backend::snapshot::{Live, Snapshot};
+use crate::settings::Mode;
+
+use super::env;
 
 /// The whole pipeline for the sessions in `members`: snapshot, analysis
 /// and report, outputs. With `MAPILEAK=off`, an empty report and no output.
+/// `logon`: the facts of the logon whose Logoff this is, for the Logoff
+/// rules (none for a Shutdown or process end).
 pub(crate) fn report(
     info: SessionInfo,
     members: &[u64],
     findings: Vec<PendingFinding>,
+    logon: Option<LogonFacts>,
     mode: Mode,
 ) -> Logoff {
     if mode == Mode::Off {
         return Logoff::new(Report::new(info));
     }
-    publish(Snapshot::take(info, members, findings), mode)
+    publish(
+        checked(Snapshot::take(info, members, findings, logon)),
+        mode,
+    )
 }
 
 /// The report [`report`] would make, not written anywhere.
@@ -43,12 +55,25 @@ pub(crate) fn preview(
     info: SessionInfo,
     members: &[u64],
     findings: Vec<PendingFinding>,
+    logon: Option<LogonFacts>,
     mode: Mode,
 ) -> Logoff {
     if mode == Mode::Off {
         return Logoff::new(Report::new(info));
     }
-    Logoff::new(emit::build(Snapshot::take(info, members, findings)))
+    Logoff::new(emit::build(checked(Snapshot::take(
+        info, members, findings, logon,
+    ))))
+}
+
+/// The snapshot with the Logoff rules' findings added: the rules run on
+/// what it copied.
+fn checked(mut snapshot: Snapshot) -> Snapshot {
+    if let Some(logon) = &snapshot.logon {
+        let found = rules::logoff_checks(logon, |id| snapshot.alive.contains(&id));
+        snapshot.findings.extend(found);
+    }
+    snapshot
 }
 
 fn publish(snapshot: Snapshot, mode: Mode) -> Logoff {
@@ -62,10 +87,10 @@ static EXITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 /// [`crate::process_exit`], in the live build.
 pub(crate) fn process_exit() -> Vec<Logoff> {
     let _quiet = Quiet::new();
-    if EXITED.swap(true, Ordering::SeqCst) || config::mode() == Mode::Off {
+    if EXITED.swap(true, Ordering::SeqCst) || env::mode() == Mode::Off {
         return Vec::new();
     }
-    let mode = config::mode();
+    let mode = env::mode();
     match exit_snapshots() {
         Ok(snapshots) => {
             let logoffs = snapshots
@@ -76,13 +101,13 @@ pub(crate) fn process_exit() -> Vec<Logoff> {
             logoffs
         }
         Err(Skipped::Lock(lock)) => {
-            crate::trace::line(format_args!(
+            crate::backend::trace::line(format_args!(
                 "process-end report skipped: mapileak's {lock} lock was held by another thread for {EXIT_WAIT_MS} ms (a thread ended while inside mapileak, or still running in it); nothing was written"
             ));
             Vec::new()
         }
         Err(Skipped::WouldLoadSymbolizer) => {
-            crate::trace::line(format_args!(
+            crate::backend::trace::line(format_args!(
                 "process-end report skipped: naming its frames would load dbghelp.dll, and process end may hold the loader lock; call mapileak_process_exit (Rust: mapileak::process_exit) before the DLL is unloaded, from the provider's Shutdown"
             ));
             Vec::new()
@@ -184,10 +209,10 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
     // The reports name their frames: a thread ended inside the symbolizer
     // holds its lock for good.
     if !snapshots.is_empty() {
-        if !crate::stack::symbolizer_free_within(wait) {
+        if !crate::backend::stack::symbolizer_free_within(wait) {
             return Err(Skipped::Lock("symbolizer"));
         }
-        if crate::stack::symbolizer_would_load_library() {
+        if crate::backend::stack::symbolizer_would_load_library() {
             return Err(Skipped::WouldLoadSymbolizer);
         }
     }

@@ -13,12 +13,13 @@ use mapileak_reports::signature;
 use mapileak_reports::text::one_line;
 use mapileak_reports::{Buffer, Finding, HeapSite, Index, LeakedObject, Report, Stack, Subject};
 
-use crate::Mode;
-use crate::analysis;
-use crate::config;
-use crate::snapshot::Snapshot;
-use crate::stack::{StackId, Symbolizer};
-use crate::trace;
+use crate::backend::analysis;
+use crate::backend::snapshot::Snapshot;
+use crate::backend::stack::{StackId, Symbolizer};
+use crate::backend::trace;
+use crate::settings::{self, Mode};
+
+use super::env;
 
 /// Builds the report of a snapshot: the analysis (leak roots and what they
 /// hold, the balancer's unmatched AddRefs), each unique stack symbolized
@@ -31,6 +32,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         buffers,
         findings,
         heap_untracked,
+        ..
     } = snapshot;
     let mut report = Report::new(info);
     let heap = heap.as_slice();
@@ -175,18 +177,18 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
 /// Emits the report's events and writes its files; returns the files written.
 /// Errors are logged, never returned: the provider carries on.
 pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
-    crate::context::watch_thread();
+    crate::backend::context::watch_thread();
     let mut files = Vec::new();
     // Once process end has begun, only its own reports are written: a file
     // another thread starts now could be left half-made when the process
     // ends (its lines still go out).
     let is_exit = report.session.event == mapileak_reports::Event::Exit;
-    let writing = is_exit || !crate::exit::exiting();
-    let keep_going = || is_exit || !crate::exit::exiting();
+    let writing = is_exit || !crate::backend::context::exiting();
+    let keep_going = || is_exit || !crate::backend::context::exiting();
     let dir = if writing {
-        config::report_dir()
+        super::env::report_dir()
     } else {
-        Err(config::Refused {
+        Err(super::env::Refused {
             dir: PathBuf::new(),
             error: std::io::Error::other(
                 "process end has begun; the process-end report says what is alive",
@@ -206,7 +208,7 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
                 Ok(went) => files.push(went),
                 Err(e) => log_error(&json, &e),
             }
-            if config::html() {
+            if settings::html() {
                 let html = dir.join(format!("{base}.html"));
                 // Written as it is made: the page is never held whole.
                 match mapileak_reports::write_new_while(&html, &keep_going, |w| {
@@ -240,7 +242,7 @@ pub(crate) fn remove_own_temporaries() {
     let Some(run) = RUN.get() else {
         return;
     };
-    let Ok(dir) = config::report_dir() else {
+    let Ok(dir) = super::env::report_dir() else {
         return;
     };
     let ours = format!("-{}-{run}-", std::process::id());
@@ -312,7 +314,7 @@ fn log_error(path: &Path, e: &std::io::Error) {
 /// it would panic (abort, with `panic = "abort"`), so the lines go where
 /// they go without one.
 fn has_subscriber() -> bool {
-    if crate::exit::exiting() || crate::context::thread_tearing_down() {
+    if crate::backend::context::exiting() || crate::backend::context::thread_tearing_down() {
         return false;
     }
     tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
@@ -512,7 +514,7 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
         .map_or_else(|| "the report".to_owned(), |f| f.display().to_string());
     if mode == Mode::Full {
         let index = report.index();
-        let limit = config::trace_roots();
+        let limit = env::trace_roots();
         let roots = roots_by_size(report, &index);
         // Leak roots of one signature (one kind from one creation path: a
         // table leaked per call, a hundred thousand times) are one line,

@@ -1,5 +1,5 @@
 //! The process-end report: an `atexit` hook, registered at the first logon
-//! or provider init, that runs [`process_exit`](crate::process_exit).
+//! or provider init, that runs [`process_exit`](super::logoff::process_exit).
 //!
 //! It runs when `main` returns, on `std::process::exit`, and after a panic
 //! that unwinds out of `main` (the runtime then exits with 101). It does not
@@ -16,31 +16,22 @@
 
 use std::ffi::c_int;
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 static REGISTER: Once = Once::new();
-/// The process is ending (the hook runs): the C runtime has destroyed the
-/// exiting thread's thread-locals, a `tracing` subscriber's included.
-static EXITING: AtomicBool = AtomicBool::new(false);
-
-/// Whether the process-end hook has started.
-pub(crate) fn exiting() -> bool {
-    EXITING.load(Ordering::Acquire)
-}
 
 unsafe extern "C" {
     fn atexit(callback: extern "C" fn()) -> c_int;
 }
 
 extern "C" fn at_exit() {
-    EXITING.store(true, Ordering::Release);
+    super::context::set_exiting();
     // Nothing may unwind out of an `extern "C"` callback of the C runtime.
-    let _ = std::panic::catch_unwind(crate::process_exit);
+    let _ = std::panic::catch_unwind(super::logoff::process_exit);
 }
 
 /// Windows: a TLS callback of the image mapileak is linked into. The loader
 /// calls it under its lock, after `ExitProcess` has ended the other threads,
-/// so [`process_exit`](crate::process_exit) waits on no lock without a limit.
+/// so [`process_exit`](super::logoff::process_exit) waits on no lock without a limit.
 #[cfg(windows)]
 mod detach {
     use std::ffi::c_void;
@@ -81,7 +72,7 @@ mod detach {
 
 pub(crate) fn register() {
     REGISTER.call_once(|| {
-        crate::fork::register();
+        crate::backend::fork::register();
         // SAFETY: `atexit` is the C runtime's, with this signature on every
         // platform Rust's std supports; `at_exit` is a plain `extern "C" fn`
         // of static lifetime that never unwinds.

@@ -1,23 +1,22 @@
 //! The protocol rules checked when a logon's Logoff runs: pure functions of
-//! the session's recorded state (what it opened, subscribed, listed, and
-//! the objects still alive), which return findings. The events that break a
-//! rule as they happen (a second `StoreLogoffTransports`, a bad flag) are
-//! recorded by `lifecycle` at the call. `docs/rules.md` lists every rule.
+//! the logon's facts as the snapshot copied them (what it opened,
+//! subscribed, listed, and which objects were still alive), which return
+//! findings. The events that break a rule as they happen (a second
+//! `StoreLogoffTransports`, a bad flag) are recorded by `lifecycle` at the
+//! call. `docs/rules.md` lists every rule.
 
 use mapileak_reports::ProviderKind;
 use mapileak_reports::Rule;
 
-use crate::registry::{PendingFinding, SessionState};
+use super::finding::PendingFinding;
+use super::life::LogonFacts;
 
 /// The checks of what must be closed when a logon's Logoff runs.
-/// `is_live` tells whether an object is still alive now.
-pub(crate) fn logoff_checks(
-    s: &SessionState,
-    is_live: impl Fn(u64) -> bool,
-) -> Vec<PendingFinding> {
+/// `is_live` tells whether an object was still alive at the snapshot.
+pub(crate) fn logoff_checks(s: &LogonFacts, is_live: impl Fn(u64) -> bool) -> Vec<PendingFinding> {
     let mut out = Vec::new();
     if let Some(&addref) = s.life.support_refs.last() {
-        out.push(PendingFinding::error(
+        out.push(PendingFinding::new(
             Rule::SupportNotReleased,
             format!(
                 "{} returned with {} AddRef(s) of the support object (IMAPISupport) not released",
@@ -32,7 +31,7 @@ pub(crate) fn logoff_checks(
     {
         let released_after = alive.iter().filter(|&&id| !is_live(id)).count();
         if released_after > 0 {
-            out.push(PendingFinding::error(
+            out.push(PendingFinding::new(
                 Rule::TransportSupportOrder,
                 format!(
                     "transport \"{}\" released the support object before {released_after} of its objects: it must be released last",
@@ -48,7 +47,7 @@ pub(crate) fn logoff_checks(
     if !s.life.support_refs.is_empty() {
         let logoff = s.provider.logoff_method();
         if let Some(at) = s.life.provider_uid {
-            out.push(PendingFinding::error(
+            out.push(PendingFinding::new(
                 Rule::ProviderUidRegistered,
                 format!(
                     "the MAPIUIDs \"{}\" registered with IMAPISupport::SetProviderUID are still registered at {logoff}: MAPI removes them at the support object's final Release",
@@ -58,7 +57,7 @@ pub(crate) fn logoff_checks(
             ));
         }
         if let Some(at) = s.life.status_row {
-            out.push(PendingFinding::error(
+            out.push(PendingFinding::new(
                 Rule::StatusRowPresent,
                 format!(
                     "the status-table row of \"{}\" (IMAPISupport::ModifyStatusRow) is still there at {logoff}: MAPI removes it at the support object's final Release",
@@ -69,7 +68,7 @@ pub(crate) fn logoff_checks(
         }
     }
     for &(id, at) in &s.life.connections {
-        out.push(PendingFinding::error(
+        out.push(PendingFinding::new(
             Rule::ServerConnectionOpen,
             format!(
                 "connection {id} to a remote server still open at {}: Logoff must drop it",
@@ -79,7 +78,7 @@ pub(crate) fn logoff_checks(
         ));
     }
     for &(connection, subscribe) in &s.life.subscriptions {
-        out.push(PendingFinding::error(
+        out.push(PendingFinding::new(
             Rule::SubscriptionOpen,
             format!(
                 "advise connection {connection} from IMAPISupport::Subscribe still open at {}",
@@ -89,7 +88,7 @@ pub(crate) fn logoff_checks(
         ));
     }
     if let Some(listed) = s.life.listed {
-        out.push(PendingFinding::error(
+        out.push(PendingFinding::new(
             Rule::LogonStillListed,
             format!(
                 "logon \"{}\" is still in the provider's list of logons after {}",
@@ -107,7 +106,7 @@ pub(crate) fn logoff_checks(
         && s.life.store_logoff_transports == 0
         && !s.life.store_released
     {
-        out.push(PendingFinding::error(
+        out.push(PendingFinding::new(
             Rule::StoreLogoffTransports,
             format!(
                 "{} on store \"{}\" before IMAPISupport::StoreLogoffTransports was called",

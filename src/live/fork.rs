@@ -8,29 +8,20 @@
 //! buffer table, the report directory, the live table's shards. Parent
 //! and child release them after. Each object's own lock (its links) is
 //! left alone: the child's reports wait for one at most a moment
-//! ([`forked_child`]), as process end does, and skip with one line.
+//! (`context::forked_child`), as process end does, and skip with one line.
 #![allow(unsafe_code)]
-
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static FORKED: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process is a child of a `fork` made after mapileak started.
-pub(crate) fn forked_child() -> bool {
-    FORKED.load(Ordering::Relaxed)
-}
 
 #[cfg(unix)]
 mod handlers {
     use std::sync::Once;
 
-    use crate::{alloc, buffers, config, registry, stack};
+    use crate::backend::{alloc, buffers, env, registry, stack};
 
     extern "C" fn prepare() {
         stack::hold_for_fork();
         registry::hold_for_fork();
         buffers::hold_for_fork();
-        config::hold_for_fork();
+        env::hold_for_fork();
         // Last: nothing may allocate while these are held (the allocator
         // hook takes them).
         alloc::lock_all_for_fork();
@@ -39,7 +30,7 @@ mod handlers {
     /// What `prepare` took, released in reverse.
     fn release() {
         alloc::unlock_all_after_fork();
-        config::release_after_fork();
+        env::release_after_fork();
         buffers::release_after_fork();
         registry::release_after_fork();
         stack::release_after_fork();
@@ -51,7 +42,7 @@ mod handlers {
 
     extern "C" fn child() {
         release();
-        super::FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::backend::context::set_forked_child();
     }
 
     pub(super) fn register() {

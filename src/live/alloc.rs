@@ -28,7 +28,7 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
-use crate::{context, stack};
+use super::{context, stack};
 
 /// The counters live in per-thread slots, updated with plain loads and
 /// stores (no locked instruction on the hot path) and summed when read.
@@ -238,11 +238,13 @@ pub(crate) fn stats() -> [u64; 6] {
 }
 
 /// Whether this thread's counters are the shared slot.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn counters_shared() -> bool {
     counters::slot().1
 }
 
 /// Runs `f` holding a live-table shard's lock (fault injection: see `testing`).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn with_table_locked(f: impl FnOnce()) {
     table::with_shard_locked(f);
 }
@@ -281,7 +283,7 @@ impl Drop for Reentry {
 #[inline(always)]
 fn attributable() -> u64 {
     let s = context::current_id();
-    if s == 0 || context::is_quiet() || !crate::config::live_fast() {
+    if s == 0 || context::is_quiet() || !super::env::live_fast() {
         0
     } else {
         s

@@ -12,11 +12,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use mapileak_reports::{ProviderKind, RefOp, Rule, Severity};
+use mapileak_reports::{ProviderKind, RefOp, Rule};
 use parking_lot::Mutex;
 
+use crate::backend::finding::{Findings, PendingFinding, PendingSubject};
+use crate::backend::life::{Life, LogonFacts};
+use crate::backend::stack::StackId;
 use crate::kind::Kind;
-use crate::stack::StackId;
 
 /// One tracked object, shared by its adapter (`Tracked`, `RefCount`) and the
 /// registry.
@@ -156,50 +158,7 @@ pub(crate) fn live_where_within(
     Some(out)
 }
 
-/// A finding recorded when it happened, reported with its session.
-#[derive(Clone)]
-pub(crate) struct PendingFinding {
-    pub rule: Rule,
-    pub severity: Severity,
-    pub message: String,
-    pub stack: StackId,
-    pub object: Option<u64>,
-    /// The object's kind, label, creation stack and (history on) its
-    /// AddRef/Release history, kept with the finding: the object may be
-    /// gone (freed after its over-release) by the report.
-    pub subject: Option<PendingSubject>,
-    /// Another call the finding involves (an over-release: the Release that
-    /// found the count at 0, when `stack` is the one that took it there).
-    pub also: Option<StackId>,
-    /// How many more findings of the same rule at the same call came after
-    /// the ones kept ([`Findings::push`]).
-    pub repeated: u64,
-}
-
-/// What a finding is about, as [`PendingFinding::about`] saw it.
-#[derive(Clone)]
-pub(crate) struct PendingSubject {
-    pub kind: &'static str,
-    pub label: String,
-    pub created: StackId,
-    pub events: Vec<(RefOp, StackId)>,
-}
-
 impl PendingFinding {
-    /// An error-severity finding about no particular object.
-    pub(crate) fn error(rule: Rule, message: String, stack: StackId) -> PendingFinding {
-        PendingFinding {
-            rule,
-            severity: rule.severity(),
-            message,
-            stack,
-            object: None,
-            subject: None,
-            also: None,
-            repeated: 0,
-        }
-    }
-
     /// The same, about the object of `node`.
     pub(crate) fn about(self, node: &Node) -> PendingFinding {
         PendingFinding {
@@ -216,56 +175,6 @@ impl PendingFinding {
             }),
             ..self
         }
-    }
-}
-
-/// How many findings of one rule at one call are kept in full; later ones
-/// are counted on the last kept (`repeated`), so a bug hit a million times
-/// keeps memory and the report bounded.
-const KEPT_PER_SITE: u32 = 8;
-
-/// The findings recorded for a session (or outside any), bounded per site.
-#[derive(Default)]
-pub(crate) struct Findings {
-    list: Vec<PendingFinding>,
-    /// Per (rule, call): how many came, and where the last kept one is.
-    sites: BTreeMap<(Rule, StackId), (u32, usize)>,
-}
-
-impl Findings {
-    pub(crate) const fn new() -> Findings {
-        Findings {
-            list: Vec::new(),
-            sites: BTreeMap::new(),
-        }
-    }
-
-    /// Records `f`: in full for the first [`KEPT_PER_SITE`] of its rule at
-    /// its call, then counted.
-    pub(crate) fn push(&mut self, f: PendingFinding) {
-        let site = self.sites.entry((f.rule, f.stack)).or_insert((0, 0));
-        site.0 = site.0.saturating_add(1);
-        if site.0 <= KEPT_PER_SITE {
-            site.1 = self.list.len();
-            self.list.push(f);
-        } else if let Some(kept) = self.list.get_mut(site.1) {
-            kept.repeated += 1 + f.repeated;
-        }
-    }
-
-    /// Everything recorded so far, leaving none.
-    pub(crate) fn take(&mut self) -> Vec<PendingFinding> {
-        self.sites.clear();
-        std::mem::take(&mut self.list)
-    }
-
-    /// A copy of what is recorded (a Logoff's preview).
-    pub(crate) fn to_vec(&self) -> Vec<PendingFinding> {
-        self.list.clone()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.list.is_empty()
     }
 }
 
@@ -363,40 +272,23 @@ impl SessionState {
         !matches!(self.phase, Phase::Open | Phase::Running)
     }
 
+    /// A copy of what the Logoff rules read (they run on the snapshot).
+    pub(crate) fn facts(&self) -> LogonFacts {
+        LogonFacts {
+            provider: self.provider,
+            label: self.label.clone(),
+            owner: self.owner,
+            opened: self.opened,
+            life: self.life.clone(),
+        }
+    }
+
     /// Takes `step`; `Err` with the phase it stays in when the step is out
     /// of order.
     pub(crate) fn step(&mut self, step: Step) -> Result<(), Phase> {
         self.phase = self.phase.step(step)?;
         Ok(())
     }
-}
-
-/// What the shutdown rules need to remember about a session or provider.
-#[derive(Default)]
-pub(crate) struct Life {
-    /// Stacks of the support-object AddRefs not released yet.
-    pub support_refs: Vec<StackId>,
-    /// The final support Release: its stack and the session's objects alive then.
-    pub support_final_release: Option<(StackId, Vec<u64>)>,
-    pub made_invalid: bool,
-    /// Open `Subscribe` connections and their stacks.
-    pub subscriptions: Vec<(u32, StackId)>,
-    /// Where the logon was put in the provider's list, while it is there.
-    pub listed: Option<StackId>,
-    /// Whether `IMsgStore::StoreLogoff` was called.
-    pub store_logoff: bool,
-    pub store_logoff_transports: u32,
-    pub store_released: bool,
-    /// The first `IMAPISupport::SetProviderUID`, while the support object
-    /// is held.
-    pub provider_uid: Option<StackId>,
-    /// The first `IMAPISupport::ModifyStatusRow`.
-    pub status_row: Option<StackId>,
-    /// Open connections to remote servers, and where each was opened.
-    pub connections: Vec<(u32, StackId)>,
-    /// Provider: the stacks of `lpMalloc` AddRefs (at init, and later
-    /// ones) not released yet.
-    pub malloc_refs: Vec<StackId>,
 }
 
 /// The sessions and providers that may still be reported on, and the
@@ -602,6 +494,7 @@ pub(crate) fn release_retired(id: u64) -> Option<String> {
 }
 
 /// Whether `id` names an open session or provider.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn is_open(id: u64) -> bool {
     SESSIONS.lock().open.contains_key(&id)
 }
@@ -633,12 +526,14 @@ pub(crate) fn with_all_sessions<R>(
 }
 
 /// Runs `f` holding the sessions' lock (fault injection: see `testing`).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn with_sessions_locked(f: impl FnOnce()) {
     let _held = SESSIONS.lock();
     f();
 }
 
 /// Runs `f` holding the first shard of the object registry.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn with_objects_locked(f: impl FnOnce()) {
     let _held = OBJECTS[0].lock();
     f();
@@ -730,7 +625,7 @@ pub(crate) fn check_open(session: u64, node: &Node) {
     if let Some(label) = closed {
         add_finding(
             session,
-            PendingFinding::error(
+            PendingFinding::new(
                 Rule::OutOfOrder,
                 format!(
                     "{} \"{}\" created on session \"{label}\" after its Logoff",

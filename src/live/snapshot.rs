@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use mapileak_reports::{Event, RefOp, SessionInfo};
 
+use super::life::LogonFacts;
+use super::{alloc, buffers};
+use crate::backend::finding::PendingFinding;
+use crate::backend::registry::{self, Node};
+use crate::backend::stack::StackId;
 use crate::kind::Role;
-use crate::registry::{self, Node, PendingFinding};
-use crate::stack::StackId;
-use crate::{alloc, buffers};
 
 /// One leaked object as the report sees it.
 pub(crate) struct ObjectSnap {
@@ -38,6 +40,11 @@ pub(crate) struct Snapshot {
     pub findings: Vec<PendingFinding>,
     /// Attributed blocks the live table could not hold, process-wide.
     pub heap_untracked: u64,
+    /// The logon whose Logoff this is, for the Logoff rules.
+    pub logon: Option<LogonFacts>,
+    /// Of the objects the rules ask about (those alive at the support
+    /// object's final Release), the ones still alive.
+    pub alive: HashSet<u64>,
 }
 
 /// Everything alive for some sessions, read once from the recorder: the
@@ -101,15 +108,33 @@ impl Live {
 
 impl Snapshot {
     /// Copies what the sessions in `members` left alive.
+    /// `logon`: the facts of the logon whose Logoff this is.
     pub(crate) fn take(
         info: SessionInfo,
         members: &[u64],
         findings: Vec<PendingFinding>,
+        logon: Option<LogonFacts>,
     ) -> Snapshot {
         // A set: a provider's Shutdown covers all its logons, and every
         // live object, block and buffer is looked up in it.
         let members: HashSet<u64> = members.iter().copied().collect();
-        Snapshot::of(info, Live::of(|s| members.contains(&s)), findings)
+        let live = Live::of(|s| members.contains(&s));
+        let asked: HashSet<u64> = logon
+            .as_ref()
+            .and_then(|l| l.life.support_final_release.as_ref())
+            .map(|(_, ids)| ids.iter().copied().collect())
+            .unwrap_or_default();
+        let alive = live
+            .objects
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| asked.contains(id))
+            .collect();
+        Snapshot {
+            logon,
+            alive,
+            ..Snapshot::of(info, live, findings)
+        }
     }
 
     /// The snapshot of `live`, what one report covers.
@@ -117,9 +142,10 @@ impl Snapshot {
         // (Without a limit every lock is waited for: no `Err`. In a forked
         // child an object's lock may be held by a thread that is not there.)
         let fallback = info.clone();
-        let wait = crate::fork::forked_child().then(|| std::time::Duration::from_millis(200));
+        let wait =
+            crate::backend::context::forked_child().then(|| std::time::Duration::from_millis(200));
         Snapshot::within(info, live, findings, wait).unwrap_or_else(|lock| {
-            crate::trace::line(format_args!(
+            crate::backend::trace::line(format_args!(
                 "report skipped: an {lock} lock was held at fork by a thread this child does not have"
             ));
             Snapshot {
@@ -129,6 +155,8 @@ impl Snapshot {
             buffers: Vec::new(),
             findings: Vec::new(),
             heap_untracked: 0,
+            logon: None,
+            alive: HashSet::new(),
             }
         })
     }
@@ -196,6 +224,8 @@ impl Snapshot {
             buffers,
             findings,
             heap_untracked: alloc::untracked(),
+            logon: None,
+            alive: HashSet::new(),
         })
     }
 

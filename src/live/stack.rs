@@ -30,12 +30,13 @@ use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::vmem::{Lazy, Zeroed};
+use crate::backend::vmem::{Lazy, Zeroed};
 use mapileak_reports::names::canonical;
 use mapileak_reports::{Frame, Stack};
 
-/// Names one interned stack. `0` is the empty or unknown stack.
-pub(crate) type StackId = u32;
+/// Names one interned stack. `0` is the empty or unknown stack (the
+/// report model's id).
+pub(crate) use mapileak_reports::StackId;
 
 /// Frames kept per stack: deep enough to reach the provider's caller from
 /// inside the allocator, windows-core's vtable shims and a test harness.
@@ -63,7 +64,7 @@ static FRAMES: Lazy<AtomicUsize> = Lazy::new();
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 static FRAMES_USED: AtomicUsize = AtomicUsize::new(0);
 
-/// The interner's tables (reserved on first use, see [`crate::vmem`]).
+/// The interner's tables (reserved on first use, see [`crate::backend::vmem`]).
 #[derive(Clone, Copy)]
 struct Tables {
     index: &'static [AtomicU32],
@@ -422,6 +423,7 @@ pub(crate) fn symbolizer_would_load_library() -> bool {
 }
 
 /// Runs `f` counted as inside the symbolizer (fault injection: see `testing`).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn as_if_resolving(f: impl FnOnce()) {
     let _resolving = Resolving::enter();
     f();

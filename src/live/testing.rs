@@ -1,3 +1,4 @@
+//! Test hooks (feature `test-hooks`, which no provider build turns on).
 //! Fault injection for the process-end tests: a thread that holds one of
 //! mapileak's locks for good, as a thread `ExitProcess` ended inside
 //! mapileak does; and a look into the session registry. Not part of the API (hidden from the documentation);
@@ -17,11 +18,11 @@ pub fn hold_lock(which: &str, held: impl FnOnce()) -> bool {
         }
     };
     match which {
-        "sessions" => crate::registry::with_sessions_locked(park),
-        "objects" => crate::registry::with_objects_locked(park),
-        "heap" => crate::alloc::with_table_locked(park),
-        "buffers" => crate::buffers::with_table_locked(park),
-        "symbolizer" => crate::stack::as_if_resolving(park),
+        "sessions" => crate::backend::registry::with_sessions_locked(park),
+        "objects" => crate::backend::registry::with_objects_locked(park),
+        "heap" => crate::backend::alloc::with_table_locked(park),
+        "buffers" => crate::backend::buffers::with_table_locked(park),
+        "symbolizer" => crate::backend::stack::as_if_resolving(park),
         _ => return false,
     }
     true
@@ -30,11 +31,11 @@ pub fn hold_lock(which: &str, held: impl FnOnce()) -> bool {
 /// Whether the registry still keeps session (or provider) `id`: a logon
 /// that logged off clean has left it.
 pub fn in_registry(id: u64) -> bool {
-    crate::registry::is_open(id)
+    crate::backend::registry::is_open(id)
 }
 
 /// Whether the calling thread's heap counters are the slot threads share
 /// (past the slots free at once), updated with locked instructions.
 pub fn counters_shared() -> bool {
-    crate::alloc::counters_shared()
+    crate::backend::alloc::counters_shared()
 }

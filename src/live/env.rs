@@ -1,0 +1,226 @@
+//! The environment, read once with the instrumentation: `MAPILEAK`,
+//! `MAPILEAK_LIVE_BLOCKS`, `MAPILEAK_TRACE_ROOTS`, `MAPILEAK_HISTORY`
+//! (into `crate::settings`), and the report directory's
+//! safety checks.
+#![allow(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::settings::{self, DIR, MODE, Mode, TRACE_ROOTS, chosen_dir};
+
+static ENV: Once = Once::new();
+/// `MAPILEAK_LIVE_BLOCKS`: the live table's size when it is reserved.
+static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(1 << 20);
+
+/// How many blocks the allocator's live table is to hold
+/// (`MAPILEAK_LIVE_BLOCKS`); read when the table is reserved, in the
+/// allocator hook, so it never reads the environment itself.
+#[inline]
+pub(crate) fn live_blocks() -> usize {
+    LIVE_BLOCKS.load(Ordering::Relaxed)
+}
+
+/// Reads the environment once: the mode, and the kinds `MAPILEAK_HISTORY`
+/// names. A bad value is reported once on stderr, never fatal.
+pub(crate) fn init() {
+    ENV.call_once(|| {
+        if let Ok(v) = std::env::var("MAPILEAK") {
+            match Mode::parse(&v) {
+                Some(m) => {
+                    let _ =
+                        MODE.compare_exchange(0, 1 + m as u8, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                None => crate::backend::trace::line(format_args!(
+                    "MAPILEAK={v:?} is not off, summary or full; using full"
+                )),
+            }
+        }
+        if let Ok(v) = std::env::var("MAPILEAK_LIVE_BLOCKS") {
+            match v.trim().replace('_', "").parse::<usize>() {
+                Ok(n) if n > 0 => LIVE_BLOCKS.store(n, Ordering::Relaxed),
+                _ => crate::backend::trace::line(format_args!(
+                    "MAPILEAK_LIVE_BLOCKS={v:?} is not a number of blocks; using {}",
+                    live_blocks()
+                )),
+            }
+        }
+        if let Ok(v) = std::env::var("MAPILEAK_TRACE_ROOTS") {
+            match v.trim() {
+                all if all.eq_ignore_ascii_case("all") => {
+                    TRACE_ROOTS.store(usize::MAX, Ordering::Relaxed)
+                }
+                n => match n.parse::<usize>() {
+                    Ok(n) => TRACE_ROOTS.store(n, Ordering::Relaxed),
+                    Err(_) => crate::backend::trace::line(format_args!(
+                        "MAPILEAK_TRACE_ROOTS={v:?} is not a number or `all`; using {}",
+                        TRACE_ROOTS.load(Ordering::Relaxed)
+                    )),
+                },
+            }
+        }
+        if let Ok(v) = std::env::var("MAPILEAK_HISTORY") {
+            let unknown = crate::kind::apply_history(&v, false);
+            if let Some(first) = unknown.first() {
+                // One line, however many: they may be kinds a C or C++
+                // provider makes later by name.
+                let shown: Vec<String> = unknown.iter().take(5).map(|n| format!("{n:?}")).collect();
+                crate::backend::trace::line(format_args!(
+                    "MAPILEAK_HISTORY: no declared kind is named {}{} (history applies to objects a C or C++ provider makes by {})",
+                    shown.join(", "),
+                    if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() },
+                    if unknown.len() == 1 { format!("the name {first:?}") } else { "those names".to_owned() },
+                ));
+            }
+        }
+    });
+}
+
+/// The current mode, the environment read first.
+pub(crate) fn mode() -> Mode {
+    init();
+    match MODE.load(Ordering::Relaxed) {
+        1 => Mode::Off,
+        2 => Mode::Summary,
+        _ => Mode::Full,
+    }
+}
+
+/// How many leak roots get a trace line each, the environment read first.
+pub(crate) fn trace_roots() -> usize {
+    init();
+    settings::trace_roots()
+}
+
+/// Whether recording is on, without reading the environment: for the
+/// allocator hook (sessions exist only after [`init`] ran).
+#[inline(always)]
+pub(crate) fn live_fast() -> bool {
+    MODE.load(Ordering::Relaxed) != 1
+}
+
+/// A report directory refused, and why.
+pub(crate) struct Refused {
+    pub dir: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// The directory to write a report into, made if missing. The default one
+/// lives in a directory other users can write to (`/tmp`), so it is made
+/// private (mode 0700) and used only if it is a real directory (not a
+/// symlink), owned by this user, and closed to others; otherwise it is
+/// refused and nothing is written. A directory the user chose (Unix) is
+/// refused when someone else could have planted it: a symlink, or a
+/// directory, owned by another user (root aside), or a directory anyone may
+/// write to without the sticky bit.
+pub(crate) fn report_dir() -> Result<PathBuf, Refused> {
+    if let Some(dir) = chosen_dir() {
+        return chosen_dir_is_safe(&dir)
+            .map(|()| dir.clone())
+            .map_err(|error| Refused { dir, error });
+    }
+    let dir = crate::config_env::default_dir();
+    private_dir(&dir)
+        .map(|()| dir.clone())
+        .map_err(|error| Refused { dir, error })
+}
+
+#[cfg(unix)]
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    let uid = uid();
+    let unsafe_dir = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("not safe for reports: {why}; remove it, or set MAPILEAK_DIR"),
+        ))
+    };
+    if !meta.file_type().is_dir() {
+        return unsafe_dir("not a directory (a symlink?)");
+    }
+    if meta.uid() != uid {
+        return unsafe_dir(&format!(
+            "owned by uid {}, not by this user ({uid})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return unsafe_dir("other users can write to it");
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn chosen_dir_is_safe(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(dir)?;
+    let uid = uid();
+    let unsafe_dir = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("MAPILEAK_DIR is not safe for reports: {why}"),
+        ))
+    };
+    let link = std::fs::symlink_metadata(dir)?;
+    if link.file_type().is_symlink() && link.uid() != uid && link.uid() != 0 {
+        return unsafe_dir(format!("a symlink owned by uid {}", link.uid()));
+    }
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return unsafe_dir("not a directory".to_owned());
+    }
+    if meta.uid() != uid && meta.uid() != 0 {
+        return unsafe_dir(format!(
+            "owned by uid {}, not by this user ({uid})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        return unsafe_dir("anyone can write to it (and it has no sticky bit)".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn chosen_dir_is_safe(_dir: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    // `%TEMP%` is the user's own profile directory on Windows.
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Option<PathBuf>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the report directory's lock and keeps it on this thread (before `fork`).
+#[cfg(unix)]
+pub(crate) fn hold_for_fork() {
+    let held = DIR.lock();
+    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases what `hold_for_fork` took (after `fork`).
+#[cfg(unix)]
+pub(crate) fn release_after_fork() {
+    // The guards drop here, releasing the locks.
+    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+}
+
+/// The current user's id.
+#[cfg(unix)]
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}

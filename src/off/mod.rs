@@ -1,0 +1,343 @@
+//! The backend without the instrumentation (a provider's release build):
+//! the live backend's item names (`src/live/`), doing nothing. A session,
+//! a provider and an object id are `()`; an object only counts; the
+//! allocator forwards; nothing is recorded, read from the environment,
+//! reported or written.
+
+/// Whether the instrumentation is compiled in.
+pub(crate) const LIVE: bool = false;
+
+/// What names a session, a provider or an object: nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Id;
+
+/// The number an id shows: always 0.
+#[inline(always)]
+pub(crate) fn number(_: Id) -> u64 {
+    0
+}
+
+pub(crate) mod env {
+    use crate::settings::Mode;
+
+    /// Nothing to read.
+    #[inline(always)]
+    pub(crate) fn init() {}
+
+    /// Always `Off`: nothing is recorded.
+    #[inline(always)]
+    pub(crate) fn mode() -> Mode {
+        Mode::Off
+    }
+}
+
+pub(crate) mod logoff {
+    use crate::Logoff;
+
+    /// Nothing is alive to report.
+    pub(crate) fn process_exit() -> Vec<Logoff> {
+        Vec::new()
+    }
+}
+
+pub(crate) mod session {
+    use mapileak_reports::{Event, ProviderKind};
+
+    use super::Id;
+    use crate::Logoff;
+
+    #[inline(always)]
+    pub(crate) fn logon(_: ProviderKind, _: impl Into<String>) -> Id {
+        Id
+    }
+
+    #[inline(always)]
+    pub(crate) fn enter(_: Id) -> Id {
+        Id
+    }
+
+    #[inline(always)]
+    pub(crate) fn leave(_: Id) {}
+
+    /// Every id names the one zero-sized session.
+    #[inline(always)]
+    pub(crate) fn by_id(_: u64) -> Option<Id> {
+        Some(Id)
+    }
+
+    #[inline(always)]
+    pub(crate) fn current() -> Option<Id> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn sole_open(_: Option<u64>) -> Option<Id> {
+        None
+    }
+
+    pub(crate) fn logoff(_: Id, method: ProviderKind) -> Logoff {
+        Logoff::empty(method, Event::Logoff)
+    }
+}
+
+pub(crate) mod lifecycle {
+    use mapileak_reports::{Event, ProviderKind};
+
+    use super::Id;
+    use crate::Logoff;
+    use crate::protocol::{Call, Malloc};
+
+    #[inline(always)]
+    pub(crate) fn init(_: ProviderKind, _: impl Into<String>, _: Malloc) -> Id {
+        Id
+    }
+
+    #[inline(always)]
+    pub(crate) fn by_id(_: u64) -> Option<Id> {
+        Some(Id)
+    }
+
+    #[inline(always)]
+    pub(crate) fn logon(_: Id, _: impl Into<String>) -> Id {
+        Id
+    }
+
+    #[inline(always)]
+    pub(crate) fn malloc_add_ref(_: Id) {}
+
+    #[inline(always)]
+    pub(crate) fn malloc_release(_: Id) {}
+
+    pub(crate) fn shutdown(_: Id) -> Logoff {
+        Logoff::empty(ProviderKind::Unknown, Event::Shutdown)
+    }
+
+    #[inline(always)]
+    pub(crate) fn released(_: Id) {}
+
+    #[inline(always)]
+    pub(crate) fn call(_: Id, _: Call) {}
+
+    /// A `Support`'s AddRef: nothing to record.
+    pub(crate) struct SupportRef;
+
+    impl SupportRef {
+        #[inline(always)]
+        pub(crate) fn add_ref(_: Id) -> SupportRef {
+            SupportRef
+        }
+
+        #[inline(always)]
+        pub(crate) fn again(&self) -> SupportRef {
+            SupportRef
+        }
+    }
+}
+
+pub(crate) mod object {
+    use std::fmt;
+
+    use super::Id;
+    use crate::count::{Count, Release};
+    use crate::kind::Kind;
+
+    /// `Tracked`'s inner part: nothing.
+    pub(crate) struct Tracker;
+
+    impl Tracker {
+        #[inline(always)]
+        pub(crate) fn new(_: Option<Id>, _: &'static Kind, _: impl Into<String>) -> Tracker {
+            Tracker
+        }
+    }
+
+    /// `RefCount`'s inner part: the count alone, the live one's state
+    /// machine.
+    pub(crate) struct Counted(Count);
+
+    impl Counted {
+        #[inline(always)]
+        pub(crate) fn new(_: Option<Id>, _: &'static Kind, _: impl Into<String>) -> Counted {
+            Counted(Count::new(1))
+        }
+
+        #[inline(always)]
+        pub(crate) fn add_ref(&self) -> u32 {
+            self.0.add_ref()
+        }
+
+        #[inline(always)]
+        pub(crate) fn release(&self) -> Release {
+            self.0.release()
+        }
+
+        #[inline(always)]
+        pub(crate) fn destroyed(&self) {
+            self.0.clear();
+        }
+
+        #[inline(always)]
+        pub(crate) fn gone(&self) {}
+
+        #[inline(always)]
+        pub(crate) fn count(&self) -> u32 {
+            self.0.get()
+        }
+    }
+
+    macro_rules! no_links {
+        ($t:ident) => {
+            impl $t {
+                #[inline(always)]
+                pub(crate) fn id(&self) -> Id {
+                    Id
+                }
+
+                #[inline(always)]
+                pub(crate) fn opened_from(&self, _: Id) {}
+
+                #[inline(always)]
+                pub(crate) fn hold(&self, _: Id) {}
+
+                #[inline(always)]
+                pub(crate) fn release_hold(&self, _: Id) {}
+
+                pub(crate) fn describe(&self, _: &mut fmt::DebugStruct<'_, '_>) {}
+            }
+        };
+    }
+    no_links!(Tracker);
+    no_links!(Counted);
+
+    /// No object is alive.
+    #[inline(always)]
+    pub(crate) fn alive(_: u64) -> Option<Id> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn memory_tag(_: Id) -> u64 {
+        0
+    }
+}
+
+pub(crate) mod heap {
+    #![allow(unsafe_code)]
+
+    use std::alloc::{GlobalAlloc, Layout};
+
+    use mapileak_reports::Rule;
+
+    /// Nothing tells `System` apart: every call forwards.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct SystemFlag;
+    pub(crate) const SYSTEM: SystemFlag = SystemFlag;
+    pub(crate) const NOT_SYSTEM: SystemFlag = SystemFlag;
+
+    /// # Safety
+    ///
+    /// `GlobalAlloc::alloc`'s contract.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc<A: GlobalAlloc>(
+        inner: &A,
+        _: SystemFlag,
+        layout: Layout,
+    ) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { inner.alloc(layout) }
+    }
+
+    /// # Safety
+    ///
+    /// `GlobalAlloc::alloc_zeroed`'s contract.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_zeroed<A: GlobalAlloc>(inner: &A, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { inner.alloc_zeroed(layout) }
+    }
+
+    /// # Safety
+    ///
+    /// `GlobalAlloc::dealloc`'s contract.
+    #[inline(always)]
+    pub(crate) unsafe fn dealloc<A: GlobalAlloc>(
+        inner: &A,
+        _: SystemFlag,
+        ptr: *mut u8,
+        layout: Layout,
+    ) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { inner.dealloc(ptr, layout) }
+    }
+
+    /// # Safety
+    ///
+    /// `GlobalAlloc::realloc`'s contract.
+    #[inline(always)]
+    pub(crate) unsafe fn realloc<A: GlobalAlloc>(
+        inner: &A,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { inner.realloc(ptr, layout, new_size) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn stats() -> [u64; 6] {
+        [0; 6]
+    }
+
+    #[inline(always)]
+    pub(crate) fn on_alloc(_: *mut u8, _: usize) {}
+
+    #[inline(always)]
+    pub(crate) fn on_free(_: *mut u8, _: usize) {}
+
+    #[inline(always)]
+    pub(crate) fn finding(_: Rule, _: impl FnOnce() -> String) {}
+}
+
+pub(crate) mod buffers {
+    use mapileak_reports::Rule;
+
+    use super::Id;
+
+    /// No stacks: 0 for each.
+    pub(crate) type StackId = mapileak_reports::StackId;
+
+    /// Nothing to mark.
+    pub(crate) struct Quiet;
+
+    #[inline(always)]
+    pub(crate) fn quiet() -> Quiet {
+        Quiet
+    }
+
+    #[inline(always)]
+    pub(crate) fn capture() -> StackId {
+        0
+    }
+
+    #[inline(always)]
+    pub(crate) fn current_session() -> u64 {
+        0
+    }
+
+    #[inline(always)]
+    pub(crate) fn buffer_owner() -> u64 {
+        0
+    }
+
+    #[inline(always)]
+    pub(crate) fn enter_owner(_: Id) -> Id {
+        Id
+    }
+
+    #[inline(always)]
+    pub(crate) fn leave_owner(_: Id) {}
+
+    #[inline(always)]
+    pub(crate) fn finding(_: u64, _: Rule, _: Option<StackId>, _: impl FnOnce() -> String) {}
+}
