@@ -357,9 +357,14 @@ fn named_paths(code: &str, base: &[String]) -> Vec<Vec<String>> {
         path.extend(rest.iter().cloned());
         Some(path)
     };
+    // Test modules may name whatever they test.
+    let in_tests = |at: usize| inline.iter().any(|(n, r)| n == "tests" && r.contains(&at));
     let mut found = Vec::new();
     let bytes = code.as_bytes();
     for (at, _) in code.match_indices("use ") {
+        if in_tests(at) {
+            continue;
+        }
         if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
             continue;
         }
@@ -372,6 +377,9 @@ fn named_paths(code: &str, base: &[String]) -> Vec<Vec<String>> {
     }
     for anchor in ["crate::", "super::", "self::"] {
         for (at, _) in code.match_indices(anchor) {
+            if in_tests(at) {
+                continue;
+            }
             if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
                 continue;
             }

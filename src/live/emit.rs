@@ -15,7 +15,8 @@ use mapileak_reports::{Buffer, Finding, HeapSite, Index, LeakedObject, Report, S
 
 use crate::backend::analysis;
 use crate::backend::snapshot::Snapshot;
-use crate::backend::stack::{StackId, Symbolizer};
+use crate::backend::stack::StackId;
+use crate::backend::symbolize::Symbolizer;
 use crate::backend::trace;
 use crate::settings::{self, Mode};
 

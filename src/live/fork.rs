@@ -15,10 +15,10 @@
 mod handlers {
     use std::sync::Once;
 
-    use crate::backend::{alloc, buffers, env, registry, stack};
+    use crate::backend::{alloc, buffers, env, registry, symbolize};
 
     extern "C" fn prepare() {
-        stack::hold_for_fork();
+        symbolize::hold_for_fork();
         registry::hold_for_fork();
         buffers::hold_for_fork();
         env::hold_for_fork();
@@ -33,7 +33,7 @@ mod handlers {
         env::release_after_fork();
         buffers::release_after_fork();
         registry::release_after_fork();
-        stack::release_after_fork();
+        symbolize::release_after_fork();
     }
 
     extern "C" fn parent() {

@@ -209,10 +209,10 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
     // The reports name their frames: a thread ended inside the symbolizer
     // holds its lock for good.
     if !snapshots.is_empty() {
-        if !crate::backend::stack::symbolizer_free_within(wait) {
+        if !crate::backend::symbolize::symbolizer_free_within(wait) {
             return Err(Skipped::Lock("symbolizer"));
         }
-        if crate::backend::stack::symbolizer_would_load_library() {
+        if crate::backend::symbolize::symbolizer_would_load_library() {
             return Err(Skipped::WouldLoadSymbolizer);
         }
     }

@@ -40,6 +40,7 @@ pub(crate) mod rules;
 pub(crate) mod session;
 pub(crate) mod snapshot;
 pub(crate) mod stack;
+pub(crate) mod symbolize;
 pub(crate) mod trace;
 pub(crate) mod vmem;
 

@@ -22,7 +22,7 @@ pub fn hold_lock(which: &str, held: impl FnOnce()) -> bool {
         "objects" => crate::backend::registry::with_objects_locked(park),
         "heap" => crate::backend::alloc::with_table_locked(park),
         "buffers" => crate::backend::buffers::with_table_locked(park),
-        "symbolizer" => crate::backend::stack::as_if_resolving(park),
+        "symbolizer" => crate::backend::symbolize::as_if_resolving(park),
         _ => return false,
     }
     true
