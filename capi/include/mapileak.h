@@ -14,7 +14,7 @@
  *  - a session per logon: mapileak_logon ... mapileak_ms_logoff (or the
  *    provider's life: mapileak_provider_init, _logon, _shutdown);
  *  - a counted object per COM object: AddRef and Release forward to
- *    mapileak_object_addref/_release, the destructor to mapileak_object_free;
+ *    mapileak_object_add_ref/_release, the destructor to mapileak_object_free;
  *  - MAPI buffers through mapileak_allocate_buffer/_more, mapileak_free_buffer
  *    (wrapping the functions MAPI passed at init, or in-process).
  * At Logoff mapileak writes a JSON report (and an HTML page when asked) to
@@ -154,7 +154,7 @@ int mapileak_provider_released(uint64_t provider);
 /* What a logon does with MAPI's support object and lists. A session of 0
  * is the thread's current one (mapileak_enter), or outside any scope the
  * one logon that has not logged off. */
-int mapileak_support_addref(uint64_t session);
+int mapileak_support_add_ref(uint64_t session);
 int mapileak_support_release(uint64_t session);
 int mapileak_set_provider_uid(uint64_t session);
 int mapileak_modify_status_row(uint64_t session);
@@ -187,13 +187,13 @@ mapileak_object *mapileak_object_new_iid(uint64_t owner, const mapileak_guid *ii
                                          const char *label);
 /* IUnknown::AddRef and Release: the new count. At 0 the provider destroys
  * its object; a Release at 0 stays 0 and is an over-release finding. */
-uint32_t mapileak_object_addref(const mapileak_object *object);
+uint32_t mapileak_object_add_ref(const mapileak_object *object);
 uint32_t mapileak_object_release(const mapileak_object *object);
 /* Release, and *last (may be NULL) is 1 exactly when this Release took the
  * count from 1 to 0: destroy the object then, and only then. A Release of
  * a destroyed object (one Release too many, through a stale pointer)
  * returns 0 with *last 0 and is an over-release finding. */
-uint32_t mapileak_object_release_ex(const mapileak_object *object, int *last);
+uint32_t mapileak_object_release_final(const mapileak_object *object, int *last);
 uint32_t mapileak_object_count(const mapileak_object *object);
 /* Its id in reports. */
 uint64_t mapileak_object_id(const mapileak_object *object);
@@ -202,7 +202,7 @@ uint64_t mapileak_object_id(const mapileak_object *object);
  * (mapileak.hpp's RefCount keeps it). 0 for NULL. */
 uint64_t mapileak_object_memory_tag(const mapileak_object *object);
 /* It was opened from `parent` (a message from its folder). */
-int mapileak_object_opened_from(const mapileak_object *object, const mapileak_object *parent);
+int mapileak_object_set_opened_from(const mapileak_object *object, const mapileak_object *parent);
 /* It now keeps a reference on `other` / let go of one. A leaked holder makes
  * what it holds an indirect leak. */
 int mapileak_object_hold(const mapileak_object *object, const mapileak_object *other);

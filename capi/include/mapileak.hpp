@@ -71,11 +71,11 @@ public:
         handle_ = mapileak_object_new(owner, kind, label);
         tag_ = mapileak_object_memory_tag(handle_);
         if (handle_ == nullptr) return;
-        for (uint32_t n = untracked_.load(); n > 1; --n) mapileak_object_addref(handle_);
+        for (uint32_t n = untracked_.load(); n > 1; --n) mapileak_object_add_ref(handle_);
     }
 
     uint32_t AddRef() {
-        return handle_ ? mapileak_object_addref(handle_) : ++untracked_;
+        return handle_ ? mapileak_object_add_ref(handle_) : ++untracked_;
     }
     // The new count. Prefer Release(this), which also deletes.
     uint32_t Release() {
@@ -115,7 +115,7 @@ public:
     uint64_t Id() const { return mapileak_object_id(handle_); }
     // It was opened from `parent` (a message from its folder).
     void OpenedFrom(const RefCount &parent) const {
-        mapileak_object_opened_from(handle_, parent.handle_);
+        mapileak_object_set_opened_from(handle_, parent.handle_);
     }
     // It keeps a reference on `other` / let go of one.
     void Hold(const RefCount &other) const { mapileak_object_hold(handle_, other.handle_); }
@@ -126,7 +126,7 @@ public:
 
 private:
     uint32_t ReleaseRaw(int *last) {
-        if (handle_) return mapileak_object_release_ex(handle_, last);
+        if (handle_) return mapileak_object_release_final(handle_, last);
         uint32_t n = untracked_.load();
         while (n != 0 && !untracked_.compare_exchange_weak(n, n - 1)) {
         }
@@ -185,7 +185,7 @@ public:
     }
     STDMETHODIMP_(ULONG) AddRef() override {
         ULONG n = real_->AddRef();
-        mapileak_support_addref(session_);
+        mapileak_support_add_ref(session_);
         return n;
     }
     STDMETHODIMP_(ULONG) Release() override {

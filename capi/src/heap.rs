@@ -499,8 +499,10 @@ impl Block {
     /// As [`Block::release`].
     unsafe fn retire(self) {
         match self.memory {
-            Memory::Plain { usable } if recent::keep(self.user, usable, self.size, self.source) => {
-            }
+            // SAFETY: the caller's promise: a live block of ours, freed
+            // once, `usable` bytes of `malloc`.
+            Memory::Plain { usable }
+                if unsafe { recent::keep(self.user, usable, self.size, self.source) } => {}
             // SAFETY: the caller's promise.
             _ => unsafe { self.release() },
         }
@@ -606,7 +608,12 @@ thread_local! {
 /// next on this thread, goes to the quarantine with it. A count that lives
 /// in no block of ours (on the stack, in a global, in memory of another
 /// allocator) is freed once [`DYING`] newer ones came.
-pub(crate) fn dying(handle: usize, at: usize) {
+///
+/// # Safety
+///
+/// `handle` is a live handle (`Box::into_raw`) the caller does not use or
+/// free again: it is freed here, or with the block that holds it.
+pub(crate) unsafe fn dying(handle: usize, at: usize) {
     let evicted = DYING_COUNTS
         .try_with(|d| {
             let Ok(mut d) = d.try_borrow_mut() else {
@@ -716,7 +723,17 @@ mod recent {
     /// Keeps the freed block `user` (`usable` bytes of `malloc`), marked
     /// freed; gives back the oldest past the bounds. `false`, keeping
     /// nothing, when this thread's ring is gone (its end): give it back now.
-    pub(super) fn keep(user: usize, usable: usize, size: usize, source: super::Source) -> bool {
+    ///
+    /// # Safety
+    ///
+    /// `user` is a live block of ours (of `usable` bytes of the C runtime's
+    /// `malloc`), freed once: its trailer is written here.
+    pub(super) unsafe fn keep(
+        user: usize,
+        usable: usize,
+        size: usize,
+        source: super::Source,
+    ) -> bool {
         RING.try_with(|ring| {
             let Ok(mut ring) = ring.try_borrow_mut() else {
                 return false;

@@ -421,9 +421,9 @@ macro_rules! session_event {
 }
 
 session_event! {
-    /// `int mapileak_support_addref(uint64_t session)`: the logon AddRef'd
+    /// `int mapileak_support_add_ref(uint64_t session)`: the logon AddRef'd
     /// its support object.
-    mapileak_support_addref => support_add_ref;
+    mapileak_support_add_ref => support_add_ref;
     /// `int mapileak_support_release(uint64_t session)`: it released one.
     mapileak_support_release => support_release;
     /// `int mapileak_set_provider_uid(uint64_t session)`: `IMAPISupport::SetProviderUID`.

@@ -214,14 +214,14 @@ pub(crate) unsafe fn object<'a>(object: *const Object) -> Option<&'a Object> {
     unsafe { object.as_ref() }
 }
 
-/// `uint32_t mapileak_object_addref(mapileak_object *object)`:
+/// `uint32_t mapileak_object_add_ref(mapileak_object *object)`:
 /// `IUnknown::AddRef`; returns the new count (0 for NULL).
 ///
 /// # Safety
 ///
 /// `object` is NULL or a live handle.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapileak_object_addref(object: *const Object) -> u32 {
+pub unsafe extern "C" fn mapileak_object_add_ref(object: *const Object) -> u32 {
     // SAFETY: the caller's promise.
     let Some(o) = (unsafe { self::object(object) }) else {
         return 0;
@@ -251,7 +251,7 @@ pub unsafe extern "C" fn mapileak_object_release(object: *const Object) -> u32 {
     guard(0, || o.count.release())
 }
 
-/// `uint32_t mapileak_object_release_ex(const mapileak_object *object, int
+/// `uint32_t mapileak_object_release_final(const mapileak_object *object, int
 /// *last)`: `IUnknown::Release`, and `*last` (may be NULL) is 1 exactly
 /// when this Release took the count from 1 to 0: the caller destroys the
 /// object then, and only then. A Release of a destroyed object (through a
@@ -263,7 +263,7 @@ pub unsafe extern "C" fn mapileak_object_release(object: *const Object) -> u32 {
 /// `object` is NULL or a live handle (destroyed or not); `last` is NULL or
 /// valid for writing an `int`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapileak_object_release_ex(
+pub unsafe extern "C" fn mapileak_object_release_final(
     object: *const Object,
     last: *mut c_int,
 ) -> u32 {
@@ -304,7 +304,8 @@ pub unsafe extern "C" fn mapileak_object_destroy(object: *mut Object, memory: *c
     }
     guard((), || o.count.destroyed());
     if heap::in_use() {
-        heap::dying(object as usize, memory as usize);
+        // SAFETY: the caller's promise: a live handle, not used again.
+        unsafe { heap::dying(object as usize, memory as usize) };
     } else {
         // No block of mapileak's can hold it (the provider's operator new
         // is its own): nothing to keep.
@@ -372,9 +373,9 @@ macro_rules! object_link {
 }
 
 object_link! {
-    /// `int mapileak_object_opened_from(mapileak_object *object, mapileak_object
+    /// `int mapileak_object_set_opened_from(mapileak_object *object, mapileak_object
     /// *parent)`: it was opened from `parent` (a message from its folder).
-    mapileak_object_opened_from => set_opened_from;
+    mapileak_object_set_opened_from => set_opened_from;
     /// `int mapileak_object_hold(mapileak_object *object, mapileak_object
     /// *other)`: it now keeps a reference on `other`; a leaked holder makes
     /// what it holds an indirect leak.

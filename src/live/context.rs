@@ -39,6 +39,7 @@ pub(crate) fn forked_child() -> bool {
 }
 
 /// This process is a forked child (the `fork` child handler).
+#[cfg(unix)]
 pub(crate) fn set_forked_child() {
     FORKED.store(true, Ordering::Relaxed);
 }

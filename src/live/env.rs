@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::settings::{self, DIR, MODE, Mode, TRACE_ROOTS, chosen_dir};
+use crate::settings::{self, MODE, Mode, TRACE_ROOTS, chosen_dir};
 
 static ENV: Once = Once::new();
 /// `MAPILEAK_LIVE_BLOCKS`: the live table's size when it is reserved.
@@ -207,7 +207,7 @@ thread_local! {
 /// Takes the report directory's lock and keeps it on this thread (before `fork`).
 #[cfg(unix)]
 pub(crate) fn hold_for_fork() {
-    let held = DIR.lock();
+    let held = settings::DIR.lock();
     let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
 }
 

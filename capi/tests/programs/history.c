@@ -8,8 +8,8 @@
 #include "mapileak.h"
 
 static void take_two(mapileak_object *cache) {
-    mapileak_object_addref(cache);
-    mapileak_object_addref(cache);
+    mapileak_object_add_ref(cache);
+    mapileak_object_add_ref(cache);
 }
 
 static void give_one_back(mapileak_object *cache) { mapileak_object_release(cache); }

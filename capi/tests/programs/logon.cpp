@@ -38,7 +38,7 @@ public:
     Logon(uint64_t provider, const char *profile)
         : session_(mapileak_provider_logon(provider, profile)) {
         count_.Init("IABLogon", profile, session_);
-        mapileak_support_addref(session_);  // the support object, kept
+        mapileak_support_add_ref(session_);  // the support object, kept
         cached_ = new Table("cached contents table");
         profile_ = new char[std::strlen(profile) + 1];
         std::strcpy(profile_, profile);

@@ -171,7 +171,7 @@ int main(int argc, char **argv) {
         if (!EveryFormOfNew()) return 7;
 
         // Misuse must come back as failure values, not crashes.
-        if (mapileak_object_addref(nullptr) != 0 || mapileak_enter(999999) != -1 ||
+        if (mapileak_object_add_ref(nullptr) != 0 || mapileak_enter(999999) != -1 ||
             mapileak_free_buffer(nullptr) != 0 || mapileak_set_mode("loud") != -1 ||
             mapileak_allocate_buffer(8, nullptr) == 0 ||
             mapileak_object_new(999999, "IMAPITable", "no such owner") != nullptr) {
