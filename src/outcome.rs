@@ -23,11 +23,11 @@ impl Logoff {
 
     /// The empty report of `event`, for a provider of `provider` kind.
     pub(crate) fn empty(provider: ProviderKind, event: Event) -> Logoff {
-        Logoff::new(Report::new(SessionInfo {
-            id: 0,
+        Logoff::new(Report::new(SessionInfo::new(
+            0,
             provider,
-            label: String::new(),
+            String::new(),
             event,
-        }))
+        )))
     }
 }

@@ -23,39 +23,37 @@ use mapileak_reports::{
 const STACKS: u32 = 2_000;
 
 fn report(n: u64) -> Report {
-    let mut r = Report::new(SessionInfo {
-        id: 1,
-        provider: ProviderKind::MessageStore,
-        label: "bench".into(),
-        event: Event::Logoff,
-    });
+    let mut r = Report::new(SessionInfo::new(
+        1,
+        ProviderKind::MessageStore,
+        "bench",
+        Event::Logoff,
+    ));
     for s in 1..=STACKS {
-        r.stacks.push(Stack {
-            id: s,
-            frames: (0..12)
-                .map(|d| Frame {
-                    function: format!("store::folder{}::open_{d}", s),
-                    file: Some(format!("src/folder{}.rs", s % 40)),
-                    line: Some(10 + d),
+        r.stacks.push(Stack::new(
+            s,
+            (0..12)
+                .map(|d| {
+                    Frame::new(
+                        format!("store::folder{s}::open_{d}"),
+                        Some(format!("src/folder{}.rs", s % 40)),
+                        Some(10 + d),
+                    )
                 })
                 .collect(),
-        });
+        ));
     }
     for i in 0..n {
         let held = i % 3 == 2;
-        r.objects.push(LeakedObject {
-            id: i + 1,
-            kind: ["IMAPITable", "IMessage", "IAttach"][(i % 3) as usize].into(),
-            label: format!("object {i}"),
-            refcount: Some(1),
-            root: !held,
-            parent: held.then_some(i),
-            opened_from: held.then_some(i),
-            signature: format!("{:016x}", i % 5_000),
-            created: (i % u64::from(STACKS)) as u32 + 1,
-            events: Vec::new(),
-            events_dropped: 0,
-        });
+        let kind = ["IMAPITable", "IMessage", "IAttach"][(i % 3) as usize];
+        let created = (i % u64::from(STACKS)) as u32 + 1;
+        let mut object = LeakedObject::new(i + 1, kind, format!("object {i}"), created);
+        object.refcount = Some(1);
+        object.root = !held;
+        object.parent = held.then_some(i);
+        object.opened_from = held.then_some(i);
+        object.signature = format!("{:016x}", i % 5_000);
+        r.objects.push(object);
     }
     r.recount();
     r

@@ -25,6 +25,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod api;
 pub mod html;
 mod model;
 pub mod names;
@@ -35,7 +37,7 @@ pub mod text;
 
 pub use model::*;
 pub use read::{
-    MAX_REPORT_BYTES, ReadError, from_json, read_capped, read_file, unguessable, write_atomic,
+    MAX_REPORT_BYTES, ReadError, from_json, read_capped, read_file, write_atomic,
     write_atomic_with, write_new_while, write_new_with,
 };
 pub use rule::Rule;

@@ -14,6 +14,7 @@ pub type StackId = u32;
 
 /// The leak report of one session at one event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Always [`FORMAT`].
     pub format: String,
@@ -204,6 +205,7 @@ impl<'a> Index<'a> {
 
 /// Who wrote a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Tool {
     /// `mapileak`.
     pub name: String,
@@ -259,6 +261,7 @@ impl ProviderKind {
 /// The moment a report was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// The logon's logoff method ran.
     Logoff,
@@ -281,6 +284,7 @@ impl Event {
 
 /// The session a report is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SessionInfo {
     /// Unique within the writing process.
     pub id: u64,
@@ -292,8 +296,21 @@ pub struct SessionInfo {
     pub event: Event,
 }
 
+impl SessionInfo {
+    /// Session `id` of a `provider`-type provider, labelled `label`, at `event`.
+    pub fn new(id: u64, provider: ProviderKind, label: impl Into<String>, event: Event) -> Self {
+        SessionInfo {
+            id,
+            provider,
+            label: label.into(),
+            event,
+        }
+    }
+}
+
 /// Totals of a report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Summary {
     /// Objects alive that should not be.
     pub leaked_objects: u64,
@@ -317,6 +334,7 @@ pub struct Summary {
 
 /// An object alive when it should not be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LeakedObject {
     /// Unique within the writing process, in creation order.
     pub id: u64,
@@ -346,6 +364,29 @@ pub struct LeakedObject {
 }
 
 impl LeakedObject {
+    /// Object `id` of `kind`, labelled `label`, created at `created`: a
+    /// root, with no count, links, signature or history (set them after).
+    pub fn new(
+        id: u64,
+        kind: impl Into<String>,
+        label: impl Into<String>,
+        created: StackId,
+    ) -> Self {
+        LeakedObject {
+            id,
+            kind: kind.into(),
+            label: label.into(),
+            refcount: None,
+            root: true,
+            parent: None,
+            opened_from: None,
+            signature: String::new(),
+            created,
+            events: Vec::new(),
+            events_dropped: 0,
+        }
+    }
+
     /// AddRef events no Release matched (the balancer's answer).
     pub fn unmatched_addrefs(&self) -> impl Iterator<Item = &RefEvent> {
         self.events
@@ -368,6 +409,7 @@ pub enum RefOp {
 
 /// One or more AddRef/Release calls from the same stack.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RefEvent {
     /// What happened.
     pub op: RefOp,
@@ -380,8 +422,21 @@ pub struct RefEvent {
     pub unmatched: u32,
 }
 
+impl RefEvent {
+    /// `count` calls of `op` from `stack`, all balanced.
+    pub fn new(op: RefOp, count: u32, stack: StackId) -> Self {
+        RefEvent {
+            op,
+            count,
+            stack,
+            unmatched: 0,
+        }
+    }
+}
+
 /// Live heap blocks from one allocation site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HeapSite {
     /// The allocation stack.
     pub stack: StackId,
@@ -393,8 +448,21 @@ pub struct HeapSite {
     pub signature: String,
 }
 
+impl HeapSite {
+    /// `blocks` live blocks of `bytes` from `stack` (signature unset).
+    pub fn new(stack: StackId, blocks: u64, bytes: u64) -> Self {
+        HeapSite {
+            stack,
+            blocks,
+            bytes,
+            signature: String::new(),
+        }
+    }
+}
+
 /// An unfreed MAPI buffer (`MAPIAllocateBuffer`) and its chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Buffer {
     /// The allocating stack.
     pub stack: StackId,
@@ -411,6 +479,20 @@ pub struct Buffer {
     pub owner: Option<u64>,
 }
 
+impl Buffer {
+    /// A chain of `bytes` with `children` from `stack`: a root (no owner,
+    /// signature unset).
+    pub fn new(stack: StackId, bytes: u64, children: u64) -> Self {
+        Buffer {
+            stack,
+            bytes,
+            children,
+            signature: String::new(),
+            owner: None,
+        }
+    }
+}
+
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -423,6 +505,7 @@ pub enum Severity {
 
 /// A broken rule, with the stack of the call that broke it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// A stable rule id such as `over-release`.
     pub rule: String,
@@ -453,8 +536,32 @@ pub struct Finding {
     pub repeated: u64,
 }
 
+impl Finding {
+    /// A finding of rule `rule` (its id, such as `over-release`) at `stack`,
+    /// about no object (signature unset).
+    pub fn new(
+        rule: impl Into<String>,
+        severity: Severity,
+        message: impl Into<String>,
+        stack: Option<StackId>,
+    ) -> Self {
+        Finding {
+            rule: rule.into(),
+            severity,
+            message: message.into(),
+            stack,
+            object: None,
+            subject: None,
+            also: None,
+            signature: String::new(),
+            repeated: 0,
+        }
+    }
+}
+
 /// What a finding is about: an object, described as it was created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Subject {
     /// The MAPI interface, such as `IMAPIStatus`.
     pub kind: String,
@@ -468,8 +575,21 @@ pub struct Subject {
     pub events: Vec<RefEvent>,
 }
 
+impl Subject {
+    /// Object `kind` labelled `label`, created at `created`, no history.
+    pub fn new(kind: impl Into<String>, label: impl Into<String>, created: StackId) -> Self {
+        Subject {
+            kind: kind.into(),
+            label: label.into(),
+            created,
+            events: Vec::new(),
+        }
+    }
+}
+
 /// A symbolized stack, innermost frame first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stack {
     /// Referred to by objects, events and findings.
     pub id: StackId,
@@ -478,6 +598,11 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Stack `id` with `frames`, innermost first.
+    pub fn new(id: StackId, frames: Vec<Frame>) -> Self {
+        Stack { id, frames }
+    }
+
     /// The provider's own frames (not runtime, not libraries, not
     /// windows-core's vtable trampolines), innermost first: where to look.
     pub fn provider_frames(&self) -> impl Iterator<Item = &Frame> {
@@ -502,6 +627,7 @@ impl Stack {
 
 /// One frame of a symbolized stack. Displays as `function (file:line)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Frame {
     /// Demangled, without the hash suffix; `??` when unknown.
     pub function: String,
@@ -509,6 +635,17 @@ pub struct Frame {
     pub file: Option<String>,
     /// Source line, when debug info has it.
     pub line: Option<u32>,
+}
+
+impl Frame {
+    /// `function`, at `file:line` when known.
+    pub fn new(function: impl Into<String>, file: Option<String>, line: Option<u32>) -> Self {
+        Frame {
+            function: function.into(),
+            file,
+            line,
+        }
+    }
 }
 
 impl std::fmt::Display for Frame {

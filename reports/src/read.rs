@@ -297,7 +297,7 @@ fn write_temporary(
 /// A 64-bit value another local user cannot predict: std's randomly keyed
 /// SipHash (keys from the system's random source, fresh per call) over the
 /// time and a counter.
-pub fn unguessable() -> u64 {
+pub(crate) fn unguessable() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -151,7 +151,7 @@ fn path_origin(path: &str) -> Origin {
 
 /// One of the C ABI's exported functions (`mapileak_object_new`): C names,
 /// no path.
-pub fn is_c_abi(function: &str) -> bool {
+fn is_c_abi(function: &str) -> bool {
     function.starts_with("mapileak_") && !function.contains("::")
 }
 

@@ -196,12 +196,7 @@ pub(crate) fn balance<K: Eq + Hash>(
     let mut groups: Vec<RefEvent> = Vec::new();
     for (i, &(op, stack)) in events.iter().enumerate() {
         let g = *index.entry((op, stack)).or_insert_with(|| {
-            groups.push(RefEvent {
-                op,
-                count: 0,
-                stack,
-                unmatched: 0,
-            });
+            groups.push(RefEvent::new(op, 0, stack));
             groups.len() - 1
         });
         groups[g].count += 1;

@@ -106,19 +106,15 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
             .entry((kind, node.created))
             .or_insert_with(|| signature::compute(kind, frames_of(node.created)))
             .clone();
-        report.objects.push(LeakedObject {
-            id: node.id,
-            kind: kind.to_owned(),
-            label: node.label.clone(),
-            refcount: o.refcount,
-            root: placement[i].root,
-            parent: placement[i].parent.map(|p| leaked[p].node.id),
-            opened_from: o.opened_from,
-            signature,
-            created: node.created,
-            events,
-            events_dropped: o.events_dropped,
-        });
+        let mut object = LeakedObject::new(node.id, kind, node.label.as_str(), node.created);
+        object.refcount = o.refcount;
+        object.root = placement[i].root;
+        object.parent = placement[i].parent.map(|p| leaked[p].node.id);
+        object.opened_from = o.opened_from;
+        object.signature = signature;
+        object.events = events;
+        object.events_dropped = o.events_dropped;
+        report.objects.push(object);
     }
     // Heap blocks, grouped by allocation site, largest first.
     let mut sites: HashMap<StackId, (u64, u64)> = HashMap::new();
@@ -130,42 +126,31 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
     let mut sites: Vec<_> = sites.into_iter().collect();
     sites.sort_by_key(|&(stack, (_, bytes))| (std::cmp::Reverse(bytes), stack));
     for (stack, (blocks, bytes)) in sites {
-        report.heap.push(HeapSite {
-            stack,
-            blocks,
-            bytes,
-            signature: signature::compute("heap", frames_of(stack)),
-        });
+        let mut site = HeapSite::new(stack, blocks, bytes);
+        site.signature = signature::compute("heap", frames_of(stack));
+        report.heap.push(site);
     }
     for b in buffers {
-        report.buffers.push(Buffer {
-            stack: b.stack,
-            bytes: b.bytes,
-            children: b.children,
-            signature: signature::compute("buffer", frames_of(b.stack)),
-            // Under its owner when the owner leaked too; a root of its own
-            // when the owner is gone (or alive by design).
-            owner: (b.owner != 0 && index.contains_key(&b.owner)).then_some(b.owner),
-        });
+        let mut buffer = Buffer::new(b.stack, b.bytes, b.children);
+        buffer.signature = signature::compute("buffer", frames_of(b.stack));
+        // Under its owner when the owner leaked too; a root of its own
+        // when the owner is gone (or alive by design).
+        buffer.owner = (b.owner != 0 && index.contains_key(&b.owner)).then_some(b.owner);
+        report.buffers.push(buffer);
     }
     for f in findings {
         let signature = signature::compute(f.rule.id(), frames_of(f.stack));
-        report.findings.push(Finding {
-            rule: f.rule.id().to_owned(),
-            severity: f.severity,
-            message: f.message,
-            stack: Some(f.stack),
-            object: f.object,
-            subject: f.subject.map(|s| Subject {
-                kind: s.kind.to_owned(),
-                label: s.label,
-                created: s.created,
-                events: analysis::balance(&s.events, &mut frame_keys),
-            }),
-            also: f.also,
-            signature,
-            repeated: f.repeated,
+        let mut finding = Finding::new(f.rule.id(), f.severity, f.message, Some(f.stack));
+        finding.object = f.object;
+        finding.subject = f.subject.map(|s| {
+            let mut subject = Subject::new(s.kind, s.label, s.created);
+            subject.events = analysis::balance(&s.events, &mut frame_keys);
+            subject
         });
+        finding.also = f.also;
+        finding.signature = signature;
+        finding.repeated = f.repeated;
+        report.findings.push(finding);
     }
     let mut stacks: Vec<Stack> = stacks.into_values().collect();
     stacks.sort_by_key(|s| s.id);
@@ -259,6 +244,17 @@ pub(crate) fn remove_own_temporaries() {
     }
 }
 
+/// A value another process cannot predict: std's hasher, keyed from the
+/// system's random source, over the time.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
+}
+
 /// This process's run id in report names (set by the first report).
 static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -268,7 +264,7 @@ static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// session, or two at once, get two files): no report replaces another.
 fn base_name(report: &Report) -> String {
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let run = RUN.get_or_init(|| format!("{:06x}", mapileak_reports::unguessable() & 0xff_ffff));
+    let run = RUN.get_or_init(|| format!("{:06x}", random() & 0xff_ffff));
     let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let label: String = report
         .session

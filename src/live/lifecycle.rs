@@ -151,12 +151,7 @@ pub(crate) fn shutdown(provider: u64) -> Logoff {
     let Some((kind, label, findings, members)) = taken else {
         return Logoff::empty(ProviderKind::Unknown, Event::Shutdown);
     };
-    let info = SessionInfo {
-        id: provider,
-        provider: kind,
-        label,
-        event: Event::Shutdown,
-    };
+    let info = SessionInfo::new(provider, kind, label, Event::Shutdown);
     logoff::report(info, &members, findings, None, mode)
 }
 

@@ -157,12 +157,7 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
                     }
                 }
                 let s = &all[&head];
-                let info = SessionInfo {
-                    id: head,
-                    provider: s.provider,
-                    label: s.label.clone(),
-                    event: Event::Exit,
-                };
+                let info = SessionInfo::new(head, s.provider, s.label.clone(), Event::Exit);
                 groups.push((info, members, findings));
             }
             groups
@@ -175,12 +170,12 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
         .map(|mut u| u.take())
         .ok_or(Skipped::Lock("findings"))?;
     groups.push((
-        SessionInfo {
-            id: 0,
-            provider: ProviderKind::Unknown,
-            label: "outside any logon".to_owned(),
-            event: Event::Exit,
-        },
+        SessionInfo::new(
+            0,
+            ProviderKind::Unknown,
+            "outside any logon".to_owned(),
+            Event::Exit,
+        ),
         vec![0],
         unattributed,
     ));

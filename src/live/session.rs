@@ -105,12 +105,7 @@ fn preview(id: u64, mode: Mode) -> Logoff {
         Some((provider, label, findings, facts)) => (provider, label, findings, Some(facts)),
         None => (ProviderKind::Unknown, String::new(), Vec::new(), None),
     };
-    let info = mapileak_reports::SessionInfo {
-        id,
-        provider,
-        label,
-        event: Event::Logoff,
-    };
+    let info = mapileak_reports::SessionInfo::new(id, provider, label, Event::Logoff);
     logoff::preview(info, &[id], findings, facts, mode)
 }
 
@@ -165,12 +160,7 @@ fn finish_logoff(id: u64, method: ProviderKind, stack: stack::StackId, stepped: 
             }
             None => (method, String::new(), Vec::new(), false, None),
         });
-    let info = mapileak_reports::SessionInfo {
-        id,
-        provider,
-        label,
-        event: Event::Logoff,
-    };
+    let info = mapileak_reports::SessionInfo::new(id, provider, label, Event::Logoff);
     let logoff = logoff::report(info, &[id], findings, facts, mode);
     if first && logoff.report.is_clean() {
         registry::logged_off_clean(id);

@@ -172,7 +172,9 @@ impl Snapshot {
         let expected = |role: Role| match info.event {
             Event::Logoff => role != Role::Object,
             Event::Shutdown => role == Role::Provider,
-            Event::Exit => false,
+            // Process end, and any moment a later report format adds:
+            // everything alive is reported.
+            _ => false,
         };
         // Every live object's memory is its own, reported with it or not
         // at all: the logon's own block at its Logoff is no heap leak.

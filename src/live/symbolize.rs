@@ -31,7 +31,7 @@ impl Symbolizer {
             .take_while(|f| is_capture_frame(&f.function))
             .count();
         out.drain(..own);
-        Stack { id, frames: out }
+        Stack::new(id, out)
     }
 }
 
@@ -134,11 +134,11 @@ fn resolve(addr: usize) -> Vec<Frame> {
             .name()
             .map(|n| canonical(&format!("{n:#}")))
             .unwrap_or_else(|| "??".to_owned());
-        frames.push(Frame {
+        frames.push(Frame::new(
             function,
-            file: symbol.filename().map(|p| p.display().to_string()),
-            line: symbol.lineno(),
-        });
+            symbol.filename().map(|p| p.display().to_string()),
+            symbol.lineno(),
+        ));
     });
     // The function itself (the last of its inlined frames): a C++ function
     // the debug info names without its class or namespace (an anonymous
@@ -153,11 +153,7 @@ fn resolve(addr: usize) -> Vec<Frame> {
         outer.function = full;
     }
     if frames.is_empty() {
-        frames.push(Frame {
-            function: format!("?? ({addr:#x})"),
-            file: None,
-            line: None,
-        });
+        frames.push(Frame::new(format!("?? ({addr:#x})"), None, None));
     }
     frames
 }
@@ -188,7 +184,8 @@ fn is_capture_frame(function: &str) -> bool {
                 .any(|w| w.starts_with("mapileak::"))
         })
         || f.starts_with("mapileak_c::")
-        || mapileak_reports::signature::is_c_abi(f)
+        // The C ABI's exports (`mapileak_object_new`): C names, no path.
+        || (f.starts_with("mapileak_") && !f.contains("::"))
         || f.starts_with("__rust")
         || f.starts_with("__rdl_")
         || f.starts_with("alloc::alloc::")

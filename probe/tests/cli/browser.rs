@@ -140,49 +140,33 @@ fn hostile() -> Report {
         "<svg onload=\"window.__pwned = 5\">",
         "javascript:window.__pwned = 6",
     ];
-    let mut r = Report::new(SessionInfo {
-        id: 1,
-        provider: ProviderKind::MessageStore,
-        label: evil[0].to_owned(),
-        event: Event::Logoff,
-    });
-    r.stacks.push(Stack {
-        id: 1,
-        frames: evil
-            .iter()
+    let mut r = Report::new(SessionInfo::new(
+        1,
+        ProviderKind::MessageStore,
+        evil[0].to_owned(),
+        Event::Logoff,
+    ));
+    r.stacks.push(Stack::new(
+        1,
+        evil.iter()
             .enumerate()
-            .map(|(i, e)| Frame {
-                function: format!("provider::{e}"),
-                file: Some(format!("C:\\src\\{e}.rs")),
-                line: Some(i as u32),
+            .map(|(i, e)| {
+                Frame::new(
+                    format!("provider::{e}"),
+                    Some(format!("C:\\src\\{e}.rs")),
+                    Some(i as u32),
+                )
             })
             .collect(),
-    });
+    ));
     for (i, e) in evil.iter().enumerate() {
-        r.objects.push(LeakedObject {
-            id: i as u64 + 1,
-            kind: format!("I{e}"),
-            label: e.to_string(),
-            refcount: Some(1),
-            root: true,
-            parent: None,
-            opened_from: None,
-            signature: e.to_string(),
-            created: 1,
-            events: Vec::new(),
-            events_dropped: 0,
-        });
-        r.findings.push(Finding {
-            rule: e.to_string(),
-            severity: Severity::Error,
-            message: e.to_string(),
-            stack: Some(1),
-            object: None,
-            subject: None,
-            also: None,
-            signature: e.to_string(),
-            repeated: 0,
-        });
+        let mut object = LeakedObject::new(i as u64 + 1, format!("I{e}"), *e, 1);
+        object.refcount = Some(1);
+        object.signature = e.to_string();
+        r.objects.push(object);
+        let mut finding = Finding::new(*e, Severity::Error, *e, Some(1));
+        finding.signature = e.to_string();
+        r.findings.push(finding);
     }
     r.recount();
     r
@@ -296,40 +280,36 @@ fn several_reports_render_as_one_page_with_an_index() {
 #[test]
 fn a_hundred_thousand_leaks_make_a_page_a_browser_opens() {
     const STACKS: u32 = 640;
-    let mut r = Report::new(SessionInfo {
-        id: 1,
-        provider: ProviderKind::MessageStore,
-        label: "at scale".into(),
-        event: Event::Logoff,
-    });
+    let mut r = Report::new(SessionInfo::new(
+        1,
+        ProviderKind::MessageStore,
+        "at scale",
+        Event::Logoff,
+    ));
     for s in 1..=STACKS {
-        r.stacks.push(Stack {
-            id: s,
-            frames: (0..8)
-                .map(|d| Frame {
-                    function: format!("store::path{s}::call_{d}"),
-                    file: Some(format!("src/path{s}.rs")),
-                    line: Some(d),
+        r.stacks.push(Stack::new(
+            s,
+            (0..8)
+                .map(|d| {
+                    Frame::new(
+                        format!("store::path{s}::call_{d}"),
+                        Some(format!("src/path{s}.rs")),
+                        Some(d),
+                    )
                 })
                 .collect(),
-        });
+        ));
     }
     for i in 0..100_002u64 {
         let held = i % 3 == 2;
         let stack = (i % u64::from(STACKS)) as u32 + 1;
-        r.objects.push(LeakedObject {
-            id: i + 1,
-            kind: if held { "IMessage" } else { "IMAPITable" }.into(),
-            label: format!("object {i}"),
-            refcount: Some(1),
-            root: !held,
-            parent: held.then_some(i),
-            opened_from: None,
-            signature: format!("{:016x}", u64::from(stack) * 2 + u64::from(held)),
-            created: stack,
-            events: Vec::new(),
-            events_dropped: 0,
-        });
+        let kind = if held { "IMessage" } else { "IMAPITable" };
+        let mut object = LeakedObject::new(i + 1, kind, format!("object {i}"), stack);
+        object.refcount = Some(1);
+        object.root = !held;
+        object.parent = held.then_some(i);
+        object.signature = format!("{:016x}", u64::from(stack) * 2 + u64::from(held));
+        r.objects.push(object);
     }
     r.recount();
     let dir = tmp("browser-scale");
