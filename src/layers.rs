@@ -616,3 +616,122 @@ fn a_planted_upward_import_or_circle_is_caught() {
     );
     assert_eq!(quiet, violations(&graph(&sources(&src()))));
 }
+
+/// The longest a function may be: a reader holds it in one screen. A
+/// longer one says why it must be one piece, in a comment above it that
+/// contains "one piece".
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// Functions (`fn name`) of `code` over [`MAX_FUNCTION_LINES`], test
+/// modules aside: `(name, first line, lines)`.
+fn long_functions(text: &str) -> Vec<(String, usize, usize)> {
+    let code = code_only(text);
+    let tests: Vec<std::ops::Range<usize>> = inline_modules(&code)
+        .into_iter()
+        .filter(|(n, _)| n == "tests")
+        .map(|(_, r)| r)
+        .collect();
+    let bytes = code.as_bytes();
+    let mut long = Vec::new();
+    for (at, _) in code.match_indices("fn ") {
+        if (at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_'))
+            || tests.iter().any(|r| r.contains(&at))
+        {
+            continue;
+        }
+        let name: String = code[at + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The body: the first `{` outside the signature's brackets (a
+        // declaration without one ends at `;`).
+        let mut nested = 0i32;
+        let mut open = None;
+        for (k, c) in code[at..].char_indices() {
+            match c {
+                '(' | '[' => nested += 1,
+                ')' | ']' => nested -= 1,
+                ';' if nested <= 0 => break,
+                '{' if nested <= 0 => {
+                    open = Some(at + k);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(open) = open else { continue };
+        let mut depth = 0;
+        let mut close = code.len();
+        for (k, c) in code[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = open + k;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let first = code[..at].matches('\n').count() + 1;
+        let lines = code[at..close].matches('\n').count() + 1;
+        // The comment lines right above it (the original text's).
+        let above: Vec<&str> = text
+            .lines()
+            .take(first - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .take_while(|l| {
+                let l = l.trim_start();
+                l.starts_with("//") || l.starts_with("#[") || l.starts_with("pub") || l.is_empty()
+            })
+            .collect();
+        let explained = above.iter().any(|l| l.contains("one piece"));
+        if lines > MAX_FUNCTION_LINES && !explained {
+            long.push((name, first, lines));
+        }
+    }
+    long
+}
+
+#[test]
+fn no_function_is_longer_than_a_reader_can_hold() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut long = Vec::new();
+    for dir in ["src", "reports/src", "probe/src"] {
+        let mut files = Vec::new();
+        let mut dirs = vec![root.join(dir)];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs")
+                {
+                    files.push(path);
+                }
+            }
+        }
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (name, line, lines) in long_functions(&text) {
+                long.push(format!("{}:{line} {name}: {lines} lines", file.display()));
+            }
+        }
+    }
+    long.sort();
+    assert!(
+        long.is_empty(),
+        "over {MAX_FUNCTION_LINES} lines (split it where it changes phase, or say above it why it must be one piece):\n{}",
+        long.join("\n")
+    );
+    // The measure itself: a planted long function is caught, an explained one is not.
+    let body = "    let x = 1;\n".repeat(MAX_FUNCTION_LINES);
+    let planted = format!("fn long() {{\n{body}}}\n");
+    assert_eq!(long_functions(&planted).len(), 1);
+    let explained = format!("// It must be one piece: the hot loop.\n{planted}");
+    assert!(long_functions(&explained).is_empty());
+}

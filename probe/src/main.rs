@@ -172,106 +172,128 @@ fn read_text(path: &Path) -> Result<String, Error> {
     String::from_utf8(bytes).map_err(|_| Error(format!("{}: not UTF-8 text", path.display())))
 }
 
+/// Runs one command: one function each.
 fn run(command: Command) -> Result<u8, Error> {
     match command {
+        Command::Gate {
+            write_baseline: Some(out),
+            replace,
+            paths,
+            ..
+        } => write_baseline(&paths, &out, replace),
         Command::Gate {
             baseline,
             suppressions,
             format,
-            write_baseline,
-            replace,
+            write_baseline: None,
             paths,
-        } => {
-            let loaded = load(&paths)?;
-            let all = items(&loaded);
-            if let Some(out) = write_baseline {
-                if !replace && !ours(&out, b"# mapileak baseline")? {
-                    return Err(Error(format!(
-                        "{}: exists and is not a mapileak baseline; remove it, choose another file or pass --replace",
-                        out.display()
-                    )));
-                }
-                let text = Baseline::render(&all);
-                mapileak_reports::write_atomic(&out, text.as_bytes())
-                    .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
-                note(format_args!(
-                    "wrote baseline {} ({} item(s))",
-                    out.display(),
-                    all.len()
-                ));
-                return Ok(0);
-            }
-            let baseline = match &baseline {
-                Some(p) => Baseline::parse(&read_text(p)?, &p.display().to_string())?,
-                None => Baseline::default(),
-            };
-            let mut sups = match &suppressions {
-                Some(p) => Suppression::parse_file(&read_text(p)?, &p.display().to_string())?,
-                None => Vec::new(),
-            };
-            let verdict = gate::judge(all, &baseline, &mut sups);
-            let out = match format {
-                Format::Text => gate::text(&verdict, loaded.len()),
-                Format::Json => gate::json(&verdict, loaded.len(), &sups),
-                Format::Junit => gate::junit(&verdict, &loaded),
-                Format::Github => gate::github(&verdict, loaded.len()),
-            };
-            print_out(&out)?;
-            for s in &sups {
-                if s.hits > 0 {
-                    note(format_args!(
-                        "suppression {} (line {}) matched {} time(s): {}",
-                        s.entry(),
-                        s.line,
-                        s.hits,
-                        s.reason
-                    ));
-                } else {
-                    note(format_args!(
-                        "warning: suppression {} (line {}) matched nothing",
-                        s.entry(),
-                        s.line
-                    ));
-                }
-            }
-            Ok(if verdict.failures.is_empty() { 0 } else { 1 })
-        }
+            ..
+        } => gate(&paths, baseline.as_deref(), suppressions.as_deref(), format),
         Command::Render { reports, out } => render(&reports, &out),
-        Command::Diff { old, new } => {
-            let (old, new) = (
-                load(std::slice::from_ref(&old))?,
-                load(std::slice::from_ref(&new))?,
-            );
-            let index = |loaded| {
-                let mut m: BTreeMap<String, (usize, String)> = BTreeMap::new();
-                for i in items(loaded) {
-                    let e = m
-                        .entry(i.signature.to_owned())
-                        .or_insert((0, String::new()));
-                    e.0 += 1;
-                    e.1 = format!("{} {} at {}", i.what.as_str(), i.title, i.site());
-                }
-                m
-            };
-            let (a, b) = (index(&old), index(&new));
-            let mut new_count = 0;
-            let mut out = String::new();
-            for (sig, (n, what)) in &b {
-                let _ = match a.get(sig) {
-                    None => {
-                        new_count += 1;
-                        writeln!(out, "new    {sig} x{n}  {what}")
-                    }
-                    Some((m, _)) => writeln!(out, "still  {sig} x{n} (was x{m})  {what}"),
-                };
-            }
-            for (sig, (n, what)) in a.iter().filter(|(s, _)| !b.contains_key(*s)) {
-                let _ = writeln!(out, "fixed  {sig} x{n}  {what}");
-            }
-            print_out(&out)?;
-            Ok(if new_count > 0 { 1 } else { 0 })
+        Command::Diff { old, new } => diff(&old, &new),
+    }
+}
+
+/// `mapileak gate --write-baseline OUT`: every item of the reports, as
+/// accepted from now on.
+fn write_baseline(paths: &[PathBuf], out: &Path, replace: bool) -> Result<u8, Error> {
+    let loaded = load(paths)?;
+    let all = items(&loaded);
+    if !replace && !ours(out, b"# mapileak baseline")? {
+        return Err(Error(format!(
+            "{}: exists and is not a mapileak baseline; remove it, choose another file or pass --replace",
+            out.display()
+        )));
+    }
+    let text = Baseline::render(&all);
+    mapileak_reports::write_atomic(out, text.as_bytes())
+        .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
+    note(format_args!(
+        "wrote baseline {} ({} item(s))",
+        out.display(),
+        all.len()
+    ));
+    Ok(0)
+}
+
+/// `mapileak gate`: 1 when an item is neither in the baseline nor
+/// suppressed.
+fn gate(
+    paths: &[PathBuf],
+    baseline: Option<&Path>,
+    suppressions: Option<&Path>,
+    format: Format,
+) -> Result<u8, Error> {
+    let loaded = load(paths)?;
+    let all = items(&loaded);
+    let baseline = match baseline {
+        Some(p) => Baseline::parse(&read_text(p)?, &p.display().to_string())?,
+        None => Baseline::default(),
+    };
+    let mut sups = match suppressions {
+        Some(p) => Suppression::parse_file(&read_text(p)?, &p.display().to_string())?,
+        None => Vec::new(),
+    };
+    let verdict = gate::judge(all, &baseline, &mut sups);
+    let out = match format {
+        Format::Text => gate::text(&verdict, loaded.len()),
+        Format::Json => gate::json(&verdict, loaded.len(), &sups),
+        Format::Junit => gate::junit(&verdict, &loaded),
+        Format::Github => gate::github(&verdict, loaded.len()),
+    };
+    print_out(&out)?;
+    for s in &sups {
+        if s.hits > 0 {
+            note(format_args!(
+                "suppression {} (line {}) matched {} time(s): {}",
+                s.entry(),
+                s.line,
+                s.hits,
+                s.reason
+            ));
+        } else {
+            note(format_args!(
+                "warning: suppression {} (line {}) matched nothing",
+                s.entry(),
+                s.line
+            ));
         }
     }
+    Ok(if verdict.failures.is_empty() { 0 } else { 1 })
+}
+
+/// `mapileak diff OLD NEW`: each signature new, still there or fixed; 1
+/// when one is new.
+fn diff(old: &Path, new: &Path) -> Result<u8, Error> {
+    let (old, new) = (load(&[old.to_owned()])?, load(&[new.to_owned()])?);
+    let index = |loaded| {
+        let mut m: BTreeMap<String, (usize, String)> = BTreeMap::new();
+        for i in items(loaded) {
+            let e = m
+                .entry(i.signature.to_owned())
+                .or_insert((0, String::new()));
+            e.0 += 1;
+            e.1 = format!("{} {} at {}", i.what.as_str(), i.title, i.site());
+        }
+        m
+    };
+    let (a, b) = (index(&old), index(&new));
+    let mut new_count = 0;
+    let mut out = String::new();
+    for (sig, (n, what)) in &b {
+        let _ = match a.get(sig) {
+            None => {
+                new_count += 1;
+                writeln!(out, "new    {sig} x{n}  {what}")
+            }
+            Some((m, _)) => writeln!(out, "still  {sig} x{n} (was x{m})  {what}"),
+        };
+    }
+    for (sig, (n, what)) in a.iter().filter(|(s, _)| !b.contains_key(*s)) {
+        let _ = writeln!(out, "fixed  {sig} x{n}  {what}");
+    }
+    print_out(&out)?;
+    Ok(if new_count > 0 { 1 } else { 0 })
 }
 
 /// `mapileak render`: one report, or several with an index, to one page.

@@ -65,255 +65,274 @@ fn code_only(text: &str) -> String {
     out.into_iter().collect()
 }
 
-/// One line per piece of public API in `code` (of module `module`).
-fn list(module: &str, code: &str, out: &mut BTreeSet<String>) {
-    // One spelling whatever rustfmt does: `f( a, b, )` is `f(a, b)`.
-    let squash = |s: &str| {
-        s.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .replace("( ", "(")
-            .replace(", )", ")")
-            .replace(",)", ")")
-            .replace(", }", " }")
-    };
+/// An item's head: its attributes, its text up to `{`, `;` or `,`, and
+/// the brace depth it is at.
+struct Head {
+    attrs: Vec<String>,
+    text: String,
+    /// Whether a block (`{ ... }`) follows.
+    block: bool,
+    depth: usize,
+}
+
+/// `text` with its whitespace squashed, in one spelling whatever rustfmt
+/// does: `f( a, b, )` is `f(a, b)`.
+fn squash(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("( ", "(")
+        .replace(", )", ")")
+        .replace(",)", ")")
+        .replace(", }", " }")
+}
+
+/// Every head in `code`, at every depth.
+fn heads(code: &str) -> Vec<Head> {
     let chars: Vec<char> = code.chars().collect();
-    // The item containing each position: (depth it opened at, its name).
-    let mut scopes: Vec<(usize, String)> = Vec::new();
-    let mut depth = 0usize;
-    let mut attrs: Vec<String> = Vec::new();
-    let mut i = 0;
-    let mut skip_to_depth: Option<usize> = None;
+    let mut heads = Vec::new();
+    let (mut i, mut depth) = (0, 0usize);
     while i < chars.len() {
-        let c = chars[i];
-        if c == '{' {
-            depth += 1;
-            i += 1;
-            continue;
-        }
-        if c == '}' {
-            depth = depth.saturating_sub(1);
-            while scopes.last().is_some_and(|(d, _)| *d > depth) {
-                scopes.pop();
-            }
-            if skip_to_depth == Some(depth) {
-                skip_to_depth = None;
-            }
-            i += 1;
-            continue;
-        }
-        if c.is_whitespace() || skip_to_depth.is_some() {
-            i += 1;
-            continue;
-        }
-        // One statement or item head: up to `{`, `;` or `,` (a field or variant).
-        let start = i;
-        let mut j = i;
-        let mut paren = 0i32;
-        while j < chars.len() {
-            match chars[j] {
-                '(' | '[' | '<' => paren += 1,
-                ')' | ']' | '>' if chars[j - 1] != '-' => paren -= 1,
-                '{' | ';' if paren <= 0 => break,
-                ',' if paren <= 0 => break,
-                '}' => break,
-                _ => {}
-            }
-            j += 1;
-        }
-        // A `use` group (`pub use read::{a, b};`) is one head, to its `;`.
-        if chars[start..j]
-            .iter()
-            .collect::<String>()
-            .trim_start()
-            .starts_with("pub use")
-            && chars.get(j) == Some(&'{')
-        {
-            while j < chars.len() && chars[j] != ';' {
-                j += 1;
-            }
-        }
-        let head: String = squash(&chars[start..j].iter().collect::<String>());
-        let ends_block = chars.get(j) == Some(&'{');
-        i = if ends_block || chars.get(j) == Some(&'}') {
-            j
-        } else {
-            j + 1
-        };
-        if head.starts_with("#[") {
-            // Attributes come one per head here only when they end the
-            // head; split `#[a] #[b] item` into attributes and the rest.
-            let mut rest = head.as_str();
-            while let Some(r) = rest.strip_prefix("#[") {
-                let mut level = 1;
-                let end = r
-                    .char_indices()
-                    .find(|&(_, ch)| {
-                        match ch {
-                            '[' => level += 1,
-                            ']' => level -= 1,
-                            _ => {}
-                        }
-                        level == 0
-                    })
-                    .map_or(r.len(), |(k, _)| k);
-                attrs.push(format!("#[{}]", &r[..end]));
-                rest = r[(end + 1).min(r.len())..].trim_start();
-            }
-            if rest.is_empty() {
+        match chars[i] {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            c if c.is_whitespace() => {}
+            _ => {
+                let end = head_end(&chars, i);
+                let mut text = chars[i..end].iter().collect::<String>();
+                // A `use` group (`pub use read::{a, b};`) is one head, to its `;`.
+                let mut end = end;
+                if text.trim_start().starts_with("pub use") && chars.get(end) == Some(&'{') {
+                    while end < chars.len() && chars[end] != ';' {
+                        end += 1;
+                    }
+                    text = chars[i..end].iter().collect();
+                }
+                let (attrs, text) = split_attributes(&squash(&text));
+                let block = chars.get(end) == Some(&'{');
+                heads.push(Head {
+                    attrs,
+                    text,
+                    block,
+                    depth,
+                });
+                // A block's `{` and a closing `}` are counted above.
+                i = if block || chars.get(end) == Some(&'}') {
+                    end
+                } else {
+                    end + 1
+                };
                 continue;
             }
-            handle(
-                module,
-                rest,
-                ends_block,
-                depth,
-                &mut scopes,
-                &mut attrs,
-                out,
-                &mut skip_to_depth,
-            );
-        } else {
-            handle(
-                module,
-                &head,
-                ends_block,
-                depth,
-                &mut scopes,
-                &mut attrs,
-                out,
-                &mut skip_to_depth,
-            );
+        }
+        i += 1;
+    }
+    heads
+}
+
+/// Where the head starting at `start` ends: at `{`, `;` or `}`, or at a
+/// `,` outside brackets (a field, a variant).
+fn head_end(chars: &[char], start: usize) -> usize {
+    let mut nested = 0i32;
+    let mut j = start;
+    while j < chars.len() {
+        match chars[j] {
+            '{' | '}' => break,
+            ';' if nested <= 0 => break,
+            // A shift, not two generics (`256 << 20`).
+            '<' if chars.get(j + 1) == Some(&'<') => j += 1,
+            '(' | '[' | '<' => nested += 1,
+            ')' | ']' => nested -= 1,
+            '>' if j == 0 || chars[j - 1] != '-' => nested -= 1,
+            ',' if nested <= 0 => break,
+            _ => {}
+        }
+        j += 1;
+    }
+    j
+}
+
+/// `#[a] #[b(c)] item` as its attributes and the rest.
+fn split_attributes(head: &str) -> (Vec<String>, String) {
+    let mut attrs = Vec::new();
+    let mut rest = head;
+    while let Some(r) = rest.strip_prefix("#[") {
+        let mut level = 1;
+        let end = r
+            .char_indices()
+            .find(|&(_, ch)| {
+                match ch {
+                    '[' => level += 1,
+                    ']' => level -= 1,
+                    _ => {}
+                }
+                level == 0
+            })
+            .map_or(r.len(), |(k, _)| k);
+        attrs.push(format!("#[{}]", &r[..end]));
+        rest = r[(end + 1).min(r.len())..].trim_start();
+    }
+    (attrs, rest.to_owned())
+}
+
+/// A constant's value may change; its name and type may not.
+fn declaration(text: &str) -> &str {
+    if text.starts_with("pub const") || text.starts_with("pub static") {
+        text.split(" =").next().unwrap_or(text).trim_end()
+    } else {
+        text
+    }
+}
+
+/// One line per piece of public API in `code` (of module `module`).
+fn list(module: &str, code: &str, out: &mut BTreeSet<String>) {
+    // The item each head is in (opened at a depth), and the depth of a
+    // body being skipped (a function's, a private item's, test code).
+    let mut scopes: Vec<(usize, String)> = Vec::new();
+    let mut skipping: Option<usize> = None;
+    let mut attrs: Vec<String> = Vec::new();
+    for head in heads(code) {
+        if skipping.is_some_and(|d| head.depth > d) {
+            continue;
+        }
+        skipping = None;
+        scopes.retain(|(d, _)| *d <= head.depth);
+        attrs.extend(head.attrs.iter().cloned());
+        if head.text.is_empty() {
+            continue;
+        }
+        let taken = std::mem::take(&mut attrs);
+        let item = Item {
+            module,
+            head: &head,
+            attrs: &taken,
+            scope: scopes.last().map(|(_, s)| s.as_str()),
+        };
+        match item.record(out) {
+            Next::Open(name) => scopes.push((head.depth + 1, name)),
+            Next::Skip => skipping = Some(head.depth),
+            Next::Continue => {}
         }
     }
 }
 
-/// Records the item `head` (its attributes in `attrs`) at `depth`.
-#[allow(clippy::too_many_arguments)]
-fn handle(
-    module: &str,
-    head: &str,
-    ends_block: bool,
-    depth: usize,
-    scopes: &mut Vec<(usize, String)>,
-    attrs: &mut Vec<String>,
-    out: &mut BTreeSet<String>,
-    skip_to_depth: &mut Option<usize>,
-) {
-    let taken = std::mem::take(attrs);
-    let test_only = taken.iter().any(|a| a == "#[cfg(test)]");
-    let hidden = taken.iter().any(|a| a == "#[doc(hidden)]");
-    let scope = scopes.last().map(|(_, s)| s.clone());
-    let opens = |name: String, scopes: &mut Vec<(usize, String)>| {
-        if ends_block {
-            scopes.push((depth + 1, name));
+/// What follows an item's head.
+enum Next {
+    /// Its block holds listed items (a struct's fields, an impl's methods).
+    Open(String),
+    /// Its block is not API (a function body, a private item, test code).
+    Skip,
+    Continue,
+}
+
+/// One head, where it is.
+struct Item<'a> {
+    module: &'a str,
+    head: &'a Head,
+    attrs: &'a [String],
+    /// The struct, enum or impl it is in.
+    scope: Option<&'a str>,
+}
+
+impl Item<'_> {
+    /// Lists what the head says; tells what to do with its block.
+    fn record(&self, out: &mut BTreeSet<String>) -> Next {
+        let (module, text) = (self.module, self.head.text.as_str());
+        let skip = if self.head.block {
+            Next::Skip
+        } else {
+            Next::Continue
+        };
+        if self
+            .attrs
+            .iter()
+            .any(|a| a == "#[cfg(test)]" || a == "#[doc(hidden)]")
+        {
+            return skip;
         }
-    };
-    if test_only || hidden {
-        if ends_block {
-            *skip_to_depth = Some(depth);
+        match self.scope {
+            None => self.top_level(out),
+            Some(s) if s.starts_with("struct") => {
+                if let Some(field) = text.strip_prefix("pub ") {
+                    out.insert(format!("{module}: {s}.{field}"));
+                }
+                Next::Continue
+            }
+            Some(s) if s.starts_with("enum") => {
+                out.insert(format!("{module}: {s}::{text}"));
+                skip
+            }
+            Some(s) => {
+                if text.starts_with("pub ") && s.starts_with("impl") {
+                    out.insert(format!("{module}: {s}: {}", declaration(text)));
+                }
+                skip
+            }
         }
-        return;
     }
-    let name_after = |kw: &str| -> String {
-        head.split_once(kw)
-            .map(|(_, r)| {
-                r.chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let derives: Vec<String> = taken
-        .iter()
-        .filter_map(|a| {
-            a.strip_prefix("#[derive(")?
-                .strip_suffix(")]")
-                .map(str::to_owned)
-        })
-        .flat_map(|d| {
-            d.split(',')
-                .map(|t| t.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let non_exhaustive = taken.iter().any(|a| a == "#[non_exhaustive]");
-    match scope.as_deref() {
-        None => {
-            if head.starts_with("impl") {
-                // `impl Trait for Type` is API; an inherent impl's methods are.
-                let generic_free = head.trim_end_matches(" where").to_owned();
-                if head.contains(" for ") {
-                    out.insert(format!("{module}: {generic_free}"));
-                }
-                let ty = head.rsplit(' ').next().unwrap_or_default().to_owned();
-                opens(format!("impl {ty}"), scopes);
-                return;
+
+    /// An item at the module's top level.
+    fn top_level(&self, out: &mut BTreeSet<String>) -> Next {
+        let (module, text) = (self.module, self.head.text.as_str());
+        let skip = if self.head.block {
+            Next::Skip
+        } else {
+            Next::Continue
+        };
+        if text.starts_with("impl") {
+            // `impl Trait for Type` is API; an inherent impl's methods are.
+            if text.contains(" for ") {
+                out.insert(format!("{module}: {}", text.trim_end_matches(" where")));
             }
-            if !head.starts_with("pub ") {
-                if ends_block {
-                    *skip_to_depth = Some(depth);
-                }
-                return;
-            }
-            for kw in ["struct ", "enum "] {
-                if head.contains(&format!("pub {kw}")) {
-                    let name = name_after(kw);
-                    let mark = if non_exhaustive {
-                        "#[non_exhaustive] "
-                    } else {
-                        ""
-                    };
-                    out.insert(format!("{module}: {mark}{head}"));
-                    for d in &derives {
-                        out.insert(format!("{module}: impl {d} for {name}"));
-                    }
-                    opens(format!("{} {name}", kw.trim()), scopes);
-                    return;
-                }
-            }
-            // A re-exported group, one line per name.
-            if let Some((path, group)) = head
-                .strip_prefix("pub use ")
-                .and_then(|h| h.split_once("::{"))
-            {
-                for name in group.trim_end_matches('}').split(',').map(str::trim) {
-                    if !name.is_empty() {
-                        out.insert(format!("{module}: pub use {path}::{name}"));
-                    }
-                }
-                return;
-            }
-            // A constant's value may change; its name and type may not.
-            let head = if head.starts_with("pub const") || head.starts_with("pub static") {
-                head.split('=').next().unwrap_or(head).trim_end()
-            } else {
-                head
+            let ty = text.rsplit(' ').next().unwrap_or_default();
+            return Next::Open(format!("impl {ty}"));
+        }
+        if !text.starts_with("pub ") {
+            return skip;
+        }
+        for kw in ["struct", "enum"] {
+            let Some((_, rest)) = text.split_once(&format!("pub {kw} ")) else {
+                continue;
             };
-            out.insert(format!("{module}: {head}"));
-            if ends_block {
-                *skip_to_depth = Some(depth);
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let mark = if self.attrs.iter().any(|a| a == "#[non_exhaustive]") {
+                "#[non_exhaustive] "
+            } else {
+                ""
+            };
+            out.insert(format!("{module}: {mark}{text}"));
+            for d in self.derives() {
+                out.insert(format!("{module}: impl {d} for {name}"));
             }
+            return Next::Open(format!("{kw} {name}"));
         }
-        Some(s) if s.starts_with("struct") => {
-            if let Some(field) = head.strip_prefix("pub ") {
-                out.insert(format!("{module}: {s}.{field}"));
+        // A re-exported group, one line per name.
+        if let Some((path, group)) = text
+            .strip_prefix("pub use ")
+            .and_then(|h| h.split_once("::{"))
+        {
+            for name in group.trim_end_matches('}').split(',').map(str::trim) {
+                if !name.is_empty() {
+                    out.insert(format!("{module}: pub use {path}::{name}"));
+                }
             }
+            return Next::Continue;
         }
-        Some(s) if s.starts_with("enum") => {
-            out.insert(format!("{module}: {s}::{head}"));
-            if ends_block {
-                *skip_to_depth = Some(depth);
-            }
-        }
-        Some(s) => {
-            if head.starts_with("pub ") && s.starts_with("impl") {
-                out.insert(format!("{module}: {s}: {head}"));
-            }
-            if ends_block {
-                *skip_to_depth = Some(depth);
-            }
-        }
+        out.insert(format!("{module}: {}", declaration(text)));
+        skip
+    }
+
+    /// The traits its `#[derive]`s implement.
+    fn derives(&self) -> Vec<String> {
+        self.attrs
+            .iter()
+            .filter_map(|a| a.strip_prefix("#[derive(")?.strip_suffix(")]"))
+            .flat_map(|d| d.split(',').map(|t| t.trim().to_owned()))
+            .filter(|t| !t.is_empty())
+            .collect()
     }
 }
 

@@ -493,6 +493,28 @@ fn objects(
     inline: bool,
     prefix: &str,
 ) {
+    let (children, size, roots) = forest(r);
+    out.markup("<section><h2>Leaked objects — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
+    let tree = Tree {
+        r,
+        children: &children,
+        size: &size,
+        stacks,
+        inline,
+        prefix,
+    };
+    for group in &by_signature(r, &roots) {
+        match group[..] {
+            [only] => tree.write(out, only),
+            _ => root_group(out, &tree, group),
+        }
+    }
+    out.markup("</ul></section>\n");
+}
+
+/// The objects as a forest: each one's children (by index), its subtree's
+/// size, and the roots, largest subtree first.
+fn forest(r: &Report) -> (HashMap<usize, Vec<usize>>, Vec<usize>, Vec<usize>) {
     let index: HashMap<u64, usize> = r
         .objects
         .iter()
@@ -511,7 +533,7 @@ fn objects(
     let mut todo: Vec<usize> = (0..r.objects.len())
         .filter(|&i| r.objects[i].parent.is_none_or(|p| !index.contains_key(&p)))
         .collect();
-    let roots = todo.clone();
+    let mut roots = todo.clone();
     while let Some(i) = todo.pop() {
         order.push(i);
         todo.extend(children.get(&i).into_iter().flatten());
@@ -521,21 +543,22 @@ fn objects(
             size[*p] = size[*p].saturating_add(size[i]);
         }
     }
-    let mut roots = roots;
     roots.sort_by(|&a, &b| {
         size[b]
             .cmp(&size[a])
             .then(r.objects[a].id.cmp(&r.objects[b].id))
     });
+    (children, size, roots)
+}
 
-    out.markup("<section><h2>Leaked objects — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
-    // Roots of one signature (one kind from one creation path: a table
-    // leaked per call, a hundred thousand times) are one entry: their
-    // count, and a few of them, the largest, to open. Every one is in the
-    // JSON report.
+/// Roots of one signature (one kind from one creation path: a table leaked
+/// per call, a hundred thousand times) are one entry: their count, and a
+/// few of them, the largest, to open. Every one is in the JSON report.
+/// In order of each signature's largest root.
+fn by_signature(r: &Report, roots: &[usize]) -> Vec<Vec<usize>> {
     let mut group_of: HashMap<&str, usize> = HashMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    for &i in &roots {
+    for &i in roots {
         let sig = r.objects[i].signature.as_str();
         match group_of.get(sig) {
             Some(&g) => groups[g].push(i),
@@ -545,56 +568,47 @@ fn objects(
             }
         }
     }
-    let tree = Tree {
-        r,
-        children: &children,
-        size: &size,
-        stacks,
-        inline,
-        prefix,
-    };
-    for group in &groups {
-        if let [only] = group[..] {
-            tree.write(out, only);
-            continue;
-        }
-        let first = &r.objects[group[0]];
-        let objects: usize = group.iter().map(|&i| size[i]).sum();
-        let created = stacks.get(&first.created).copied();
-        let top = created
-            .and_then(Stack::top_frame)
-            .map_or("", |f| f.function.as_str());
-        put!(
-            out,
-            "<li class=\"group\" data-filter=\"{}\"><span class=\"kind\">{}</span> <span class=\"tag root\">{} leak roots</span> like <span class=\"label\">&quot;{}&quot;</span><span class=\"tag\">{} objects with what they hold</span> <span class=\"sig\">{}</span><div>created in ",
-            Text(&filter_text(&[&first.kind, &first.label, top], None)),
-            Text(&first.kind),
-            group.len(),
-            Text(&first.label),
-            objects,
-            Text(&first.signature)
-        );
-        stack_block(out, created, first.created, inline, prefix);
-        let shown = group.len().min(GROUP_EXAMPLES);
-        put!(
-            out,
-            "</div><details><summary>the {} largest of them</summary><ul>",
-            shown
-        );
-        for &i in &group[..shown] {
-            tree.write(out, i);
-        }
-        out.markup("</ul></details>");
-        if group.len() > shown {
-            put!(
-                out,
-                "<div class=\"help\">and {} more with this signature: every one is in the JSON report</div>",
-                group.len() - shown
-            );
-        }
-        out.markup("</li>\n");
+    groups
+}
+
+/// The entry of several roots of one signature.
+fn root_group(out: &mut Out<'_>, tree: &Tree<'_>, group: &[usize]) {
+    let r = tree.r;
+    let first = &r.objects[group[0]];
+    let objects: usize = group.iter().map(|&i| tree.size[i]).sum();
+    let created = tree.stacks.get(&first.created).copied();
+    let top = created
+        .and_then(Stack::top_frame)
+        .map_or("", |f| f.function.as_str());
+    put!(
+        out,
+        "<li class=\"group\" data-filter=\"{}\"><span class=\"kind\">{}</span> <span class=\"tag root\">{} leak roots</span> like <span class=\"label\">&quot;{}&quot;</span><span class=\"tag\">{} objects with what they hold</span> <span class=\"sig\">{}</span><div>created in ",
+        Text(&filter_text(&[&first.kind, &first.label, top], None)),
+        Text(&first.kind),
+        group.len(),
+        Text(&first.label),
+        objects,
+        Text(&first.signature)
+    );
+    stack_block(out, created, first.created, tree.inline, tree.prefix);
+    let shown = group.len().min(GROUP_EXAMPLES);
+    put!(
+        out,
+        "</div><details><summary>the {} largest of them</summary><ul>",
+        shown
+    );
+    for &i in &group[..shown] {
+        tree.write(out, i);
     }
-    out.markup("</ul></section>\n");
+    out.markup("</ul></details>");
+    if group.len() > shown {
+        put!(
+            out,
+            "<div class=\"help\">and {} more with this signature: every one is in the JSON report</div>",
+            group.len() - shown
+        );
+    }
+    out.markup("</li>\n");
 }
 
 /// How many roots of one signature the page shows.

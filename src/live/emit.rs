@@ -11,10 +11,14 @@ use std::path::{Path, PathBuf};
 
 use mapileak_reports::signature;
 use mapileak_reports::text::one_line;
-use mapileak_reports::{Buffer, Finding, HeapSite, Index, LeakedObject, Report, Stack, Subject};
+use mapileak_reports::{
+    Buffer, Finding, Frame, HeapSite, Index, LeakedObject, RefEvent, RefOp, Report, Stack, Subject,
+};
 
 use crate::backend::analysis;
-use crate::backend::snapshot::Snapshot;
+use crate::backend::buffers::LiveBuffer;
+use crate::backend::finding::PendingFinding;
+use crate::backend::snapshot::{ObjectSnap, Snapshot};
 use crate::backend::stack::StackId;
 use crate::backend::symbolize::Symbolizer;
 use crate::backend::trace;
@@ -24,7 +28,7 @@ use super::env;
 
 /// Builds the report of a snapshot: the analysis (leak roots and what they
 /// hold, the balancer's unmatched AddRefs), each unique stack symbolized
-/// once, signatures.
+/// once, signatures. One phase per part of the report.
 pub(crate) fn build(snapshot: Snapshot) -> Report {
     let Snapshot {
         info,
@@ -36,28 +40,35 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         ..
     } = snapshot;
     let mut report = Report::new(info);
-    let heap = heap.as_slice();
-    let buffers = buffers.as_slice();
     let index: HashMap<u64, usize> = leaked
         .iter()
         .enumerate()
         .map(|(i, o)| (o.node.id, i))
         .collect();
-    let holds: Vec<Vec<usize>> = leaked
-        .iter()
-        .map(|o| {
-            o.holds
-                .iter()
-                .filter_map(|id| index.get(id).copied())
-                .collect()
-        })
-        .collect();
-    let placement = analysis::place(&holds);
-
     // Symbolize each unique stack once, before anything reads one.
-    let mut symbols = Symbolizer::default();
-    let mut stacks: HashMap<StackId, Stack> = HashMap::new();
-    let needed = leaked
+    let mut symbols = Symbols::of(needed_stacks(&leaked, &heap, &buffers, &findings));
+    report.objects = leaked_objects(&leaked, &index, &mut symbols);
+    report.heap = heap_sites(&heap, &symbols);
+    report.buffers = buffer_chains(&buffers, &index, &symbols);
+    report.findings = findings
+        .into_iter()
+        .map(|f| finding(f, &mut symbols))
+        .collect();
+    report.stacks = symbols.into_stacks();
+    report.summary.heap_untracked = heap_untracked;
+    report.recount();
+    report
+}
+
+/// Every stack the report names: creations, histories, findings (and
+/// their subjects), heap sites, buffers.
+fn needed_stacks(
+    leaked: &[ObjectSnap],
+    heap: &[(StackId, u64)],
+    buffers: &[LiveBuffer],
+    findings: &[PendingFinding],
+) -> Vec<StackId> {
+    leaked
         .iter()
         .flat_map(|o| std::iter::once(o.node.created).chain(o.events.iter().map(|&(_, s)| s)))
         .chain(findings.iter().map(|f| f.stack))
@@ -69,54 +80,114 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
             f.also.into_iter().chain(subject)
         }))
         .chain(heap.iter().map(|&(s, _)| s))
-        .chain(buffers.iter().map(|b| b.stack));
-    for id in needed {
-        stacks.entry(id).or_insert_with(|| symbols.stack(id));
+        .chain(buffers.iter().map(|b| b.stack))
+        .collect()
+}
+
+/// The report's stacks, symbolized once each, and what the balancer and
+/// the signatures read of them.
+struct Symbols {
+    stacks: HashMap<StackId, Stack>,
+    /// Each function name as a number, for the balancer's comparisons.
+    functions: HashMap<String, u32>,
+    /// Each stack's functions as numbers, computed once.
+    keys: HashMap<StackId, Vec<u32>>,
+}
+
+impl Symbols {
+    fn of(ids: Vec<StackId>) -> Symbols {
+        let mut symbolizer = Symbolizer::default();
+        let mut stacks: HashMap<StackId, Stack> = HashMap::new();
+        for id in ids {
+            stacks.entry(id).or_insert_with(|| symbolizer.stack(id));
+        }
+        Symbols {
+            stacks,
+            functions: HashMap::new(),
+            keys: HashMap::new(),
+        }
     }
-    let frames_of = |id: StackId| stacks.get(&id).map_or(&[][..], |s| s.frames.as_slice());
-    // The balancer compares frames by function; each stack's functions as
-    // numbers, computed once for all the histories that name it.
-    let mut functions: HashMap<&str, u32> = HashMap::new();
-    let mut keys: HashMap<StackId, Vec<u32>> = HashMap::new();
-    let mut frame_keys = |id: StackId| -> Vec<u32> {
-        keys.entry(id)
-            .or_insert_with(|| {
-                frames_of(id)
-                    .iter()
-                    .map(|f| {
-                        let next = functions.len() as u32;
-                        *functions.entry(f.function.as_str()).or_insert(next)
-                    })
-                    .collect()
-            })
-            .clone()
-    };
+
+    fn frames(&self, id: StackId) -> &[Frame] {
+        self.stacks
+            .get(&id)
+            .map_or(&[][..], |s| s.frames.as_slice())
+    }
+
+    /// The balancer compares frames by function: stack `id`'s functions
+    /// as numbers.
+    fn keys(&mut self, id: StackId) -> Vec<u32> {
+        if let Some(k) = self.keys.get(&id) {
+            return k.clone();
+        }
+        let mut keys = Vec::new();
+        for f in self
+            .stacks
+            .get(&id)
+            .map_or(&[][..], |s| s.frames.as_slice())
+        {
+            let next = self.functions.len() as u32;
+            keys.push(*self.functions.entry(f.function.clone()).or_insert(next));
+        }
+        self.keys.insert(id, keys.clone());
+        keys
+    }
+
+    /// A history, balanced.
+    fn balance(&mut self, events: &[(RefOp, StackId)]) -> Vec<RefEvent> {
+        analysis::balance(events, |id| self.keys(id))
+    }
+
+    fn into_stacks(self) -> Vec<Stack> {
+        let mut stacks: Vec<Stack> = self.stacks.into_values().collect();
+        stacks.sort_by_key(|s| s.id);
+        stacks
+    }
+}
+
+/// The leaked objects, placed (roots, and what each indirect leak's
+/// holder is), with their balanced histories and signatures.
+fn leaked_objects(
+    leaked: &[ObjectSnap],
+    index: &HashMap<u64, usize>,
+    symbols: &mut Symbols,
+) -> Vec<LeakedObject> {
+    let holds: Vec<Vec<usize>> = leaked
+        .iter()
+        .map(|o| {
+            o.holds
+                .iter()
+                .filter_map(|id| index.get(id).copied())
+                .collect()
+        })
+        .collect();
+    let placement = analysis::place(&holds);
     // Many objects share a kind and a creation stack: one signature each.
     let mut signatures: HashMap<(&str, StackId), String> = HashMap::new();
-
+    let mut out = Vec::with_capacity(leaked.len());
     for (i, o) in leaked.iter().enumerate() {
         let node = &o.node;
-        let events = if node.history {
-            analysis::balance(&o.events, &mut frame_keys)
-        } else {
-            Vec::new()
-        };
         let kind = node.kind.name();
-        let signature = signatures
-            .entry((kind, node.created))
-            .or_insert_with(|| signature::compute(kind, frames_of(node.created)))
-            .clone();
         let mut object = LeakedObject::new(node.id, kind, node.label.as_str(), node.created);
+        if node.history {
+            object.events = symbols.balance(&o.events);
+        }
+        object.signature = signatures
+            .entry((kind, node.created))
+            .or_insert_with(|| signature::compute(kind, symbols.frames(node.created)))
+            .clone();
         object.refcount = o.refcount;
         object.root = placement[i].root;
         object.parent = placement[i].parent.map(|p| leaked[p].node.id);
         object.opened_from = o.opened_from;
-        object.signature = signature;
-        object.events = events;
         object.events_dropped = o.events_dropped;
-        report.objects.push(object);
+        out.push(object);
     }
-    // Heap blocks, grouped by allocation site, largest first.
+    out
+}
+
+/// Heap blocks, grouped by allocation site, largest first.
+fn heap_sites(heap: &[(StackId, u64)], symbols: &Symbols) -> Vec<HeapSite> {
     let mut sites: HashMap<StackId, (u64, u64)> = HashMap::new();
     for &(stack, size) in heap {
         let e = sites.entry(stack).or_insert((0, 0));
@@ -125,39 +196,48 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
     }
     let mut sites: Vec<_> = sites.into_iter().collect();
     sites.sort_by_key(|&(stack, (_, bytes))| (std::cmp::Reverse(bytes), stack));
-    for (stack, (blocks, bytes)) in sites {
-        let mut site = HeapSite::new(stack, blocks, bytes);
-        site.signature = signature::compute("heap", frames_of(stack));
-        report.heap.push(site);
-    }
-    for b in buffers {
-        let mut buffer = Buffer::new(b.stack, b.bytes, b.children);
-        buffer.signature = signature::compute("buffer", frames_of(b.stack));
-        // Under its owner when the owner leaked too; a root of its own
-        // when the owner is gone (or alive by design).
-        buffer.owner = (b.owner != 0 && index.contains_key(&b.owner)).then_some(b.owner);
-        report.buffers.push(buffer);
-    }
-    for f in findings {
-        let signature = signature::compute(f.rule.id(), frames_of(f.stack));
-        let mut finding = Finding::new(f.rule.id(), f.severity, f.message, Some(f.stack));
-        finding.object = f.object;
-        finding.subject = f.subject.map(|s| {
-            let mut subject = Subject::new(s.kind, s.label, s.created);
-            subject.events = analysis::balance(&s.events, &mut frame_keys);
-            subject
-        });
-        finding.also = f.also;
-        finding.signature = signature;
-        finding.repeated = f.repeated;
-        report.findings.push(finding);
-    }
-    let mut stacks: Vec<Stack> = stacks.into_values().collect();
-    stacks.sort_by_key(|s| s.id);
-    report.stacks = stacks;
-    report.summary.heap_untracked = heap_untracked;
-    report.recount();
-    report
+    sites
+        .into_iter()
+        .map(|(stack, (blocks, bytes))| {
+            let mut site = HeapSite::new(stack, blocks, bytes);
+            site.signature = signature::compute("heap", symbols.frames(stack));
+            site
+        })
+        .collect()
+}
+
+/// Unfreed MAPI buffer chains, each under its owner when the owner leaked.
+fn buffer_chains(
+    buffers: &[LiveBuffer],
+    index: &HashMap<u64, usize>,
+    symbols: &Symbols,
+) -> Vec<Buffer> {
+    buffers
+        .iter()
+        .map(|b| {
+            let mut buffer = Buffer::new(b.stack, b.bytes, b.children);
+            buffer.signature = signature::compute("buffer", symbols.frames(b.stack));
+            // Under its owner when the owner leaked too; a root of its own
+            // when the owner is gone (or alive by design).
+            buffer.owner = (b.owner != 0 && index.contains_key(&b.owner)).then_some(b.owner);
+            buffer
+        })
+        .collect()
+}
+
+/// A recorded finding as the report shows it.
+fn finding(f: PendingFinding, symbols: &mut Symbols) -> Finding {
+    let mut finding = Finding::new(f.rule.id(), f.severity, f.message, Some(f.stack));
+    finding.signature = signature::compute(f.rule.id(), symbols.frames(f.stack));
+    finding.object = f.object;
+    finding.subject = f.subject.map(|s| {
+        let mut subject = Subject::new(s.kind, s.label, s.created);
+        subject.events = symbols.balance(&s.events);
+        subject
+    });
+    finding.also = f.also;
+    finding.repeated = f.repeated;
+    finding
 }
 
 /// Emits the report's events and writes its files; returns the files written.
@@ -512,119 +592,136 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
     if mode == Mode::Full {
         let index = report.index();
         let limit = env::trace_roots();
-        let roots = roots_by_size(report, &index);
-        // Leak roots of one signature (one kind from one creation path: a
-        // table leaked per call, a hundred thousand times) are one line,
-        // at the place of their largest.
-        let groups = by_signature(&roots);
-        for g in groups.iter().take(limit) {
-            let (o, indirect) = (g.first, g.indirect);
-            let created = index.stack(o.created);
-            let unmatched: Vec<String> = o
-                .unmatched_addrefs()
-                .map(|e| site(index.stack(e.stack)))
-                .collect();
-            let message = if g.roots == 1 {
-                format!(
-                    "leaked {} created in {}{}",
-                    describe(o),
-                    site(created),
-                    if indirect > 0 {
-                        format!(", holding {indirect} more leaked object(s)")
-                    } else {
-                        String::new()
-                    }
-                )
-            } else {
-                format!(
-                    "leaked {} {} objects like \"{}\" created in {} ({} leaked object(s) with what they hold)",
-                    g.roots,
-                    one_line(&o.kind),
-                    one_line(&o.label),
-                    site(created),
-                    g.roots + indirect
-                )
-            };
-            if subscriber {
-                tracing::warn!(
-                    target: "mapileak",
-                    session = report.session.id,
-                    kind = %one_line(&o.kind),
-                    label = %one_line(&o.label),
-                    roots = g.roots,
-                    refcount = o.refcount.map_or(-1, i64::from),
-                    indirect,
-                    unmatched_addrefs = ?unmatched,
-                    stack = %render_stack(created),
-                    "{message}"
-                );
-            } else {
-                trace::line(format_args!("{message}"));
-                for u in unmatched {
-                    trace::line(format_args!("    AddRef never released, from {u}"));
-                }
-            }
-        }
-        if groups.len() > limit {
-            let rest = &groups[limit..];
-            let roots: usize = rest.iter().map(|g| g.roots).sum();
-            let objects: usize = rest.iter().map(|g| g.roots + g.indirect).sum();
-            let message =
-                format!("and {roots} more leak root(s) ({objects} leaked object(s)): see {see}");
-            if subscriber {
-                tracing::warn!(target: "mapileak", session = report.session.id, "{message}");
-            } else {
-                trace::line(format_args!("{message}"));
-            }
-        }
+        emit_roots(report, &index, limit, subscriber, &see);
         emit_sites(report, &index, limit, subscriber, &see);
-        for f in report.findings.iter().take(limit) {
-            let stack = f.stack.and_then(|s| index.stack(s));
-            let at = if f.repeated > 0 {
-                format!("{}; and {} more times there", site(stack), f.repeated)
-            } else {
-                site(stack)
-            };
-            if subscriber {
-                tracing::warn!(
-                    target: "mapileak",
-                    session = report.session.id,
-                    rule = %one_line(&f.rule),
-                    stack = %render_stack(stack),
-                    "{}: {} (at {at})", one_line(&f.rule), one_line(&f.message)
-                );
-            } else {
-                trace::line(format_args!("{}: {} (at {at})", f.rule, f.message));
-            }
-        }
-        if report.findings.len() > limit {
-            let message = format!(
-                "and {} more finding(s): see {see}",
-                report.findings.len() - limit
-            );
-            if subscriber {
-                tracing::warn!(target: "mapileak", session = report.session.id, "{message}");
-            } else {
-                trace::line(format_args!("{message}"));
-            }
-        }
+        emit_findings(report, &index, limit, subscriber, &see);
     }
-    let line = summary_line(report, files);
+    emit_summary(report, files, subscriber);
+}
+
+/// A warning: a `tracing` event, or a line on stderr without a subscriber.
+fn warn_line(report: &Report, subscriber: bool, message: &str) {
     if subscriber {
-        let s = &report.summary;
-        if report.is_clean() {
-            tracing::info!(target: "mapileak", session = report.session.id, "{line}");
+        tracing::warn!(target: "mapileak", session = report.session.id, "{message}");
+    } else {
+        trace::line(format_args!("{message}"));
+    }
+}
+
+/// One line per group of leak roots (one signature: one kind from one
+/// creation path), largest first, up to `limit`; one more counts the rest.
+fn emit_roots(report: &Report, index: &Index<'_>, limit: usize, subscriber: bool, see: &str) {
+    let roots = roots_by_size(report, index);
+    // Leak roots of one signature (a table leaked per call, a hundred
+    // thousand times) are one line, at the place of their largest.
+    let groups = by_signature(&roots);
+    for g in groups.iter().take(limit) {
+        let (o, indirect) = (g.first, g.indirect);
+        let created = index.stack(o.created);
+        let unmatched: Vec<String> = o
+            .unmatched_addrefs()
+            .map(|e| site(index.stack(e.stack)))
+            .collect();
+        let message = if g.roots == 1 {
+            format!(
+                "leaked {} created in {}{}",
+                describe(o),
+                site(created),
+                if indirect > 0 {
+                    format!(", holding {indirect} more leaked object(s)")
+                } else {
+                    String::new()
+                }
+            )
         } else {
+            format!(
+                "leaked {} {} objects like \"{}\" created in {} ({} leaked object(s) with what they hold)",
+                g.roots,
+                one_line(&o.kind),
+                one_line(&o.label),
+                site(created),
+                g.roots + indirect
+            )
+        };
+        if subscriber {
             tracing::warn!(
                 target: "mapileak",
                 session = report.session.id,
-                leaked_objects = s.leaked_objects,
-                leak_roots = s.leak_roots,
-                findings = s.findings,
-                "{line}"
+                kind = %one_line(&o.kind),
+                label = %one_line(&o.label),
+                roots = g.roots,
+                refcount = o.refcount.map_or(-1, i64::from),
+                indirect,
+                unmatched_addrefs = ?unmatched,
+                stack = %render_stack(created),
+                "{message}"
             );
+        } else {
+            trace::line(format_args!("{message}"));
+            for u in unmatched {
+                trace::line(format_args!("    AddRef never released, from {u}"));
+            }
         }
-    } else {
+    }
+    if groups.len() > limit {
+        let rest = &groups[limit..];
+        let roots: usize = rest.iter().map(|g| g.roots).sum();
+        let objects: usize = rest.iter().map(|g| g.roots + g.indirect).sum();
+        warn_line(
+            report,
+            subscriber,
+            &format!("and {roots} more leak root(s) ({objects} leaked object(s)): see {see}"),
+        );
+    }
+}
+
+/// One line per finding, up to `limit`; one more counts the rest.
+fn emit_findings(report: &Report, index: &Index<'_>, limit: usize, subscriber: bool, see: &str) {
+    for f in report.findings.iter().take(limit) {
+        let stack = f.stack.and_then(|s| index.stack(s));
+        let at = if f.repeated > 0 {
+            format!("{}; and {} more times there", site(stack), f.repeated)
+        } else {
+            site(stack)
+        };
+        if subscriber {
+            tracing::warn!(
+                target: "mapileak",
+                session = report.session.id,
+                rule = %one_line(&f.rule),
+                stack = %render_stack(stack),
+                "{}: {} (at {at})", one_line(&f.rule), one_line(&f.message)
+            );
+        } else {
+            trace::line(format_args!("{}: {} (at {at})", f.rule, f.message));
+        }
+    }
+    if report.findings.len() > limit {
+        let more = report.findings.len() - limit;
+        warn_line(
+            report,
+            subscriber,
+            &format!("and {more} more finding(s): see {see}"),
+        );
+    }
+}
+
+/// The summary line: info when clean, a warning with the counts when not.
+fn emit_summary(report: &Report, files: &[PathBuf], subscriber: bool) {
+    let line = summary_line(report, files);
+    if !subscriber {
         trace::line(format_args!("{line}"));
+    } else if report.is_clean() {
+        tracing::info!(target: "mapileak", session = report.session.id, "{line}");
+    } else {
+        let s = &report.summary;
+        tracing::warn!(
+            target: "mapileak",
+            session = report.session.id,
+            leaked_objects = s.leaked_objects,
+            leak_roots = s.leak_roots,
+            findings = s.findings,
+            "{line}"
+        );
     }
 }

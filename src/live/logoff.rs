@@ -14,7 +14,7 @@
 //! exit hook) decide which sessions a report covers and which findings it
 //! carries, then call [`report`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
@@ -24,7 +24,7 @@ use super::{emit, rules};
 use crate::Logoff;
 use crate::backend::context::Quiet;
 use crate::backend::finding::PendingFinding;
-use crate::backend::registry;
+use crate::backend::registry::{self, SessionState};
 use crate::backend::snapshot::{Live, Snapshot};
 use crate::settings::Mode;
 
@@ -126,45 +126,15 @@ enum Skipped {
 /// How long process end waits for any one lock, in milliseconds.
 const EXIT_WAIT_MS: u64 = 200;
 
+/// One process-end report to be: its session, the sessions it covers,
+/// their findings.
+type Group = (SessionInfo, Vec<u64>, Vec<PendingFinding>);
+
 /// What [`process_exit`] reports, or why nothing is.
 fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
     let wait = std::time::Duration::from_millis(EXIT_WAIT_MS);
-    let groups = registry::with_all_sessions(
-        |all| {
-            let mut groups: Vec<(SessionInfo, Vec<u64>, Vec<PendingFinding>)> = Vec::new();
-            let heads: Vec<u64> = all
-                .iter()
-                .filter(|(_, s)| s.is_provider() || s.owner == 0)
-                .map(|(&id, _)| id)
-                .collect();
-            // Each head's members in one pass (not one pass per head: a
-            // process may leave thousands of logons open).
-            let mut members_of: HashMap<u64, Vec<u64>> =
-                heads.iter().map(|&h| (h, vec![h])).collect();
-            for (&id, s) in all.iter() {
-                if s.owner != id
-                    && let Some(members) = members_of.get_mut(&s.owner)
-                {
-                    members.push(id);
-                }
-            }
-            for head in heads {
-                let members = members_of.remove(&head).unwrap_or_default();
-                let mut findings = Vec::new();
-                for m in &members {
-                    if let Some(s) = all.get_mut(m) {
-                        findings.append(&mut s.findings.take());
-                    }
-                }
-                let s = &all[&head];
-                let info = SessionInfo::new(head, s.provider, s.label.clone(), Event::Exit);
-                groups.push((info, members, findings));
-            }
-            groups
-        },
-        Some(wait),
-    );
-    let mut groups = groups.ok_or(Skipped::Lock("session registry"))?;
+    let mut groups = registry::with_all_sessions(exit_groups, Some(wait))
+        .ok_or(Skipped::Lock("session registry"))?;
     let unattributed = registry::UNATTRIBUTED
         .try_lock_for(wait)
         .map(|mut u| u.take())
@@ -179,6 +149,60 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
         vec![0],
         unattributed,
     ));
+    let snapshots = group_snapshots(groups, wait)?;
+    // The reports name their frames: a thread ended inside the symbolizer
+    // holds its lock for good.
+    if !snapshots.is_empty() {
+        if !crate::backend::symbolize::symbolizer_free_within(wait) {
+            return Err(Skipped::Lock("symbolizer"));
+        }
+        if crate::backend::symbolize::symbolizer_would_load_library() {
+            return Err(Skipped::WouldLoadSymbolizer);
+        }
+    }
+    Ok(snapshots)
+}
+
+/// One group per provider (with its logons) and per logon made without a
+/// provider, each with the findings its sessions recorded.
+fn exit_groups(all: &mut BTreeMap<u64, SessionState>) -> Vec<Group> {
+    let heads: Vec<u64> = all
+        .iter()
+        .filter(|(_, s)| s.is_provider() || s.owner == 0)
+        .map(|(&id, _)| id)
+        .collect();
+    // Each head's members in one pass (not one pass per head: a process
+    // may leave thousands of logons open).
+    let mut members_of: HashMap<u64, Vec<u64>> = heads.iter().map(|&h| (h, vec![h])).collect();
+    for (&id, s) in all.iter() {
+        if s.owner != id
+            && let Some(members) = members_of.get_mut(&s.owner)
+        {
+            members.push(id);
+        }
+    }
+    let mut groups = Vec::with_capacity(heads.len() + 1);
+    for head in heads {
+        let members = members_of.remove(&head).unwrap_or_default();
+        let mut findings = Vec::new();
+        for m in &members {
+            if let Some(s) = all.get_mut(m) {
+                findings.append(&mut s.findings.take());
+            }
+        }
+        let s = &all[&head];
+        let info = SessionInfo::new(head, s.provider, s.label.clone(), Event::Exit);
+        groups.push((info, members, findings));
+    }
+    groups
+}
+
+/// The snapshot of each group that has something to report, each table
+/// read once for all of them (the last group takes what no other covers).
+fn group_snapshots(
+    groups: Vec<Group>,
+    wait: std::time::Duration,
+) -> Result<Vec<Snapshot>, Skipped> {
     // One pass over each table for all groups: a process that logged on
     // and off thousands of times pays for what is alive, not per session.
     // What a retired logon (one that logged off clean and left the
@@ -199,16 +223,6 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
         let snapshot = Snapshot::within(info, live, findings, Some(wait)).map_err(Skipped::Lock)?;
         if !snapshot.is_empty() {
             snapshots.push(snapshot);
-        }
-    }
-    // The reports name their frames: a thread ended inside the symbolizer
-    // holds its lock for good.
-    if !snapshots.is_empty() {
-        if !crate::backend::symbolize::symbolizer_free_within(wait) {
-            return Err(Skipped::Lock("symbolizer"));
-        }
-        if crate::backend::symbolize::symbolizer_would_load_library() {
-            return Err(Skipped::WouldLoadSymbolizer);
         }
     }
     Ok(snapshots)

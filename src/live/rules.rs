@@ -15,6 +15,16 @@ use super::life::LogonFacts;
 /// `is_live` tells whether an object was still alive at the snapshot.
 pub(crate) fn logoff_checks(s: &LogonFacts, is_live: impl Fn(u64) -> bool) -> Vec<PendingFinding> {
     let mut out = Vec::new();
+    support_released(s, is_live, &mut out);
+    left_for_mapi(s, &mut out);
+    connections_closed(s, &mut out);
+    unlisted(s, &mut out);
+    store_transports_logged_off(s, &mut out);
+    out
+}
+
+/// The support object's AddRefs are released, and (transports) last.
+fn support_released(s: &LogonFacts, is_live: impl Fn(u64) -> bool, out: &mut Vec<PendingFinding>) {
     if let Some(&addref) = s.life.support_refs.last() {
         out.push(PendingFinding::new(
             Rule::SupportNotReleased,
@@ -41,6 +51,11 @@ pub(crate) fn logoff_checks(s: &LogonFacts, is_live: impl Fn(u64) -> bool) -> Ve
             ));
         }
     }
+}
+
+/// What MAPI removes at the support object's final Release (MAPIUIDs, the
+/// status row), still there because the support object is held.
+fn left_for_mapi(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
     // MAPI removes the MAPIUIDs and the status row itself, while it
     // processes the support object's final Release: held at Logoff, they
     // stay (warnings: MAPI cleans up once the provider lets go).
@@ -67,6 +82,10 @@ pub(crate) fn logoff_checks(s: &LogonFacts, is_live: impl Fn(u64) -> bool) -> Ve
             ));
         }
     }
+}
+
+/// Remote connections and advise subscriptions are closed.
+fn connections_closed(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
     for &(id, at) in &s.life.connections {
         out.push(PendingFinding::new(
             Rule::ServerConnectionOpen,
@@ -87,6 +106,10 @@ pub(crate) fn logoff_checks(s: &LogonFacts, is_live: impl Fn(u64) -> bool) -> Ve
             subscribe,
         ));
     }
+}
+
+/// The logon left the provider's list of logons.
+fn unlisted(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
     if let Some(listed) = s.life.listed {
         out.push(PendingFinding::new(
             Rule::LogonStillListed,
@@ -98,6 +121,10 @@ pub(crate) fn logoff_checks(s: &LogonFacts, is_live: impl Fn(u64) -> bool) -> Ve
             listed,
         ));
     }
+}
+
+/// A store called `IMAPISupport::StoreLogoffTransports` before Logoff.
+fn store_transports_logged_off(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
     // For stores that report their life (through a `Provider`, or any of
     // the store protocol's calls): a provider that reports nothing must not
     // be told it skipped a call.
@@ -117,5 +144,4 @@ pub(crate) fn logoff_checks(s: &LogonFacts, is_live: impl Fn(u64) -> bool) -> Ve
             s.opened,
         ));
     }
-    out
 }

@@ -139,22 +139,9 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
     if bounds.1 == 0 || !in_bounds(bounds, start) {
         return Walk::Truncated;
     }
-
-    // A remembered walk from this frame, all of whose records still hold:
-    // the same stack. The most recent one first.
-    for k in 0..WAYS {
-        let w = (memo.last + k) % WAYS;
-        let walked = &memo.walks[w];
-        if walked.id != 0
-            && walked.len > 0
-            && walked.at[0] == start
-            && matching(walked, 0) == walked.len
-        {
-            memo.last = w;
-            return Walk::Known(walked.id);
-        }
+    if let Some(id) = recall(memo, start) {
+        return Walk::Known(id);
     }
-
     // Walk into the victim's buffer, taking what still holds of the last walk.
     let from = memo.last;
     let to = if memo.victim == from {
@@ -169,11 +156,49 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
         len: 0,
         out,
     };
+    let clean = follow(&mut walk, old, start);
+    let n = walk.out.len();
+    walk.new.len = walk.len;
+    walk.new.id = 0;
+    memo.last = to;
+    memo.victim = (to + 1) % WAYS;
+    memo.walks_done = memo.walks_done.wrapping_add(1);
+    if n < MIN_FRAMES && !clean {
+        Walk::Truncated
+    } else {
+        Walk::Frames(Ticket(memo.walks_done))
+    }
+}
+
+/// A remembered walk from frame `start`, all of whose records still hold:
+/// the same stack. The most recent one first.
+#[inline(always)]
+fn recall(memo: &mut Memo, start: usize) -> Option<StackId> {
+    for k in 0..WAYS {
+        let w = (memo.last + k) % WAYS;
+        let walked = &memo.walks[w];
+        if walked.id != 0
+            && walked.len > 0
+            && walked.at[0] == start
+            && matching(walked, 0) == walked.len
+        {
+            memo.last = w;
+            return Some(walked.id);
+        }
+    }
+    None
+}
+
+/// Follows the chain from frame `start`, taking the records of the last
+/// walk (`old`) that still hold instead of reading them again. Whether the
+/// chain ended cleanly (see [`Walking::step`]).
+#[inline(always)]
+fn follow(walk: &mut Walking<'_, '_>, old: &Walked, start: usize) -> bool {
     // `cursor`: the first memo record not read below the walk's frame
     // address (frame addresses only grow along a chain).
     let mut cursor = 0;
     let mut fp = start;
-    let clean = 'walk: loop {
+    loop {
         while cursor < old.len && old.at[cursor] < fp {
             cursor += 1;
         }
@@ -194,31 +219,20 @@ fn walk_with(memo: &mut Memo, start: usize, out: &mut Buf<'_>) -> Walk {
             for &rec in &old.records[cursor + bulk..cursor + run] {
                 match walk.step(fp, rec) {
                     Ok(next) => fp = next,
-                    Err(clean) => break 'walk clean,
+                    Err(clean) => return clean,
                 }
             }
             cursor += run;
         }
-        // SAFETY: `fp` passed `in_bounds` (the start above, every later one
+        // SAFETY: `fp` passed `in_bounds` (`start` in `walk_with`, every later one
         // in `step`, or as a memo address that passed it): both words lie in
         // this thread's stack, which is mapped and readable for its whole
         // extent, and they are aligned.
         let rec = unsafe { std::ptr::read(fp as *const Record) };
         match walk.step(fp, rec) {
             Ok(next) => fp = next,
-            Err(clean) => break clean,
+            Err(clean) => return clean,
         }
-    };
-    let n = walk.out.len();
-    walk.new.len = walk.len;
-    walk.new.id = 0;
-    memo.last = to;
-    memo.victim = (to + 1) % WAYS;
-    memo.walks_done = memo.walks_done.wrapping_add(1);
-    if n < MIN_FRAMES && !clean {
-        Walk::Truncated
-    } else {
-        Walk::Frames(Ticket(memo.walks_done))
     }
 }
 

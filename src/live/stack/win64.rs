@@ -443,7 +443,6 @@ pub(super) fn remember(ticket: Ticket, id: StackId) {
 }
 
 fn walk_with(memo: &mut Memo, out: &mut Buf<'_>) -> Walk {
-    let context = &mut memo.context;
     if memo.high == 0 {
         let (mut low, mut high) = (0usize, 0usize);
         // SAFETY: two writable words; the call has no other precondition.
@@ -451,11 +450,38 @@ fn walk_with(memo: &mut Memo, out: &mut Buf<'_>) -> Walk {
         (memo.low, memo.high) = (low, high);
     }
     let bounds = (memo.low, memo.high);
-    let (rsp, rbp) = (context.regs[RSP], context.regs[RBP]);
-    if bounds.1 == 0 || !in_stack(bounds, rsp as usize) {
+    if bounds.1 == 0 || !in_stack(bounds, memo.context.regs[RSP] as usize) {
         return Walk::Truncated;
     }
-    // A remembered walk from this state whose words all hold: the same stack.
+    if let Some(id) = recall(memo) {
+        return Walk::Known(id);
+    }
+    let from = memo.last;
+    let to = (from + 1) % WAYS;
+    let (old, new) = pick(&mut memo.walks, from, to);
+    new.id = 0;
+    new.frames = 0;
+    new.len = 0;
+    new.full = false;
+    let checkable = follow(&mut memo.context, &mut memo.steps, bounds, old, new, out);
+    new.full = out.len() == MAX_FRAMES;
+    memo.walks_done = memo.walks_done.wrapping_add(1);
+    memo.last = to;
+    if checkable && new.frames > 0 {
+        Walk::Frames(Ticket(memo.walks_done))
+    } else {
+        new.frames = 0;
+        new.len = 0;
+        Walk::Frames(Ticket(u32::MAX))
+    }
+}
+
+/// A remembered walk from the registers now whose words all hold: the
+/// same stack.
+#[inline(always)]
+fn recall(memo: &mut Memo) -> Option<StackId> {
+    let context = &memo.context;
+    let (rsp, rbp) = (context.regs[RSP], context.regs[RBP]);
     for k in 0..WAYS {
         let w = (memo.last + WAYS - k) % WAYS;
         let walked = &memo.walks[w];
@@ -467,18 +493,25 @@ fn walk_with(memo: &mut Memo, out: &mut Buf<'_>) -> Walk {
             && walked.holds_from(0)
         {
             memo.last = w;
-            return Walk::Known(walked.id);
+            return Some(walked.id);
         }
     }
+    None
+}
 
-    let from = memo.last;
-    let to = (from + 1) % WAYS;
-    let (old, new) = pick(&mut memo.walks, from, to);
-    let steps = &mut memo.steps;
-    new.id = 0;
-    new.frames = 0;
-    new.len = 0;
-    new.full = false;
+/// Unwinds frame after frame into `out`, recording them in `new` while
+/// the walk stays checkable, and taking the rest of the last walk (`old`)
+/// once this one reaches a frame it read. Whether the walk stayed
+/// checkable (can be remembered).
+#[inline(always)]
+fn follow(
+    context: &mut Context,
+    steps: &mut [Step; STEPS],
+    bounds: (usize, usize),
+    old: &Walked,
+    new: &mut Walked,
+    out: &mut Buf<'_>,
+) -> bool {
     let mut checkable = true;
     // The first of the last walk's frames not below this one's `rsp`
     // (`rsp` grows along a walk).
@@ -499,7 +532,7 @@ fn walk_with(memo: &mut Memo, out: &mut Buf<'_>) -> Walk {
             // From here on the unwind reads what the last walk read: take
             // the rest of it.
             splice(old, cursor, new, out);
-            break;
+            return checkable;
         }
         if checkable {
             let n = new.frames;
@@ -508,44 +541,39 @@ fn walk_with(memo: &mut Memo, out: &mut Buf<'_>) -> Walk {
             new.frames += 1;
         }
         if !out.push(pc as usize) || out.len() == MAX_FRAMES {
-            break;
+            return checkable;
         }
-        let replayed = match find_step(steps, pc) {
-            Some(known) => {
-                if !matches!(usize::from(known.base), RSP | RBP) {
-                    checkable = false;
-                }
-                known.apply(context, bounds)
-            }
-            None => None,
-        };
-        let rbp_at = match replayed {
-            Some(rbp_at) => rbp_at,
-            None => {
-                let Some(rbp_at) = unwind(context, bounds, steps, &mut checkable) else {
-                    break;
-                };
-                rbp_at
-            }
+        let Some(rbp_at) = step_up(context, steps, bounds, &mut checkable) else {
+            return checkable;
         };
         let next_sp = context.regs[RSP] as usize;
         if context.rip == 0 || context.regs[RSP] <= sp || !in_stack(bounds, next_sp) {
-            break;
+            return checkable;
         }
         if checkable {
             checkable = note(new, bounds, rbp_at, next_sp - 8, context.rip);
         }
     }
-    new.full = out.len() == MAX_FRAMES;
-    memo.walks_done = memo.walks_done.wrapping_add(1);
-    memo.last = to;
-    if checkable && new.frames > 0 {
-        Walk::Frames(Ticket(memo.walks_done))
-    } else {
-        new.frames = 0;
-        new.len = 0;
-        Walk::Frames(Ticket(u32::MAX))
+}
+
+/// One frame up: a remembered step replayed, else the system's unwinder.
+/// `None` where the walk ends; else where `rbp` was read, if it was.
+#[inline(always)]
+fn step_up(
+    context: &mut Context,
+    steps: &mut [Step; STEPS],
+    bounds: (usize, usize),
+    checkable: &mut bool,
+) -> Option<Option<usize>> {
+    if let Some(known) = find_step(steps, context.rip) {
+        if !matches!(usize::from(known.base), RSP | RBP) {
+            *checkable = false;
+        }
+        if let Some(rbp_at) = known.apply(context, bounds) {
+            return Some(rbp_at);
+        }
     }
+    unwind(context, bounds, steps, checkable)
 }
 
 /// Unwinds the frame `context` is in with the system's unwinder, and
