@@ -26,7 +26,7 @@ use std::ops::Deref;
 use mapileak_reports::ProviderKind;
 
 use crate::backend::{self, lifecycle as imp};
-use crate::protocol::{Call, Malloc};
+use crate::protocol::Malloc;
 use crate::{Logoff, Scope, Session};
 
 /// Reports everything still alive as leaked at process end (`event: exit`):
@@ -121,102 +121,6 @@ impl Provider {
     #[inline(never)]
     pub fn released(self) {
         imp::released(self.id);
-    }
-}
-
-impl Session {
-    /// The provider AddRef'd the support object (`IMAPISupport::AddRef`), as
-    /// Logon does. Prefer [`Support`], which records this by itself.
-    #[inline(never)]
-    pub fn support_add_ref(self) {
-        imp::call(self.id, Call::SupportAddRef);
-    }
-
-    /// The provider released the support object (`IMAPISupport::Release`).
-    #[inline(never)]
-    pub fn support_release(self) {
-        imp::call(self.id, Call::SupportRelease);
-    }
-
-    /// `IMAPISupport::SetProviderUID` registered a MAPIUID.
-    #[inline(never)]
-    pub fn set_provider_uid(self) {
-        imp::call(self.id, Call::SetProviderUid);
-    }
-
-    /// `IMAPISupport::ModifyStatusRow` added or updated the status row.
-    #[inline(never)]
-    pub fn modify_status_row(self) {
-        imp::call(self.id, Call::ModifyStatusRow);
-    }
-
-    /// The logon opened connection `id` to a remote server (a mail server,
-    /// a directory): Logoff must close it (`server-connection-open`).
-    #[inline(never)]
-    pub fn server_connected(self, id: u32) {
-        imp::call(self.id, Call::ServerConnected(id));
-    }
-
-    /// The logon closed connection `id` to a remote server.
-    #[inline(never)]
-    pub fn server_disconnected(self, id: u32) {
-        imp::call(self.id, Call::ServerDisconnected(id));
-    }
-
-    /// `IMAPISupport::Subscribe` returned `connection`.
-    #[inline(never)]
-    pub fn subscribe(self, connection: u32) {
-        imp::call(self.id, Call::Subscribe(connection));
-    }
-
-    /// `IMAPISupport::Unsubscribe(connection)`.
-    #[inline(never)]
-    pub fn unsubscribe(self, connection: u32) {
-        imp::call(self.id, Call::Unsubscribe(connection));
-    }
-
-    /// `IMAPISupport::MakeInvalid` (transports, at TransportLogoff).
-    #[inline(never)]
-    pub fn make_invalid(self) {
-        imp::call(self.id, Call::MakeInvalid);
-    }
-
-    /// The logon was added to the provider's list of logons.
-    #[inline(never)]
-    pub fn listed(self) {
-        imp::call(self.id, Call::Listed);
-    }
-
-    /// The logon was removed from the provider's list of logons.
-    #[inline(never)]
-    pub fn unlisted(self) {
-        imp::call(self.id, Call::Unlisted);
-    }
-
-    /// `IMsgStore::StoreLogoff(flags)`: `flags` must be exactly one of
-    /// `LOGOFF_ABORT`, `LOGOFF_NO_WAIT`, `LOGOFF_ORDERLY`, `LOGOFF_PURGE`,
-    /// `LOGOFF_QUIET`.
-    #[inline(never)]
-    pub fn store_logoff(self, flags: u32) {
-        imp::call(self.id, Call::StoreLogoff(flags));
-    }
-
-    /// `IMAPISupport::StoreLogoffTransports(flags)`.
-    #[inline(never)]
-    pub fn store_logoff_transports(self, flags: u32) {
-        imp::call(self.id, Call::StoreLogoffTransports(flags));
-    }
-
-    /// The store object's final Release (`IMsgStore::Release` to 0).
-    #[inline(never)]
-    pub fn store_released(self) {
-        imp::call(self.id, Call::StoreReleased);
-    }
-
-    /// MAPI released the logon object, after Logoff returned.
-    #[inline(never)]
-    pub fn logon_released(self) {
-        imp::call(self.id, Call::LogonReleased);
     }
 }
 

@@ -34,6 +34,8 @@
 
 use std::collections::BTreeMap;
 
+use mapileak_reports::text::UNKNOWN_PLACE;
+
 use crate::items::{Error, Item};
 
 /// Accepted counts by signature.
@@ -82,7 +84,10 @@ impl Baseline {
              # signature       count  what\n",
         );
         for ((what, sig), count) in rows {
-            out.push_str(&format!("{sig}  {count:<5}  {}\n", one_line(&what)));
+            out.push_str(&format!(
+                "{sig}  {count:<5}  {}\n",
+                controls_as_spaces(&what)
+            ));
         }
         out
     }
@@ -90,10 +95,12 @@ impl Baseline {
 
 fn short_site(i: &Item<'_>) -> String {
     i.top_frame()
-        .map_or_else(|| "an unknown place".to_owned(), |f| f.function.clone())
+        .map_or_else(|| UNKNOWN_PLACE.to_owned(), |f| f.function.clone())
 }
 
-fn one_line(s: &str) -> String {
+/// `s` with each control character a space (a column of the list stays
+/// on its line).
+fn controls_as_spaces(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()

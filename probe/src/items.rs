@@ -10,6 +10,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use mapileak_reports::text::UNKNOWN_PLACE;
 use mapileak_reports::{Frame, Report, Stack};
 
 /// A one-line error for exit code 2.
@@ -154,7 +155,7 @@ impl Item<'_> {
     /// `function (file:line)` of the top frame.
     pub fn site(&self) -> String {
         self.top_frame()
-            .map_or_else(|| "an unknown place".to_owned(), |f| f.to_string())
+            .map_or_else(|| UNKNOWN_PLACE.to_owned(), |f| f.to_string())
     }
 }
 

@@ -389,7 +389,7 @@ fn filter_text(words: &[&str], stack: Option<&Stack>) -> String {
 fn top(stack: Option<&Stack>) -> Html {
     match stack.and_then(Stack::top_frame) {
         Some(f) => frame_text(f),
-        None => Html::of(|out| out.markup("an unknown place")),
+        None => Html::of(|out| out.markup(crate::text::UNKNOWN_PLACE)),
     }
 }
 

@@ -7,6 +7,9 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+/// Where a line says a stack is when it has no frame to name.
+pub const UNKNOWN_PLACE: &str = "an unknown place";
+
 /// `s` on one line: `\n`, `\r`, `\t` as those two characters, other control
 /// characters (C0, DEL, C1) and the Unicode line and paragraph separators
 /// as `\u{..}`. Text without them is returned as it is.

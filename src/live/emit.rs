@@ -405,7 +405,7 @@ fn describe(o: &LeakedObject) -> String {
 /// The innermost provider frame of a stack, `function (file:line)`.
 fn site(stack: Option<&Stack>) -> String {
     stack.and_then(Stack::top_frame).map_or_else(
-        || "an unknown place".to_owned(),
+        || mapileak_reports::text::UNKNOWN_PLACE.to_owned(),
         |f| one_line(&f.to_string()).into_owned(),
     )
 }

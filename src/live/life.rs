@@ -35,10 +35,10 @@ pub(crate) struct Life {
 /// What the Logoff rules read of one logon, copied when its Logoff runs.
 #[derive(Clone)]
 pub(crate) struct LogonFacts {
-    pub provider: ProviderKind,
+    pub kind: ProviderKind,
     pub label: String,
     /// Its provider record (0: none declared).
-    pub owner: u64,
+    pub provider_record: u64,
     /// Where it was created (the Logon).
     pub opened: StackId,
     pub life: Life,

@@ -39,7 +39,7 @@ pub(crate) fn init(kind: ProviderKind, label: impl Into<String>, malloc: Malloc)
 
 /// [`Provider::by_id`](crate::Provider::by_id).
 pub(crate) fn by_id(id: u64) -> Option<u64> {
-    registry::with_session(id, |s| s.is_provider())?.then_some(id)
+    registry::with_session(id, |s| s.is_provider_record())?.then_some(id)
 }
 
 /// [`Provider::logon`](crate::Provider::logon): the new session's id.
@@ -47,7 +47,7 @@ pub(crate) fn by_id(id: u64) -> Option<u64> {
 pub(crate) fn logon(provider: u64, label: impl Into<String>) -> u64 {
     let _quiet = Quiet::new();
     let stack = stack_now();
-    let state = registry::with_session(provider, |p| (p.provider, p.closed(), p.label.clone()));
+    let state = registry::with_session(provider, |p| (p.kind, p.closed(), p.label.clone()));
     let Some((kind, shut, plabel)) = state else {
         return super::session::logon(ProviderKind::Unknown, label);
     };
@@ -82,7 +82,7 @@ pub(crate) fn malloc_release(provider: u64) {
             format!(
                 "lpMalloc->Release() by provider \"{}\" with no AddRef of its own left (at {}ProviderInit or malloc_add_ref)",
                 p.label,
-                init_prefix(p.provider)
+                init_prefix(p.kind)
             )
         })
     })
@@ -110,7 +110,7 @@ pub(crate) fn shutdown(provider: u64) -> Logoff {
         |all| {
             let p = all.get_mut(&provider)?;
             let mut findings = p.findings.take();
-            let (kind, label) = (p.provider, p.label.clone());
+            let (kind, label) = (p.kind, p.label.clone());
             if p.step(Step::Shutdown).is_err() {
                 findings.push(PendingFinding::new(Rule::OutOfOrder, format!("{kind:?} Shutdown called twice on \"{label}\""), stack));
             }
@@ -126,7 +126,7 @@ pub(crate) fn shutdown(provider: u64) -> Logoff {
                 ));
             }
             let mut members = vec![provider];
-            for (&id, s) in all.iter_mut().filter(|(_, s)| s.owner == provider && !s.is_provider()) {
+            for (&id, s) in all.iter_mut().filter(|(_, s)| s.provider_record == provider && !s.is_provider_record()) {
                 members.push(id);
                 findings.append(&mut s.findings.take());
                 if !s.closed() {
@@ -164,12 +164,12 @@ pub(crate) fn released(provider: u64) {
         Ok(()) => None,
         Err(Phase::Running) => Some(format!(
             "{} \"{}\" released before its Shutdown",
-            provider_iface(p.provider),
+            provider_iface(p.kind),
             p.label
         )),
         Err(_) => Some(format!(
             "{} \"{}\" released a second time",
-            provider_iface(p.provider),
+            provider_iface(p.kind),
             p.label
         )),
     })
@@ -187,7 +187,7 @@ pub(crate) fn released(provider: u64) {
 /// the provider's to report: [`Provider::released`](crate::Provider::released)).
 pub(crate) fn provider_object_gone(provider: u64) {
     registry::with_session(provider, |p| {
-        if p.is_provider() {
+        if p.is_provider_record() {
             let _ = p.step(Step::ReleaseProvider);
         }
     });
@@ -244,7 +244,7 @@ fn on(
         // (While a Logoff waits for the logon object's end, its destructor
         // is part of the Logoff: it releases the support object, say.)
         if s.closed() && s.deferred.is_none() {
-            findings.push(after(&s.label, s.provider));
+            findings.push(after(&s.label, s.kind));
         }
         f(s, stack, &mut findings);
     });
@@ -253,7 +253,7 @@ fn on(
     if open.is_none()
         && let Some(r) = registry::retired(session)
     {
-        findings.push(after(&r.label, r.provider));
+        findings.push(after(&r.label, r.kind));
     }
     for fi in findings {
         registry::add_finding(session, fi);
@@ -329,7 +329,7 @@ fn release_support(session: u64, addref: Option<stack::StackId>) {
         if !refs.is_empty() {
             return;
         }
-        if s.provider == ProviderKind::Transport && !s.life.made_invalid {
+        if s.kind == ProviderKind::Transport && !s.life.made_invalid {
             findings.push(PendingFinding::new(
                 Rule::TransportSupportOrder,
                 format!(
@@ -421,7 +421,7 @@ fn logon_released(session: u64) {
         Err(Phase::Open) => Some(format!(
             "logon \"{}\" released before {}",
             s.label,
-            s.provider.logoff_method()
+            s.kind.logoff_method()
         )),
         Err(_) => Some(format!("logon \"{}\" released a second time", s.label)),
     });

@@ -1,18 +1,19 @@
 //! Logoff (and Shutdown, and process end) as a one-way pipeline:
 //!
 //! ```text
-//!  registry, live table,   ─take─►  Snapshot  ─emit::build─►  Report  ─emit::publish─►  trace lines,
-//!  MAPI buffers, findings           (copies)   (analysis:                               JSON, HTML files
-//!                                              roots, balancer,
-//!                                              signatures)
+//!  registry, live table,   ─take─►  Snapshot  ─rules─►  Snapshot   ─emit::build─►  Report  ─emit::publish─►  trace lines,
+//!  MAPI buffers, findings,          (copies)            + findings  (analysis:                               JSON, HTML files
+//!  the logon's facts                                                roots, balancer,
+//!                                                                   signatures)
 //! ```
 //!
 //! [`Snapshot::take`] (module `snapshot`) is the only phase that reads the
 //! recorder's state (objects, heap blocks, buffers); it copies what the
-//! report needs, so the analysis and the outputs run on data no other
-//! thread changes, and no lock is held while they run. Callers (`session`, `lifecycle`, the
-//! exit hook) decide which sessions a report covers and which findings it
-//! carries, then call [`report`].
+//! report needs, and the caller copies the logon's facts for the Logoff
+//! rules, so the rules, the analysis and the outputs run on data no other
+//! thread changes, and no lock is held while they run. Callers (`session`,
+//! `lifecycle`, the exit hook) decide which sessions a report covers and
+//! which findings it carries, then call [`report`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -168,15 +169,15 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
 fn exit_groups(all: &mut BTreeMap<u64, SessionState>) -> Vec<Group> {
     let heads: Vec<u64> = all
         .iter()
-        .filter(|(_, s)| s.is_provider() || s.owner == 0)
+        .filter(|(_, s)| s.is_provider_record() || s.provider_record == 0)
         .map(|(&id, _)| id)
         .collect();
     // Each head's members in one pass (not one pass per head: a process
     // may leave thousands of logons open).
     let mut members_of: HashMap<u64, Vec<u64>> = heads.iter().map(|&h| (h, vec![h])).collect();
     for (&id, s) in all.iter() {
-        if s.owner != id
-            && let Some(members) = members_of.get_mut(&s.owner)
+        if s.provider_record != id
+            && let Some(members) = members_of.get_mut(&s.provider_record)
         {
             members.push(id);
         }
@@ -191,7 +192,7 @@ fn exit_groups(all: &mut BTreeMap<u64, SessionState>) -> Vec<Group> {
             }
         }
         let s = &all[&head];
-        let info = SessionInfo::new(head, s.provider, s.label.clone(), Event::Exit);
+        let info = SessionInfo::new(head, s.kind, s.label.clone(), Event::Exit);
         groups.push((info, members, findings));
     }
     groups

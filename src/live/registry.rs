@@ -125,7 +125,7 @@ pub(crate) fn deferred_logons(provider: u64) -> Vec<u64> {
         .lock()
         .open
         .iter()
-        .filter(|(_, s)| s.owner == provider && s.deferred.is_some())
+        .filter(|(_, s)| s.provider_record == provider && s.deferred.is_some())
         .map(|(&id, _)| id)
         .collect()
 }
@@ -182,10 +182,10 @@ impl PendingFinding {
 /// session-like scope that owns its logons, so that its Shutdown can report
 /// what they left alive.
 pub(crate) struct SessionState {
-    pub provider: ProviderKind,
+    pub kind: ProviderKind,
     pub label: String,
     /// The provider record this logon belongs to (0: none declared).
-    pub owner: u64,
+    pub provider_record: u64,
     /// Where it was created (the Logon, or `*ProviderInit`).
     pub opened: StackId,
     /// What the record is and where it is in its life ([`Phase::step`]).
@@ -259,7 +259,7 @@ impl Phase {
 
 impl SessionState {
     /// A provider's record, not a logon's.
-    pub(crate) fn is_provider(&self) -> bool {
+    pub(crate) fn is_provider_record(&self) -> bool {
         matches!(
             self.phase,
             Phase::Running | Phase::ShutDown | Phase::ProviderReleased
@@ -275,9 +275,9 @@ impl SessionState {
     /// A copy of what the Logoff rules read (they run on the snapshot).
     pub(crate) fn facts(&self) -> LogonFacts {
         LogonFacts {
-            provider: self.provider,
+            kind: self.kind,
             label: self.label.clone(),
-            owner: self.owner,
+            provider_record: self.provider_record,
             opened: self.opened,
             life: self.life.clone(),
         }
@@ -320,11 +320,11 @@ const REMEMBERED: usize = 64;
 /// is one of the latest [`REMEMBERED`].
 #[derive(Debug, Clone)]
 pub(crate) struct Retired {
-    pub provider: ProviderKind,
+    pub kind: ProviderKind,
     /// Its label, or `#<id>` when it is no longer remembered.
     pub label: String,
     /// Its provider record (0: none, or not remembered).
-    pub owner: u64,
+    pub provider_record: u64,
     /// Whether its label, kind and owner are known.
     pub remembered: bool,
     /// MAPI released the logon object (remembered ones only).
@@ -374,36 +374,40 @@ pub(crate) fn sole_open_logon(provider: Option<u64>) -> Option<u64> {
         return Some(SOLE_OPEN.load(Ordering::Acquire)).filter(|&id| id != 0);
     };
     let sessions = SESSIONS.lock();
-    let mut mine = sessions
-        .logging_on
-        .iter()
-        .filter(|id| sessions.open.get(id).is_some_and(|s| s.owner == provider));
+    let mut mine = sessions.logging_on.iter().filter(|id| {
+        sessions
+            .open
+            .get(id)
+            .is_some_and(|s| s.provider_record == provider)
+    });
     match (mine.next(), mine.next()) {
         (Some(&id), None) => Some(id),
         _ => None,
     }
 }
 
+/// A new record: a logon of a `kind` provider (of provider record
+/// `provider_record`, 0 for none), or a provider record itself.
 pub(crate) fn new_session(
-    provider: ProviderKind,
+    kind: ProviderKind,
     label: String,
-    owner: u64,
-    is_provider: bool,
+    provider_record: u64,
+    is_provider_record: bool,
     opened: StackId,
 ) -> u64 {
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let mut sessions = SESSIONS.lock();
-    if !is_provider {
+    if !is_provider_record {
         sessions.set_open(id, true);
     }
     sessions.open.insert(
         id,
         SessionState {
-            provider,
+            kind,
             label,
-            owner,
+            provider_record,
             opened,
-            phase: if is_provider {
+            phase: if is_provider_record {
                 Phase::Running
             } else {
                 Phase::Open
@@ -438,7 +442,7 @@ pub(crate) fn logged_off_clean(id: u64) {
 fn retire_in(sessions: &mut Sessions, id: u64) {
     let done = sessions.open.get(&id).is_some_and(|s| {
         let over = match s.phase {
-            Phase::LoggedOff => s.owner == 0,
+            Phase::LoggedOff => s.provider_record == 0,
             Phase::LogonReleased => true,
             _ => false,
         };
@@ -451,9 +455,9 @@ fn retire_in(sessions: &mut Sessions, id: u64) {
         sessions.retired.pop_front();
     }
     sessions.retired.push_back(Retired {
-        provider: s.provider,
+        kind: s.kind,
         label: s.label,
-        owner: s.owner,
+        provider_record: s.provider_record,
         remembered: true,
         released: s.phase == Phase::LogonReleased,
         id,
@@ -471,9 +475,9 @@ fn retired_in(sessions: &Sessions, id: u64) -> Option<Retired> {
         return None;
     }
     Some(sessions.retired(id).cloned().unwrap_or(Retired {
-        provider: ProviderKind::Unknown,
+        kind: ProviderKind::Unknown,
         label: format!("#{id}"),
-        owner: 0,
+        provider_record: 0,
         remembered: false,
         released: false,
         id,
@@ -586,11 +590,16 @@ pub(crate) fn add_finding(session: u64, finding: PendingFinding) {
     let mut finding = Some(finding);
     let mut sessions = SESSIONS.lock();
     let target = match sessions.open.get(&session) {
-        Some(s) if s.closed() && s.deferred.is_none() && s.owner != 0 && !s.is_provider() => {
-            s.owner
+        Some(s)
+            if s.closed()
+                && s.deferred.is_none()
+                && s.provider_record != 0
+                && !s.is_provider_record() =>
+        {
+            s.provider_record
         }
         Some(_) => session,
-        None => sessions.retired(session).map_or(0, |r| r.owner),
+        None => sessions.retired(session).map_or(0, |r| r.provider_record),
     };
     if let Some(s) = sessions.open.get_mut(&target)
         && let Some(f) = finding.take()

@@ -30,13 +30,13 @@ fn support_released(s: &LogonFacts, is_live: impl Fn(u64) -> bool, out: &mut Vec
             Rule::SupportNotReleased,
             format!(
                 "{} returned with {} AddRef(s) of the support object (IMAPISupport) not released",
-                s.provider.logoff_method(),
+                s.kind.logoff_method(),
                 s.life.support_refs.len()
             ),
             addref,
         ));
     }
-    if s.provider == ProviderKind::Transport
+    if s.kind == ProviderKind::Transport
         && let Some((release, alive)) = &s.life.support_final_release
     {
         let released_after = alive.iter().filter(|&&id| !is_live(id)).count();
@@ -60,7 +60,7 @@ fn left_for_mapi(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
     // processes the support object's final Release: held at Logoff, they
     // stay (warnings: MAPI cleans up once the provider lets go).
     if !s.life.support_refs.is_empty() {
-        let logoff = s.provider.logoff_method();
+        let logoff = s.kind.logoff_method();
         if let Some(at) = s.life.provider_uid {
             out.push(PendingFinding::new(
                 Rule::ProviderUidRegistered,
@@ -91,7 +91,7 @@ fn connections_closed(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
             Rule::ServerConnectionOpen,
             format!(
                 "connection {id} to a remote server still open at {}: Logoff must drop it",
-                s.provider.logoff_method()
+                s.kind.logoff_method()
             ),
             at,
         ));
@@ -101,7 +101,7 @@ fn connections_closed(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
             Rule::SubscriptionOpen,
             format!(
                 "advise connection {connection} from IMAPISupport::Subscribe still open at {}",
-                s.provider.logoff_method()
+                s.kind.logoff_method()
             ),
             subscribe,
         ));
@@ -116,7 +116,7 @@ fn unlisted(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
             format!(
                 "logon \"{}\" is still in the provider's list of logons after {}",
                 s.label,
-                s.provider.logoff_method()
+                s.kind.logoff_method()
             ),
             listed,
         ));
@@ -128,8 +128,8 @@ fn store_transports_logged_off(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
     // For stores that report their life (through a `Provider`, or any of
     // the store protocol's calls): a provider that reports nothing must not
     // be told it skipped a call.
-    if s.provider == ProviderKind::MessageStore
-        && (s.owner != 0 || s.life.store_logoff)
+    if s.kind == ProviderKind::MessageStore
+        && (s.provider_record != 0 || s.life.store_logoff)
         && s.life.store_logoff_transports == 0
         && !s.life.store_released
     {
@@ -137,7 +137,7 @@ fn store_transports_logged_off(s: &LogonFacts, out: &mut Vec<PendingFinding>) {
             Rule::StoreLogoffTransports,
             format!(
                 "{} on store \"{}\" before IMAPISupport::StoreLogoffTransports was called",
-                s.provider.logoff_method(),
+                s.kind.logoff_method(),
                 s.label
             ),
             // The call never came: point at the Logon.

@@ -42,7 +42,7 @@ pub(crate) fn leave(previous: u64) {
 
 /// [`Session::by_id`].
 pub(crate) fn by_id(id: u64) -> Option<u64> {
-    match registry::with_session(id, |s| !s.is_provider()) {
+    match registry::with_session(id, |s| !s.is_provider_record()) {
         Some(is_logon) => is_logon.then_some(id),
         // A logon that logged off clean and left the registry.
         None => registry::retired(id).map(|_| id),
@@ -99,7 +99,7 @@ pub(crate) fn logoff(id: u64, method: ProviderKind) -> Logoff {
 /// not written (the final one is, at the logon object's end).
 fn preview(id: u64, mode: Mode) -> Logoff {
     let taken = registry::with_session(id, |s| {
-        (s.provider, s.label.clone(), s.findings.to_vec(), s.facts())
+        (s.kind, s.label.clone(), s.findings.to_vec(), s.facts())
     });
     let (provider, label, findings, facts) = match taken {
         Some((provider, label, findings, facts)) => (provider, label, findings, Some(facts)),
@@ -129,32 +129,26 @@ fn finish_logoff(id: u64, method: ProviderKind, stack: stack::StackId, stepped: 
         if !first {
             findings.push(second_time(&s.label));
         }
-        if s.provider != method {
+        if s.kind != method {
             findings.push(PendingFinding::new(
                 Rule::OutOfOrder,
                 format!(
                     "{} called on a {} session \"{}\"",
                     method.logoff_method(),
-                    s.provider.as_str(),
+                    s.kind.as_str(),
                     s.label
                 ),
                 stack,
             ));
         }
-        (
-            s.provider,
-            s.label.clone(),
-            findings,
-            first,
-            Some(s.facts()),
-        )
+        (s.kind, s.label.clone(), findings, first, Some(s.facts()))
     });
     // A logon that logged off clean has left the registry: a second
     // Logoff is still out of order.
     let (provider, label, findings, first, facts) =
         taken.unwrap_or_else(|| match registry::retired(id) {
             Some(r) => {
-                let provider = if r.remembered { r.provider } else { method };
+                let provider = if r.remembered { r.kind } else { method };
                 let finding = second_time(&r.label);
                 (provider, r.label, vec![finding], false, None)
             }

@@ -1,4 +1,6 @@
-//! The live table: attributed blocks by address, in fixed static memory.
+//! The live table: attributed blocks by address, in memory reserved from
+//! the system when the first attributed block comes (`vmem`), sized by
+//! `MAPILEAK_LIVE_BLOCKS`, never grown or given back.
 //!
 //! 64 shards of open addressing with linear probing. An insert takes its
 //! shard's spin lock; a remove takes none, because only the thread that frees
