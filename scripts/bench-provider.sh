@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # mapileak's cost in the build a provider runs: its debug profile, with the
-# override the README recommends (profile `provider-debug`: mapileak
+# override docs/rust-providers.md recommends (profile `provider-debug`: mapileak
 # optimized, the provider not) and, for information, without it (`dev`).
 # Prints `mapileak-bench <profile>/<config> ...` lines.
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing (cargo-mutants): every small change to the code the
 # scopes below name should make some test fail. Prints, per scope, the
-# mutants caught, missed (a test gap, or an equivalent change: see README,
+# mutants caught, missed (a test gap, or an equivalent change: see docs/testing.md,
 # "Mutation testing"), unviable (did not compile) and timed out, and the
 # score, caught / (caught + missed).
 #
@@ -45,8 +45,8 @@ for scope in "${scopes[@]}"; do
     probe)
       args=(--package mapileak-probe --test-package mapileak-probe) ;;
     rules)
-      args=(--file src/analysis.rs --file src/rules.rs --test-package mapileak
-            -- --lib --test providers) ;;
+      args=(--file src/live/analysis.rs --file src/live/rules.rs --test-package mapileak
+            --features test-hooks -- --lib --test providers) ;;
     *)
       echo "scripts/mutants.sh: no scope $scope (reports, probe, rules)" >&2
       exit 2 ;;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Windows leg: cross-compiles the workspace for x86_64-pc-windows-gnu
-# and runs its tests under Wine (see README, "Windows").
+# and runs its tests under Wine (see docs/windows.md).
 #
 # Installs what it needs when missing (Debian's rustc-web and rust-web-src
 # for a compiler that can build std for Windows, mingw-w64, wine64), makes a
@@ -85,7 +85,7 @@ fi
 
 # The C ABI's test programs: a test under Wine cannot run the Linux
 # cross-compiler, so they are built here against the Windows static library,
-# as a C or C++ provider DLL would be (see README, "Windows").
+# as a C or C++ provider DLL would be (see docs/windows.md).
 # The static library as providers link it: optimized (--release); with the
 # test hook the unload test's DLL calls (mapileak__test_hold_lock).
 cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi --release --features test-hooks
@@ -109,7 +109,7 @@ x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/
   -o "$programs/msprovider.dll"
 x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic \
   capi/tests/programs/mapihost.cpp -static-libstdc++ -static-libgcc -luuid -o "$programs/mapihost.exe"
-# What linking mapileak adds to a provider DLL on disk (README, Windows):
+# What linking mapileak adds to a provider DLL on disk (docs/windows.md):
 # a DLL that calls one of its functions, against the same DLL without it.
 printf '#include "mapileak.h"\n__declspec(dllexport) int probe(void) { return mapileak_live(); }\n' \
   > "$programs/with.c"
@@ -174,7 +174,7 @@ if [ $status -eq 0 ] && [ "${MAPILEAK_SKIP_BENCH:-}" != 1 ]; then
   cargo bench -Zbuild-std=std,panic_unwind,test --target "$target" --bench alloc 2>&1 \
     | grep -E '^mapileak-bench' || status=1
   # What a provider runs (scripts/bench-provider.sh): its debug profile with
-  # the README's override. A provider links rustup's prebuilt std, which is
+  # the override docs/rust-providers.md recommends. A provider links rustup's prebuilt std, which is
   # optimized and has no debug assertions; built here from source, std
   # would take the profile's opt-level 0 and slow every line.
   echo "== provider benchmark under Wine (profile provider-debug)"

@@ -63,6 +63,8 @@ mod chains;
 mod config;
 mod config_env;
 mod count;
+#[cfg(test)]
+mod doc_links;
 mod heap;
 mod id;
 pub mod kind;

@@ -32,7 +32,7 @@ use crate::{Logoff, Scope, Session};
 /// Reports everything still alive as leaked at process end (`event: exit`):
 /// one report per provider (with its logons), per logon made without a
 /// provider, and one for objects created outside any logon. Runs once; the
-/// exit hook calls it (see the README), and a provider DLL may call it
+/// exit hook calls it (see docs/limits.md), and a provider DLL may call it
 /// itself when it is unloaded. Nothing, in a build without the
 /// instrumentation.
 ///

@@ -4,7 +4,7 @@
 //! measured in the same run, the best of several rounds.
 //!
 //! `scripts/bench-provider.sh` runs it twice: in the `provider-debug`
-//! profile (the override the README recommends) and in plain `dev`. Lines:
+//! profile (the override docs/rust-providers.md recommends) and in plain `dev`. Lines:
 //! `mapileak-bench <profile>/<config> ns_per_op=<float> vs_system=<float>`
 //! and `mapileak-bench <profile>/report_100k seconds=<float> ns_per_object=<float>`.
 //! `counting_2_threads`: two threads at once, against two on `System`.

@@ -5,12 +5,12 @@
  * mapileak-capi crate, built optimized (`cargo build -p mapileak-capi
  * --release` gives target/release/libmapileak_c.a, mapileak_c.lib with
  * MSVC; on Linux also link -lgcc_s -lpthread -ldl -lm; on Windows ws2_32,
- * userenv, ntdll, bcrypt, advapi32; see the README's Windows section). On
+ * userenv, ntdll, bcrypt, advapi32; see docs/windows.md). On
  * Linux build the provider with frame pointers (-fno-omit-frame-pointer):
  * stacks are captured by walking them; x64 Windows stacks come from the
  * unwind tables every compiler writes.
  *
- * The calls mirror the Rust API (see the README):
+ * The calls mirror the Rust API (see docs/c-cpp-providers.md):
  *  - a session per logon: mapileak_logon ... mapileak_ms_logoff (or the
  *    provider's life: mapileak_provider_init, _logon, _shutdown);
  *  - a counted object per COM object: AddRef and Release forward to

@@ -294,7 +294,7 @@ fn attributable() -> u64 {
 // methods are compiled in the provider's crate: in a provider's debug
 // build, unoptimized. In builds with debug assertions these functions are
 // therefore kept out of line, compiled once in mapileak (optimized by the
-// profile override the README recommends: counting went from 4.8x to ~1.1x
+// profile override docs/rust-providers.md recommends: counting went from 4.8x to ~1.1x
 // `System` that way); without debug assertions they are inlined.
 #[cfg_attr(debug_assertions, inline(never))]
 #[cfg_attr(not(debug_assertions), inline(always))]
