@@ -4,8 +4,8 @@
 //! allocator forwards; nothing is recorded, read from the environment,
 //! reported or written.
 
-/// Whether the instrumentation is compiled in.
-pub(crate) const LIVE: bool = false;
+/// Whether the instrumentation is compiled in (debug build or feature `force`).
+pub const LIVE: bool = false;
 
 /// What names a session, a provider or an object: nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
