@@ -378,6 +378,11 @@ mod buffers {
     }
 
     #[inline(never)]
+    fn allocated_here(b: &MapiBuffers) -> *mut c_void {
+        b.allocate_buffer(10).unwrap()
+    }
+
+    #[inline(never)]
     fn free_twice(b: &MapiBuffers, p: *mut c_void) {
         // SAFETY: the second call is the bug under test; the shim catches it.
         unsafe {
@@ -408,10 +413,13 @@ mod buffers {
         assert!(r.buffers.is_empty());
 
         let r = session(|| {
-            let p = b.allocate_buffer(10).unwrap();
+            let p = allocated_here(&b);
             free_twice(&b, p);
         });
-        only_rule(&r, "buffer-double-free", "free_twice");
+        let f = only_rule(&r, "buffer-double-free", "free_twice");
+        // The other call involved: where the buffer was allocated.
+        let also = r.stack(f.also.expect("the buffer's allocation")).unwrap();
+        assert!(also.mentions("allocated_here"), "{also:#?}");
 
         let r = session(|| {
             let theirs = Box::into_raw(Box::new(0x5eed_u64));

@@ -437,6 +437,15 @@ fn stack_block(out: &mut Out<'_>, stack: Option<&Stack>, id: StackId, inline: bo
     }
 }
 
+/// What a finding's other call (`also`) is, by its rule.
+fn also_label(rule: &str) -> &'static str {
+    if rule.starts_with("buffer-") {
+        "the buffer was allocated at:"
+    } else {
+        "and the later call:"
+    }
+}
+
 fn findings(out: &mut Out<'_>, r: &Report, stacks: &HashMap<StackId, &Stack>, prefix: &str) {
     out.markup(
         "<section><h2>Findings</h2><table><tr><th>rule</th><th>what</th><th>where</th></tr>\n",
@@ -464,7 +473,7 @@ fn findings(out: &mut Out<'_>, r: &Report, stacks: &HashMap<StackId, &Stack>, pr
             None => out.markup("—"),
         }
         if let Some(id) = f.also {
-            out.markup("<div class=\"help\">and the later call:</div>");
+            put!(out, "<div class=\"help\">{}</div>", also_label(&f.rule));
             stack_block(out, stacks.get(&id).copied(), id, inline, prefix);
         }
         if let Some(s) = &f.subject {

@@ -401,6 +401,31 @@ fn findings_carry_their_rules_help_line() {
     assert!(page.contains("Inbox &lt;store&gt;"));
 }
 
+/// A finding repeated at its call says how often; one that came once does
+/// not. Its other call is named for what it is.
+#[test]
+fn repeats_and_the_other_call_are_labelled() {
+    let mut r = with_a_finding();
+    let mut once = r.findings[0].clone();
+    once.repeated = 0;
+    once.also = Some(1);
+    r.findings.push(once);
+    let mut freed = r.findings[0].clone();
+    freed.rule = "buffer-double-free".into();
+    freed.repeated = 0;
+    freed.also = Some(1);
+    r.findings.push(freed);
+    let page = render(&r);
+    assert_eq!(page.matches("more times at this call").count(), 1, "{page}");
+    assert!(page.contains("and 41 more times at this call"));
+    assert_eq!(page.matches("and the later call:").count(), 1, "{page}");
+    assert_eq!(
+        page.matches("the buffer was allocated at:").count(),
+        1,
+        "{page}"
+    );
+}
+
 /// The Content-Security-Policy's nonce: fresh per page, 16 hex digits,
 /// the one the page's style and script carry.
 #[test]
