@@ -209,6 +209,25 @@ fn code_only(text: &str) -> String {
     out.into_iter().collect()
 }
 
+/// Where the block opened by the `{` at `open` closes (the end of `code`
+/// when it does not).
+fn closing(code: &str, open: usize) -> usize {
+    let mut depth = 0;
+    for (k, c) in code[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return open + k;
+                }
+            }
+            _ => {}
+        }
+    }
+    code.len()
+}
+
 /// The inline modules of a file (`mod tests { ... }`): name and byte range.
 fn inline_modules(code: &str) -> Vec<(String, std::ops::Range<usize>)> {
     let mut found = Vec::new();
@@ -227,22 +246,7 @@ fn inline_modules(code: &str) -> Vec<(String, std::ops::Range<usize>)> {
             continue;
         }
         let open = at + 4 + rest.find('{').unwrap();
-        let mut depth = 0;
-        let mut end = code.len();
-        for (k, c) in code[open..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = open + k;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        found.push((name, open..end));
+        found.push((name, open..closing(code, open)));
     }
     found
 }
@@ -693,21 +697,7 @@ fn long_functions(text: &str) -> Vec<(String, usize, usize)> {
             }
         }
         let Some(open) = open else { continue };
-        let mut depth = 0;
-        let mut close = code.len();
-        for (k, c) in code[open..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        close = open + k;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
+        let close = closing(&code, open);
         let first = code[..at].matches('\n').count() + 1;
         let lines = code[at..close].matches('\n').count() + 1;
         // The comment lines right above it (the original text's).

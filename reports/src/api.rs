@@ -376,7 +376,7 @@ fn current() -> String {
 fn the_public_api_only_grows() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("api.txt");
     let now = current();
-    if std::env::var_os("MAPILEAK_BLESS_API").is_some() {
+    if std::env::var("MAPILEAK_BLESS_API").is_ok_and(|v| v == "1") {
         std::fs::write(&path, &now).unwrap();
         return;
     }

@@ -12,8 +12,9 @@ use crate::protocol::{Call, LOGOFF_ABORT, LOGOFF_IN_FLAGS, Malloc};
 
 use super::context::Quiet;
 use super::finding::PendingFinding;
+use super::logoff::{self, Output};
 use super::registry::{self, Phase, SessionState, Step};
-use super::{logoff, stack};
+use super::stack;
 
 fn stack_now() -> stack::StackId {
     if env::mode() == Mode::Off {
@@ -152,7 +153,7 @@ pub(crate) fn shutdown(provider: u64) -> Logoff {
         return Logoff::empty(ProviderKind::Unknown, Event::Shutdown);
     };
     let info = SessionInfo::new(provider, kind, label, Event::Shutdown);
-    logoff::report(info, &members, findings, None, mode)
+    logoff::report(info, &members, findings, None, mode, Output::Written)
 }
 
 /// [`Provider::released`](crate::Provider::released)(crate::Provider::released).

@@ -31,40 +31,35 @@ use crate::settings::Mode;
 
 use super::env;
 
-/// The whole pipeline for the sessions in `members`: snapshot, analysis
-/// and report, outputs. With `MAPILEAK=off`, an empty report and no output.
-/// `logon`: the facts of the logon whose Logoff this is, for the Logoff
-/// rules (none for a Shutdown or process end).
+/// Whether a report is written (files, trace lines) or only returned.
+pub(crate) enum Output {
+    /// The report's files and trace lines are written.
+    Written,
+    /// The report of what is alive now, not written: what a Logoff that
+    /// waits for its logon object returns.
+    Preview,
+}
+
+/// The whole pipeline for the sessions in `members`: snapshot, rules,
+/// analysis and report, outputs. With `MAPILEAK=off`, an empty report and
+/// no output. `logon`: the facts of the logon whose Logoff this is, for
+/// the Logoff rules (none for a Shutdown or process end).
 pub(crate) fn report(
     info: SessionInfo,
     members: &[u64],
     findings: Vec<PendingFinding>,
     logon: Option<LogonFacts>,
     mode: Mode,
+    output: Output,
 ) -> Logoff {
     if mode == Mode::Off {
         return Logoff::new(Report::new(info));
     }
-    publish(
-        checked(Snapshot::take(info, members, findings, logon)),
-        mode,
-    )
-}
-
-/// The report [`report`] would make, not written anywhere.
-pub(crate) fn preview(
-    info: SessionInfo,
-    members: &[u64],
-    findings: Vec<PendingFinding>,
-    logon: Option<LogonFacts>,
-    mode: Mode,
-) -> Logoff {
-    if mode == Mode::Off {
-        return Logoff::new(Report::new(info));
+    let snapshot = checked(Snapshot::take(info, members, findings, logon));
+    match output {
+        Output::Written => publish(snapshot, mode),
+        Output::Preview => Logoff::new(emit::build(snapshot)),
     }
-    Logoff::new(emit::build(checked(Snapshot::take(
-        info, members, findings, logon,
-    ))))
 }
 
 /// The snapshot with the Logoff rules' findings added: the rules run on

@@ -10,8 +10,9 @@ use super::env;
 
 use super::context::{self, Quiet};
 use super::finding::PendingFinding;
+use super::logoff::{self, Output};
 use super::registry::{self, Deferred, Step};
-use super::{logoff, stack};
+use super::stack;
 
 /// [`Session::logon`].
 #[inline(never)]
@@ -106,7 +107,7 @@ fn preview(id: u64, mode: Mode) -> Logoff {
         None => (ProviderKind::Unknown, String::new(), Vec::new(), None),
     };
     let info = mapileak_reports::SessionInfo::new(id, provider, label, Event::Logoff);
-    logoff::preview(info, &[id], findings, facts, mode)
+    logoff::report(info, &[id], findings, facts, mode, Output::Preview)
 }
 
 /// The Logoff's checks and report; `stepped`: the session took its
@@ -155,7 +156,7 @@ fn finish_logoff(id: u64, method: ProviderKind, stack: stack::StackId, stepped: 
             None => (method, String::new(), Vec::new(), false, None),
         });
     let info = mapileak_reports::SessionInfo::new(id, provider, label, Event::Logoff);
-    let logoff = logoff::report(info, &[id], findings, facts, mode);
+    let logoff = logoff::report(info, &[id], findings, facts, mode, Output::Written);
     if first && logoff.report.is_clean() {
         registry::logged_off_clean(id);
     }
