@@ -186,6 +186,10 @@ fn roots_of_one_signature_are_one_entry_with_a_few_examples() {
     );
     // A root alone in its signature is as before.
     assert!(page.contains("IMAPIFolder</span> <span class=\"label\">&quot;object 1000000&quot;</span><span class=\"tag root\">leak root</span>"));
+    // As many as the examples shown: none left to count.
+    let page = render(&many_of_one_kind(3));
+    assert!(page.contains("<summary>the 3 largest of them</summary>"));
+    assert!(!page.contains("more with this signature"), "{page}");
 }
 
 #[test]
