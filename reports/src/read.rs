@@ -235,8 +235,8 @@ fn place_new(tmp: &Path, path: &Path) -> io::Result<PathBuf> {
         };
         match fs::hard_link(tmp, &target) {
             Ok(()) => return Ok(target),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            // No hard links on this file system: a rename to a free name.
+            // Taken (the link's AlreadyExists), or no hard links on this
+            // file system: a rename to a name found free.
             Err(_) => {
                 if fs::symlink_metadata(&target).is_ok() {
                     continue;
