@@ -1,6 +1,6 @@
 //! The backend without the instrumentation (a provider's release build):
 //! the live backend's item names (`src/live/`), doing nothing. A session,
-//! a provider and an object id are `()`; an object only counts; the
+//! a provider and an object id are a zero-sized `Id`; an object only counts; the
 //! allocator forwards; nothing is recorded, read from the environment,
 //! reported or written.
 

@@ -111,7 +111,14 @@ fn main() {
         let child = buffers.allocate_more(16, root).unwrap();
         assert!(!child.is_null());
         assert!(buffers.allocate_more(8, std::ptr::dangling_mut()).is_err());
+        // As in the live build, a child may be a parent (it joins the root's
+        // chain) but is not freed on its own, and a bad free is not passed on.
+        let grandchild = buffers.allocate_more(4, child).unwrap();
+        assert!(!grandchild.is_null());
+        assert_eq!(buffers.free_buffer(child), 0);
+        assert!(buffers.to_caller(root));
         assert_eq!(buffers.free_buffer(root), 0);
+        assert_eq!(buffers.free_buffer(root), 0, "a second free is not passed on");
     }
     let support = mapileak::Support::new(session, 7u8);
     assert_eq!(*support.clone(), 7);
