@@ -282,6 +282,11 @@ mod tests {
         assert!(!glob("store", "store::open"));
         assert!(glob("*", ""));
         assert!(!glob(&"*a".repeat(50), &"a".repeat(40)));
+        // `?` is one character, not one byte, in a name that is not ASCII
+        // (an ASCII pattern against it takes the character path).
+        assert!(glob("Pr?fung::open", "Prüfung::open"));
+        assert!(glob("?", "é"));
+        assert!(!glob("??", "é"));
     }
 
     #[test]
