@@ -56,7 +56,8 @@ for scope in "${scopes[@]}"; do
   echo "== mutants: $scope"
   # cargo-mutants exits 2 when a mutant is missed, 3 on timeouts: counted below.
   cargo mutants --no-shuffle --output "$out" "${diff_args[@]}" "${args[@]}" || true
-  count() { [ -f "$out/mutants.out/$1.txt" ] && grep -c . "$out/mutants.out/$1.txt" || echo 0; }
+  # (grep -c prints 0 itself, and fails, when nothing matches.)
+  count() { if [ -f "$out/mutants.out/$1.txt" ]; then grep -c . "$out/mutants.out/$1.txt" || true; else echo 0; fi; }
   caught=$(count caught) missed=$(count missed) unviable=$(count unviable) timeout=$(count timeout)
   total=$((caught + missed))
   score=100

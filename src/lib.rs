@@ -53,9 +53,16 @@
 // The build is chosen here, once: the live recorder with the
 // instrumentation (`debug_assertions` or feature `force`), the no-op
 // backend without it. Both offer the same item names.
-#[cfg_attr(any(debug_assertions, feature = "force"), path = "live/mod.rs")]
-#[cfg_attr(not(any(debug_assertions, feature = "force")), path = "off/mod.rs")]
-mod backend;
+// (Two plain `mod`s, not one with a chosen path: tools that walk the
+// module tree, cargo-mutants among them, follow these.)
+#[cfg(any(debug_assertions, feature = "force"))]
+mod live;
+#[cfg(any(debug_assertions, feature = "force"))]
+use live as backend;
+#[cfg(not(any(debug_assertions, feature = "force")))]
+mod off;
+#[cfg(not(any(debug_assertions, feature = "force")))]
+use off as backend;
 
 mod buffer_abi;
 pub mod buffers;
