@@ -179,13 +179,21 @@ impl Suppression {
         Ok(out)
     }
 
-    pub fn matches(&self, item: &Item<'_>) -> bool {
+    ///
+    /// A stack is shared by many items (a report's 100,000 leaks come from
+    /// a few thousand call paths): a `function:` suppression is matched
+    /// against each distinct stack once, the answer kept in `seen`.
+    pub fn matches(&self, item: &Item<'_>, seen: &mut StackAnswers) -> bool {
         let p = &self.compiled;
         match self.field {
             Field::Kind => item.kind.is_some_and(|k| p.matches(k)),
             Field::Rule => item.rule.is_some_and(|r| p.matches(r)),
             Field::Signature => p.matches(item.signature),
-            Field::Function => item.stack.is_some_and(|s| self.matches_stack(s)),
+            Field::Function => item.stack.is_some_and(|stack| {
+                *seen
+                    .entry((self.line, std::ptr::from_ref(stack)))
+                    .or_insert_with(|| self.matches_stack(stack))
+            }),
         }
     }
 
@@ -209,61 +217,60 @@ impl Suppression {
     }
 }
 
+/// The answers of `function:` suppressions per stack: (suppression's
+/// line, stack) to whether a frame matched.
+pub type StackAnswers = std::collections::HashMap<(usize, *const mapileak_reports::Stack), bool>;
+
 /// `*` matches any run of characters, `?` one; the rest literally.
 #[cfg(test)]
 fn glob(pattern: &str, text: &str) -> bool {
     Pattern::new(pattern).matches(text)
 }
 
-/// A glob pattern, split once: matched against ASCII text byte by byte,
-/// with no allocation (most function names), else by characters.
+/// A glob pattern, split into characters once; matched against a name
+/// character by character, with no allocation.
 #[derive(Debug)]
 struct Pattern {
     chars: Vec<char>,
-    /// The pattern's bytes when it is ASCII.
-    ascii: Option<Vec<u8>>,
 }
 
 impl Pattern {
     fn new(pattern: &str) -> Pattern {
         Pattern {
             chars: pattern.chars().collect(),
-            ascii: pattern.is_ascii().then(|| pattern.as_bytes().to_vec()),
         }
     }
 
     fn matches(&self, text: &str) -> bool {
-        match &self.ascii {
-            Some(p) if text.is_ascii() => glob_in(p, text.as_bytes(), b'*', b'?'),
-            _ => {
-                let t: Vec<char> = text.chars().collect();
-                glob_in(&self.chars, &t, '*', '?')
-            }
-        }
+        glob_in(&self.chars, text)
     }
 }
 
-fn glob_in<T: PartialEq + Copy>(p: &[T], t: &[T], any: T, one: T) -> bool {
+/// Whether `t` matches the pattern `p` (`*` any run, `?` one character).
+fn glob_in(p: &[char], t: &str) -> bool {
     // Iterative matcher with backtracking to the last `*`: linear memory,
-    // no recursion, no exponential blow-up on hostile patterns.
+    // no recursion, no exponential blow-up on hostile patterns. `ti` is a
+    // byte offset into `t`, always at a character boundary.
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == one || p[pi] == t[ti]) {
+    while let Some(c) = t[ti..].chars().next() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == c) {
             pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == any {
+            ti += c.len_utf8();
+        } else if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
+            // The `*` takes one more character.
+            let next = st + t[st..].chars().next().map_or(1, char::len_utf8);
             pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
+            ti = next;
+            star = Some((sp, next));
         } else {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == any)
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]

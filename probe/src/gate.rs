@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use crate::accept::{Baseline, Field, Suppression};
+use crate::accept::{Baseline, StackAnswers, Suppression};
 use crate::items::{Item, Loaded, What};
 
 /// The verdict on one run.
@@ -25,19 +25,11 @@ pub fn judge<'a>(
 ) -> Verdict<'a> {
     let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
     let (mut failures, mut accepted, mut suppressed) = (Vec::new(), 0, 0);
-    // A stack is shared by many items (a report's 100,000 leaks come from
-    // a few thousand call paths): each `function:` suppression is matched
-    // against each distinct stack once.
-    let mut by_stack: HashMap<(usize, *const mapileak_reports::Stack), bool> = HashMap::new();
+    let mut answers = StackAnswers::new();
     for (i, item) in items.iter().enumerate() {
         let hit = suppressions
             .iter()
-            .position(|s| match (s.field, item.stack) {
-                (Field::Function, Some(stack)) => *by_stack
-                    .entry((s.line, std::ptr::from_ref(stack)))
-                    .or_insert_with(|| s.matches_stack(stack)),
-                _ => s.matches(item),
-            });
+            .position(|s| s.matches(item, &mut answers));
         if let Some(s) = hit {
             suppressions[s].hits += 1;
             suppressed += 1;
