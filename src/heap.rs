@@ -161,28 +161,55 @@ pub fn bad_free(address: usize, freed_with: &str) {
 // unchanged and returns its result; the bookkeeping around the calls never
 // touches the blocks' memory.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
+    // These methods are generic, so a provider's debug build compiles them
+    // unoptimized in its own crate: each calls mapileak's (optimized)
+    // functions directly, one call deep, and for `System` hands the whole
+    // call to one of them.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if imp::via_system(self.system) {
+            // SAFETY: the caller's guarantees, for System (`system()` made it).
+            return unsafe { imp::system_alloc(layout) };
+        }
         // SAFETY: forwarded with the caller's guarantees.
-        unsafe { imp::alloc(&self.inner, self.system, layout) }
+        let p = unsafe { self.inner.alloc(layout) };
+        if !p.is_null() {
+            imp::on_alloc(p, layout.size());
+        }
+        p
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
-        unsafe { imp::alloc_zeroed(&self.inner, layout) }
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
+        if !p.is_null() {
+            imp::on_alloc(p, layout.size());
+        }
+        p
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if imp::via_system(self.system) {
+            // SAFETY: the caller's guarantees, for System.
+            return unsafe { imp::system_dealloc(ptr, layout) };
+        }
+        // Forget the block before it can be handed out again.
+        imp::on_free(ptr, layout.size());
         // SAFETY: forwarded with the caller's guarantees.
-        unsafe { imp::dealloc(&self.inner, self.system, ptr, layout) }
+        unsafe { self.inner.dealloc(ptr, layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Take the record out first: once `inner.realloc` returns, the old
+        // address may already belong to another thread's new block.
+        let origin = imp::before_realloc(ptr);
         // SAFETY: forwarded with the caller's guarantees.
-        unsafe { imp::realloc(&self.inner, ptr, layout, new_size) }
+        let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        imp::after_realloc(ptr, q, layout.size(), new_size, origin);
+        q
     }
 }
 

@@ -224,7 +224,7 @@ pub(crate) mod object {
 pub(crate) mod heap {
     #![allow(unsafe_code)]
 
-    use std::alloc::{GlobalAlloc, Layout};
+    use std::alloc::{GlobalAlloc, Layout, System};
 
     use mapileak_reports::Rule;
 
@@ -234,55 +234,45 @@ pub(crate) mod heap {
     pub(crate) const SYSTEM: SystemFlag = SystemFlag;
     pub(crate) const NOT_SYSTEM: SystemFlag = SystemFlag;
 
+    /// Never: the inner allocator takes every call.
+    #[inline(always)]
+    pub(crate) fn via_system(_: SystemFlag) -> bool {
+        false
+    }
+
+    /// `System`'s, as it is ([`via_system`] is false: not reached).
+    ///
     /// # Safety
     ///
     /// `GlobalAlloc::alloc`'s contract.
     #[inline(always)]
-    pub(crate) unsafe fn alloc<A: GlobalAlloc>(
-        inner: &A,
-        _: SystemFlag,
-        layout: Layout,
-    ) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { inner.alloc(layout) }
+    pub(crate) unsafe fn system_alloc(layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees.
+        unsafe { System.alloc(layout) }
     }
 
-    /// # Safety
+    /// `System`'s, as it is ([`via_system`] is false: not reached).
     ///
-    /// `GlobalAlloc::alloc_zeroed`'s contract.
-    #[inline(always)]
-    pub(crate) unsafe fn alloc_zeroed<A: GlobalAlloc>(inner: &A, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { inner.alloc_zeroed(layout) }
-    }
-
     /// # Safety
     ///
     /// `GlobalAlloc::dealloc`'s contract.
     #[inline(always)]
-    pub(crate) unsafe fn dealloc<A: GlobalAlloc>(
-        inner: &A,
-        _: SystemFlag,
-        ptr: *mut u8,
-        layout: Layout,
-    ) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { inner.dealloc(ptr, layout) }
+    pub(crate) unsafe fn system_dealloc(ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
     }
 
-    /// # Safety
-    ///
-    /// `GlobalAlloc::realloc`'s contract.
+    /// Nothing recorded: nothing to carry over a realloc.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Origin;
+
     #[inline(always)]
-    pub(crate) unsafe fn realloc<A: GlobalAlloc>(
-        inner: &A,
-        ptr: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { inner.realloc(ptr, layout, new_size) }
+    pub(crate) fn before_realloc(_: *mut u8) -> Origin {
+        Origin
     }
+
+    #[inline(always)]
+    pub(crate) fn after_realloc(_: *mut u8, _: *mut u8, _: usize, _: usize, _: Origin) {}
 
     #[inline(always)]
     pub(crate) fn stats() -> [u64; 6] {
