@@ -9,7 +9,7 @@
 //! each with the stack that created it, as the MAPI documentation asks
 //! providers to do in debug builds: `tracing` events (or stderr when no
 //! subscriber is installed), a JSON report in `MAPILEAK_DIR`, and the
-//! returned [`Logoff`] for the provider's own tests.
+//! returned [`Reported`] for the provider's own tests.
 //!
 //! ```
 //! use mapileak::{kinds, ProviderKind, Session, Tracked};
@@ -97,7 +97,7 @@ pub use lifecycle::{Provider, Support, process_exit};
 pub use mapileak_reports as reports;
 pub use mapileak_reports::{Event, ProviderKind, Report};
 pub use object::{RefCount, Tracked};
-pub use outcome::Logoff;
+pub use outcome::{Logoff, Reported};
 pub use protocol::{LOGOFF_ABORT, LOGOFF_IN_FLAGS, Malloc};
 pub use session::{Scope, Session};
 

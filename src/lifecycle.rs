@@ -27,7 +27,7 @@ use mapileak_reports::ProviderKind;
 
 use crate::backend::{self, lifecycle as imp};
 use crate::protocol::Malloc;
-use crate::{Logoff, Scope, Session};
+use crate::{Reported, Scope, Session};
 
 /// Reports everything still alive as leaked at process end (`event: exit`):
 /// one report per provider (with its logons), per logon made without a
@@ -41,7 +41,7 @@ use crate::{Logoff, Scope, Session};
 /// middle (`ExitProcess` ends the other threads first) or be stuck. Each of
 /// mapileak's locks, and the symbolizer, is waited for at most 200 ms;
 /// past that nothing is written but one line saying which lock was held.
-pub fn process_exit() -> Vec<Logoff> {
+pub fn process_exit() -> Vec<Reported> {
     backend::logoff::process_exit()
 }
 
@@ -113,7 +113,7 @@ impl Provider {
     /// still alive — logon objects included — as leaked at Shutdown. Call
     /// it as the last step of your Shutdown.
     #[inline(never)]
-    pub fn shutdown(self) -> Logoff {
+    pub fn shutdown(self) -> Reported {
         imp::shutdown(self.id)
     }
 

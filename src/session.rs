@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 
 use mapileak_reports::ProviderKind;
 
-use crate::Logoff;
+use crate::Reported;
 use crate::backend::{self, lifecycle, session as imp};
 use crate::protocol::Call;
 
@@ -85,17 +85,17 @@ impl Session {
     }
 
     /// `IABLogon::Logoff`: ends an address book session and reports it.
-    pub fn ab_logoff(self) -> Logoff {
+    pub fn ab_logoff(self) -> Reported {
         imp::logoff(self.id, ProviderKind::AddressBook)
     }
 
     /// `IMSLogon::Logoff`: ends a message store session and reports it.
-    pub fn ms_logoff(self) -> Logoff {
+    pub fn ms_logoff(self) -> Reported {
         imp::logoff(self.id, ProviderKind::MessageStore)
     }
 
     /// `IXPLogon::TransportLogoff`: ends a transport session and reports it.
-    pub fn transport_logoff(self) -> Logoff {
+    pub fn transport_logoff(self) -> Reported {
         imp::logoff(self.id, ProviderKind::Transport)
     }
 }

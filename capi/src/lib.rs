@@ -30,7 +30,7 @@ use mapileak::buffers::{
     AllocateBufferFn, AllocateMoreFn, FreeBufferFn, MAPI_E_INVALID_PARAMETER,
     MAPI_E_NOT_ENOUGH_MEMORY, MapiBuffers,
 };
-use mapileak::{Logoff, Malloc, Mode, Provider, ProviderKind, Scope, Session};
+use mapileak::{Malloc, Mode, Provider, ProviderKind, Reported, Scope, Session};
 
 /// `MAPILEAK_ADDRESS_BOOK`, `MAPILEAK_MESSAGE_STORE`, `MAPILEAK_TRANSPORT`.
 /// `None` for another number: refused, as every bad argument is.
@@ -96,8 +96,8 @@ pub struct Summary {
     pub heap_untracked: u64,
 }
 
-impl From<&Logoff> for Summary {
-    fn from(logoff: &Logoff) -> Summary {
+impl From<&Reported> for Summary {
+    fn from(logoff: &Reported) -> Summary {
         let s = &logoff.report.summary;
         Summary {
             leaked_objects: s.leaked_objects,
@@ -192,7 +192,7 @@ pub unsafe extern "C" fn mapileak_logon(provider: c_int, label: *const c_char) -
 /// # Safety
 ///
 /// `out` is NULL or valid for writing a `mapileak_summary`.
-unsafe fn logoff(session: u64, out: *mut Summary, how: fn(Session) -> Logoff) -> c_int {
+unsafe fn logoff(session: u64, out: *mut Summary, how: fn(Session) -> Reported) -> c_int {
     let done = guard(None, || {
         Session::by_id(session).map(|s| Summary::from(&how(s)))
     });

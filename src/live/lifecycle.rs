@@ -7,7 +7,7 @@ use mapileak_reports::{Event, ProviderKind, Rule, SessionInfo};
 use crate::settings::Mode;
 
 use super::env;
-use crate::Logoff;
+use crate::Reported;
 use crate::protocol::{Call, LOGOFF_ABORT, LOGOFF_IN_FLAGS, Malloc};
 
 use super::context::Quiet;
@@ -98,7 +98,7 @@ pub(crate) fn malloc_release(provider: u64) {
 
 /// [`Provider::shutdown`](crate::Provider::shutdown).
 #[inline(never)]
-pub(crate) fn shutdown(provider: u64) -> Logoff {
+pub(crate) fn shutdown(provider: u64) -> Reported {
     let _quiet = Quiet::new();
     let mode = env::mode();
     let stack = stack_now();
@@ -150,7 +150,7 @@ pub(crate) fn shutdown(provider: u64) -> Logoff {
     )
     .flatten();
     let Some((kind, label, findings, members)) = taken else {
-        return Logoff::empty(ProviderKind::Unknown, Event::Shutdown);
+        return Reported::empty(ProviderKind::Unknown, Event::Shutdown);
     };
     let info = SessionInfo::new(provider, kind, label, Event::Shutdown);
     logoff::report(info, &members, findings, None, mode, Output::Written)

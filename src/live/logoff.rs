@@ -22,7 +22,7 @@ use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
 
 use super::life::LogonFacts;
 use super::{emit, rules};
-use crate::Logoff;
+use crate::Reported;
 use crate::backend::context::Quiet;
 use crate::backend::finding::PendingFinding;
 use crate::backend::registry::{self, SessionState};
@@ -51,14 +51,14 @@ pub(crate) fn report(
     logon: Option<LogonFacts>,
     mode: Mode,
     output: Output,
-) -> Logoff {
+) -> Reported {
     if mode == Mode::Off {
-        return Logoff::new(Report::new(info));
+        return Reported::new(Report::new(info));
     }
     let snapshot = checked(Snapshot::take(info, members, findings, logon));
     match output {
         Output::Written => publish(snapshot, mode),
-        Output::Preview => Logoff::new(emit::build(snapshot)),
+        Output::Preview => Reported::new(emit::build(snapshot)),
     }
 }
 
@@ -72,16 +72,16 @@ fn checked(mut snapshot: Snapshot) -> Snapshot {
     snapshot
 }
 
-fn publish(snapshot: Snapshot, mode: Mode) -> Logoff {
+fn publish(snapshot: Snapshot, mode: Mode) -> Reported {
     let report = emit::build(snapshot);
     let files = emit::publish(&report, mode);
-    Logoff { report, files }
+    Reported { report, files }
 }
 
 static EXITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// [`crate::process_exit`], in the live build.
-pub(crate) fn process_exit() -> Vec<Logoff> {
+pub(crate) fn process_exit() -> Vec<Reported> {
     let _quiet = Quiet::new();
     if EXITED.swap(true, Ordering::SeqCst) || env::mode() == Mode::Off {
         return Vec::new();

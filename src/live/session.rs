@@ -3,7 +3,7 @@
 
 use mapileak_reports::{Event, ProviderKind, Rule};
 
-use crate::Logoff;
+use crate::Reported;
 use crate::settings::Mode;
 
 use super::env;
@@ -70,7 +70,7 @@ pub(crate) fn sole_open(provider: Option<u64>) -> Option<u64> {
 
 /// `IXXLogon::Logoff` of session `id` (`method`'s kind).
 #[inline(never)]
-pub(crate) fn logoff(id: u64, method: ProviderKind) -> Logoff {
+pub(crate) fn logoff(id: u64, method: ProviderKind) -> Reported {
     let _quiet = Quiet::new();
     let mode = env::mode();
     let stack = if mode == Mode::Off {
@@ -98,7 +98,7 @@ pub(crate) fn logoff(id: u64, method: ProviderKind) -> Logoff {
 
 /// What a deferred Logoff returns: the report of what is alive now,
 /// not written (the final one is, at the logon object's end).
-fn preview(id: u64, mode: Mode) -> Logoff {
+fn preview(id: u64, mode: Mode) -> Reported {
     let taken = registry::with_session(id, |s| {
         (s.kind, s.label.clone(), s.findings.to_vec(), s.facts())
     });
@@ -112,7 +112,7 @@ fn preview(id: u64, mode: Mode) -> Logoff {
 
 /// The Logoff's checks and report; `stepped`: the session took its
 /// Logoff step already (a deferred Logoff).
-fn finish_logoff(id: u64, method: ProviderKind, stack: stack::StackId, stepped: bool) -> Logoff {
+fn finish_logoff(id: u64, method: ProviderKind, stack: stack::StackId, stepped: bool) -> Reported {
     let mode = env::mode();
     let second_time = |label: &str| {
         PendingFinding::new(

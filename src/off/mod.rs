@@ -32,10 +32,10 @@ pub(crate) mod env {
 }
 
 pub(crate) mod logoff {
-    use crate::Logoff;
+    use crate::Reported;
 
     /// Nothing is alive to report.
-    pub(crate) fn process_exit() -> Vec<Logoff> {
+    pub(crate) fn process_exit() -> Vec<Reported> {
         Vec::new()
     }
 }
@@ -44,7 +44,7 @@ pub(crate) mod session {
     use mapileak_reports::{Event, ProviderKind};
 
     use super::Id;
-    use crate::Logoff;
+    use crate::Reported;
 
     #[inline(always)]
     pub(crate) fn logon(_: ProviderKind, _: impl Into<String>) -> Id {
@@ -75,8 +75,8 @@ pub(crate) mod session {
         None
     }
 
-    pub(crate) fn logoff(_: Id, method: ProviderKind) -> Logoff {
-        Logoff::empty(method, Event::Logoff)
+    pub(crate) fn logoff(_: Id, method: ProviderKind) -> Reported {
+        Reported::empty(method, Event::Logoff)
     }
 }
 
@@ -84,7 +84,7 @@ pub(crate) mod lifecycle {
     use mapileak_reports::{Event, ProviderKind};
 
     use super::Id;
-    use crate::Logoff;
+    use crate::Reported;
     use crate::protocol::{Call, Malloc};
 
     #[inline(always)]
@@ -108,8 +108,8 @@ pub(crate) mod lifecycle {
     #[inline(always)]
     pub(crate) fn malloc_release(_: Id) {}
 
-    pub(crate) fn shutdown(_: Id) -> Logoff {
-        Logoff::empty(ProviderKind::Unknown, Event::Shutdown)
+    pub(crate) fn shutdown(_: Id) -> Reported {
+        Reported::empty(ProviderKind::Unknown, Event::Shutdown)
     }
 
     #[inline(always)]

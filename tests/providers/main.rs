@@ -33,7 +33,7 @@ mod quiet;
 #[path = "../support/watchdog.rs"]
 mod watchdog;
 
-fn run(provider: Provider, leak: Bug) -> mapileak::Logoff {
+fn run(provider: Provider, leak: Bug) -> mapileak::Reported {
     let _dir = setup();
     let mut outcome = host::run(provider, &format!("{provider:?}-{leak:?}"), leak);
     assert_eq!(outcome.logoffs.len(), 1, "one Logoff per session");

@@ -141,7 +141,7 @@ fn the_seeds_logoff_duties_are_checked_for_every_provider_type() {
     for (kind, logoff) in [
         (
             ProviderKind::AddressBook,
-            Session::ab_logoff as fn(Session) -> mapileak::Logoff,
+            Session::ab_logoff as fn(Session) -> mapileak::Reported,
         ),
         (ProviderKind::MessageStore, Session::ms_logoff),
         (ProviderKind::Transport, Session::transport_logoff),

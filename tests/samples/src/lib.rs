@@ -86,13 +86,13 @@ pub struct Sink(Arc<Mutex<Outcome>>);
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// One per logoff call (two when MAPI calls Logoff twice; none when it never does).
-    pub logoffs: Vec<mapileak::Logoff>,
+    pub logoffs: Vec<mapileak::Reported>,
     /// The provider's Shutdown report.
-    pub shutdown: Option<mapileak::Logoff>,
+    pub shutdown: Option<mapileak::Reported>,
 }
 
 impl Sink {
-    fn logoff(&self, logoff: mapileak::Logoff) {
+    fn logoff(&self, logoff: mapileak::Reported) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -100,7 +100,7 @@ impl Sink {
             .push(logoff);
     }
 
-    fn shutdown(&self, report: mapileak::Logoff) {
+    fn shutdown(&self, report: mapileak::Reported) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).shutdown = Some(report);
     }
 

@@ -166,7 +166,7 @@ impl LogonCore {
     pub fn logoff(
         &self,
         transport_objects: Option<&Mutex<Option<IMAPITable>>>,
-        finish: fn(Session) -> mapileak::Logoff,
+        finish: fn(Session) -> mapileak::Reported,
     ) {
         let support = self
             .support
