@@ -592,12 +592,16 @@ fn every_module_names_only_modules_below_it() {
 /// from the crate root.
 #[test]
 fn a_planted_upward_import_or_circle_is_caught() {
-    let plant = |node: &str, line: &str| -> Vec<String> {
+    // What breaks the layers once each line is put at the top of its module.
+    let plant_all = |lines: &[(&str, &str)]| -> Vec<String> {
         let mut sources = sources(&src());
-        let s = sources.iter_mut().find(|s| s.node == node).unwrap();
-        s.text = format!("{line}\n{}", s.text);
+        for (node, line) in lines {
+            let s = sources.iter_mut().find(|s| s.node == *node).unwrap();
+            s.text = format!("{line}\n{}", s.text);
+        }
         violations(&graph(&sources))
     };
+    let plant = |node: &str, line: &str| plant_all(&[(node, line)]);
     let upward = plant(
         "live::registry",
         "use crate::backend::{stack::{self}, logoff::report};",
@@ -608,29 +612,19 @@ fn a_planted_upward_import_or_circle_is_caught() {
             .any(|v| v.contains("live::registry (layer 2) names live::logoff")),
         "{upward:#?}"
     );
-    let mut both = sources(&src());
-    for (node, line) in [
+    let both = plant_all(&[
         ("live::context", "use super::trace::line;"),
         ("live::trace", "fn f() { super::context::leave(0) }"),
-    ] {
-        let s = both.iter_mut().find(|s| s.node == node).unwrap();
-        s.text = format!("{line}\n{}", s.text);
-    }
-    let both = violations(&graph(&both));
+    ]);
     assert!(
         both.iter().any(|v| v.starts_with("modules in a circle")),
         "{both:#?}"
     );
     // lib.rs defines nothing; an item planted there is the crate root's.
-    let mut rooted = sources(&src());
-    for (node, line) in [
+    let root = plant_all(&[
         ("lib", "pub const PLANTED: u8 = 0;"),
         ("live::emit", "use crate::PLANTED;"),
-    ] {
-        let s = rooted.iter_mut().find(|s| s.node == node).unwrap();
-        s.text = format!("{line}\n{}", s.text);
-    }
-    let root = violations(&graph(&rooted));
+    ]);
     assert!(
         root.iter()
             .any(|v| v == "live::emit imports from the crate root: PLANTED"),
