@@ -27,6 +27,7 @@
 
 #[cfg(test)]
 mod api;
+pub mod growth;
 pub mod html;
 mod model;
 pub mod names;

@@ -29,6 +29,9 @@ pub struct Report {
     pub process: u64,
     /// The logon session the report is about.
     pub session: SessionInfo,
+    /// For a snapshot (event `snapshot`): which one, when, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotInfo>,
     /// Counts, for a reader that only wants totals.
     pub summary: Summary,
     /// Leaked objects, roots and indirect leaks alike, in creation order.
@@ -57,6 +60,7 @@ impl Report {
             tool: Tool::default(),
             process: u64::from(std::process::id()),
             session,
+            snapshot: None,
             summary: Summary::default(),
             objects: Vec::new(),
             heap: Vec::new(),
@@ -80,6 +84,9 @@ impl Report {
         fix(&mut self.tool.name);
         fix(&mut self.tool.version);
         fix(&mut self.session.label);
+        if let Some(snapshot) = &mut self.snapshot {
+            fix(&mut snapshot.label);
+        }
         for o in &mut self.objects {
             fix(&mut o.kind);
             fix(&mut o.label);
@@ -269,6 +276,9 @@ pub enum Event {
     Shutdown,
     /// The process ended.
     Exit,
+    /// A snapshot of what is alive, taken while the process runs: nothing
+    /// in it is a leak yet (`mapileak growth` compares a series of them).
+    Snapshot,
 }
 
 impl Event {
@@ -278,6 +288,32 @@ impl Event {
             Event::Logoff => "logoff",
             Event::Shutdown => "shutdown",
             Event::Exit => "exit",
+            Event::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// Which snapshot a report is part of: every report of one snapshot (one
+/// per logon, one for what is outside any logon) has the same `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnapshotInfo {
+    /// The snapshot's number in its process, from 1, in the order taken.
+    pub seq: u64,
+    /// Why it was taken: the caller's label, `requested` (from another
+    /// process), `periodic` (`MAPILEAK_SNAPSHOT_EVERY`).
+    pub label: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub taken_ms: u64,
+}
+
+impl SnapshotInfo {
+    /// Snapshot number `seq`, labelled `label`, taken at `taken_ms`.
+    pub fn new(seq: u64, label: impl Into<String>, taken_ms: u64) -> Self {
+        SnapshotInfo {
+            seq,
+            label: label.into(),
+            taken_ms,
         }
     }
 }
@@ -799,6 +835,7 @@ mod tests {
             (Event::Logoff, "logoff"),
             (Event::Shutdown, "shutdown"),
             (Event::Exit, "exit"),
+            (Event::Snapshot, "snapshot"),
         ] {
             assert_eq!(event.as_str(), wire);
             assert_eq!(

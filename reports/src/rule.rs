@@ -55,11 +55,13 @@ pub enum Rule {
     ServerConnectionOpen,
     /// `shutdown-with-open-logons`: Shutdown ran while a logon of the provider had not logged off.
     ShutdownWithOpenLogons,
+    /// `growth`: A site (a kind with its creation stack, a heap or MAPI buffer allocation site) grew at every step of a series of snapshots taken while the process ran: a cache or list that only grows until Logoff.
+    Growth,
 }
 
 impl Rule {
     /// Every rule, in the order `docs/rules.md` lists them.
-    pub const ALL: [Rule; 21] = [
+    pub const ALL: [Rule; 22] = [
         Rule::OverRelease,
         Rule::SupportNotReleased,
         Rule::TransportSupportOrder,
@@ -81,6 +83,7 @@ impl Rule {
         Rule::StatusRowPresent,
         Rule::ServerConnectionOpen,
         Rule::ShutdownWithOpenLogons,
+        Rule::Growth,
     ];
 
     /// The id reports and suppressions use (`over-release`).
@@ -107,6 +110,7 @@ impl Rule {
             Rule::StatusRowPresent => "status-row-present",
             Rule::ServerConnectionOpen => "server-connection-open",
             Rule::ShutdownWithOpenLogons => "shutdown-with-open-logons",
+            Rule::Growth => "growth",
         }
     }
 
@@ -182,6 +186,9 @@ impl Rule {
             }
             Rule::ShutdownWithOpenLogons => {
                 "Shutdown ran while a logon of the provider had not logged off."
+            }
+            Rule::Growth => {
+                "A site grew at every step of a series of snapshots taken while the process ran: memory a long-running Outlook loses although Logoff frees it."
             }
         }
     }
