@@ -220,16 +220,14 @@ fn one_series(process: u64, reports: &[&Report]) -> Series {
         };
         let index = r.index();
         let mut add = |what: SiteKind, kind: &str, sig: &str, stack, count: u64, bytes: u64| {
-            let site = sites
-                .entry((what, sig.to_owned()))
-                .or_insert_with(|| Site {
-                    what,
-                    kind: kind.to_owned(),
-                    signature: sig.to_owned(),
-                    stack: index.stack(stack).cloned(),
-                    counts: vec![0; n],
-                    bytes: vec![0; n],
-                });
+            let site = sites.entry((what, sig.to_owned())).or_insert_with(|| Site {
+                what,
+                kind: kind.to_owned(),
+                signature: sig.to_owned(),
+                stack: index.stack(stack).cloned(),
+                counts: vec![0; n],
+                bytes: vec![0; n],
+            });
             site.counts[at] += count;
             site.bytes[at] += bytes;
         };
@@ -237,10 +235,24 @@ fn one_series(process: u64, reports: &[&Report]) -> Series {
             add(SiteKind::Object, &o.kind, &o.signature, o.created, 1, 0);
         }
         for h in &r.heap {
-            add(SiteKind::Heap, "heap", &h.signature, h.stack, h.blocks, h.bytes);
+            add(
+                SiteKind::Heap,
+                "heap",
+                &h.signature,
+                h.stack,
+                h.blocks,
+                h.bytes,
+            );
         }
         for b in &r.buffers {
-            add(SiteKind::Buffer, "buffer", &b.signature, b.stack, 1, b.bytes);
+            add(
+                SiteKind::Buffer,
+                "buffer",
+                &b.signature,
+                b.stack,
+                1,
+                b.bytes,
+            );
         }
     }
     let mut sites: Vec<Site> = sites.into_values().collect();

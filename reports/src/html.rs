@@ -18,6 +18,9 @@ use crate::{Frame, LeakedObject, Report, Rule, Stack, StackId};
 pub(crate) mod out;
 use out::{Html, Out, Text, put};
 
+mod growth;
+pub use growth::render_growth;
+
 /// The first line of every page, so a tool can tell its own output.
 pub const MARKER: &str = "<!-- mapileak report -->";
 
@@ -89,6 +92,8 @@ th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef2;vertical-a
 .help{color:#667;font-size:12px}
 #filter{font-size:14px;padding:5px 8px;width:340px;border:1px solid #c8ccd3;border-radius:4px}
 .empty{color:#4a7c3a}
+.site{display:flex;gap:14px;align-items:flex-start;border-bottom:1px solid #eceef2;padding:8px 0}
+.spark{flex:none}
 svg text{font:12px system-ui,sans-serif;fill:#1d2330}
 ";
 
@@ -269,7 +274,7 @@ fn header(out: &mut Out<'_>, r: &Report) {
     put!(
         out,
         "<header><h1>{} \"{}\" — {}</h1><div class=\"counts\">\
-         <span class=\"{}\">{} leaked objects</span><span>{} roots</span>\
+         <span class=\"{}\">{} {} objects</span><span>{} roots</span>\
          <span class=\"{}\">{} heap blocks, {} bytes</span><span class=\"{}\">{} MAPI buffers</span>\
          <span class=\"{}\">{} findings</span>{}<span>session {}, process {}, {} {}</span></div></header>\n",
         r.session.provider.as_str(),
@@ -277,6 +282,7 @@ fn header(out: &mut Out<'_>, r: &Report) {
         r.session.event.as_str(),
         bad(s.leaked_objects),
         s.leaked_objects,
+        leaked_or_live(r),
         s.leak_roots,
         bad(s.heap_blocks),
         s.heap_blocks,
@@ -293,6 +299,15 @@ fn header(out: &mut Out<'_>, r: &Report) {
     );
 }
 
+/// What a report's objects are: `leaked`, or `live` in a snapshot.
+fn leaked_or_live(r: &Report) -> &'static str {
+    if r.session.event == crate::Event::Snapshot {
+        "live"
+    } else {
+        "leaked"
+    }
+}
+
 fn filter_box(out: &mut Out<'_>) {
     out.markup("<p><input id=\"filter\" type=\"search\" placeholder=\"filter: kind, rule, label, function…\" aria-label=\"filter\" hidden> <span id=\"shown\"></span></p>\n");
 }
@@ -300,6 +315,10 @@ fn filter_box(out: &mut Out<'_>) {
 fn sections(out: &mut Out<'_>, r: &Report, prefix: &str) {
     let stacks: HashMap<StackId, &Stack> = r.stacks.iter().map(|s| (s.id, s)).collect();
     let inline = r.objects.len() <= INLINE_STACKS_UP_TO;
+    if r.is_clean() && r.session.event == crate::Event::Snapshot {
+        out.markup("<section><p class=\"empty\">Nothing alive.</p></section>\n");
+        return;
+    }
     if r.is_clean() {
         out.markup("<section><p class=\"empty\">Nothing leaked, nothing found.</p></section>\n");
         return;
@@ -503,7 +522,11 @@ fn objects(
     prefix: &str,
 ) {
     let (children, size, roots) = forest(r);
-    out.markup("<section><h2>Leaked objects — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
+    if r.session.event == crate::Event::Snapshot {
+        out.markup("<section><h2>Live objects (a snapshot: not leaks yet) — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
+    } else {
+        out.markup("<section><h2>Leaked objects — roots first, what each holds nested under it</h2>\n<ul class=\"tree\">\n");
+    }
     let tree = Tree {
         r,
         children: &children,

@@ -55,7 +55,7 @@ fn lined_up(reports: &[Report]) -> Vec<Series> {
     series(&refs, |i| format!("r{i}")).unwrap()
 }
 
-fn site<'a>(s: &'a Series, what: SiteKind) -> &'a Site {
+fn site(s: &Series, what: SiteKind) -> &Site {
     s.sites.iter().find(|x| x.what == what).unwrap()
 }
 
@@ -68,7 +68,10 @@ fn a_cache_that_gains_on_every_step_grows_with_its_slope() {
     let all = lined_up(&reports);
     assert_eq!(all.len(), 1);
     let s = &all[0];
-    assert_eq!(s.points.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        s.points.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
     let tables = site(s, SiteKind::Object);
     assert_eq!(tables.counts, [3, 6, 9, 12]);
     assert_eq!(tables.kind, "IMAPITable");
@@ -78,7 +81,11 @@ fn a_cache_that_gains_on_every_step_grows_with_its_slope() {
     assert_eq!(heap.bytes, [320, 640, 960, 1280]);
     assert!((heap.bytes_per_step() - 320.0).abs() < 1e-9);
     let growing: Vec<SiteKind> = s.growing(Limits::default()).map(|x| x.what).collect();
-    assert_eq!(growing, [SiteKind::Heap, SiteKind::Object], "largest growth first");
+    assert_eq!(
+        growing,
+        [SiteKind::Heap, SiteKind::Object],
+        "largest growth first"
+    );
     let frames: Vec<&str> = tables
         .stack
         .as_ref()

@@ -449,3 +449,69 @@ fn each_page_has_its_own_nonce() {
         assert!(page.contains(&format!("<script nonce=\"{nonce}\">")));
     }
 }
+
+/// A series of `n` snapshots of one process where `<Cache>::sync` gains
+/// two tables per snapshot and `store::steady` keeps one.
+fn growing_series(n: u64) -> Vec<crate::growth::Series> {
+    let reports: Vec<Report> = (1..=n)
+        .map(|seq| {
+            let mut r = Report::new(crate::SessionInfo::new(
+                1,
+                crate::ProviderKind::MessageStore,
+                "store",
+                crate::Event::Snapshot,
+            ));
+            r.snapshot = Some(crate::SnapshotInfo::new(seq, "<periodic>", seq * 1000));
+            r.stacks = vec![
+                Stack::new(1, vec![frame("store::<Cache>::sync")]),
+                Stack::new(2, vec![frame("store::steady")]),
+            ];
+            for i in 0..2 * seq {
+                let mut o = LeakedObject::new(i + 10, "IMAPITable", "cached", 1);
+                o.signature = "aaaa".into();
+                r.objects.push(o);
+            }
+            let mut o = LeakedObject::new(1, "IMessage", "kept", 2);
+            o.signature = "bbbb".into();
+            r.objects.push(o);
+            r.recount();
+            r
+        })
+        .collect();
+    let refs: Vec<&Report> = reports.iter().collect();
+    crate::growth::series(&refs, |i| i.to_string()).unwrap()
+}
+
+#[test]
+fn the_growth_page_draws_each_growing_site_with_its_numbers() {
+    let page = render_growth(&growing_series(4), crate::growth::Limits::default());
+    assert!(page.starts_with(MARKER));
+    assert!(page.contains("1 growing site(s)"), "{page}");
+    // The chart: four points, inline.
+    let chart = page.split("<polyline").nth(1).expect("a chart");
+    let points = chart
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(points.split(' ').count(), 4, "{points}");
+    assert!(page.contains("count: 2 → 4 → 6 → 8"), "{page}");
+    assert!(page.contains("+2.0 per snapshot"));
+    // Provider text is escaped; the steady site is listed apart.
+    assert!(page.contains("store::&lt;Cache&gt;::sync") && !page.contains("<Cache>"));
+    assert!(page.contains("&lt;periodic&gt;"));
+    let (growing, steady) = page.split_once("Did not grow steadily: 1 site(s)").unwrap();
+    assert!(growing.contains("IMAPITable") && !growing.contains("store::steady"));
+    assert!(steady.contains("IMessage") && steady.contains("1 → 1 → 1 → 1"));
+    // Nothing loaded from elsewhere.
+    assert!(!page.contains("src=") && !page.contains("href=\"http"));
+}
+
+#[test]
+fn a_steady_series_has_no_growing_site() {
+    let series = growing_series(2);
+    let page = render_growth(&series, crate::growth::Limits::default());
+    assert!(page.contains("0 growing site(s)") && page.contains("No site grew at every step."));
+}
