@@ -49,6 +49,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("live::exit", 7),
     ("live::fork", 7),
     ("live::testing", 7),
+    ("live::watch", 7),
     ("off", 7),
     ("live::logoff", 6),
     ("live::snapshot", 5),

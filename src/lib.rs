@@ -93,7 +93,7 @@ pub use heap::{
 };
 pub use id::ObjectId;
 pub use kind::{Kind, Role, kinds};
-pub use lifecycle::{Provider, Support, process_exit};
+pub use lifecycle::{Provider, Support, process_exit, snapshot};
 pub use mapileak_reports as reports;
 pub use mapileak_reports::{Event, ProviderKind, Report};
 pub use object::{RefCount, Tracked};

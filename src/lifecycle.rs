@@ -45,6 +45,24 @@ pub fn process_exit() -> Vec<Reported> {
     backend::logoff::process_exit()
 }
 
+/// Writes a snapshot of everything alive now (`event: snapshot`): one
+/// report per provider (with its logons), per logon made without a
+/// provider, and one for what is outside any logon, each to files of its
+/// own, all with the same `snapshot.seq` and `label`. Nothing in it is a
+/// leak yet: `mapileak growth` compares a series of snapshots and names
+/// what grows at every step. Changes no state (the findings stay for the
+/// Logoff that reports them); any thread may call it at any time, and the
+/// provider's threads are not stopped while it copies what is alive.
+/// Nothing, in a build without the instrumentation or with
+/// `MAPILEAK=off`.
+///
+/// ```
+/// let _taken = mapileak::snapshot("after sync 10");
+/// ```
+pub fn snapshot(label: &str) -> Vec<Reported> {
+    backend::logoff::snapshot(label)
+}
+
 /// A provider object's life: `*ProviderInit` to `Shutdown` and its final
 /// Release. Logons made through [`Provider::logon`] belong to it, so its
 /// Shutdown can check them and report what they left alive. `Copy`.

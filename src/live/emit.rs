@@ -338,7 +338,8 @@ fn random() -> u64 {
 /// This process's run id in report names (set by the first report).
 static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// `<provider>-<label>-<pid>-<run>-s<session>-<n>-<event>`: `run` is random
+/// `<provider>-<label>-<pid>-<run>-s<session>-<n>-<event>` (a snapshot's
+/// event is `snapshot<seq>`): `run` is random
 /// per process start (two processes with one pid, in two containers, do not
 /// collide) and `n` counts this process's reports (a second Logoff of one
 /// session, or two at once, get two files): no report replaces another.
@@ -359,13 +360,16 @@ fn base_name(report: &Report) -> String {
             }
         })
         .collect();
+    let event = match &report.snapshot {
+        Some(which) => format!("snapshot{}", which.seq),
+        None => report.session.event.as_str().to_owned(),
+    };
     format!(
-        "{}-{}-{}-{run}-s{}-{n}-{}",
+        "{}-{}-{}-{run}-s{}-{n}-{event}",
         report.session.provider.as_str(),
         if label.is_empty() { "session" } else { &label },
         std::process::id(),
         report.session.id,
-        report.session.event.as_str()
     )
 }
 
@@ -421,11 +425,17 @@ fn render_stack(stack: Option<&Stack>) -> String {
 
 fn summary_line(report: &Report, files: &[PathBuf]) -> String {
     let s = &report.summary;
+    let (event, leaked) = match &report.snapshot {
+        Some(which) => (
+            format!("snapshot {} \"{}\"", which.seq, one_line(&which.label)),
+            "live",
+        ),
+        None => (report.session.event.as_str().to_owned(), "leaked"),
+    };
     let mut line = format!(
-        "{} \"{}\" {}: {} leaked object{} ({} root{}), {} finding{}",
+        "{} \"{}\" {event}: {} {leaked} object{} ({} root{}), {} finding{}",
         report.session.provider.as_str(),
         one_line(&report.session.label),
-        report.session.event.as_str(),
         s.leaked_objects,
         if s.leaked_objects == 1 { "" } else { "s" },
         s.leak_roots,
@@ -589,7 +599,10 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
     let see = files
         .first()
         .map_or_else(|| "the report".to_owned(), |f| f.display().to_string());
-    if mode == Mode::Full {
+    // A snapshot's objects are alive, not leaked: one line says where its
+    // report went (a periodic one must not flood the debugger output).
+    let snapshot = report.session.event == mapileak_reports::Event::Snapshot;
+    if mode == Mode::Full && !snapshot {
         let index = report.index();
         let limit = env::trace_roots();
         emit_roots(report, &index, limit, subscriber, &see);

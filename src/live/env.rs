@@ -22,6 +22,44 @@ pub(crate) fn live_blocks() -> usize {
     LIVE_BLOCKS.load(Ordering::Relaxed)
 }
 
+/// `MAPILEAK_SNAPSHOT_EVERY=<seconds>`: the period of the periodic
+/// snapshots (none when unset; a bad value says so in one line).
+pub(crate) fn snapshot_every() -> Option<std::time::Duration> {
+    let v = std::env::var("MAPILEAK_SNAPSHOT_EVERY").ok()?;
+    match v.trim().parse::<f64>() {
+        Ok(s) if (0.01..=1e9).contains(&s) => Some(std::time::Duration::from_secs_f64(s)),
+        _ => {
+            crate::backend::trace::line(format_args!(
+                "MAPILEAK_SNAPSHOT_EVERY={v:?} is not a number of seconds (0.01 or more); no periodic snapshots"
+            ));
+            None
+        }
+    }
+}
+
+/// `MAPILEAK_SNAPSHOT_SIGNAL`: the signal that asks for a snapshot
+/// (`USR1`, `SIGUSR2`, a number), or none (unset, or a bad value, which
+/// says so in one line).
+#[cfg(unix)]
+pub(crate) fn snapshot_signal() -> Option<std::ffi::c_int> {
+    let v = std::env::var("MAPILEAK_SNAPSHOT_SIGNAL").ok()?;
+    let name = v.trim().to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let signal = match name {
+        "USR1" => Some(libc::SIGUSR1),
+        "USR2" => Some(libc::SIGUSR2),
+        n => n.parse::<std::ffi::c_int>().ok().filter(|&n| {
+            n > 0 && n < 65 && n != libc::SIGKILL && n != libc::SIGSTOP && n != libc::SIGSEGV
+        }),
+    };
+    if signal.is_none() {
+        crate::backend::trace::line(format_args!(
+            "MAPILEAK_SNAPSHOT_SIGNAL={v:?} is not USR1, USR2 or a signal number; snapshot requests are off"
+        ));
+    }
+    signal
+}
+
 /// Reads the environment once: the mode, and the kinds `MAPILEAK_HISTORY`
 /// names. A bad value is reported once on stderr, never fatal.
 pub(crate) fn init() {

@@ -47,6 +47,9 @@ mod detach {
 
     unsafe extern "system" fn on_detach(_image: *mut c_void, reason: u32, _reserved: *mut c_void) {
         if reason == DLL_PROCESS_DETACH && super::REGISTER.is_completed() {
+            // The snapshot wait's callback is code of this image: cancel it
+            // (without waiting) before the image goes.
+            crate::backend::watch::stop();
             super::at_exit();
         }
     }

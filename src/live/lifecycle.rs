@@ -30,6 +30,7 @@ pub(crate) fn init(kind: ProviderKind, label: impl Into<String>, malloc: Malloc)
     let _quiet = Quiet::new();
     super::env::init();
     super::exit::register();
+    super::watch::start();
     let stack = stack_now();
     let id = registry::new_session(kind, label.into(), 0, true, stack);
     if malloc == Malloc::AddRefd {

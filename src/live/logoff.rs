@@ -18,7 +18,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
-use mapileak_reports::{Event, ProviderKind, Report, SessionInfo};
+use mapileak_reports::text::one_line;
+use mapileak_reports::{Event, ProviderKind, Report, SessionInfo, SnapshotInfo};
 
 use super::life::LogonFacts;
 use super::{emit, rules};
@@ -135,16 +136,7 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
         .try_lock_for(wait)
         .map(|mut u| u.take())
         .ok_or(Skipped::Lock("findings"))?;
-    groups.push((
-        SessionInfo::new(
-            0,
-            ProviderKind::Unknown,
-            "outside any logon".to_owned(),
-            Event::Exit,
-        ),
-        vec![0],
-        unattributed,
-    ));
+    groups.push(outside(Event::Exit, unattributed));
     let snapshots = group_snapshots(groups, wait)?;
     // The reports name their frames: a thread ended inside the symbolizer
     // holds its lock for good.
@@ -162,6 +154,16 @@ fn exit_snapshots() -> Result<Vec<Snapshot>, Skipped> {
 /// One group per provider (with its logons) and per logon made without a
 /// provider, each with the findings its sessions recorded.
 fn exit_groups(all: &mut BTreeMap<u64, SessionState>) -> Vec<Group> {
+    groups_of(all, Event::Exit, true)
+}
+
+/// [`exit_groups`] for a report at `event`; the findings are taken only
+/// when `take_findings` (a snapshot changes nothing: it has none).
+fn groups_of(
+    all: &mut BTreeMap<u64, SessionState>,
+    event: Event,
+    take_findings: bool,
+) -> Vec<Group> {
     let heads: Vec<u64> = all
         .iter()
         .filter(|(_, s)| s.is_provider_record() || s.provider_record == 0)
@@ -181,24 +183,37 @@ fn exit_groups(all: &mut BTreeMap<u64, SessionState>) -> Vec<Group> {
     for head in heads {
         let members = members_of.remove(&head).unwrap_or_default();
         let mut findings = Vec::new();
-        for m in &members {
-            if let Some(s) = all.get_mut(m) {
-                findings.append(&mut s.findings.take());
+        if take_findings {
+            for m in &members {
+                if let Some(s) = all.get_mut(m) {
+                    findings.append(&mut s.findings.take());
+                }
             }
         }
         let s = &all[&head];
-        let info = SessionInfo::new(head, s.kind, s.label.clone(), Event::Exit);
+        let info = SessionInfo::new(head, s.kind, s.label.clone(), event);
         groups.push((info, members, findings));
     }
     groups
 }
 
-/// The snapshot of each group that has something to report, each table
-/// read once for all of them (the last group takes what no other covers).
-fn group_snapshots(
-    groups: Vec<Group>,
-    wait: std::time::Duration,
-) -> Result<Vec<Snapshot>, Skipped> {
+/// The group of what is outside any logon (and of retired logons), at
+/// `event`: session 0.
+fn outside(event: Event, findings: Vec<PendingFinding>) -> Group {
+    (
+        SessionInfo::new(
+            0,
+            ProviderKind::Unknown,
+            "outside any logon".to_owned(),
+            event,
+        ),
+        vec![0],
+        findings,
+    )
+}
+
+/// `live`, one part per group; the last group takes what no other covers.
+fn split_by_group(live: Live, groups: &[Group]) -> Vec<Live> {
     // One pass over each table for all groups: a process that logged on
     // and off thousands of times pays for what is alive, not per session.
     // What a retired logon (one that logged off clean and left the
@@ -209,11 +224,21 @@ fn group_snapshots(
         .flat_map(|(g, (_, members, _))| members.iter().map(move |&m| (m, g)))
         .collect();
     let outside = groups.len() - 1;
-    let parts = Live::within(|_| true, wait)
-        .map_err(Skipped::Lock)?
-        .split(groups.len(), |s| {
-            group_of.get(&s).copied().unwrap_or(outside)
-        });
+    live.split(groups.len(), |s| {
+        group_of.get(&s).copied().unwrap_or(outside)
+    })
+}
+
+/// The snapshot of each group that has something to report, each table
+/// read once for all of them (the last group takes what no other covers).
+fn group_snapshots(
+    groups: Vec<Group>,
+    wait: std::time::Duration,
+) -> Result<Vec<Snapshot>, Skipped> {
+    let parts = split_by_group(
+        Live::within(|_| true, wait).map_err(Skipped::Lock)?,
+        &groups,
+    );
     let mut snapshots = Vec::new();
     for ((info, _, findings), live) in groups.into_iter().zip(parts) {
         let snapshot = Snapshot::within(info, live, findings, Some(wait)).map_err(Skipped::Lock)?;
@@ -222,4 +247,39 @@ fn group_snapshots(
         }
     }
     Ok(snapshots)
+}
+
+/// The number of the last snapshot taken in this process.
+static SNAPSHOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// [`crate::snapshot`], in the live build: one report per provider (with
+/// its logons), per logon made without one, and of what is outside any
+/// logon, each written to files of its own. Changes no state: the findings
+/// stay for the Logoff that reports them.
+pub(crate) fn snapshot(label: &str) -> Vec<Reported> {
+    let _quiet = Quiet::new();
+    let mode = env::mode();
+    if mode == Mode::Off || crate::backend::context::exiting() {
+        return Vec::new();
+    }
+    let taken_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let seq = SNAPSHOTS.fetch_add(1, Ordering::Relaxed) + 1;
+    let which = SnapshotInfo::new(seq, one_line(label), taken_ms);
+    let mut groups =
+        registry::with_all_sessions(|all| groups_of(all, Event::Snapshot, false), None)
+            .unwrap_or_default();
+    groups.push(outside(Event::Snapshot, Vec::new()));
+    let parts = split_by_group(Live::of(|_| true), &groups);
+    groups
+        .into_iter()
+        .zip(parts)
+        .map(|((info, _, findings), live)| {
+            let mut report = emit::build(Snapshot::of(info, live, findings));
+            report.snapshot = Some(which.clone());
+            let files = emit::publish(&report, mode);
+            Reported { report, files }
+        })
+        .collect()
 }

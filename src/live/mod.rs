@@ -43,6 +43,7 @@ pub(crate) mod stack;
 pub(crate) mod symbolize;
 pub(crate) mod trace;
 pub(crate) mod vmem;
+pub(crate) mod watch;
 
 #[cfg(feature = "test-hooks")]
 pub mod testing;

@@ -21,6 +21,7 @@ pub(crate) fn logon(provider: ProviderKind, label: impl Into<String>) -> u64 {
     context::watch_thread();
     super::env::init();
     super::exit::register();
+    super::watch::start();
     let stack = if env::mode() == Mode::Off {
         0
     } else {

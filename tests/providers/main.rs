@@ -19,6 +19,7 @@ static OUTPUT_DIR: RwLock<()> = RwLock::new(());
 mod debugger;
 #[path = "../support/examples.rs"]
 mod examples;
+mod growth;
 mod rules;
 
 fn setup() -> RwLockReadGuard<'static, ()> {

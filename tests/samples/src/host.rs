@@ -56,6 +56,41 @@ pub fn run_store(label: &str, bug: Bug, path: StorePath) -> Outcome {
     message_store_session(label, bug, path)
 }
 
+/// A long-running message store session, as Outlook keeps one for days:
+/// Logon, then `syncs` rounds of `IMsgStore::Synchronize`, each followed
+/// by `after_sync(round)` (where a soak test takes its snapshot), then
+/// StoreLogoff, Logoff and Shutdown in MAPI's order.
+pub fn soak_store(label: &str, bug: Bug, syncs: u32, mut after_sync: impl FnMut(u32)) -> Outcome {
+    let sink = Sink::default();
+    let support: IMAPISupport = HostSupport::default().into();
+    let provider = store::ms_provider_init(label, bug, sink.clone());
+    let (mut logon, mut store) = (None, None);
+    // SAFETY (every block below): live interfaces, out pointers to locals.
+    unsafe { provider.Logon(support.as_raw(), &mut logon, &mut store) }
+        .ok()
+        .expect("IMSProvider::Logon");
+    let (logon, store) = (logon.expect("logon"), store.expect("store"));
+    for round in 1..=syncs {
+        unsafe { store.Synchronize(0) }.ok().expect("Synchronize");
+        after_sync(round);
+    }
+    let mut flags = 0x2;
+    unsafe { store.StoreLogoff(&mut flags) }
+        .ok()
+        .expect("IMsgStore::StoreLogoff");
+    drop(store);
+    let mut flags = 0;
+    unsafe { logon.Logoff(&mut flags) }
+        .ok()
+        .expect("IMSLogon::Logoff");
+    drop(logon);
+    unsafe { provider.Shutdown(&mut flags) }
+        .ok()
+        .expect("IMSProvider::Shutdown");
+    drop(provider);
+    sink.take()
+}
+
 /// A client's use of a status object: open, validate, release.
 fn check_status(status: IMAPIStatus) {
     // SAFETY: `status` is a live interface.

@@ -67,6 +67,10 @@ pub enum Bug {
     ObjectAfterLogoff,
     /// MAPI calls Shutdown without the logon's Logoff.
     ShutdownWithOpenLogon,
+    /// The store keeps what every `Synchronize` fetched in a cache it
+    /// empties only when it is released: its Logoff is clean, but a
+    /// series of snapshots shows the cache grow.
+    UnboundedCache,
 }
 
 impl Bug {

@@ -2,6 +2,7 @@
 //! `IMAPIFolder` → tables, messages, attachments.
 
 use std::ffi::c_void;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mapileak::{LOGOFF_ABORT, ObjectId, ProviderKind, Session, Support, Tracked, kinds};
@@ -54,6 +55,7 @@ impl IMSProvider_Impl for MsProvider_Impl {
             bug: self.core.bug,
             support: core.support(),
             store_logoff_called: AtomicBool::new(false),
+            cache: Mutex::new(Vec::new()),
         }
         .into();
         let new_logon: IMSLogon = MsLogon {
@@ -101,7 +103,24 @@ struct Store {
     /// The store keeps the support object too, until its final Release.
     support: Option<Support<IMAPISupport>>,
     store_logoff_called: AtomicBool,
+    /// What `Synchronize` fetched ([`Bug::UnboundedCache`]): emptied only
+    /// when the store is released.
+    cache: Mutex<Vec<CachedSync>>,
 }
+
+/// One `Synchronize`'s worth of the unbounded cache: the tables it
+/// fetched, and the rows it copied.
+struct CachedSync {
+    _tables: [IMAPITable; CACHED_TABLES],
+    _rows: [Box<[u8]>; CACHED_ROWS],
+}
+
+/// Tables the unbounded cache gains per `Synchronize`.
+pub const CACHED_TABLES: usize = 2;
+/// Heap blocks (rows) it gains per `Synchronize`.
+pub const CACHED_ROWS: usize = 3;
+/// Bytes of each row.
+pub const CACHED_ROW_BYTES: usize = 200;
 
 impl Store {
     fn store_logoff_transports(&self, mut flags: u32) {
@@ -155,6 +174,13 @@ impl IMsgStore_Impl for Store_Impl {
         let folder = self.root_folder();
         refresh_unread_count(&folder, self.bug);
         file_incoming_message(&folder, self.bug);
+        if self.bug.has(Bug::UnboundedCache) {
+            let fetched = cache_synchronized(self.session, self.track.id());
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(fetched);
+        }
         S_OK
     }
 
@@ -171,6 +197,15 @@ impl IMsgStore_Impl for Store_Impl {
         }
         self.store_logoff_called.store(true, Ordering::Relaxed);
         put(flags, requested | LOGOFF_INBOUND | LOGOFF_OUTBOUND)
+    }
+}
+
+/// What one `Synchronize` puts in the unbounded cache.
+#[inline(never)]
+fn cache_synchronized(session: Session, store: ObjectId) -> CachedSync {
+    CachedSync {
+        _tables: std::array::from_fn(|_| Table::open(session, "synchronized rows", store, 1)),
+        _rows: std::array::from_fn(|i| vec![i as u8; CACHED_ROW_BYTES].into_boxed_slice()),
     }
 }
 
