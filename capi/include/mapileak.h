@@ -133,6 +133,14 @@ uint64_t mapileak_current(void);
  * normally; a provider DLL calls it from DLL_PROCESS_DETACH. */
 int mapileak_process_exit(void);
 
+/* Writes a snapshot of what is alive now (event "snapshot"): one report per
+ * provider with its logons, per logon without a provider, and one for what
+ * is outside any logon, each to files of its own. Nothing in it is a leak
+ * yet: `mapileak growth` compares a series of them. Changes no state; any
+ * thread may call it at any time. Returns the number of reports. Another
+ * process asks for one with `mapileak snapshot PID`. */
+int mapileak_snapshot(const char *label);
+
 /* ---- the provider's life (optional; enables the Shutdown checks) -------- */
 
 /* *ProviderInit returned a provider object; malloc_addrefd: it kept lpMalloc.

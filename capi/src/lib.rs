@@ -299,6 +299,24 @@ pub extern "C" fn mapileak_process_exit() -> c_int {
     })
 }
 
+/// `int mapileak_snapshot(const char *label)`: writes a snapshot of what is
+/// alive now (`event: snapshot`): one report per provider with its logons,
+/// per logon without a provider, and one for what is outside any logon,
+/// each to files of its own. Changes no state; any thread, any time.
+/// Returns the number of reports (0 with `MAPILEAK=off`).
+///
+/// # Safety
+///
+/// `label` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak_snapshot(label: *const c_char) -> c_int {
+    // SAFETY: the caller's promise.
+    let label = unsafe { text(label) };
+    guard(0, || {
+        c_int::try_from(mapileak::snapshot(&label).len()).unwrap_or(c_int::MAX)
+    })
+}
+
 // ---- provider life -----------------------------------------------------------
 
 /// `uint64_t mapileak_provider_init(int provider, const char *label, int

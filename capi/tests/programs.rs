@@ -285,6 +285,26 @@ fn a_cpp_store_gets_its_leaks_reported_with_cpp_frames() {
     assert_eq!(exit.session.event, mapileak_reports::Event::Exit);
     assert_eq!(exit.summary.leaked_objects, 3, "{:#?}", exit.objects);
 
+    // And mapileak_snapshot before the Logoff: what was alive then, the
+    // leaks and the logon's own objects, under the logon.
+    let snapshot = std::fs::read_dir(store().with_extension("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-snapshot1.json"))
+        .map(|p| read_file(&p).unwrap())
+        .find(|r| r.session.label == "C++ store")
+        .expect("the logon's snapshot report");
+    assert_eq!(snapshot.session.event, mapileak_reports::Event::Snapshot);
+    assert_eq!(snapshot.snapshot.as_ref().unwrap().label, "before logoff");
+    let alive: Vec<&str> = snapshot.objects.iter().map(|o| o.label.as_str()).collect();
+    for leaked in report.objects.iter().map(|o| o.label.as_str()) {
+        assert!(alive.contains(&leaked), "{leaked} in {alive:?}");
+    }
+    assert!(
+        snapshot.findings.is_empty(),
+        "the findings are the Logoff's"
+    );
+
     let [finding] = &report.findings[..] else {
         panic!("one finding: {:#?}", report.findings)
     };

@@ -54,12 +54,13 @@ pub fn judge<'a>(
 fn counts_line(v: &Verdict<'_>, reports: usize) -> String {
     let by_what = |w: What| v.failures.iter().filter(|&&i| v.items[i].what == w).count();
     format!(
-        "{} unaccepted ({} leak(s), {} finding(s), {} heap site(s), {} buffer(s)) in {reports} report(s); {} accepted by the baseline, {} suppressed",
+        "{} unaccepted ({} leak(s), {} finding(s), {} heap site(s), {} buffer(s), {} growing site(s)) in {reports} report(s); {} accepted by the baseline, {} suppressed",
         v.failures.len(),
         by_what(What::Leak),
         by_what(What::Finding),
         by_what(What::Heap),
         by_what(What::Buffer),
+        by_what(What::Growth),
         v.accepted,
         v.suppressed
     )

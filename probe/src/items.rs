@@ -109,6 +109,8 @@ pub enum What {
     Finding,
     Heap,
     Buffer,
+    /// A site that grew at every step of a series of snapshots.
+    Growth,
 }
 
 impl What {
@@ -118,6 +120,7 @@ impl What {
             What::Finding => "finding",
             What::Heap => "heap",
             What::Buffer => "buffer",
+            What::Growth => "growth",
         }
     }
 }
@@ -160,7 +163,8 @@ impl Item<'_> {
 }
 
 /// Every judged item of `loaded`, report by report: Logoff reports first,
-/// then Shutdown, then process end. An object is judged once: one already
+/// then Shutdown, then process end. Snapshots are not judged here: what
+/// they list is alive, not leaked (`gate --growth` judges their growth). An object is judged once: one already
 /// reported by an earlier report of the same process (it leaked at Logoff
 /// and is still alive at Shutdown) is not judged again.
 pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
@@ -170,6 +174,9 @@ pub fn items(loaded: &[Loaded]) -> Vec<Item<'_>> {
     let mut out = Vec::new();
     for source in order {
         let r = &source.report;
+        if r.session.event == mapileak_reports::Event::Snapshot {
+            continue;
+        }
         let index = r.index();
         let known = |id: u64| r.process != 0 && seen.contains(&(r.process, id));
         for o in r.roots().filter(|o| !known(o.id)) {

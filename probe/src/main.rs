@@ -5,7 +5,9 @@
 
 mod accept;
 mod gate;
+mod growth;
 mod items;
+mod request;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use mapileak_reports::growth::Limits;
+
 use crate::accept::{Baseline, Suppression};
 use crate::items::{Error, items, load};
 
@@ -22,7 +26,7 @@ use crate::items::{Error, items, load};
 #[command(
     name = "mapileak",
     version,
-    about = "Reads mapileak leak reports: the CI leak gate, diffs between runs"
+    about = "Reads mapileak leak reports: the CI leak gate, diffs between runs, growth between snapshots"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +53,12 @@ enum Command {
         /// With --write-baseline: replace FILE even if it is not a baseline.
         #[arg(long, requires = "write_baseline")]
         replace: bool,
+        /// Also judge snapshot reports: each site that grew at every step
+        /// of a series of at least three snapshots is a `growth` finding.
+        #[arg(long)]
+        growth: bool,
+        #[command(flatten)]
+        limits: GrowthLimits,
         /// Report files, or directories of them.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -62,6 +72,24 @@ enum Command {
         #[arg(short = 'o', long = "output", value_name = "OUT.html")]
         out: PathBuf,
     },
+    /// What grows across a series of snapshot reports (exit 1 when a site
+    /// grew at every step).
+    Growth {
+        /// Snapshot report files, or directories of them.
+        #[arg(required = true, value_name = "SNAPSHOT")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        limits: GrowthLimits,
+        /// Also write the series as an HTML page with a chart per growing site.
+        #[arg(short = 'o', long = "output", value_name = "OUT.html")]
+        out: Option<PathBuf>,
+    },
+    /// Asks a running process with mapileak to write a snapshot now.
+    Snapshot {
+        /// The process id.
+        #[arg(value_name = "PID")]
+        pid: u32,
+    },
     /// New, fixed and still-leaking signatures between two runs.
     Diff {
         /// The earlier run's reports (file or directory).
@@ -69,6 +97,34 @@ enum Command {
         /// The later run's reports (file or directory).
         new: PathBuf,
     },
+}
+
+/// How much steady growth is a finding.
+#[derive(clap::Args, Clone, Copy)]
+struct GrowthLimits {
+    /// Objects, blocks or buffers a site must gain per snapshot, on average.
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    growth_threshold: f64,
+    /// Bytes per snapshot, for a site whose bytes grow but whose count does not.
+    #[arg(long, value_name = "BYTES", default_value_t = 1.0)]
+    growth_threshold_bytes: f64,
+}
+
+impl GrowthLimits {
+    fn limits(self) -> Result<Limits, Error> {
+        for (name, v) in [
+            ("--growth-threshold", self.growth_threshold),
+            ("--growth-threshold-bytes", self.growth_threshold_bytes),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error(format!("{name} {v}: give a number above 0")));
+            }
+        }
+        Ok(Limits {
+            count: self.growth_threshold,
+            bytes: self.growth_threshold_bytes,
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -179,26 +235,56 @@ fn run(command: Command) -> Result<u8, Error> {
             write_baseline: Some(out),
             replace,
             paths,
+            growth,
+            limits,
             ..
-        } => write_baseline(&paths, &out, replace),
+        } => {
+            let growth = if growth { Some(limits.limits()?) } else { None };
+            write_baseline(&paths, &out, replace, growth)
+        }
         Command::Gate {
             baseline,
             suppressions,
             format,
             write_baseline: None,
             paths,
+            growth,
+            limits,
             ..
-        } => gate(&paths, baseline.as_deref(), suppressions.as_deref(), format),
+        } => {
+            let growth = if growth { Some(limits.limits()?) } else { None };
+            let lists = Lists {
+                baseline: baseline.as_deref(),
+                suppressions: suppressions.as_deref(),
+            };
+            gate(&paths, lists, growth, format)
+        }
         Command::Render { reports, out } => render(&reports, &out),
+        Command::Growth { paths, limits, out } => growth(&paths, limits.limits()?, out.as_deref()),
+        Command::Snapshot { pid } => {
+            request::snapshot(pid)?;
+            note(format_args!(
+                "asked process {pid} for a snapshot; it writes it to its report directory"
+            ));
+            Ok(0)
+        }
         Command::Diff { old, new } => diff(&old, &new),
     }
 }
 
 /// `mapileak gate --write-baseline OUT`: every item of the reports, as
 /// accepted from now on.
-fn write_baseline(paths: &[PathBuf], out: &Path, replace: bool) -> Result<u8, Error> {
+fn write_baseline(
+    paths: &[PathBuf],
+    out: &Path,
+    replace: bool,
+    growth: Option<Limits>,
+) -> Result<u8, Error> {
     let loaded = load(paths)?;
-    let all = items(&loaded);
+    let mut all = items(&loaded);
+    let series = growth_series(&loaded, growth)?;
+    let grown = growth::findings(&series, growth.unwrap_or_default(), &loaded);
+    all.extend(growth::items(&grown));
     if !replace && !ours(out, b"# mapileak baseline")? {
         return Err(Error(format!(
             "{}: exists and is not a mapileak baseline; remove it, choose another file or pass --replace",
@@ -216,21 +302,46 @@ fn write_baseline(paths: &[PathBuf], out: &Path, replace: bool) -> Result<u8, Er
     Ok(0)
 }
 
+/// With `--growth`, the series of the snapshot reports among `loaded`
+/// (none when there are none: a gate over Logoff reports alone).
+fn growth_series(
+    loaded: &[items::Loaded],
+    growth: Option<Limits>,
+) -> Result<Vec<mapileak_reports::growth::Series>, Error> {
+    let any = loaded
+        .iter()
+        .any(|l| l.report.session.event == mapileak_reports::Event::Snapshot);
+    if growth.is_some() && any {
+        growth::series(loaded, &[])
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// The gate's baseline and suppressions files.
+struct Lists<'a> {
+    baseline: Option<&'a Path>,
+    suppressions: Option<&'a Path>,
+}
+
 /// `mapileak gate`: 1 when an item is neither in the baseline nor
-/// suppressed.
+/// suppressed. With `growth`, the growth of the snapshot series too.
 fn gate(
     paths: &[PathBuf],
-    baseline: Option<&Path>,
-    suppressions: Option<&Path>,
+    lists: Lists<'_>,
+    growth: Option<Limits>,
     format: Format,
 ) -> Result<u8, Error> {
     let loaded = load(paths)?;
-    let all = items(&loaded);
-    let baseline = match baseline {
+    let mut all = items(&loaded);
+    let series = growth_series(&loaded, growth)?;
+    let grown = growth::findings(&series, growth.unwrap_or_default(), &loaded);
+    all.extend(growth::items(&grown));
+    let baseline = match lists.baseline {
         Some(p) => Baseline::parse(&read_text(p)?, &p.display().to_string())?,
         None => Baseline::default(),
     };
-    let mut sups = match suppressions {
+    let mut sups = match lists.suppressions {
         Some(p) => Suppression::parse_file(&read_text(p)?, &p.display().to_string())?,
         None => Vec::new(),
     };
@@ -260,6 +371,26 @@ fn gate(
         }
     }
     Ok(if verdict.failures.is_empty() { 0 } else { 1 })
+}
+
+/// `mapileak growth`: the series of the snapshot reports, as text (and a
+/// page); 1 when a site grew at every step.
+fn growth(paths: &[PathBuf], limits: Limits, out: Option<&Path>) -> Result<u8, Error> {
+    let loaded = load(paths)?;
+    let series = growth::series(&loaded, paths)?;
+    if let Some(out) = out {
+        if !ours(out, mapileak_reports::html::MARKER.as_bytes())? {
+            return Err(Error(format!(
+                "{}: exists and was not written by mapileak; remove it or choose another output",
+                out.display()
+            )));
+        }
+        growth::page(&series, limits, out)?;
+        note(format_args!("wrote {}", out.display()));
+    }
+    print_out(&growth::text(&series, limits))?;
+    let grew = series.iter().any(|s| s.growing(limits).next().is_some());
+    Ok(u8::from(grew))
 }
 
 /// `mapileak diff OLD NEW`: each signature new, still there or fixed; 1

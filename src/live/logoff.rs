@@ -272,11 +272,16 @@ pub(crate) fn snapshot(label: &str) -> Vec<Reported> {
             .unwrap_or_default();
     groups.push(outside(Event::Snapshot, Vec::new()));
     let parts = split_by_group(Live::of(|_| true), &groups);
+    let only = groups.len() == 1;
     groups
         .into_iter()
         .zip(parts)
-        .map(|((info, _, findings), live)| {
-            let mut report = emit::build(Snapshot::of(info, live, findings));
+        .map(|((info, _, findings), live)| Snapshot::of(info, live, findings))
+        // What is outside any logon is written when there is some (or no
+        // logon at all): every snapshot writes at least one report.
+        .filter(|s| s.info.id != 0 || only || !s.is_empty())
+        .map(|snapshot| {
+            let mut report = emit::build(snapshot);
             report.snapshot = Some(which.clone());
             let files = emit::publish(&report, mode);
             Reported { report, files }

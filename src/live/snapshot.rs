@@ -210,11 +210,16 @@ impl Snapshot {
             })
             .collect::<Result<_, &'static str>>()?;
         let own_memory = alloc::holding_tags(&live.blocks, &tags);
+        // At Shutdown the provider object is alive by design (MAPI releases
+        // it after): what it allocated in its own scope is its state, not a
+        // leak yet (the process-end report has it, if it outlives it).
+        let provider_state =
+            |session: u64| info.event == Event::Shutdown && session == info.id && session != 0;
         let heap = live
             .blocks
             .iter()
             .zip(own_memory)
-            .filter(|(_, object)| !object)
+            .filter(|&(&(_, session, _, _), object)| !object && !provider_state(session))
             .map(|(&(_, _, stack, size), _)| (stack, size))
             .collect();
         let mut buffers = live.buffers;

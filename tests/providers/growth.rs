@@ -14,10 +14,11 @@ use super::setup;
 fn soak(label: &str, bug: Bug, syncs: u32) -> (Report, Vec<mapileak::Reported>) {
     let _dir = setup();
     let mut taken = Vec::new();
-    let mut outcome = host::soak_store(label, bug, syncs, |round| {
+    let mut outcome = host::soak_store(label, bug, |round| {
         let all = mapileak::snapshot(&format!("after sync {round}"));
         // Other tests run in this process: their logons are theirs.
         taken.extend(all.into_iter().filter(|r| r.report.session.label == label));
+        round < syncs
     });
     assert_eq!(outcome.logoffs.len(), 1);
     (outcome.logoffs.remove(0).report, taken)

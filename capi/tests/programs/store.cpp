@@ -184,6 +184,9 @@ int main(int argc, char **argv) {
             return 5;
         }
     }
+    // A snapshot while the logon is open: the logon's report and what is
+    // outside any logon; nothing changes for the Logoff.
+    if (mapileak_snapshot("before logoff") < 1) return 8;
     if (mapileak_ms_logoff(session, &summary) != 0) return 3;
     // As a DLL does at DLL_PROCESS_DETACH: the leaks are still alive.
     int exit_reports = mapileak_process_exit();

@@ -7,6 +7,7 @@
 mod browser;
 #[cfg(unix)]
 mod cdp;
+mod growth;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

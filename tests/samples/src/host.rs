@@ -57,10 +57,10 @@ pub fn run_store(label: &str, bug: Bug, path: StorePath) -> Outcome {
 }
 
 /// A long-running message store session, as Outlook keeps one for days:
-/// Logon, then `syncs` rounds of `IMsgStore::Synchronize`, each followed
-/// by `after_sync(round)` (where a soak test takes its snapshot), then
-/// StoreLogoff, Logoff and Shutdown in MAPI's order.
-pub fn soak_store(label: &str, bug: Bug, syncs: u32, mut after_sync: impl FnMut(u32)) -> Outcome {
+/// Logon, then rounds of `IMsgStore::Synchronize`, each followed by
+/// `after_sync(round)` (where a soak test takes its snapshot) until it
+/// returns false, then StoreLogoff, Logoff and Shutdown in MAPI's order.
+pub fn soak_store(label: &str, bug: Bug, mut after_sync: impl FnMut(u32) -> bool) -> Outcome {
     let sink = Sink::default();
     let support: IMAPISupport = HostSupport::default().into();
     let provider = store::ms_provider_init(label, bug, sink.clone());
@@ -70,9 +70,11 @@ pub fn soak_store(label: &str, bug: Bug, syncs: u32, mut after_sync: impl FnMut(
         .ok()
         .expect("IMSProvider::Logon");
     let (logon, store) = (logon.expect("logon"), store.expect("store"));
-    for round in 1..=syncs {
+    for round in 1.. {
         unsafe { store.Synchronize(0) }.ok().expect("Synchronize");
-        after_sync(round);
+        if !after_sync(round) {
+            break;
+        }
     }
     let mut flags = 0x2;
     unsafe { store.StoreLogoff(&mut flags) }

@@ -171,6 +171,9 @@ impl IMsgStore_Impl for Store_Impl {
     }
 
     unsafe fn Synchronize(&self, _flags: u32) -> HRESULT {
+        // What the provider allocates while it runs for this logon is the
+        // logon's (heap blocks included).
+        let _scope = self.session.enter();
         let folder = self.root_folder();
         refresh_unread_count(&folder, self.bug);
         file_incoming_message(&folder, self.bug);
