@@ -336,3 +336,47 @@ fn a_hundred_thousand_leaks_make_a_page_a_browser_opens() {
     assert!(shown.as_u64().unwrap() >= 1, "{shown}");
     b.screenshot(&out_dir().join("scale.png"));
 }
+
+/// The page of a series of snapshots (`mapileak growth -o`), from the soak
+/// example's store with its growing cache: a chart per growing site,
+/// largest growth first, numbers beside it, and the filter box.
+#[test]
+fn the_growth_page_charts_each_growing_site() {
+    let d = tmp("browser-growth");
+    super::growth::soak(&d, "cache", 4);
+    let page = tmp("browser-growth-page").join("growth.html");
+    let o = mapileak(&[&"growth", &d, &"-o", &page]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let mut b = browser("growth");
+    load(&mut b, &page);
+    let sites = strings(b.eval(
+        "[...document.querySelectorAll('.growing .site')].map(s => s.querySelector('.kind').textContent)",
+    ));
+    // The rows gain 3 blocks per round, the tables 2: rows first.
+    assert_eq!(sites, ["heap", "IMAPITable"]);
+    // Each chart is drawn and rises: 4 points, y falling (SVG's y grows down).
+    let ys = b.eval(
+        "[...document.querySelectorAll('.growing .site polyline')].map(p => [...p.points].map(q => q.y))",
+    );
+    for line in ys.as_array().unwrap() {
+        let y: Vec<f64> = line
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(y.len(), 4, "{y:?}");
+        assert!(y.windows(2).all(|w| w[1] < w[0]), "rising: {y:?}");
+    }
+    let numbers = b.eval("document.querySelector('.growing .site').textContent");
+    assert!(
+        numbers.as_str().unwrap().contains("3 → 6 → 9 → 12"),
+        "{numbers}"
+    );
+    b.screenshot(&out_dir().join("growth.png"));
+    b.eval("document.getElementById('filter').focus()");
+    b.type_text("IMAPITable");
+    let visible =
+        b.eval("[...document.querySelectorAll('.growing .site')].filter(s => !s.hidden).length");
+    assert_eq!(visible, 1);
+}

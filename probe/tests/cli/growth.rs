@@ -102,7 +102,7 @@ fn wait_for_snapshot(dir: &Path, seq: u32) {
 /// Runs the soak example's store (`cache` or `steady`) for `rounds`
 /// rounds, asking it for a snapshot after each through `mapileak snapshot`.
 /// Returns the example's last line (its Logoff's counts).
-fn soak(dir: &Path, store: &str, rounds: u32) -> String {
+pub(super) fn soak(dir: &Path, store: &str, rounds: u32) -> String {
     let (mut soak, pid) = Soak::start(dir, store);
     for round in 1..=rounds {
         assert_eq!(soak.line(), format!("synced {round}"));
@@ -245,4 +245,69 @@ fn snapshot_requests_that_cannot_be_delivered_are_one_line_errors() {
     );
     let o = mapileak(&[&"growth", &"--growth-threshold", &"0", &d]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+#[test]
+fn periodic_snapshots_come_without_a_request() {
+    let d = tmp("growth-periodic");
+    let mut child = Command::new(soak_example())
+        .arg("cache")
+        .env("MAPILEAK_DIR", &d)
+        .env("MAPILEAK_SNAPSHOT_EVERY", "0.05")
+        .env_remove("MAPILEAK_SNAPSHOT_SIGNAL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the soak example");
+    let mut soak = Soak {
+        stdin: child.stdin.take().unwrap(),
+        stdout: BufReader::new(child.stdout.take().unwrap()),
+        child,
+    };
+    assert!(soak.line().starts_with("pid "));
+    assert_eq!(soak.line(), "synced 1");
+    wait_for_snapshot(&d, 3);
+    soak.say("quit");
+    assert!(soak.child.wait().unwrap().success());
+    let o = mapileak(&[&"growth", &d]);
+    let text = stdout(&o);
+    // All taken while the store stood still after one round: nothing grew.
+    assert_eq!(code(&o), 0, "{text}");
+    assert!(text.contains("\"periodic\" to #"), "{text}");
+}
+
+/// A signal the host already handles (or ignores) is not taken over; a
+/// request on it is refused, and the process goes on.
+#[cfg(unix)]
+#[test]
+fn a_signal_the_host_has_is_left_to_it() {
+    let d = tmp("growth-host-signal");
+    let mut child = Command::new(soak_example())
+        .arg("steady")
+        .env("MAPILEAK_DIR", &d)
+        // SIGPIPE (13): Rust's runtime ignores it.
+        .env("MAPILEAK_SNAPSHOT_SIGNAL", "13")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the soak example");
+    let mut soak = Soak {
+        stdin: child.stdin.take().unwrap(),
+        stdout: BufReader::new(child.stdout.take().unwrap()),
+        child,
+    };
+    let pid = soak.line()["pid ".len()..].to_owned();
+    assert_eq!(soak.line(), "synced 1");
+    let o = mapileak(&[&"snapshot", &pid]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    soak.say("quit");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(soak.child.stderr.as_mut().unwrap(), &mut rest).unwrap();
+    assert!(soak.child.wait().unwrap().success());
+    assert!(
+        rest.contains("the host already handles signal 13"),
+        "{rest}"
+    );
 }

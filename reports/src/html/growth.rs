@@ -35,17 +35,19 @@ pub fn render_growth(series: &[Series], limits: Limits) -> String {
 fn process(body: &mut Out<'_>, s: &Series, limits: Limits) {
     put!(
         body,
-        "<section><h2>Process {}: {} snapshot(s)</h2><table class=\"points\"><tr><th>#</th><th>label</th><th>taken (ms since the epoch)</th></tr>\n",
+        "<section><h2>Process {}: {} snapshot(s)</h2><table class=\"points\"><tr><th>#</th><th>label</th><th>taken</th></tr>\n",
         s.process,
         s.points.len()
     );
+    let start = s.points.first().map_or(0, |p| p.taken_ms);
     for p in &s.points {
+        let after = p.taken_ms.saturating_sub(start) as f64 / 1000.0;
         put!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             p.seq,
             Text(&p.label),
-            p.taken_ms
+            Text(&format!("+{after:.1} s"))
         );
     }
     body.markup("</table></section>\n");
