@@ -463,16 +463,40 @@ pub(crate) fn holding_tags(blocks: &[LiveBlock], tags: &HashSet<u64>) -> Vec<boo
     if tags.is_empty() {
         return found;
     }
-    let mut buf = vec![0u8; SCAN_BYTES];
+    // Read in batches (one system call for many blocks on Linux: a
+    // snapshot of a million blocks is a few thousand calls, not a million).
+    let mut batch: Vec<(usize, usize, usize)> = Vec::with_capacity(self_read::BATCH);
+    let mut buf = Vec::new();
+    let mut scan = |batch: &mut Vec<(usize, usize, usize)>| {
+        let mut at = 0;
+        while at < batch.len() {
+            let part = &batch[at..];
+            buf.resize(part.iter().map(|b| b.2).sum(), 0);
+            // The ranges read whole, from the first: a range that is gone
+            // (freed meanwhile) ends the call, and is passed over.
+            let read = self_read::read_many(part.iter().map(|&(_, a, l)| (a, l)), &mut buf);
+            let mut offset = 0;
+            for &(i, _, len) in &part[..read] {
+                found[i] = buf[offset..offset + len]
+                    .chunks_exact(8)
+                    .any(|w| tags.contains(&u64::from_ne_bytes(w.try_into().unwrap_or_default())));
+                offset += len;
+            }
+            at += read + 1;
+        }
+        batch.clear();
+    };
     for (i, &(addr, _, _, size)) in blocks.iter().enumerate() {
         let len = (size as usize).min(SCAN_BYTES) & !7;
-        if len == 0 || addr % 8 != 0 || !self_read::read(addr, &mut buf[..len]) {
+        if len == 0 || addr % 8 != 0 {
             continue;
         }
-        found[i] = buf[..len]
-            .chunks_exact(8)
-            .any(|w| tags.contains(&u64::from_ne_bytes(w.try_into().unwrap_or_default())));
+        batch.push((i, addr, len));
+        if batch.len() == self_read::BATCH {
+            scan(&mut batch);
+        }
     }
+    scan(&mut batch);
     found
 }
 
@@ -481,22 +505,55 @@ const SCAN_BYTES: usize = 4096;
 
 #[cfg(target_os = "linux")]
 mod self_read {
-    /// Copies `buf.len()` bytes at `addr` of this process into `buf`;
-    /// `false` when the range is not (all) readable.
-    pub(super) fn read(addr: usize, buf: &mut [u8]) -> bool {
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
+    /// Ranges per system call (the kernel takes up to `IOV_MAX`, 1024).
+    pub(super) const BATCH: usize = 512;
+
+    /// Copies the `(address, length)` ranges of this process, one after
+    /// the other, into `buf` (their total length); returns how many of them,
+    /// from the first, were read whole (the rest are not read).
+    pub(super) fn read_many(ranges: impl Iterator<Item = (usize, usize)>, buf: &mut [u8]) -> usize {
+        let mut local = Vec::with_capacity(BATCH);
+        let mut remote = Vec::with_capacity(BATCH);
+        let mut offset = 0;
+        for (addr, len) in ranges.take(BATCH) {
+            let Some(dest) = buf.get_mut(offset..offset + len) else {
+                break;
+            };
+            local.push(libc::iovec {
+                iov_base: dest.as_mut_ptr().cast(),
+                iov_len: len,
+            });
+            remote.push(libc::iovec {
+                iov_base: addr as *mut libc::c_void,
+                iov_len: len,
+            });
+            offset += len;
+        }
+        let count = libc::c_ulong::try_from(local.len()).unwrap_or(0);
+        // SAFETY: each local iovec is a distinct part of `buf`, valid for
+        // its length; the kernel writes only there. The source ranges are
+        // checked by the kernel (the copy stops at the first one that is
+        // unmapped), never dereferenced by this process.
+        let n = unsafe {
+            libc::process_vm_readv(
+                libc::getpid(),
+                local.as_ptr(),
+                count,
+                remote.as_ptr(),
+                count,
+                0,
+            )
         };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`,
-        // which is valid for that; the source range is checked by the kernel
-        // (EFAULT when unmapped), never dereferenced by this process.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        usize::try_from(n).is_ok_and(|n| n == buf.len())
+        // Whole ranges covered by the bytes copied.
+        let mut left = usize::try_from(n).unwrap_or(0);
+        local
+            .iter()
+            .take_while(|v| {
+                let whole = left >= v.iov_len;
+                left = left.saturating_sub(v.iov_len);
+                whole
+            })
+            .count()
     }
 }
 
@@ -516,9 +573,27 @@ mod self_read {
         ) -> i32;
     }
 
+    /// Ranges per call of [`read_many`].
+    pub(super) const BATCH: usize = 512;
+
+    /// [`read`] for each range in turn, into `buf`: how many, from the
+    /// first, were read whole.
+    pub(super) fn read_many(ranges: impl Iterator<Item = (usize, usize)>, buf: &mut [u8]) -> usize {
+        let mut offset = 0;
+        let mut read_whole = 0;
+        for (addr, len) in ranges.take(BATCH) {
+            match buf.get_mut(offset..offset + len) {
+                Some(dest) if read(addr, dest) => read_whole += 1,
+                _ => break,
+            }
+            offset += len;
+        }
+        read_whole
+    }
+
     /// Copies `buf.len()` bytes at `addr` of this process into `buf`;
     /// `false` when the range is not (all) readable.
-    pub(super) fn read(addr: usize, buf: &mut [u8]) -> bool {
+    fn read(addr: usize, buf: &mut [u8]) -> bool {
         let mut n = 0usize;
         // SAFETY: the system writes at most `buf.len()` bytes into `buf`,
         // which is valid for that, and checks the source range itself (a
@@ -539,8 +614,11 @@ mod self_read {
 
 #[cfg(not(any(target_os = "linux", windows)))]
 mod self_read {
-    pub(super) fn read(_addr: usize, _buf: &mut [u8]) -> bool {
-        false
+    pub(super) const BATCH: usize = 512;
+
+    /// Nothing can be read safely here: no range is read.
+    pub(super) fn read_many(_: impl Iterator<Item = (usize, usize)>, _: &mut [u8]) -> usize {
+        0
     }
 }
 
