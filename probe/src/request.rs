@@ -99,29 +99,45 @@ mod platform {
         fn CloseHandle(handle: *mut c_void) -> i32;
     }
 
+    /// Each copy of mapileak in the process (one per provider DLL built
+    /// with it) has its event: `Local\mapileak-snapshot-<pid>`, then
+    /// `-<pid>-2` ... `-<pid>-16`. All are signalled.
     pub(super) fn ask(pid: u32) -> Result<(), Error> {
-        let name = format!("Local\\mapileak-snapshot-{pid}");
+        let mut asked = 0;
+        for copy in 1..=16 {
+            let name = if copy == 1 {
+                format!("Local\\mapileak-snapshot-{pid}")
+            } else {
+                format!("Local\\mapileak-snapshot-{pid}-{copy}")
+            };
+            match signal(&name) {
+                Ok(()) => asked += 1,
+                Err(None) => {}
+                Err(Some(e)) => return Err(Error(format!("cannot signal {name}: {e}"))),
+            }
+        }
+        if asked == 0 {
+            return Err(Error(format!(
+                "process {pid} takes no snapshot requests: no event Local\\mapileak-snapshot-{pid} (it is not running, has not logged on yet, or is not a debug build with mapileak)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets the event `name`; `Err(None)` when there is none.
+    fn signal(name: &str) -> Result<(), Option<std::io::Error>> {
         let wide: Vec<u16> = name.encode_utf16().chain(Some(0)).collect();
         // SAFETY: a NUL-terminated name; the handle is closed below.
         let event = unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, wide.as_ptr()) };
         if event.is_null() {
             let e = std::io::Error::last_os_error();
-            return Err(Error(if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND) {
-                format!(
-                    "process {pid} takes no snapshot requests: no event {name} (it is not running, has not logged on yet, or is not a debug build with mapileak)"
-                )
-            } else {
-                format!("cannot open {name}: {e}")
-            }));
+            return Err((e.raw_os_error() != Some(ERROR_FILE_NOT_FOUND)).then_some(e));
         }
         // SAFETY: a handle just opened with EVENT_MODIFY_STATE.
         let set = unsafe { SetEvent(event) };
         let e = std::io::Error::last_os_error();
         // SAFETY: closed once.
         unsafe { CloseHandle(event) };
-        if set == 0 {
-            return Err(Error(format!("cannot signal {name}: {e}")));
-        }
-        Ok(())
+        if set == 0 { Err(Some(e)) } else { Ok(()) }
     }
 }

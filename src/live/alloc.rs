@@ -582,10 +582,13 @@ mod self_read {
         let mut offset = 0;
         let mut read_whole = 0;
         for (addr, len) in ranges.take(BATCH) {
-            match buf.get_mut(offset..offset + len) {
-                Some(dest) if read(addr, dest) => read_whole += 1,
-                _ => break,
+            let Some(dest) = buf.get_mut(offset..offset + len) else {
+                break;
+            };
+            if !read(addr, dest) {
+                break;
             }
+            read_whole += 1;
             offset += len;
         }
         read_whole

@@ -221,6 +221,7 @@ mod platform {
         ) -> *mut c_void;
         fn SetThreadpoolWait(wait: *mut c_void, handle: Handle, timeout: *const i64);
         fn FreeLibraryWhenCallbackReturns(instance: *mut c_void, module: Handle);
+        fn CloseHandle(handle: Handle) -> i32;
         fn GetModuleHandleExW(flags: u32, name: *const c_void, module: *mut *mut c_void) -> i32;
     }
 
@@ -231,9 +232,48 @@ mod platform {
     /// The period in 100 ns units (0: none).
     static EVERY: AtomicU64 = AtomicU64::new(0);
 
-    /// The event's name for process `pid`.
-    pub(crate) fn event_name(pid: u32) -> String {
-        format!("Local\\mapileak-snapshot-{pid}")
+    /// The event's name for process `pid`: the first copy of mapileak in
+    /// a process (each provider DLL built with it has its own) takes
+    /// `Local\mapileak-snapshot-<pid>`, later ones `-<pid>-2` ... up to
+    /// [`COPIES`]; `mapileak snapshot PID` signals them all.
+    fn event_name(pid: u32, copy: u32) -> String {
+        if copy == 1 {
+            format!("Local\\mapileak-snapshot-{pid}")
+        } else {
+            format!("Local\\mapileak-snapshot-{pid}-{copy}")
+        }
+    }
+
+    /// The most copies of mapileak in one process that take requests.
+    const COPIES: u32 = 16;
+    const ERROR_ALREADY_EXISTS: i32 = 183;
+
+    /// A new event under the first free name: another copy of mapileak in
+    /// this process (another provider DLL) may have the first.
+    fn new_event() -> Option<Handle> {
+        for copy in 1..=COPIES {
+            let name = event_name(std::process::id(), copy);
+            let wide: Vec<u16> = name.encode_utf16().chain(Some(0)).collect();
+            // SAFETY: a NUL-terminated name; default security, auto-reset,
+            // not signalled.
+            let event = unsafe { CreateEventW(std::ptr::null_mut(), 0, 0, wide.as_ptr()) };
+            let error = std::io::Error::last_os_error();
+            if event.is_null() {
+                crate::backend::trace::line(format_args!(
+                    "snapshot requests are off: cannot create the event {name}: {error}"
+                ));
+                return None;
+            }
+            if error.raw_os_error() != Some(ERROR_ALREADY_EXISTS) {
+                return Some(event);
+            }
+            // SAFETY: a handle just opened, closed once.
+            unsafe { CloseHandle(event) };
+        }
+        crate::backend::trace::line(format_args!(
+            "snapshot requests are off: {COPIES} copies of mapileak in this process take them already"
+        ));
+        None
     }
 
     pub(super) fn start(every: Option<Duration>) {
@@ -243,21 +283,9 @@ mod platform {
                 .max(1);
             EVERY.store(units, Ordering::Relaxed);
         }
-        let name: Vec<u16> = event_name(std::process::id())
-            .encode_utf16()
-            .chain(Some(0))
-            .collect();
-        // SAFETY: a NUL-terminated name; default security, auto-reset,
-        // not signalled.
-        let event = unsafe { CreateEventW(std::ptr::null_mut(), 0, 0, name.as_ptr()) };
-        if event.is_null() {
-            crate::backend::trace::line(format_args!(
-                "snapshot requests are off: cannot create the event {}: {}",
-                event_name(std::process::id()),
-                std::io::Error::last_os_error()
-            ));
+        let Some(event) = new_event() else {
             return;
-        }
+        };
         // SAFETY: a callback of the right signature and static lifetime; no
         // context; the default environment.
         let wait =
