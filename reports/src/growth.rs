@@ -228,8 +228,9 @@ fn one_series(process: u64, reports: &[&Report]) -> Series {
                 counts: vec![0; n],
                 bytes: vec![0; n],
             });
-            site.counts[at] += count;
-            site.bytes[at] += bytes;
+            // Saturating: a report's numbers are read from a file.
+            site.counts[at] = site.counts[at].saturating_add(count);
+            site.bytes[at] = site.bytes[at].saturating_add(bytes);
         };
         for o in &r.objects {
             add(SiteKind::Object, &o.kind, &o.signature, o.created, 1, 0);

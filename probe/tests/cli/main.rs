@@ -714,23 +714,36 @@ fn mutated_reports_never_panic_the_reader_or_the_gate() {
     let grown = serde_json::to_vec(&v).unwrap();
     v["version"] = "1".into();
     let quoted = serde_json::to_vec(&v).unwrap();
-    let corpus = [good, grown, quoted];
+    // A snapshot: what `growth` and `gate --growth` read.
+    v["version"] = 1.into();
+    v["session"]["event"] = "snapshot".into();
+    v["snapshot"] = serde_json::json!({"seq": 3, "label": "periodic", "taken_ms": 1000});
+    let snapshot = serde_json::to_vec(&v).unwrap();
+    let corpus = [good, grown, quoted, snapshot];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // In process: many mutations through the report reader.
     for i in 0..3000 {
         let bytes = mutate(&mut rng, &corpus[i % corpus.len()]);
-        let _ = mapileak_reports::from_json(&bytes);
+        if let Ok(r) = mapileak_reports::from_json(&bytes) {
+            let _ = mapileak_reports::growth::series(&[&r, &r, &r], |i| i.to_string());
+        }
     }
     // Through the binary: a few dozen, each must exit 0, 1 or 2, never crash.
     let d = tmp("fuzz");
     for i in 0..40 {
         let p = d.join(format!("m{i}.json"));
         std::fs::write(&p, mutate(&mut rng, &corpus[i % corpus.len()])).unwrap();
-        let o = mapileak(&[&"gate", &p]);
-        let c = code(&o);
-        assert!((0..=2).contains(&c), "exit {c}: {}", stderr(&o));
-        if c == 2 {
-            assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        for args in [
+            &[&"gate" as &dyn AsRef<std::ffi::OsStr>, &p][..],
+            &[&"gate", &"--growth", &p],
+            &[&"growth", &p],
+        ] {
+            let o = mapileak(args);
+            let c = code(&o);
+            assert!((0..=2).contains(&c), "exit {c}: {}", stderr(&o));
+            if c == 2 {
+                assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+            }
         }
     }
 }

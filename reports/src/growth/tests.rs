@@ -185,3 +185,17 @@ fn a_report_that_is_no_snapshot_is_refused_by_name() {
     let err = series(&refs, |i| format!("file{i}.json")).unwrap_err();
     assert!(err.0.starts_with("file1.json: a logoff report"), "{err}");
 }
+
+#[test]
+fn numbers_from_a_hostile_file_saturate() {
+    let mut reports: Vec<Report> = (1..=3).map(|seq| snap(7, seq, 1, 0, 1, 0)).collect();
+    for r in &mut reports {
+        let mut twin = r.heap[0].clone();
+        twin.blocks = u64::MAX;
+        twin.bytes = u64::MAX;
+        r.heap.push(twin);
+    }
+    let s = &lined_up(&reports)[0];
+    assert_eq!(site(s, SiteKind::Heap).counts, [u64::MAX; 3]);
+    assert_eq!(s.growing(Limits::default()).count(), 0);
+}
