@@ -315,3 +315,55 @@ fn a_signal_the_host_has_is_left_to_it() {
         "{rest}"
     );
 }
+
+/// Only the process's own user may ask it for a snapshot: as another user
+/// the request is refused in one line, and the process writes nothing.
+/// (Run as root, as CI does, the request comes from `nobody` through
+/// setpriv; run as a user, it goes to process 1, which is root's.)
+#[cfg(target_os = "linux")]
+#[test]
+fn another_users_request_is_refused() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        let o = mapileak(&[&"snapshot", &"1"]);
+        assert_eq!(code(&o), 2);
+        assert!(stderr(&o).contains("only its own user"), "{}", stderr(&o));
+        return;
+    }
+    let d = tmp("growth-other-user");
+    let (mut soak, pid) = Soak::start(&d, "steady");
+    assert_eq!(soak.line(), "synced 1");
+    // A copy nobody can run, wherever the checkout is.
+    use std::os::unix::fs::PermissionsExt as _;
+    let open = std::env::temp_dir().join(format!("mapileak-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = open.join("mapileak");
+    std::fs::copy(env!("CARGO_BIN_EXE_mapileak"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["snapshot", &pid.to_string()])
+        .output()
+        .expect("setpriv (util-linux) runs the CLI as nobody");
+    let _ = std::fs::remove_dir_all(&open);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("only its own user"), "{}", stderr(&o));
+    soak.say("quit");
+    assert!(soak.child.wait().unwrap().success());
+    let snapshots = std::fs::read_dir(&d)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("-snapshot")
+        })
+        .count();
+    assert_eq!(snapshots, 0);
+}
