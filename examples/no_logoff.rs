@@ -12,6 +12,7 @@
 //! cargo run --example no_logoff -- subscriber       # a global tracing subscriber, main returns
 //! cargo run --example no_logoff -- fork             # forks 100 children while threads work in mapileak
 //! cargo run --example no_logoff -- writing          # main returns while threads write reports
+//! cargo run --example no_logoff -- small-address-space  # every table reservation refused
 //! ```
 //!
 //! `subscriber` installs a global `tracing` subscriber that,
@@ -45,6 +46,10 @@ fn main() {
     if how == "subscriber" {
         tracing::subscriber::set_global_default(TlsBuffered).expect("no other subscriber");
         tracing::info!("host started");
+    }
+    if how == "small-address-space" {
+        short_of_address_space();
+        return;
     }
     if how == "no-logon" {
         // A helper object tracked before (or without) any logon.
@@ -318,4 +323,44 @@ fn busy_threads() {
     }
     started.wait();
     std::thread::sleep(std::time::Duration::from_millis(50));
+}
+
+/// A 32-bit host short of address space: the system refuses every table
+/// mapileak reserves (the stack interner, the live table). The provider
+/// goes on; its Logoff still names the leaked object, without frames, and
+/// says what was lost. Prints the report's counts and the heap counters.
+fn short_of_address_space() {
+    mapileak::testing::refuse_reservations();
+    let s = mapileak::Session::logon(
+        mapileak::ProviderKind::MessageStore,
+        "short of address space",
+    );
+    let scope = s.enter();
+    let before = mapileak::heap_stats().allocs;
+    std::mem::forget(vec![7u8; 100]);
+    std::mem::forget(mapileak::Tracked::in_session(
+        s,
+        &mapileak::kinds::IMAPI_TABLE,
+        "leaked table",
+    ));
+    let allocs = mapileak::heap_stats().allocs - before;
+    drop(scope);
+    let r = s.ms_logoff().report;
+    let frames: usize = r
+        .objects
+        .iter()
+        .filter_map(|o| r.stack(o.created))
+        .map(|st| st.frames.len())
+        .sum();
+    println!(
+        "objects={} frames={frames} stacks_missing={} tables_refused={} heap_untracked={} allocs_counted={allocs}",
+        r.objects
+            .iter()
+            .map(|o| o.kind.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        r.summary.stacks_missing,
+        r.summary.tables_refused.join(","),
+        r.summary.heap_untracked,
+    );
 }

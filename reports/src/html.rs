@@ -263,11 +263,29 @@ fn many(body: &mut Out<'_>, reports: &[(String, Report)]) {
 fn header(out: &mut Out<'_>, r: &Report) {
     let s = &r.summary;
     let untracked = Html::of(|out| {
+        let refused = |t: &str| s.tables_refused.iter().any(|r| r == t);
         if s.heap_untracked > 0 {
             put!(
                 out,
-                "<span class=\"bad\">{} heap blocks not tracked (live table full)</span>",
-                s.heap_untracked
+                "<span class=\"bad\">{} heap blocks not tracked ({})</span>",
+                s.heap_untracked,
+                if refused("heap") {
+                    "live table not reserved: no address space"
+                } else {
+                    "live table full"
+                }
+            );
+        }
+        if s.stacks_missing > 0 {
+            put!(
+                out,
+                "<span class=\"bad\">{} stacks missing ({})</span>",
+                s.stacks_missing,
+                if refused("stacks") {
+                    "stack table not reserved: no address space"
+                } else {
+                    "stack table full"
+                }
             );
         }
     });

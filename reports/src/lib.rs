@@ -16,7 +16,7 @@
 //! | `tool` | `name` and `version` of the writer |
 //! | `process` | the writing process's id (object ids are unique within it) |
 //! | `session` | `id`, `provider` (`address_book`, `message_store`, `transport`, `unknown` for objects outside any logon), `label`, `event` (`logoff`, `shutdown`, `exit`) |
-//! | `summary` | counts: `leaked_objects`, `leak_roots`, `heap_blocks`, `heap_bytes`, `mapi_buffers`, `findings`, `heap_untracked` (attributed heap blocks the live table could not hold, process-wide; 0 when absent) |
+//! | `summary` | counts: `leaked_objects`, `leak_roots`, `heap_blocks`, `heap_bytes`, `mapi_buffers`, `findings`, `heap_untracked` (attributed heap blocks the live table could not hold, process-wide; 0 when absent), `stacks_missing` (stack captures that found no room, process-wide; 0 when absent), `tables_refused` (tables the system refused to reserve: `stacks`, `heap`; absent when none) |
 //! | `objects[]` | leaked objects: `id`, `kind`, `label`, `refcount`, `root`, `parent` (the leaked holder it is shown under), `opened_from`, `signature`, `created` (stack id), `events[]`, `events_dropped` (history older than the 4,096 events kept per object) |
 //! | `heap[]` | live heap blocks per allocation site: `stack`, `blocks`, `bytes`, `signature` |
 //! | `buffers[]` | unfreed MAPI buffers: `stack`, `bytes`, `children`, `signature`, `owner` (the leaked object it belongs to, a MAPI utility object's buffer: part of that leak, not a root; absent for a root) |

@@ -84,6 +84,9 @@ impl Report {
         fix(&mut self.tool.name);
         fix(&mut self.tool.version);
         fix(&mut self.session.label);
+        for t in &mut self.summary.tables_refused {
+            fix(t);
+        }
         if let Some(snapshot) = &mut self.snapshot {
             fix(&mut snapshot.label);
         }
@@ -161,10 +164,13 @@ impl Report {
     }
 
     /// Recomputes `summary` from the lists.
-    /// (`heap_untracked`, which no list shows, is kept.)
+    /// (`heap_untracked`, `stacks_missing` and `tables_refused`, which no
+    /// list shows, are kept.)
     pub fn recount(&mut self) {
         self.summary = Summary {
             heap_untracked: self.summary.heap_untracked,
+            stacks_missing: self.summary.stacks_missing,
+            tables_refused: std::mem::take(&mut self.summary.tables_refused),
             leaked_objects: self.objects.len() as u64,
             leak_roots: self.roots().count() as u64,
             heap_blocks: self
@@ -366,6 +372,18 @@ pub struct Summary {
     /// Added in 0.1.x; 0 in older reports.
     #[serde(default)]
     pub heap_untracked: u64,
+    /// Stack captures that found no room, process-wide up to this report:
+    /// what they were for shows no frames. Added in 0.1.x; 0 in older
+    /// reports.
+    #[serde(default)]
+    pub stacks_missing: u64,
+    /// mapileak's tables the system refused to reserve (a host short of
+    /// address space, such as a 32-bit Outlook): `stacks` (then
+    /// `stacks_missing` counts what has no frames), `heap` (then
+    /// `heap_untracked` counts the blocks not listed). Empty, and absent
+    /// from the JSON, when none was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables_refused: Vec<String>,
 }
 
 /// An object alive when it should not be.

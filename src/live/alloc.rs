@@ -249,6 +249,11 @@ pub(crate) fn with_table_locked(f: impl FnOnce()) {
     table::with_shard_locked(f);
 }
 
+/// Whether the system refused to reserve the live table.
+pub(crate) fn table_refused() -> bool {
+    table::refused()
+}
+
 /// Attributed blocks the live table had no room for, so far.
 pub(crate) fn untracked() -> u64 {
     counters::UNTRACKED.load(Ordering::Relaxed)

@@ -37,6 +37,8 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         buffers,
         findings,
         heap_untracked,
+        stacks_missing,
+        tables_refused,
         ..
     } = snapshot;
     let mut report = Report::new(info);
@@ -56,6 +58,8 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         .collect();
     report.stacks = symbols.into_stacks();
     report.summary.heap_untracked = heap_untracked;
+    report.summary.stacks_missing = stacks_missing;
+    report.summary.tables_refused = tables_refused;
     report.recount();
     report
 }
@@ -453,11 +457,29 @@ fn summary_line(report: &Report, files: &[PathBuf]) -> String {
     if s.mapi_buffers > 0 {
         let _ = write!(line, ", {} MAPI buffer(s)", s.mapi_buffers);
     }
+    let refused = |t: &str| s.tables_refused.iter().any(|r| r == t);
     if s.heap_untracked > 0 {
         let _ = write!(
             line,
-            " ({} heap block(s) not tracked: the live table is full, raise MAPILEAK_LIVE_BLOCKS)",
-            s.heap_untracked
+            " ({} heap block(s) not tracked: {})",
+            s.heap_untracked,
+            if refused("heap") {
+                "the system refused to reserve the live table (address space); objects are still reported"
+            } else {
+                "the live table is full, raise MAPILEAK_LIVE_BLOCKS"
+            }
+        );
+    }
+    if s.stacks_missing > 0 {
+        let _ = write!(
+            line,
+            " ({} stack(s) missing: {})",
+            s.stacks_missing,
+            if refused("stacks") {
+                "the system refused to reserve the stack table (address space); objects are still reported, without frames"
+            } else {
+                "the stack table is full"
+            }
         );
     }
     if let Some(f) = files.first() {

@@ -11,8 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::settings::{self, MODE, Mode, TRACE_ROOTS, chosen_dir};
 
 static ENV: Once = Once::new();
-/// `MAPILEAK_LIVE_BLOCKS`: the live table's size when it is reserved.
+/// `MAPILEAK_LIVE_BLOCKS`: the live table's size when it is reserved. By
+/// default a million blocks (24 MiB of address space) on 64-bit systems,
+/// half a million (12 MiB) on 32-bit ones.
+#[cfg(target_pointer_width = "64")]
 static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(1 << 20);
+#[cfg(not(target_pointer_width = "64"))]
+static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(1 << 19);
 
 /// How many blocks the allocator's live table is to hold
 /// (`MAPILEAK_LIVE_BLOCKS`); read when the table is reserved, in the

@@ -40,6 +40,10 @@ pub(crate) struct Snapshot {
     pub findings: Vec<PendingFinding>,
     /// Attributed blocks the live table could not hold, process-wide.
     pub heap_untracked: u64,
+    /// Stack captures that found no room, process-wide.
+    pub stacks_missing: u64,
+    /// The tables the system refused to reserve (`stacks`, `heap`).
+    pub tables_refused: Vec<String>,
     /// The logon whose Logoff this is, for the Logoff rules.
     pub logon: Option<LogonFacts>,
     /// Of the objects the rules ask about (those alive at the support
@@ -106,6 +110,18 @@ impl Live {
     }
 }
 
+/// The tables the system refused to reserve, by name.
+fn refused_tables() -> Vec<String> {
+    let mut refused = Vec::new();
+    if crate::backend::stack::tables_refused() {
+        refused.push("stacks".to_owned());
+    }
+    if alloc::table_refused() {
+        refused.push("heap".to_owned());
+    }
+    refused
+}
+
 impl Snapshot {
     /// Copies what the sessions in `members` left alive.
     /// `logon`: the facts of the logon whose Logoff this is.
@@ -155,6 +171,8 @@ impl Snapshot {
             buffers: Vec::new(),
             findings: Vec::new(),
             heap_untracked: 0,
+            stacks_missing: 0,
+            tables_refused: Vec::new(),
             logon: None,
             alive: HashSet::new(),
             }
@@ -231,6 +249,8 @@ impl Snapshot {
             buffers,
             findings,
             heap_untracked: alloc::untracked(),
+            stacks_missing: crate::backend::stack::missing(),
+            tables_refused: refused_tables(),
             logon: None,
             alive: HashSet::new(),
         })

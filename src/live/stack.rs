@@ -40,9 +40,22 @@ pub(crate) use mapileak_reports::StackId;
 /// inside the allocator, windows-core's vtable shims and a test harness.
 const MAX_FRAMES: usize = 48;
 
+// The tables, reserved at the first capture: 70 MiB of address space on
+// 64-bit systems (2 MiB index, 4 MiB headers, 64 MiB of frames), 19 MiB on
+// 32-bit ones, where a host such as a 32-bit Outlook has 2-4 GiB in all
+// (1 MiB, 2 MiB, 16 MiB: half the stacks, each word half as wide).
+#[cfg(target_pointer_width = "64")]
 const SLOTS: usize = 1 << 19;
+#[cfg(target_pointer_width = "64")]
 const MAX_STACKS: usize = 1 << 18;
+#[cfg(target_pointer_width = "64")]
 const POOL: usize = 1 << 23;
+#[cfg(not(target_pointer_width = "64"))]
+const SLOTS: usize = 1 << 18;
+#[cfg(not(target_pointer_width = "64"))]
+const MAX_STACKS: usize = 1 << 17;
+#[cfg(not(target_pointer_width = "64"))]
+const POOL: usize = 1 << 22;
 
 struct Header {
     hash: AtomicU64,
@@ -61,6 +74,19 @@ static HEADERS: Lazy<Header> = Lazy::new();
 static FRAMES: Lazy<AtomicUsize> = Lazy::new();
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 static FRAMES_USED: AtomicUsize = AtomicUsize::new(0);
+/// Captures that got no id (0): the tables could not be reserved, or are
+/// full. Reports show the count.
+static MISSING: AtomicU64 = AtomicU64::new(0);
+
+/// How many captures so far found no room (their stacks show no frames).
+pub(crate) fn missing() -> u64 {
+    MISSING.load(Ordering::Relaxed)
+}
+
+/// Whether the system refused to reserve the stack tables.
+pub(crate) fn tables_refused() -> bool {
+    INDEX.refused() || HEADERS.refused() || FRAMES.refused()
+}
 
 /// The interner's tables (reserved on first use, see [`crate::backend::vmem`]).
 #[derive(Clone, Copy)]
@@ -288,7 +314,16 @@ fn same(t: Tables, id: StackId, hash: u64, frames: &[usize]) -> bool {
 }
 
 /// Interns `frames` (whose [`hash`] is `h`); lock-free and allocation-free.
+/// 0 (counted in [`missing`]) when there is no room.
 fn intern(frames: &[usize], h: u64) -> StackId {
+    let id = intern_in_tables(frames, h);
+    if id == 0 && !frames.is_empty() {
+        MISSING.fetch_add(1, Ordering::Relaxed);
+    }
+    id
+}
+
+fn intern_in_tables(frames: &[usize], h: u64) -> StackId {
     let Some(t) = Tables::get_or_map() else {
         return 0;
     };

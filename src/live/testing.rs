@@ -39,3 +39,9 @@ pub fn in_registry(id: u64) -> bool {
 pub fn counters_shared() -> bool {
     crate::backend::alloc::counters_shared()
 }
+
+/// From now on the system "refuses" every table mapileak reserves, as in a
+/// 32-bit host short of address space: call it before the first logon.
+pub fn refuse_reservations() {
+    crate::backend::vmem::REFUSE_ALL.store(true, std::sync::atomic::Ordering::Relaxed);
+}

@@ -18,7 +18,7 @@
 #![allow(unsafe_code)]
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Types whose all-zero bytes are a valid value, shareable between threads.
 ///
@@ -47,8 +47,17 @@ pub(crate) struct Lazy<T> {
     /// The slot count, fixed by the first thread that maps: every mapper
     /// agrees on it.
     len: AtomicUsize,
+    /// Set when the system refused the mapping: it is not asked again (a
+    /// 32-bit host short of address space would be asked on every
+    /// allocation otherwise), and reports say what was lost.
+    refused: AtomicBool,
     _slots: PhantomData<T>,
 }
+
+/// Fault injection (feature `test-hooks`): every mapping from now on is
+/// refused, as in a host short of address space.
+#[cfg(feature = "test-hooks")]
+pub(crate) static REFUSE_ALL: AtomicBool = AtomicBool::new(false);
 
 /// The low bits of [`Lazy::base`] that hold log2 of the slot count.
 const SHIFT_BITS: usize = 63;
@@ -58,6 +67,7 @@ impl<T: Zeroed> Lazy<T> {
         Lazy {
             base: AtomicPtr::new(std::ptr::null_mut()),
             len: AtomicUsize::new(0),
+            refused: AtomicBool::new(false),
             _slots: PhantomData,
         }
     }
@@ -96,8 +106,15 @@ impl<T: Zeroed> Lazy<T> {
     pub(crate) fn get_or_map(&self, len: impl FnOnce() -> usize) -> Option<&'static [T]> {
         match self.get() {
             Some(t) => Some(t),
+            None if self.refused.load(Ordering::Relaxed) => None,
             None => self.map(len()),
         }
+    }
+
+    /// Whether the system refused to map the table (it is then never
+    /// asked again).
+    pub(crate) fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
     }
 
     #[cold]
@@ -115,7 +132,18 @@ impl<T: Zeroed> Lazy<T> {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())?
             .checked_add(HEADER)?;
-        let base = os::map(bytes)?;
+        #[cfg(feature = "test-hooks")]
+        let base = if REFUSE_ALL.load(Ordering::Relaxed) {
+            None
+        } else {
+            os::map(bytes)
+        };
+        #[cfg(not(feature = "test-hooks"))]
+        let base = os::map(bytes);
+        let Some(base) = base else {
+            self.refused.store(true, Ordering::Relaxed);
+            return None;
+        };
         // Page-aligned: the low bits are free for the shift (< 64).
         let tagged = base.map_addr(|a| a | len.trailing_zeros() as usize);
         if self

@@ -761,6 +761,53 @@ fn run_example(
     )
 }
 
+/// A host short of address space (a 32-bit Outlook): every table mapileak
+/// reserves is refused. The provider goes on; heap counting goes on; the
+/// Logoff still names the leaked object, without frames, and its report
+/// and summary line say what was lost.
+#[test]
+fn refused_reservations_lose_stacks_not_the_host() {
+    let (stdout, traces, files) = run_example("short", "no_logoff", &["small-address-space"], &[]);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("objects="))
+        .unwrap_or_default();
+    let field = |name: &str| {
+        line.split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {line:?}"))
+            .to_owned()
+    };
+    assert_eq!(field("objects"), "IMAPITable", "{stdout}");
+    assert_eq!(field("frames"), "0", "no stack could be kept");
+    assert!(
+        field("stacks_missing").parse::<u64>().unwrap() >= 2,
+        "{line}"
+    );
+    assert_eq!(field("tables_refused"), "stacks,heap");
+    assert!(
+        field("heap_untracked").parse::<u64>().unwrap() >= 1,
+        "{line}"
+    );
+    assert!(
+        field("allocs_counted").parse::<u64>().unwrap() >= 2,
+        "still counting: {line}"
+    );
+    let logoff = traces
+        .iter()
+        .find(|t| t.contains("logoff:"))
+        .unwrap_or_else(|| panic!("{traces:#?}"));
+    assert!(
+        logoff.contains("stack(s) missing: the system refused to reserve the stack table")
+            && logoff.contains("the system refused to reserve the live table"),
+        "{logoff}"
+    );
+    assert!(
+        files.iter().any(|f| f.ends_with("-logoff.json")),
+        "{files:?}"
+    );
+}
+
 #[test]
 fn the_environment_table_holds_end_to_end() {
     // MAPILEAK=off: nothing recorded, reported or written.

@@ -50,6 +50,11 @@ pub(super) fn any() -> bool {
     SLOTS.get().is_some()
 }
 
+/// Whether the system refused to reserve the table.
+pub(super) fn refused() -> bool {
+    SLOTS.refused()
+}
+
 /// The slots the table was reserved with, or would be now: the setting
 /// (`MAPILEAK_LIVE_BLOCKS`), rounded to a power of two between 4,096 and
 /// 4,194,304.
