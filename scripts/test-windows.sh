@@ -1,38 +1,79 @@
 #!/usr/bin/env bash
-# The Windows leg: cross-compiles the workspace for x86_64-pc-windows-gnu
-# and runs its tests under Wine (see docs/windows.md).
+# The Windows legs: cross-compiles the workspace for Windows and runs its
+# tests under Wine (see docs/windows.md). `--arch x64` (the default):
+# x86_64-pc-windows-gnu under wine64; `--arch x86`: i686-pc-windows-gnu
+# under 32-bit Wine, as a 32-bit Outlook loads a provider.
 #
 # Installs what it needs when missing (Debian's rustc-web and rust-web-src
-# for a compiler that can build std for Windows, mingw-w64, wine64), makes a
-# Wine prefix of its own under target/windows/wine (with the
+# for a compiler that can build std for Windows, mingw-w64 for the
+# architecture, wine64; for x86 the i386 architecture and wine32), makes a
+# Wine prefix of its own under target/windows (with the
 # bcryptprimitives.dll that Wine 8 lacks, built from
 # scripts/windows/bcryptprimitives.c), then runs `cargo test` for the
 # Windows target with every test binary under Wine; then compares the
-# demo's signatures with a Linux run, and prints the allocator benchmark's
-# lines and the provider benchmark's under Wine (MAPILEAK_SKIP_BENCH=1
-# skips them). Extra arguments go to
-# `cargo test`.
+# demo's signatures with a Linux run (and the other architecture's, when
+# it ran), and prints the allocator benchmark's lines and the provider
+# benchmark's under Wine (MAPILEAK_SKIP_BENCH=1 skips them). Other
+# arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+arch=x64
+if [ "${1:-}" = "--arch" ]; then
+  arch=${2:-}
+  shift 2
+fi
+case "$arch" in
+  x64)
+    target=x86_64-pc-windows-gnu
+    triple=X86_64_PC_WINDOWS_GNU
+    mingw=x86_64-w64-mingw32
+    mingw_pkgs=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64)
+    ;;
+  x86)
+    target=i686-pc-windows-gnu
+    triple=I686_PC_WINDOWS_GNU
+    mingw=i686-w64-mingw32
+    mingw_pkgs=(gcc-mingw-w64-i686 g++-mingw-w64-i686)
+    ;;
+  *)
+    echo "scripts/test-windows.sh: --arch takes x64 or x86, not '$arch'" >&2
+    exit 2
+    ;;
+esac
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
 missing=()
 [ -x /usr/bin/rustc ] || missing+=(rustc-web)
 [ -d /usr/lib/rustlib/src/rust/library ] || missing+=(rust-web-src)
-command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || missing+=(gcc-mingw-w64-x86-64)
-command -v x86_64-w64-mingw32-g++ >/dev/null 2>&1 || missing+=(g++-mingw-w64-x86-64)
+command -v "$mingw-gcc" >/dev/null 2>&1 || missing+=("${mingw_pkgs[0]}")
+command -v "$mingw-g++" >/dev/null 2>&1 || missing+=("${mingw_pkgs[1]}")
 command -v wine >/dev/null 2>&1 || missing+=(wine64)
+if [ "$arch" = x86 ] && ! dpkg -s wine32:i386 >/dev/null 2>&1; then
+  # 32-bit Wine comes from Debian's i386 architecture.
+  if ! dpkg --print-foreign-architectures | grep -qx i386; then
+    echo "scripts/test-windows.sh: adding the i386 architecture (for wine32)"
+    $sudo dpkg --add-architecture i386
+  fi
+  missing+=(wine32:i386)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test-windows.sh: installing ${missing[*]} (Debian packages the Windows leg needs)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-target=x86_64-pc-windows-gnu
 out=$root/target/windows
-export WINEPREFIX=$out/wine
+# One prefix per architecture: a 32-bit one for x86, where the shim goes to
+# its system32 too.
+if [ "$arch" = x86 ]; then
+  export WINEPREFIX=$out/wine32
+  export WINEARCH=win32
+else
+  export WINEPREFIX=$out/wine
+fi
 export WINEDEBUG=-all
 mkdir -p "$out"
 
@@ -47,8 +88,9 @@ fi
 shim=$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll
 src=scripts/windows/bcryptprimitives.c
 if [ ! -f "$shim" ] || [ "$src" -nt "$shim" ]; then
-  x86_64-w64-mingw32-gcc -O2 -shared -o "$out/bcryptprimitives.dll" "$src" -ladvapi32
-  cp "$out/bcryptprimitives.dll" "$shim"
+  # On x86 the export must be ProcessPrng, not the stdcall ProcessPrng@8.
+  "$mingw-gcc" -O2 -shared -Wl,--kill-at -o "$out/bcryptprimitives-$arch.dll" "$src" -ladvapi32
+  cp "$out/bcryptprimitives-$arch.dll" "$shim"
 fi
 
 # Debian's rustc builds std for Windows from its source (build-std); its
@@ -57,28 +99,31 @@ export RUSTC=/usr/bin/rustc
 export RUSTDOC=/usr/bin/rustdoc
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR=$out/cargo
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=$root/scripts/windows/wine-run
-export CXX_x86_64_pc_windows_gnu=x86_64-w64-mingw32-g++
-export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc
+export "CARGO_TARGET_${triple}_LINKER=$mingw-gcc"
+export "CARGO_TARGET_${triple}_RUNNER=$root/scripts/windows/wine-run"
+export "CXX_${target//-/_}=$mingw-g++"
+export "CC_${target//-/_}=$mingw-gcc"
+runner=$root/scripts/windows/wine-run
 
 # Everything the tests run, built first, so a warning fails the leg as
 # clippy's -D warnings does the Linux one. (Doctests are compiled by
 # Debian's rustdoc, which matches its rustc.)
 hooks=(--features mapileak/test-hooks,mapileak-capi/test-hooks)
 cargo build -Zbuild-std=std,panic_unwind --target "$target" --workspace --tests --examples "${hooks[@]}" \
-  2>&1 | tee "$out/build.log"
-if grep -q '^warning: `mapileak' "$out/build.log"; then
+  2>&1 | tee "$out/build-$arch.log"
+if grep -q '^warning: `mapileak' "$out/build-$arch.log"; then
   echo "scripts/test-windows.sh: the Windows build has warnings (above)" >&2
   exit 1
 fi
 
 # MSVC builds cannot be linked here (no MSVC libraries), but the code that
 # is theirs alone (the symbolizer check at process end) is compiled: a
-# check build for x86_64-pc-windows-msvc, warnings failing the leg.
+# check build for the MSVC target of the architecture, warnings failing
+# the leg.
+msvc=${target/-gnu/-msvc}
 CARGO_TARGET_DIR=$out/msvc-check cargo check -Zbuild-std=std,panic_unwind \
-  --target x86_64-pc-windows-msvc -p mapileak -p mapileak-capi --lib 2>&1 | tee "$out/msvc.log"
-if grep -q '^warning: `mapileak' "$out/msvc.log" || ! grep -q '^    Finished' "$out/msvc.log"; then
+  --target "$msvc" -p mapileak -p mapileak-capi --lib 2>&1 | tee "$out/msvc-$arch.log"
+if grep -q '^warning: `mapileak' "$out/msvc-$arch.log" || ! grep -q '^    Finished' "$out/msvc-$arch.log"; then
   echo "scripts/test-windows.sh: the MSVC check build failed or has warnings (above)" >&2
   exit 1
 fi
@@ -89,46 +134,54 @@ fi
 # The static library as providers link it: optimized (--release); with the
 # test hook the unload test's DLL calls (mapileak__test_hold_lock).
 cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi --release --features test-hooks
-programs=$out/programs
+programs=$out/programs-$arch
 mkdir -p "$programs"
 lib=$CARGO_TARGET_DIR/$target/release/libmapileak_c.a
 syslibs=(-static-libgcc -lws2_32 -luserenv -lntdll -lbcrypt -ladvapi32 -lkernel32)
 for program in store overrelease logon mixed buffers; do
-  x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
+  "$mingw-g++" -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
     "capi/tests/programs/$program.cpp" "$lib" -static-libstdc++ "${syslibs[@]}" \
     -o "$programs/$program.exe"
 done
 for program in transport history; do
-  x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
+  "$mingw-gcc" -std=c99 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
     "capi/tests/programs/$program.c" "$lib" "${syslibs[@]}" -o "$programs/$program.exe"
 done
 # A provider DLL written against mingw-w64's MAPI SDK headers and a host
 # that drives it as MAPI does, with Wine's mapi32.dll (tests/programs.rs).
-x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include -shared \
-  capi/tests/programs/msprovider.cpp "$lib" -static-libstdc++ "${syslibs[@]}" -luuid \
-  -o "$programs/msprovider.dll"
-x86_64-w64-mingw32-g++ -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic \
+# Its exports are named in a .def file, as a provider's are: MAPI finds
+# MSProviderInit by its plain name, which a 32-bit build must not decorate.
+"$mingw-g++" -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include -shared \
+  capi/tests/programs/msprovider.cpp capi/tests/programs/msprovider.def "$lib" \
+  -static-libstdc++ "${syslibs[@]}" -luuid -o "$programs/msprovider.dll"
+exports=$("$mingw-objdump" -p "$programs/msprovider.dll" | sed -n '/\[Ordinal\/Name Pointer\] Table/,/^$/p')
+if ! grep -qE '\] MSProviderInit$' <<<"$exports" || grep -q 'MSProviderInit@' <<<"$exports"; then
+  echo "scripts/test-windows.sh: msprovider.dll does not export MSProviderInit undecorated:" >&2
+  echo "$exports" >&2
+  exit 1
+fi
+"$mingw-g++" -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic \
   capi/tests/programs/mapihost.cpp -static-libstdc++ -static-libgcc -luuid -o "$programs/mapihost.exe"
 # What linking mapileak adds to a provider DLL on disk (docs/windows.md):
 # a DLL that calls one of its functions, against the same DLL without it.
 printf '#include "mapileak.h"\n__declspec(dllexport) int probe(void) { return mapileak_live(); }\n' \
   > "$programs/with.c"
 printf '__declspec(dllexport) int probe(void) { return 1; }\n' > "$programs/without.c"
-x86_64-w64-mingw32-gcc -shared -Icapi/include "$programs/with.c" "$lib" "${syslibs[@]}" \
+"$mingw-gcc" -shared -Icapi/include "$programs/with.c" "$lib" "${syslibs[@]}" \
   -o "$programs/with.dll"
-x86_64-w64-mingw32-gcc -shared "$programs/without.c" -o "$programs/without.dll"
+"$mingw-gcc" -shared "$programs/without.c" -o "$programs/without.dll"
 echo "DLL size: linking mapileak (release static library, $(stat -c %s "$lib") bytes) adds $(( $(stat -c %s "$programs/with.dll") - $(stat -c %s "$programs/without.dll") )) bytes; msprovider.dll is $(stat -c %s "$programs/msprovider.dll") bytes"
 export MAPILEAK_TEST_PROGRAMS=$programs
 # The header with MAPI's own types (mingw-w64's MAPI SDK headers first): no
 # cast between what MAPI hands a provider and mapileak, as C and as C++; run
 # under Wine, it wraps Wine's own mapi32.dll functions.
-x86_64-w64-mingw32-gcc -std=c99 -g -O0 -Wall -Wextra -Werror -Icapi/include \
+"$mingw-gcc" -std=c99 -g -O0 -Wall -Wextra -Werror -Icapi/include \
   capi/tests/programs/mapi_types.c "$lib" "${syslibs[@]}" -o "$programs/mapi_types_c.exe"
-x86_64-w64-mingw32-g++ -x c++ -std=c++17 -g -O0 -Wall -Wextra -Werror -Icapi/include \
+"$mingw-g++" -x c++ -std=c++17 -g -O0 -Wall -Wextra -Werror -Icapi/include \
   capi/tests/programs/mapi_types.c -x none "$lib" -static-libstdc++ "${syslibs[@]}" \
   -o "$programs/mapi_types_cpp.exe"
 for exe in mapi_types_c mapi_types_cpp; do
-  got=$(MAPILEAK_DIR="$out/mapi-types" "$CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER" "$programs/$exe.exe" 2>/dev/null | tr -d "\r" || true)
+  got=$(MAPILEAK_DIR="$out/mapi-types" "$runner" "$programs/$exe.exe" 2>/dev/null | tr -d "\r" || true)
   if [ "$got" != "mapileak-mapi-types ok" ]; then
     echo "scripts/test-windows.sh: $exe: MAPI-typed calls failed: $got" >&2
     exit 1
@@ -142,42 +195,48 @@ cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace "${h
 
 # One name per function on every platform: the demo's leaks, run on Linux
 # and under Wine, have the same signatures, kinds, labels and top frames
-# (compared as the baselines `mapileak gate --write-baseline` writes).
+# (compared as the baselines `mapileak gate --write-baseline` writes), and
+# the same as the other Windows architecture's when its leg ran before.
 if [ $status -eq 0 ]; then
   demo=$out/demo
-  rm -rf "$demo"
+  rm -rf "$demo/linux" "$demo/windows-$arch"
   mkdir -p "$demo"
-  MAPILEAK_DIR="$demo/windows" "$CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER" \
-    "$CARGO_TARGET_DIR/$target/debug/examples/leaky_store.exe" >"$demo/windows.out" 2>&1
+  MAPILEAK_DIR="$demo/windows-$arch" "$runner" \
+    "$CARGO_TARGET_DIR/$target/debug/examples/leaky_store.exe" >"$demo/windows-$arch.out" 2>&1
   (
     unset RUSTC RUSTC_BOOTSTRAP CARGO_TARGET_DIR
     MAPILEAK_DIR="$demo/linux" cargo run -q --example leaky_store >"$demo/linux.out" 2>&1
-    for os in linux windows; do
+    for os in linux "windows-$arch"; do
       cargo run -q -p mapileak-probe -- gate --write-baseline "$demo/$os.baseline" "$demo/$os" 2>/dev/null
     done
   )
-  if ! diff -u "$demo/linux.baseline" "$demo/windows.baseline"; then
-    echo "scripts/test-windows.sh: the demo's leaks differ between Linux and Windows (above)" >&2
-    status=1
-  elif [ "$(grep -vc '^#' "$demo/linux.baseline")" -lt 4 ]; then
+  for other in "windows-$arch" windows-x64 windows-x86; do
+    [ -f "$demo/$other.baseline" ] || continue
+    if ! diff -u "$demo/linux.baseline" "$demo/$other.baseline"; then
+      echo "scripts/test-windows.sh: the demo's leaks differ between Linux and $other (above)" >&2
+      status=1
+    fi
+  done
+  if [ "$(grep -vc '^#' "$demo/linux.baseline")" -lt 4 ]; then
     echo "scripts/test-windows.sh: the demo reported fewer leaks than it plants" >&2
     status=1
-  else
-    echo "demo signatures: Linux and Windows agree ($(grep -vc '^#' "$demo/linux.baseline") items)"
+  elif [ $status -eq 0 ]; then
+    agree=$(cd "$demo" && ls windows-*.baseline | sed 's/\.baseline$//' | tr '\n' ' ')
+    echo "demo signatures: Linux and ${agree% } agree ($(grep -vc '^#' "$demo/linux.baseline") items)"
   fi
 fi
 
 # The allocator benchmark under Wine: ratios to Wine's own heap (System) in
 # the same run, printed for the log (no timing is asserted).
 if [ $status -eq 0 ] && [ "${MAPILEAK_SKIP_BENCH:-}" != 1 ]; then
-  echo "== allocator benchmark under Wine (cargo bench --bench alloc)"
+  echo "== allocator benchmark under Wine, $arch (cargo bench --bench alloc)"
   cargo bench -Zbuild-std=std,panic_unwind,test --target "$target" --bench alloc 2>&1 \
     | grep -E '^mapileak-bench' || status=1
   # What a provider runs (scripts/bench-provider.sh): its debug profile with
   # the override docs/rust-providers.md recommends. A provider links rustup's prebuilt std, which is
   # optimized and has no debug assertions; built here from source, std
   # would take the profile's opt-level 0 and slow every line.
-  echo "== provider benchmark under Wine (profile provider-debug)"
+  echo "== provider benchmark under Wine, $arch (profile provider-debug)"
   std_opt=()
   for p in std core alloc compiler_builtins panic_unwind unwind hashbrown std_detect; do
     std_opt+=(--config "profile.provider-debug.package.$p.opt-level=3"

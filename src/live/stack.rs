@@ -15,6 +15,10 @@
 //!   - x64 Windows (`win64`): the unwind data every x64 image carries
 //!     (`RtlVirtualUnwind`), as `RtlCaptureStackBackTrace` does; MSVC code
 //!     has no frame-pointer chain to follow.
+//!   - 32-bit Windows (`fp` too): x86 code has no unwind tables; the walk
+//!     follows the EBP chain within the thread's stack limits
+//!     (`GetCurrentThreadStackLimits`), and a frame without a frame pointer
+//!     ends it safely (a short walk falls back to the unwinder).
 //!   - Elsewhere: the platform unwinder.
 //!
 //!   Both walks remember each thread's last few walks and recognize a
@@ -213,7 +217,7 @@ fn unwind(out: &mut Buf<'_>) {
 #[cfg_attr(
     not(any(
         all(unix, any(target_arch = "x86_64", target_arch = "aarch64")),
-        all(windows, target_arch = "x86_64")
+        all(windows, any(target_arch = "x86_64", target_arch = "x86"))
     )),
     allow(dead_code)
 )]
@@ -232,15 +236,24 @@ enum Walk {
 #[cfg_attr(
     not(any(
         all(unix, any(target_arch = "x86_64", target_arch = "aarch64")),
-        all(windows, target_arch = "x86_64")
+        all(windows, any(target_arch = "x86_64", target_arch = "x86"))
     )),
     allow(dead_code)
 )]
 struct Ticket(u32);
 
-#[cfg(all(unix, any(target_arch = "x86_64", target_arch = "aarch64")))]
+// The frame-pointer walk: Unix, and 32-bit Windows, where code has no
+// unwind tables and debug builds keep EBP frames (MSVC /Oy-, mingw -O0 or
+// -fno-omit-frame-pointer, Rust force-frame-pointers).
+#[cfg(any(
+    all(unix, any(target_arch = "x86_64", target_arch = "aarch64")),
+    all(windows, target_arch = "x86")
+))]
 mod fp;
-#[cfg(all(unix, any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(any(
+    all(unix, any(target_arch = "x86_64", target_arch = "aarch64")),
+    all(windows, target_arch = "x86")
+))]
 use fp as walker;
 
 #[cfg(all(windows, target_arch = "x86_64"))]
@@ -250,7 +263,7 @@ use win64 as walker;
 
 #[cfg(not(any(
     all(unix, any(target_arch = "x86_64", target_arch = "aarch64")),
-    all(windows, target_arch = "x86_64")
+    all(windows, any(target_arch = "x86_64", target_arch = "x86"))
 )))]
 mod walker {
     //! No walk of its own on this platform: always the unwinder.
@@ -502,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(any(unix, all(windows, target_arch = "x86_64")))]
+    #[cfg(any(unix, all(windows, any(target_arch = "x86_64", target_arch = "x86"))))]
     fn the_platform_walk_reaches_the_caller_without_the_unwinder() {
         let mut room = MaybeUninit::uninit();
         let mut out = Buf::new(&mut room);

@@ -29,7 +29,8 @@ use super::{Buf, MAX_FRAMES, StackId, Ticket, Walk};
 /// truncated.
 pub(super) const MIN_FRAMES: usize = 4;
 
-/// A frame record as read from the stack: `[fp]` and `[fp + 8]`.
+/// A frame record as read from the stack: `[fp]` and `[fp + word]` (the
+/// saved frame pointer, the return address).
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 struct Record {
@@ -247,8 +248,10 @@ fn pick(walks: &mut [Walked; WAYS], from: usize, to: usize) -> (&Walked, &mut Wa
     }
 }
 
+/// Whether a frame record (two words) at `fp` lies in the stack, aligned.
 fn in_bounds((low, high): (usize, usize), fp: usize) -> bool {
-    fp >= low && fp <= high - 16 && fp.is_multiple_of(8)
+    const WORD: usize = std::mem::size_of::<usize>();
+    fp >= low && fp <= high - 2 * WORD && fp.is_multiple_of(WORD)
 }
 
 /// A walk in progress: where its records and frames go.
@@ -328,6 +331,8 @@ fn frame_pointer() -> usize {
         std::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags));
         #[cfg(target_arch = "aarch64")]
         std::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags));
+        #[cfg(target_arch = "x86")]
+        std::arch::asm!("mov {}, ebp", out(reg) fp, options(nomem, nostack, preserves_flags));
     }
     fp
 }
@@ -356,7 +361,22 @@ fn query_bounds() -> (usize, usize) {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+/// The calling thread's stack, `[low, high)`, as the system keeps it
+/// (Windows 8 and later, and Wine).
+#[cfg(windows)]
+fn query_bounds() -> (usize, usize) {
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn GetCurrentThreadStackLimits(low: *mut usize, high: *mut usize);
+    }
+    let (mut low, mut high) = (0usize, 0usize);
+    // SAFETY: two valid out pointers to locals; the call has no other
+    // preconditions.
+    unsafe { GetCurrentThreadStackLimits(&mut low, &mut high) };
+    if low < high { (low, high) } else { (0, 0) }
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 fn query_bounds() -> (usize, usize) {
     (0, 0)
 }
