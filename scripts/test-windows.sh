@@ -77,13 +77,22 @@ fi
 export WINEDEBUG=-all
 mkdir -p "$out"
 
-# The prefix: made once, then reused; the shim rebuilt when its source changes.
+# The prefix: made once, then reused; the shim rebuilt when its source
+# changes. A prefix made before wine32 was installed (or after it was
+# removed) no longer starts any program: it is made anew.
+made_with="wine32=$(dpkg -s wine32:i386 >/dev/null 2>&1 && echo yes || echo no)"
+if [ -f "$WINEPREFIX/system.reg" ] && [ "$(cat "$WINEPREFIX/.mapileak-made-with" 2>/dev/null)" != "$made_with" ]; then
+  echo "scripts/test-windows.sh: the Wine prefix $WINEPREFIX was made by another Wine; making it anew"
+  wineserver -k 2>/dev/null || true
+  rm -rf "$WINEPREFIX"
+fi
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
   echo "scripts/test-windows.sh: making the Wine prefix $WINEPREFIX"
   # No Mono or Gecko: nothing here needs .NET or HTML, and their installers
   # would ask for a display.
   WINEDLLOVERRIDES="mscoree,mshtml=" wine wineboot -i >/dev/null 2>&1 || true
   wineserver -w
+  echo "$made_with" >"$WINEPREFIX/.mapileak-made-with"
 fi
 shim=$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll
 src=scripts/windows/bcryptprimitives.c
@@ -104,6 +113,26 @@ export "CARGO_TARGET_${triple}_RUNNER=$root/scripts/windows/wine-run"
 export "CXX_${target//-/_}=$mingw-g++"
 export "CC_${target//-/_}=$mingw-gcc"
 runner=$root/scripts/windows/wine-run
+if [ "$arch" = x86 ]; then
+  # rustc links rsbegin.o and rsend.o into every i686-pc-windows-gnu image
+  # (DWARF unwinding registers its tables); build-std does not make them,
+  # so they are built here and found through -L (scripts/windows/rsbegin.c).
+  rtstartup=$out/rtstartup-x86
+  mkdir -p "$rtstartup"
+  for f in rsbegin rsend; do
+    "$mingw-gcc" -O2 -fno-asynchronous-unwind-tables -fno-exceptions -c \
+      "scripts/windows/$f.c" -o "$rtstartup/$f.o"
+  done
+  # (These replace the workspace's build.rustflags for the target: keep
+  # its frame pointers.)
+  export "CARGO_TARGET_${triple}_RUSTFLAGS=-C force-frame-pointers=yes -L native=$rtstartup"
+  # (Doctests are linked by rustdoc, which takes its own flags.)
+  export RUSTDOCFLAGS="-C force-frame-pointers=yes -L native=$rtstartup"
+  # std's panic backtraces walk the stack with dbghelp on x86, and 32-bit
+  # Wine 8's dbghelp faults reading Rust's debug info: a test whose panic is
+  # expected would crash. (mapileak itself uses no dbghelp on x86.)
+  export RUST_BACKTRACE=0
+fi
 
 # Everything the tests run, built first, so a warning fails the leg as
 # clippy's -D warnings does the Linux one. (Doctests are compiled by

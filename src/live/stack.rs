@@ -197,6 +197,7 @@ impl<'a> Buf<'a> {
 }
 
 /// The platform unwinder, for when frame pointers are missing.
+#[cfg(not(all(windows, target_arch = "x86")))]
 #[inline(never)]
 fn unwind(out: &mut Buf<'_>) {
     let mut record =
@@ -210,6 +211,39 @@ fn unwind(out: &mut Buf<'_>) {
     };
     #[cfg(not(unix))]
     backtrace::trace(&mut record);
+}
+
+/// 32-bit Windows: the system's own walk (`RtlCaptureStackBackTrace`),
+/// not dbghelp's `StackWalk`, which the `backtrace` crate calls there: no
+/// library load, no lock, and it stays inside the thread's stack (under
+/// 32-bit Wine, dbghelp's walk faults).
+#[cfg(all(windows, target_arch = "x86"))]
+#[inline(never)]
+fn unwind(out: &mut Buf<'_>) {
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn RtlCaptureStackBackTrace(
+            skip: u32,
+            count: u32,
+            frames: *mut *mut std::ffi::c_void,
+            hash: *mut u32,
+        ) -> u16;
+    }
+    let mut frames = [std::ptr::null_mut(); MAX_FRAMES];
+    // SAFETY: room for MAX_FRAMES pointers; no hash wanted.
+    let n = unsafe {
+        RtlCaptureStackBackTrace(
+            0,
+            MAX_FRAMES as u32,
+            frames.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+    for &f in frames.iter().take(usize::from(n)) {
+        if !out.push(f as usize) {
+            break;
+        }
+    }
 }
 
 /// What a platform walk (`fp`, `win64`) found: the same three answers

@@ -132,7 +132,7 @@ fn resolve(addr: usize) -> Vec<Frame> {
         // and v0 manglings (and DWARF's names) meet in one form.
         let function = symbol
             .name()
-            .map(|n| canonical(&format!("{n:#}")))
+            .map(|n| canonical(&undecorated(format!("{n:#}"))))
             .unwrap_or_else(|| "??".to_owned());
         frames.push(Frame::new(
             function,
@@ -156,6 +156,47 @@ fn resolve(addr: usize) -> Vec<Frame> {
         frames.push(Frame::new(format!("?? ({addr:#x})"), None, None));
     }
     frames
+}
+
+/// A name as the source wrote it. On 32-bit Windows a symbol-table name
+/// (what a frame without debug info gets, such as the optimized C ABI's) is
+/// decorated: `_name` (cdecl), `_name@8` (stdcall), `@name@8` (fastcall),
+/// and a mangled C++ name has one underscore more (`__Z...`). Elsewhere
+/// names are as written.
+#[cfg(all(windows, target_arch = "x86"))]
+fn undecorated(name: String) -> String {
+    /// `name@8` without its `@8` (a __stdcall function's argument bytes).
+    fn stdcall(n: &str) -> &str {
+        match n.rsplit_once('@') {
+            Some((head, bytes))
+                if !bytes.is_empty() && bytes.bytes().all(|c| c.is_ascii_digit()) =>
+            {
+                head
+            }
+            _ => n,
+        }
+    }
+    // A C++ method MAPI calls is __stdcall too: `__ZN...@12`.
+    if let Some(mangled) = name.strip_prefix('_').filter(|m| m.starts_with("_Z")) {
+        let mangled = stdcall(mangled);
+        let demangled = format!("{:#}", backtrace::SymbolName::new(mangled.as_bytes()));
+        return if demangled == mangled {
+            name
+        } else {
+            demangled
+        };
+    }
+    let bare = match name.as_bytes().first() {
+        Some(b'_' | b'@') => stdcall(&name[1..]),
+        _ => return name,
+    };
+    let plain = !bare.is_empty() && bare.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if plain { bare.to_owned() } else { name }
+}
+
+#[cfg(not(all(windows, target_arch = "x86")))]
+fn undecorated(name: String) -> String {
+    name
 }
 
 /// A C++ source or header file, by its extension.

@@ -389,11 +389,21 @@ mod tests {
         home_in(all, addr)
     }
 
+    /// Heap-like addresses the tests use (never touched: only keys).
+    #[cfg(target_pointer_width = "64")]
+    const HIGH: usize = 0x7f00_0000_0000;
+    #[cfg(target_pointer_width = "64")]
+    const LOWER: usize = 0x7e00_0000_0000;
+    #[cfg(not(target_pointer_width = "64"))]
+    const HIGH: usize = 0x7f00_0000;
+    #[cfg(not(target_pointer_width = "64"))]
+    const LOWER: usize = 0x6e00_0000;
+
     /// Addresses that all land in one shard, from one home slot on.
     fn crowd(n: usize) -> Vec<usize> {
-        let (part, slot) = at(0x7f00_0000_0000);
+        let (part, slot) = at(HIGH);
         (0..)
-            .map(|i| 0x7f00_0000_0000 + i * 16)
+            .map(|i| HIGH + i * 16)
             .filter(|&a| {
                 let (p, h) = at(a);
                 std::ptr::eq(p.shard, part.shard) && h == slot
@@ -438,9 +448,9 @@ mod tests {
         // sweeps the shard, and removes the rest, lock-free, while the
         // others do the same: a sweep that emptied a tombstone some live
         // key's run crosses would lose that key.
-        let theirs = at(0x7f00_0000_0000).0.shard;
+        let theirs = at(HIGH).0.shard;
         let base = (1..)
-            .map(|k| 0x7e00_0000_0000 + k * 0x1000)
+            .map(|k| LOWER + k * 0x1000)
             .find(|&b| !std::ptr::eq(at(b).0.shard, theirs))
             .unwrap();
         let (shard, slot) = at(base);

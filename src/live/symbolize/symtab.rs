@@ -73,7 +73,7 @@ fn read(path: &std::path::Path) -> Option<Symbols> {
         .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
         .filter_map(|s| {
             let raw = s.name_bytes().ok()?;
-            let name = format!("{:#}", backtrace::SymbolName::new(raw));
+            let name = super::undecorated(format!("{:#}", backtrace::SymbolName::new(raw)));
             Some((s.address(), s.size(), name))
         })
         .collect();
