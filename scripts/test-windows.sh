@@ -147,14 +147,16 @@ fi
 
 # MSVC builds cannot be linked here (no MSVC libraries), but the code that
 # is theirs alone (the symbolizer check at process end) is compiled: a
-# check build for the MSVC target of the architecture, warnings failing
-# the leg.
-msvc=${target/-gnu/-msvc}
-CARGO_TARGET_DIR=$out/msvc-check cargo check -Zbuild-std=std,panic_unwind \
-  --target "$msvc" -p mapileak -p mapileak-capi --lib 2>&1 | tee "$out/msvc-$arch.log"
-if grep -q '^warning: `mapileak' "$out/msvc-$arch.log" || ! grep -q '^    Finished' "$out/msvc-$arch.log"; then
-  echo "scripts/test-windows.sh: the MSVC check build failed or has warnings (above)" >&2
-  exit 1
+# check build for x86_64-pc-windows-msvc, warnings failing the leg.
+# (x64 only: the MSVC-only code is the same for x86, and the leg's time
+# is CI's.)
+if [ "$arch" = x64 ]; then
+  CARGO_TARGET_DIR=$out/msvc-check cargo check -Zbuild-std=std,panic_unwind \
+    --target x86_64-pc-windows-msvc -p mapileak -p mapileak-capi --lib 2>&1 | tee "$out/msvc.log"
+  if grep -q '^warning: `mapileak' "$out/msvc.log" || ! grep -q '^    Finished' "$out/msvc.log"; then
+    echo "scripts/test-windows.sh: the MSVC check build failed or has warnings (above)" >&2
+    exit 1
+  fi
 fi
 
 # The C ABI's test programs: a test under Wine cannot run the Linux
@@ -250,8 +252,8 @@ if [ $status -eq 0 ]; then
     echo "scripts/test-windows.sh: the demo reported fewer leaks than it plants" >&2
     status=1
   elif [ $status -eq 0 ]; then
-    agree=$(cd "$demo" && ls windows-*.baseline | sed 's/\.baseline$//' | tr '\n' ' ')
-    echo "demo signatures: Linux and ${agree% } agree ($(grep -vc '^#' "$demo/linux.baseline") items)"
+    agree=$(cd "$demo" && ls windows-*.baseline | sed 's/\.baseline$//' | paste -sd, | sed 's/,/, /g')
+    echo "demo signatures: Linux, $agree agree ($(grep -vc '^#' "$demo/linux.baseline") items)"
   fi
 fi
 
