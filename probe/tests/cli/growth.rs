@@ -12,17 +12,7 @@ use super::{code, mapileak, stderr, stdout, tmp};
 
 /// The soak example, built by `cargo test` with the root package.
 fn soak_example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("soak{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run the README's test command, which builds the examples",
-        path.display()
-    );
-    path
+    super::examples::example("soak")
 }
 
 struct Soak {
@@ -32,15 +22,26 @@ struct Soak {
 }
 
 impl Soak {
+    /// The example's `store` with its reports in `dir`, requests on
+    /// SIGUSR2 (Unix), and `env` besides; its stderr captured when asked.
     fn start(dir: &Path, store: &str) -> (Soak, u32) {
+        Soak::start_with(dir, store, &[("MAPILEAK_SNAPSHOT_SIGNAL", "USR2")], false)
+    }
+
+    fn start_with(dir: &Path, store: &str, env: &[(&str, &str)], stderr: bool) -> (Soak, u32) {
         let mut child = Command::new(soak_example())
             .arg(store)
             .env("MAPILEAK_DIR", dir)
-            .env("MAPILEAK_SNAPSHOT_SIGNAL", "USR2")
+            .env_remove("MAPILEAK_SNAPSHOT_SIGNAL")
             .env_remove("MAPILEAK_SNAPSHOT_EVERY")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if stderr {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("start the soak example");
         let mut soak = Soak {
@@ -254,22 +255,8 @@ fn snapshot_requests_that_cannot_be_delivered_are_one_line_errors() {
 #[test]
 fn periodic_snapshots_come_without_a_request() {
     let d = tmp("growth-periodic");
-    let mut child = Command::new(soak_example())
-        .arg("cache")
-        .env("MAPILEAK_DIR", &d)
-        .env("MAPILEAK_SNAPSHOT_EVERY", "0.05")
-        .env_remove("MAPILEAK_SNAPSHOT_SIGNAL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the soak example");
-    let mut soak = Soak {
-        stdin: child.stdin.take().unwrap(),
-        stdout: BufReader::new(child.stdout.take().unwrap()),
-        child,
-    };
-    assert!(soak.line().starts_with("pid "));
+    let (mut soak, _) =
+        Soak::start_with(&d, "cache", &[("MAPILEAK_SNAPSHOT_EVERY", "0.05")], false);
     assert_eq!(soak.line(), "synced 1");
     wait_for_snapshot(&d, 3);
     soak.say("quit");
@@ -287,22 +274,10 @@ fn periodic_snapshots_come_without_a_request() {
 #[test]
 fn a_signal_the_host_has_is_left_to_it() {
     let d = tmp("growth-host-signal");
-    let mut child = Command::new(soak_example())
-        .arg("steady")
-        .env("MAPILEAK_DIR", &d)
-        // SIGPIPE (13): Rust's runtime ignores it.
-        .env("MAPILEAK_SNAPSHOT_SIGNAL", "13")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the soak example");
-    let mut soak = Soak {
-        stdin: child.stdin.take().unwrap(),
-        stdout: BufReader::new(child.stdout.take().unwrap()),
-        child,
-    };
-    let pid = soak.line()["pid ".len()..].to_owned();
+    // SIGPIPE (13): Rust's runtime ignores it.
+    let (mut soak, pid) =
+        Soak::start_with(&d, "steady", &[("MAPILEAK_SNAPSHOT_SIGNAL", "13")], true);
+    let pid = pid.to_string();
     assert_eq!(soak.line(), "synced 1");
     let o = mapileak(&[&"snapshot", &pid]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+#[path = "../../../tests/support/examples.rs"]
+mod examples;
 #[path = "../../../tests/support/quiet.rs"]
 mod quiet;
 

@@ -61,15 +61,14 @@ pub fn run_store(label: &str, bug: Bug, path: StorePath) -> Outcome {
 /// `after_sync(round)` (where a soak test takes its snapshot) until it
 /// returns false, then StoreLogoff, Logoff and Shutdown in MAPI's order.
 pub fn soak_store(label: &str, bug: Bug, mut after_sync: impl FnMut(u32) -> bool) -> Outcome {
-    let sink = Sink::default();
-    let support: IMAPISupport = HostSupport::default().into();
-    let provider = store::ms_provider_init(label, bug, sink.clone());
-    let (mut logon, mut store) = (None, None);
+    let StoreLogon {
+        sink,
+        _support,
+        provider,
+        logon,
+        store,
+    } = store_logon(label, bug);
     // SAFETY (every block below): live interfaces, out pointers to locals.
-    unsafe { provider.Logon(support.as_raw(), &mut logon, &mut store) }
-        .ok()
-        .expect("IMSProvider::Logon");
-    let (logon, store) = (logon.expect("logon"), store.expect("store"));
     for round in 1.. {
         unsafe { store.Synchronize(0) }.ok().expect("Synchronize");
         if !after_sync(round) {
@@ -99,16 +98,45 @@ fn check_status(status: IMAPIStatus) {
     let _ = unsafe { status.ValidateState(0, 0) };
 }
 
-fn message_store_session(label: &str, bug: Bug, path: StorePath) -> Outcome {
+/// A message store provider MAPI loaded and logged on: the sink its
+/// reports go to, the support object MAPI handed it, the provider, its
+/// logon and its store.
+struct StoreLogon {
+    sink: Sink,
+    _support: IMAPISupport,
+    provider: IMSProvider,
+    logon: IMSLogon,
+    store: IMsgStore,
+}
+
+/// `MSProviderInit`, then `IMSProvider::Logon` with a support object.
+fn store_logon(label: &str, bug: Bug) -> StoreLogon {
     let sink = Sink::default();
     let support: IMAPISupport = HostSupport::default().into();
     let provider = store::ms_provider_init(label, bug, sink.clone());
     let (mut logon, mut store) = (None, None);
-    // SAFETY (every block below): live interfaces, out pointers to locals.
+    // SAFETY: live interfaces, out pointers to locals.
     unsafe { provider.Logon(support.as_raw(), &mut logon, &mut store) }
         .ok()
         .expect("IMSProvider::Logon");
-    let (logon, store) = (logon.expect("logon"), store.expect("store"));
+    StoreLogon {
+        sink,
+        _support: support,
+        provider,
+        logon: logon.expect("logon"),
+        store: store.expect("store"),
+    }
+}
+
+fn message_store_session(label: &str, bug: Bug, path: StorePath) -> Outcome {
+    let StoreLogon {
+        sink,
+        _support,
+        provider,
+        logon,
+        store,
+    } = store_logon(label, bug);
+    // SAFETY (every block below): live interfaces, out pointers to locals.
 
     // Work: a client looks at the store's status, synchronizes, reads the Inbox.
     let mut status = None;
