@@ -14,12 +14,12 @@ use crate::items::{Error, Item, Loaded, What};
 /// the same `MAPILEAK_DIR`) are passed over; a file named on the command
 /// line that is not one is an error.
 pub fn series(loaded: &[Loaded], named: &[PathBuf]) -> Result<Vec<Series>, Error> {
+    // One lookup per report, however many files were named.
+    let named_files: std::collections::HashSet<&PathBuf> =
+        named.iter().filter(|p| !p.is_dir()).collect();
     let snapshots: Vec<&Loaded> = loaded
         .iter()
-        .filter(|l| {
-            l.report.session.event == Event::Snapshot
-                || named.iter().any(|p| p == &l.path && !p.is_dir())
-        })
+        .filter(|l| l.report.session.event == Event::Snapshot || named_files.contains(&l.path))
         .collect();
     if snapshots.is_empty() {
         return Err(Error(

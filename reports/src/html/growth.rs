@@ -60,10 +60,13 @@ fn process(body: &mut Out<'_>, s: &Series, limits: Limits) {
         growing_site(body, site);
     }
     body.markup("</section>\n");
+    // By address: one lookup per site, not a scan of the growing ones.
+    let grew: std::collections::HashSet<*const Site> =
+        growing.iter().map(|g| std::ptr::from_ref(*g)).collect();
     let others: Vec<&Site> = s
         .sites
         .iter()
-        .filter(|x| !growing.iter().any(|g| std::ptr::eq(*g, *x)))
+        .filter(|x| !grew.contains(&std::ptr::from_ref(*x)))
         .collect();
     if others.is_empty() {
         return;
