@@ -49,6 +49,23 @@ pub fn set_html(on: bool) {
     settings::set_html(on);
 }
 
+/// Whether reports are written with raw return addresses and each module's
+/// identity instead of names: [`set_offline_symbols`]'s choice, else
+/// `MAPILEAK_SYMBOLS` (`offline`; `inline`, the default, names frames in
+/// the process). For a memory-starved host (a 32-bit Outlook): the Logoff
+/// then reads no debug info, and `mapileak symbolize` (or `render`,
+/// `gate`) names the frames later on the developer's machine, from the
+/// same builds of the modules.
+pub fn offline_symbols() -> bool {
+    settings::offline_symbols()
+}
+
+/// Writes reports with raw addresses (`true`) or names (`false`), over
+/// `MAPILEAK_SYMBOLS`.
+pub fn set_offline_symbols(on: bool) {
+    settings::set_offline_symbols(on);
+}
+
 /// How many leak roots, and how many findings, get a trace line each in
 /// `full` mode: the largest roots first; one more line counts the rest and
 /// names the report. [`set_trace_roots`]'s, else `MAPILEAK_TRACE_ROOTS`

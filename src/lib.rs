@@ -85,7 +85,8 @@ mod session;
 mod settings;
 
 pub use config::{
-    Mode, html, mode, output_dir, set_html, set_mode, set_output_dir, set_trace_roots, trace_roots,
+    Mode, html, mode, offline_symbols, output_dir, set_html, set_mode, set_offline_symbols,
+    set_output_dir, set_trace_roots, trace_roots,
 };
 pub use heap::{
     HeapStats, TrackingAllocator, bad_free, dealloc_mismatch, double_free, heap_stats, track_alloc,

@@ -39,6 +39,8 @@ pub(crate) static MODE: AtomicU8 = AtomicU8::new(0);
 pub(crate) static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// 0: not set (`MAPILEAK_HTML` decides); 1: off; 2: on.
 static HTML: AtomicU8 = AtomicU8::new(0);
+/// 0: not set (`MAPILEAK_SYMBOLS` decides); 1: names in the process; 2: offline.
+static OFFLINE: AtomicU8 = AtomicU8::new(0);
 /// Leak roots (and findings) with a trace line each.
 pub(crate) static TRACE_ROOTS: AtomicUsize = AtomicUsize::new(20);
 
@@ -78,6 +80,22 @@ pub(crate) fn html() -> bool {
 /// Stores the HTML choice.
 pub(crate) fn set_html(on: bool) {
     HTML.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Whether reports are written with raw addresses, for `mapileak
+/// symbolize` to name later: set, else `MAPILEAK_SYMBOLS=offline`.
+pub(crate) fn offline_symbols() -> bool {
+    match OFFLINE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => std::env::var("MAPILEAK_SYMBOLS")
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("offline")),
+    }
+}
+
+/// Stores the offline-symbols choice.
+pub(crate) fn set_offline_symbols(on: bool) {
+    OFFLINE.store(if on { 2 } else { 1 }, Ordering::Relaxed);
 }
 
 /// The traced roots stored.

@@ -101,6 +101,10 @@ int mapileak_set_mode(const char *mode);
 void mapileak_set_output_dir(const char *dir);
 /* Also write an HTML page beside each JSON report (as MAPILEAK_HTML=1). */
 void mapileak_set_html(int on);
+/* Write reports with raw addresses and each module's identity, for
+ * `mapileak symbolize` to name later (as MAPILEAK_SYMBOLS=offline): the
+ * Logoff reads no debug info. For memory-starved hosts (32-bit Outlook). */
+void mapileak_set_offline_symbols(int on);
 /* Objects of these kinds made from now on record a stack per AddRef and
  * Release (the report pairs them up): interface names, comma-separated,
  * declared or the provider's own ("IMAPITable,IMyCache"), or "all"; "none"

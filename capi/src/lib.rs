@@ -163,6 +163,13 @@ pub unsafe extern "C" fn mapileak_set_output_dir(dir: *const c_char) {
     guard((), || mapileak::set_output_dir(dir));
 }
 
+/// `void mapileak_set_offline_symbols(int on)`: write reports with raw
+/// addresses, named later by `mapileak symbolize` (as `MAPILEAK_SYMBOLS`).
+#[unsafe(no_mangle)]
+pub extern "C" fn mapileak_set_offline_symbols(on: c_int) {
+    guard((), || mapileak::set_offline_symbols(on != 0));
+}
+
 /// `void mapileak_set_html(int on)`: also write an HTML page per report.
 #[unsafe(no_mangle)]
 pub extern "C" fn mapileak_set_html(on: c_int) {

@@ -54,6 +54,11 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, Error> {
         .into_iter()
         .map(|path| match mapileak_reports::read_file(&path) {
             Ok(mut report) => {
+                // A report written with raw addresses is named first, from
+                // the modules where it says they are.
+                for problem in name(&path, &mut report, &[])? {
+                    crate::note(format_args!("{}: {problem}", path.display()));
+                }
                 // Text from a file goes nowhere before it is one-line safe.
                 report.make_printable();
                 Ok(Loaded { path, report })
@@ -61,6 +66,38 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, Error> {
             Err(e) => Err(Error(format!("{}: {e}", path.display()))),
         })
         .collect()
+}
+
+/// Names the frames of a report written with raw addresses
+/// (`MAPILEAK_SYMBOLS=offline`): each module is looked for by its file name
+/// in `dirs`, then where the report says it was. Returns a line per module
+/// that could not be used (its frames stay unnamed). A report with names
+/// is left as it is.
+pub fn name(path: &Path, report: &mut Report, dirs: &[PathBuf]) -> Result<Vec<String>, Error> {
+    if report.stacks.iter().all(|s| s.raw.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let locate = |m: &mapileak_reports::Module| -> Option<PathBuf> {
+        let recorded = Path::new(&m.path);
+        // The file name on either system's separators.
+        let file = m.path.rsplit(['/', '\\']).next().filter(|f| !f.is_empty());
+        dirs.iter()
+            .filter_map(|d| file.map(|f| d.join(f)))
+            .chain(std::iter::once(recorded.to_path_buf()))
+            // Only regular files are opened: never a FIFO or a device.
+            .find(|p| fs::metadata(p).is_ok_and(|md| md.is_file()))
+    };
+    // A module file is read as it is found: if its debug info makes the
+    // reader fail in a way it does not report, that is this report's error.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        mapileak_reports::symbols::name_report(report, locate)
+    }))
+    .map_err(|_| {
+        Error(format!(
+            "{}: a module's debug info could not be read",
+            path.display()
+        ))
+    })
 }
 
 /// The real (canonical) files and directories visited so far: through

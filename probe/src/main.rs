@@ -97,6 +97,26 @@ enum Command {
         /// The later run's reports (file or directory).
         new: PathBuf,
     },
+    /// Names the frames of a report written with raw addresses
+    /// (`MAPILEAK_SYMBOLS=offline`), from the same builds of its modules,
+    /// as the process would have named them, and writes it as a report
+    /// with names (exit 0; 2 when it cannot be read or written). `render`
+    /// and `gate` name such a report themselves, from the modules'
+    /// recorded paths.
+    Symbolize {
+        /// The report written with raw addresses.
+        #[arg(value_name = "REPORT")]
+        report: PathBuf,
+        /// Where to write the named report (a new file, or a mapileak
+        /// report to replace: the input itself, too).
+        #[arg(short = 'o', long = "output", value_name = "OUT.json")]
+        out: PathBuf,
+        /// A directory to look for the modules in, by file name, before
+        /// their recorded paths (repeatable): the build output on the
+        /// developer's machine.
+        #[arg(long = "modules", value_name = "DIR")]
+        modules: Vec<PathBuf>,
+    },
 }
 
 /// How much steady growth is a finding.
@@ -269,7 +289,55 @@ fn run(command: Command) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Diff { old, new } => diff(&old, &new),
+        Command::Symbolize {
+            report,
+            out,
+            modules,
+        } => symbolize(&report, &out, &modules),
     }
+}
+
+/// `mapileak symbolize`: a raw report, named.
+fn symbolize(path: &Path, out: &Path, dirs: &[PathBuf]) -> Result<u8, Error> {
+    let mut report =
+        mapileak_reports::read_file(path).map_err(|e| Error(format!("{}: {e}", path.display())))?;
+    let raw = report.stacks.iter().filter(|s| !s.raw.is_empty()).count();
+    if raw == 0 {
+        return Err(Error(format!(
+            "{}: its frames have names already (a report written without MAPILEAK_SYMBOLS=offline)",
+            path.display()
+        )));
+    }
+    let problems = items::name(path, &mut report, dirs)?;
+    for problem in &problems {
+        note(format_args!("{}: {problem}", path.display()));
+    }
+    // Replaces only a mapileak report (the input itself, say).
+    let replaceable = match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(Error(format!("{}: cannot read: {e}", out.display()))),
+        Ok(m) => m.is_file() && mapileak_reports::read_file(out).is_ok(),
+    };
+    if !replaceable {
+        return Err(Error(format!(
+            "{}: exists and is not a mapileak report; remove it or choose another output",
+            out.display()
+        )));
+    }
+    let json = serde_json::to_vec_pretty(&report)
+        .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
+    mapileak_reports::write_atomic(out, &json)
+        .map_err(|e| Error(format!("{}: cannot write: {e}", out.display())))?;
+    note(format_args!(
+        "wrote {} ({raw} stack(s) named{})",
+        out.display(),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!(", {} module(s) not found or another build", problems.len())
+        }
+    ));
+    Ok(0)
 }
 
 /// `mapileak gate --write-baseline OUT`: every item of the reports, as

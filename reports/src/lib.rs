@@ -21,9 +21,11 @@
 //! | `heap[]` | live heap blocks per allocation site: `stack`, `blocks`, `bytes`, `signature` |
 //! | `buffers[]` | unfreed MAPI buffers: `stack`, `bytes`, `children`, `signature`, `owner` (the leaked object it belongs to, a MAPI utility object's buffer: part of that leak, not a root; absent for a root) |
 //! | `findings[]` | protocol findings: `rule`, `severity`, `message`, `stack`, `object`, `subject` (`kind`, `label`, `created` stack and, history on, `events` of that object), `also` (another call involved: for an over-release, the Release that found the count at 0), `signature`, `repeated` (how many more of this rule at this same call came after the kept ones: at most 8 are kept per rule and call; absent when none) |
-//! | `stacks[]` | `id`, `frames[]` of `function`, `file`, `line` (innermost first) |
+//! | `stacks[]` | `id`, `frames[]` of `function`, `file`, `line` (innermost first); `raw[]` of `module`, `address` instead of frames in a report written with `MAPILEAK_SYMBOLS=offline` |
+//! | `modules[]` | in such a report, the modules raw frames are in: `path`, `size`, `build_id` (ELF), `pdb` (`guid`, `age`, `path`: PE) |
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// One exception, `symbols` mapping a module's file, says why it holds.
+#![deny(unsafe_code)]
 
 #[cfg(test)]
 mod api;
@@ -34,6 +36,8 @@ pub mod names;
 mod read;
 mod rule;
 pub mod signature;
+#[cfg(feature = "symbolize")]
+pub mod symbols;
 pub mod text;
 
 pub use model::*;

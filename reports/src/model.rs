@@ -49,6 +49,11 @@ pub struct Report {
     /// Every stack the rest of the report refers to, symbolized.
     #[serde(default)]
     pub stacks: Vec<Stack>,
+    /// The modules raw frames are in, when stacks were written without
+    /// names (`MAPILEAK_SYMBOLS=offline`); empty once `mapileak symbolize`
+    /// named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<Module>,
 }
 
 impl Report {
@@ -67,6 +72,7 @@ impl Report {
             buffers: Vec::new(),
             findings: Vec::new(),
             stacks: Vec::new(),
+            modules: Vec::new(),
         }
     }
 
@@ -649,12 +655,30 @@ pub struct Stack {
     pub id: StackId,
     /// Innermost first; mapileak's own frames are left out.
     pub frames: Vec<Frame>,
+    /// The return addresses, innermost first, when the stack was written
+    /// without names (then `frames` is empty): `mapileak symbolize` names
+    /// them from the modules' files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw: Vec<RawFrame>,
 }
 
 impl Stack {
     /// Stack `id` with `frames`, innermost first.
     pub fn new(id: StackId, frames: Vec<Frame>) -> Self {
-        Stack { id, frames }
+        Stack {
+            id,
+            frames,
+            raw: Vec::new(),
+        }
+    }
+
+    /// Stack `id` as return addresses, to be named later.
+    pub fn unnamed(id: StackId, raw: Vec<RawFrame>) -> Self {
+        Stack {
+            id,
+            frames: Vec::new(),
+            raw,
+        }
     }
 
     /// The provider's own frames (not runtime, not libraries, not
@@ -676,6 +700,79 @@ impl Stack {
     /// Whether any frame's function name contains `needle`.
     pub fn mentions(&self, needle: &str) -> bool {
         self.frames.iter().any(|f| f.function.contains(needle))
+    }
+}
+
+/// A return address not named yet: in which module, at which address of
+/// the module's own (as in its file: what `addr2line -e FILE` takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RawFrame {
+    /// Index into the report's `modules`; `None` outside any module (then
+    /// `address` is the process's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<u32>,
+    /// The return address, in the module's own addresses.
+    pub address: u64,
+}
+
+impl RawFrame {
+    /// Address `address` of module `module` (an index into `modules`).
+    pub fn new(module: Option<u32>, address: u64) -> Self {
+        RawFrame { module, address }
+    }
+}
+
+/// A module (executable or library) that raw frames are in, and what
+/// identifies its file: `mapileak symbolize` names frames only from the
+/// same build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Module {
+    /// Its file, where the process loaded it.
+    pub path: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// ELF: the GNU build id, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    /// PE: the CodeView record naming its PDB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdb: Option<Pdb>,
+}
+
+impl Module {
+    /// Module file `path` of `size` bytes, with no build id or PDB record.
+    pub fn new(path: impl Into<String>, size: u64) -> Self {
+        Module {
+            path: path.into(),
+            size,
+            build_id: None,
+            pdb: None,
+        }
+    }
+}
+
+/// A PE module's PDB: what a symbol server keys it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Pdb {
+    /// `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`, uppercase.
+    pub guid: String,
+    /// The PDB's age.
+    pub age: u32,
+    /// The PDB's path as the linker wrote it.
+    pub path: String,
+}
+
+impl Pdb {
+    /// PDB `guid` (formatted), `age`, `path`.
+    pub fn new(guid: impl Into<String>, age: u32, path: impl Into<String>) -> Self {
+        Pdb {
+            guid: guid.into(),
+            age,
+            path: path.into(),
+        }
     }
 }
 
@@ -755,10 +852,12 @@ mod tests {
                     frame("store::Folder::open", Some(7)),
                     frame("main", None),
                 ],
+                raw: Vec::new(),
             },
             Stack {
                 id: 2,
                 frames: vec![frame("core::ptr::drop", None)],
+                raw: Vec::new(),
             },
         ];
         r.objects = vec![
@@ -878,6 +977,7 @@ mod tests {
         let trampoline = Stack {
             id: 3,
             frames: vec![frame("store::IMAPITable_Vtbl::new::Release", None)],
+            raw: Vec::new(),
         };
         assert_eq!(trampoline.provider_frames().count(), 0);
         assert!(s.mentions("Folder::open") && !s.mentions("Message"));

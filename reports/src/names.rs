@@ -158,6 +158,36 @@ fn unwrap_inherent(f: &str) -> String {
     format!("{head}{tail}")
 }
 
+/// Frames of the capture machinery itself: mapileak's functions (the C
+/// ABI's exports and crate, and the C++ wrappers in namespace `mapileak`
+/// too), the unwinder, the allocation plumbing between the caller and the
+/// hook, and the panic guard around each C ABI call.
+pub fn is_capture_frame(function: &str) -> bool {
+    let f = function.trim_start_matches('<');
+    f.starts_with("backtrace::")
+        || (f.starts_with("mapileak::") && !f.contains("::tests::"))
+        // A C++ function template's name starts with its return type
+        // (`unsigned int mapileak::RefCount::Release<Table>(Table*)`).
+        || f.split('(').next().is_some_and(|head| {
+            head.split(' ')
+                .skip(1)
+                .any(|w| w.starts_with("mapileak::"))
+        })
+        || f.starts_with("mapileak_c::")
+        // The C ABI's exports (`mapileak_object_new`): C names, no path.
+        || (f.starts_with("mapileak_") && !f.contains("::"))
+        || f.starts_with("__rust")
+        || f.starts_with("__rdl_")
+        || f.starts_with("alloc::alloc::")
+        || f.starts_with("std::panicking::")
+        || f.starts_with("std::panic::catch_unwind")
+        || f.starts_with("core::panic::unwind_safe::")
+        // A C++ provider's operator new and delete, replaced by
+        // mapileak.hpp's macro.
+        || f.starts_with("operator new")
+        || f.starts_with("operator delete")
+}
+
 #[cfg(test)]
 mod tests {
     use super::canonical;

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use mapileak_reports::signature;
 use mapileak_reports::text::one_line;
 use mapileak_reports::{
-    Buffer, Finding, Frame, HeapSite, Index, LeakedObject, RefEvent, RefOp, Report, Stack, Subject,
+    Buffer, Finding, Frame, HeapSite, Index, LeakedObject, Module, RefEvent, RefOp, Report, Stack,
+    Subject,
 };
 
 use crate::backend::analysis;
@@ -56,7 +57,7 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         .into_iter()
         .map(|f| finding(f, &mut symbols))
         .collect();
-    report.stacks = symbols.into_stacks();
+    (report.stacks, report.modules) = symbols.into_stacks();
     report.summary.heap_untracked = heap_untracked;
     report.summary.stacks_missing = stacks_missing;
     report.summary.tables_refused = tables_refused;
@@ -92,6 +93,8 @@ fn needed_stacks(
 /// the signatures read of them.
 struct Symbols {
     stacks: HashMap<StackId, Stack>,
+    /// Offline: the modules raw frames are in.
+    modules: Vec<Module>,
     /// Each function name as a number, for the balancer's comparisons.
     functions: HashMap<String, u32>,
     /// Each stack's functions as numbers, computed once.
@@ -100,13 +103,13 @@ struct Symbols {
 
 impl Symbols {
     fn of(ids: Vec<StackId>) -> Symbols {
-        let mut symbolizer = Symbolizer::default();
-        let mut stacks: HashMap<StackId, Stack> = HashMap::new();
-        for id in ids {
-            stacks.entry(id).or_insert_with(|| symbolizer.stack(id));
-        }
+        let mut ids = ids;
+        ids.sort_unstable();
+        ids.dedup();
+        let (stacks, modules) = Symbolizer::from_settings().stacks(&ids);
         Symbols {
-            stacks,
+            stacks: stacks.into_iter().map(|s| (s.id, s)).collect(),
+            modules,
             functions: HashMap::new(),
             keys: HashMap::new(),
         }
@@ -125,13 +128,18 @@ impl Symbols {
             return k.clone();
         }
         let mut keys = Vec::new();
-        for f in self
-            .stacks
-            .get(&id)
-            .map_or(&[][..], |s| s.frames.as_slice())
-        {
-            let next = self.functions.len() as u32;
-            keys.push(*self.functions.entry(f.function.clone()).or_insert(next));
+        if let Some(stack) = self.stacks.get(&id) {
+            // Offline (no names yet): by return address, which pairs calls
+            // from the same place only.
+            let names = stack.frames.iter().map(|f| f.function.clone());
+            let raw = stack
+                .raw
+                .iter()
+                .map(|r| format!("{:?}@{:x}", r.module, r.address));
+            for name in names.chain(raw) {
+                let next = self.functions.len() as u32;
+                keys.push(*self.functions.entry(name).or_insert(next));
+            }
         }
         self.keys.insert(id, keys.clone());
         keys
@@ -142,10 +150,11 @@ impl Symbols {
         analysis::balance(events, |id| self.keys(id))
     }
 
-    fn into_stacks(self) -> Vec<Stack> {
+    /// The stacks, and (offline) the modules their raw frames are in.
+    fn into_stacks(self) -> (Vec<Stack>, Vec<Module>) {
         let mut stacks: Vec<Stack> = self.stacks.into_values().collect();
         stacks.sort_by_key(|s| s.id);
-        stacks
+        (stacks, self.modules)
     }
 }
 
@@ -278,7 +287,9 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
                 Ok(went) => files.push(went),
                 Err(e) => log_error(&json, &e),
             }
-            if settings::html() {
+            // Offline, the page waits for names: `mapileak render` names
+            // the report first.
+            if settings::html() && report.modules.is_empty() {
                 let html = dir.join(format!("{base}.html"));
                 // Written as it is made: the page is never held whole.
                 match mapileak_reports::write_new_while(&html, &keep_going, |w| {
@@ -410,8 +421,13 @@ fn describe(o: &LeakedObject) -> String {
     format!("{} \"{}\"", one_line(&o.kind), one_line(&o.label))
 }
 
-/// The innermost provider frame of a stack, `function (file:line)`.
+/// The innermost provider frame of a stack, `function (file:line)`; for a
+/// stack written with raw addresses (`MAPILEAK_SYMBOLS=offline`), its id,
+/// to be named by `mapileak symbolize`.
 fn site(stack: Option<&Stack>) -> String {
+    if let Some(s) = stack.filter(|s| s.frames.is_empty() && !s.raw.is_empty()) {
+        return format!("stack {} (unnamed: mapileak symbolize names it)", s.id);
+    }
     stack.and_then(Stack::top_frame).map_or_else(
         || mapileak_reports::text::UNKNOWN_PLACE.to_owned(),
         |f| one_line(&f.to_string()).into_owned(),
@@ -632,6 +648,16 @@ fn emit_events(report: &Report, mode: Mode, files: &[PathBuf]) {
         emit_findings(report, &index, limit, subscriber, &see);
     }
     emit_summary(report, files, subscriber);
+    if !report.modules.is_empty() && !snapshot {
+        warn_line(
+            report,
+            subscriber,
+            &format!(
+                "frames unnamed (MAPILEAK_SYMBOLS=offline): `mapileak symbolize {see} -o NAMED.json` names them from the same builds of {} module(s); `render` and `gate` name them too",
+                report.modules.len()
+            ),
+        );
+    }
 }
 
 /// A warning: a `tracing` event, or a line on stderr without a subscriber.

@@ -1,38 +1,209 @@
 //! Symbol lookup, at report time only: the interned stacks (`stack`)
-//! turned into report stacks, each address resolved once. Unlike capture,
-//! this allocates, reads debug info and takes the unwinder's lock, so the
-//! allocator hook never comes here. Process end and `fork` know when a
-//! thread is inside it (`symbolizer_free_within`, `hold_for_fork`).
+//! turned into report stacks. Unlike capture, this allocates, maps module
+//! files and reads debug info, so the allocator hook never comes here.
+//! Process end and `fork` know when a thread is inside it
+//! (`symbolizer_free_within`, `hold_for_fork`).
+//!
+//! The addresses a report needs are grouped by module; each module's file
+//! is mapped, read for its addresses (`mapileak_reports::symbols`, the code
+//! `mapileak symbolize` runs too) and dropped before the next: only the
+//! debug info covering the report's stacks is read, and none is kept after
+//! the report. With `MAPILEAK_SYMBOLS=offline` no debug info is read at
+//! all: stacks keep their raw addresses, with each module's identity.
+//! (MSVC builds name frames through `backtrace` and dbghelp, which reads
+//! PDBs; their offline reports are named where DWARF is.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
-use mapileak_reports::names::canonical;
-use mapileak_reports::{Frame, Stack, StackId};
+use mapileak_reports::names::is_capture_frame;
+use mapileak_reports::symbols::ModuleFile;
+use mapileak_reports::{Frame, Module, RawFrame, Stack, StackId};
 
 use super::stack::frames;
 
-/// Turns interned stacks into report stacks, resolving each address once.
+/// Turns interned stacks into report stacks.
 #[derive(Default)]
 pub(crate) struct Symbolizer {
-    cache: HashMap<usize, Vec<Frame>>,
+    /// Raw addresses and module identities instead of names.
+    offline: bool,
+}
+
+/// The addresses of one module, by the file it was loaded from.
+struct InModule {
+    /// Its load address.
+    base: usize,
+    addresses: Vec<usize>,
 }
 
 impl Symbolizer {
-    /// The report form of stack `id`: inlined frames expanded, mapileak's own
-    /// frames (the capture machinery, the allocator hook) dropped from the top.
-    pub(crate) fn stack(&mut self, id: StackId) -> Stack {
-        let mut out = Vec::new();
-        for addr in frames(id) {
-            let resolved = self.cache.entry(addr).or_insert_with(|| resolve(addr));
-            out.extend(resolved.iter().cloned());
+    /// A symbolizer as the settings say (`MAPILEAK_SYMBOLS`).
+    pub(crate) fn from_settings() -> Symbolizer {
+        Symbolizer {
+            offline: crate::settings::offline_symbols(),
         }
-        let own = out
-            .iter()
-            .take_while(|f| is_capture_frame(&f.function))
-            .count();
-        out.drain(..own);
-        Stack::new(id, out)
     }
+
+    /// The report form of stack `id` (see [`Symbolizer::stacks`]).
+    #[cfg(test)]
+    pub(crate) fn stack(&mut self, id: StackId) -> Stack {
+        let (mut stacks, _) = self.stacks(&[id]);
+        stacks.pop().unwrap_or_else(|| Stack::new(id, Vec::new()))
+    }
+
+    /// The report forms of stacks `ids`: inlined frames expanded, mapileak's
+    /// own frames (the capture machinery, the allocator hook) dropped from
+    /// the top; offline, their raw addresses, and the modules they are in.
+    pub(crate) fn stacks(&self, ids: &[StackId]) -> (Vec<Stack>, Vec<Module>) {
+        let _gate = SYMBOLIZER.read();
+        let _resolving = Resolving::enter();
+        let raw: Vec<(StackId, Vec<usize>)> = ids.iter().map(|&id| (id, frames(id))).collect();
+        let mut modules: BTreeMap<PathBuf, InModule> = BTreeMap::new();
+        let mut outside = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for &addr in raw.iter().flat_map(|(_, a)| a) {
+            if !seen.insert(addr) {
+                continue;
+            }
+            match symtab::module_of(addr) {
+                Some((path, base)) => modules
+                    .entry(path)
+                    .or_insert_with(|| InModule {
+                        base,
+                        addresses: Vec::new(),
+                    })
+                    .addresses
+                    .push(addr),
+                None => outside.push(addr),
+            }
+        }
+        if self.offline {
+            offline(raw, modules)
+        } else {
+            (named(raw, modules, outside), Vec::new())
+        }
+    }
+}
+
+/// Stacks with names, module by module.
+#[cfg(not(all(windows, target_env = "msvc")))]
+fn named(
+    raw: Vec<(StackId, Vec<usize>)>,
+    modules: BTreeMap<PathBuf, InModule>,
+    _outside: Vec<usize>,
+) -> Vec<Stack> {
+    let mut names: HashMap<usize, Vec<Frame>> = HashMap::new();
+    for (path, m) in modules {
+        // A module whose file cannot be read: its frames stay unnamed.
+        let Ok(file) = ModuleFile::open(&path) else {
+            continue;
+        };
+        let Ok(module) = file.read() else {
+            continue;
+        };
+        let rebase = module.image_base().wrapping_sub(m.base as u64);
+        for addr in m.addresses {
+            let frames = module.frames((addr as u64).wrapping_add(rebase));
+            names.insert(addr, frames);
+        }
+        // The module's mapping and parsed debug info go here.
+    }
+    raw.into_iter()
+        .map(|(id, addrs)| {
+            let mut out = Vec::new();
+            for addr in addrs {
+                match names.get(&addr) {
+                    Some(frames) if !frames.is_empty() => out.extend(frames.iter().cloned()),
+                    _ => out.push(Frame::new(format!("?? ({addr:#x})"), None, None)),
+                }
+            }
+            Stack::new(id, without_own_frames(out))
+        })
+        .collect()
+}
+
+/// Stacks with names, through `backtrace` (dbghelp reads the PDBs).
+#[cfg(all(windows, target_env = "msvc"))]
+fn named(
+    raw: Vec<(StackId, Vec<usize>)>,
+    _modules: BTreeMap<PathBuf, InModule>,
+    _outside: Vec<usize>,
+) -> Vec<Stack> {
+    let mut cache: HashMap<usize, Vec<Frame>> = HashMap::new();
+    raw.into_iter()
+        .map(|(id, addrs)| {
+            let mut out = Vec::new();
+            for addr in addrs {
+                out.extend(
+                    cache
+                        .entry(addr)
+                        .or_insert_with(|| resolve(addr))
+                        .iter()
+                        .cloned(),
+                );
+            }
+            Stack::new(id, without_own_frames(out))
+        })
+        .collect()
+}
+
+/// `frames` without mapileak's own at the top (the capture machinery, the
+/// allocator hook).
+fn without_own_frames(mut frames: Vec<Frame>) -> Vec<Frame> {
+    let own = frames
+        .iter()
+        .take_while(|f| is_capture_frame(&f.function))
+        .count();
+    frames.drain(..own);
+    frames
+}
+
+/// Stacks of raw addresses, in the modules' own addresses, and the
+/// modules' identities: no debug info is read.
+fn offline(
+    raw: Vec<(StackId, Vec<usize>)>,
+    modules: BTreeMap<PathBuf, InModule>,
+) -> (Vec<Stack>, Vec<Module>) {
+    let mut index: HashMap<usize, RawFrame> = HashMap::new();
+    let mut out_modules = Vec::new();
+    for (path, m) in modules {
+        let known = ModuleFile::open(&path).ok().and_then(|file| {
+            let size = file.len();
+            let header = file.read().ok()?;
+            Some((
+                header.identity(&path.display().to_string(), size),
+                header.image_base(),
+            ))
+        });
+        let Some((identity, image_base)) = known else {
+            continue;
+        };
+        let n = out_modules.len() as u32;
+        out_modules.push(identity);
+        let rebase = image_base.wrapping_sub(m.base as u64);
+        for addr in m.addresses {
+            index.insert(
+                addr,
+                RawFrame::new(Some(n), (addr as u64).wrapping_add(rebase)),
+            );
+        }
+    }
+    let stacks = raw
+        .into_iter()
+        .map(|(id, addrs)| {
+            let frames = addrs
+                .into_iter()
+                .map(|a| {
+                    index
+                        .get(&a)
+                        .copied()
+                        .unwrap_or_else(|| RawFrame::new(None, a as u64))
+                })
+                .collect();
+            Stack::unnamed(id, frames)
+        })
+        .collect();
+    (stacks, out_modules)
 }
 
 /// Threads inside the symbolizer (`backtrace::resolve`, which holds its own
@@ -123,16 +294,16 @@ pub(crate) fn release_after_fork() {
     drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
 }
 
+#[cfg(all(windows, target_env = "msvc"))]
 fn resolve(addr: usize) -> Vec<Frame> {
-    let _gate = SYMBOLIZER.read();
-    let _resolving = Resolving::enter();
+    use mapileak_reports::names::canonical;
+    use mapileak_reports::symbols::undecorated;
     let mut frames = Vec::new();
     backtrace::resolve(addr as *mut std::ffi::c_void, |symbol| {
-        // One name per function on every platform and toolchain: legacy
-        // and v0 manglings (and DWARF's names) meet in one form.
+        // One name per function on every platform and toolchain.
         let function = symbol
             .name()
-            .map(|n| canonical(&undecorated(format!("{n:#}"))))
+            .map(|n| canonical(&undecorated(format!("{n:#}"), cfg!(target_arch = "x86"))))
             .unwrap_or_else(|| "??".to_owned());
         frames.push(Frame::new(
             function,
@@ -140,101 +311,10 @@ fn resolve(addr: usize) -> Vec<Frame> {
             symbol.lineno(),
         ));
     });
-    // The function itself (the last of its inlined frames): a C++ function
-    // the debug info names without its class or namespace (an anonymous
-    // namespace's, a static one) gets the symbol table's fuller name.
-    if let Some(outer) = frames.last_mut()
-        && is_cpp_source(outer.file.as_deref())
-        && !outer.function.contains("::")
-        && let Some(full) = symtab::name_at(addr)
-        && (full.starts_with(&format!("{}(", outer.function))
-            || full.contains(&format!("::{}(", outer.function)))
-    {
-        outer.function = full;
-    }
     if frames.is_empty() {
         frames.push(Frame::new(format!("?? ({addr:#x})"), None, None));
     }
     frames
 }
 
-/// A name as the source wrote it. On 32-bit Windows a symbol-table name
-/// (what a frame without debug info gets, such as the optimized C ABI's) is
-/// decorated: `_name` (cdecl), `_name@8` (stdcall), `@name@8` (fastcall),
-/// and a mangled C++ name has one underscore more (`__Z...`). Elsewhere
-/// names are as written.
-#[cfg(all(windows, target_arch = "x86"))]
-fn undecorated(name: String) -> String {
-    /// `name@8` without its `@8` (a __stdcall function's argument bytes).
-    fn stdcall(n: &str) -> &str {
-        match n.rsplit_once('@') {
-            Some((head, bytes))
-                if !bytes.is_empty() && bytes.bytes().all(|c| c.is_ascii_digit()) =>
-            {
-                head
-            }
-            _ => n,
-        }
-    }
-    // A C++ method MAPI calls is __stdcall too: `__ZN...@12`.
-    if let Some(mangled) = name.strip_prefix('_').filter(|m| m.starts_with("_Z")) {
-        let mangled = stdcall(mangled);
-        let demangled = format!("{:#}", backtrace::SymbolName::new(mangled.as_bytes()));
-        return if demangled == mangled {
-            name
-        } else {
-            demangled
-        };
-    }
-    let bare = match name.as_bytes().first() {
-        Some(b'_' | b'@') => stdcall(&name[1..]),
-        _ => return name,
-    };
-    let plain = !bare.is_empty() && bare.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
-    if plain { bare.to_owned() } else { name }
-}
-
-#[cfg(not(all(windows, target_arch = "x86")))]
-fn undecorated(name: String) -> String {
-    name
-}
-
-/// A C++ source or header file, by its extension.
-fn is_cpp_source(file: Option<&str>) -> bool {
-    file.and_then(|f| f.rsplit_once('.'))
-        .is_some_and(|(_, ext)| {
-            matches!(ext, "cpp" | "cc" | "cxx" | "C" | "hpp" | "hh" | "hxx" | "h")
-        })
-}
-
 mod symtab;
-
-/// Frames of the capture machinery itself: mapileak's functions (the C
-/// ABI's exports and crate, and the C++ wrappers in namespace `mapileak`
-/// too), the unwinder, the allocation plumbing between the caller and the
-/// hook, and the panic guard around each C ABI call.
-fn is_capture_frame(function: &str) -> bool {
-    let f = function.trim_start_matches('<');
-    f.starts_with("backtrace::")
-        || (f.starts_with("mapileak::") && !f.contains("::tests::"))
-        // A C++ function template's name starts with its return type
-        // (`unsigned int mapileak::RefCount::Release<Table>(Table*)`).
-        || f.split('(').next().is_some_and(|head| {
-            head.split(' ')
-                .skip(1)
-                .any(|w| w.starts_with("mapileak::"))
-        })
-        || f.starts_with("mapileak_c::")
-        // The C ABI's exports (`mapileak_object_new`): C names, no path.
-        || (f.starts_with("mapileak_") && !f.contains("::"))
-        || f.starts_with("__rust")
-        || f.starts_with("__rdl_")
-        || f.starts_with("alloc::alloc::")
-        || f.starts_with("std::panicking::")
-        || f.starts_with("std::panic::catch_unwind")
-        || f.starts_with("core::panic::unwind_safe::")
-        // A C++ provider's operator new and delete, replaced by
-        // mapileak.hpp's macro.
-        || f.starts_with("operator new")
-        || f.starts_with("operator delete")
-}

@@ -8,6 +8,7 @@ mod browser;
 #[cfg(unix)]
 mod cdp;
 mod growth;
+mod offline;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

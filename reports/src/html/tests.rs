@@ -32,6 +32,7 @@ fn with_a_finding() -> Report {
             file: Some("store.rs".into()),
             line: Some(12),
         }],
+        raw: Vec::new(),
     });
     r.findings.push(crate::Finding {
         rule: "over-release".into(),
@@ -68,6 +69,7 @@ fn rich() -> Report {
             frame("std::rt::lang_start"),
             frame("mapileak::object::Tracked::new"),
         ],
+        raw: Vec::new(),
     });
     let object = |id: u64, parent: Option<u64>| crate::LeakedObject {
         id,

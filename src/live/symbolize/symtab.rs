@@ -1,84 +1,14 @@
-//! Fuller C++ names from the symbol table, at report time.
-//!
-//! For a function in an anonymous namespace (or a `static` one), the debug
-//! info GCC writes has no linkage name: the symbolizer then knows it only
-//! as `QueryInterface`, not `(anonymous namespace)::Folder::QueryInterface(char
-//! const*, void**)`, and signatures and `function:` suppressions lose the
-//! class. The image's symbol table still has the mangled name. This module
-//! finds the module holding an address (`dladdr` on Unix,
-//! `GetModuleHandleExW` on Windows), reads its symbol table once (the
-//! `object` crate, which the symbolizer already uses) and demangles the
-//! symbol containing the address.
+//! Which module holds an address, and where it was loaded: `dladdr` on
+//! Unix, `GetModuleHandleExW` on Windows. The module's file is then read
+//! by `mapileak_reports::symbols`.
 #![allow(unsafe_code)]
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
 
-use object::{Object, ObjectKind, ObjectSymbol};
-use parking_lot::Mutex;
-
-/// One module's function symbols: `(address, size, demangled name)`, by
-/// address, in the module's own address space.
-struct Symbols {
-    /// Added to a runtime address minus the load base: the module's own
-    /// addresses (0 for an ELF executable, whose symbols are absolute).
-    rebase: Option<u64>,
-    sorted: Vec<(u64, u64, String)>,
-}
-
-/// Modules read so far, by path: read once per process.
-fn cache() -> &'static Mutex<HashMap<PathBuf, Arc<Symbols>>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Symbols>>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-/// The demangled symbol-table name of the function holding `addr` (a return
-/// address: the call is just before it), if one is found.
-pub(super) fn name_at(addr: usize) -> Option<String> {
-    let addr = addr.checked_sub(1)? as u64;
-    let (path, base) = os::module_of(addr as usize)?;
-    let symbols = {
-        let mut cache = cache().lock();
-        match cache.get(&path) {
-            Some(s) => s.clone(),
-            None => {
-                let s = Arc::new(read(&path)?);
-                cache.insert(path, s.clone());
-                s
-            }
-        }
-    };
-    let key = match symbols.rebase {
-        None => addr,
-        Some(r) => addr.checked_sub(base as u64)?.checked_add(r)?,
-    };
-    let i = symbols
-        .sorted
-        .partition_point(|&(a, _, _)| a <= key)
-        .checked_sub(1)?;
-    let (start, size, name) = &symbols.sorted[i];
-    (size == &0 || key < start + size).then(|| name.clone())
-}
-
-fn read(path: &std::path::Path) -> Option<Symbols> {
-    let data = std::fs::read(path).ok()?;
-    let file = object::File::parse(&*data).ok()?;
-    let rebase = match (file.format(), file.kind()) {
-        (object::BinaryFormat::Elf, ObjectKind::Executable) => None,
-        _ => Some(file.relative_address_base()),
-    };
-    let mut sorted: Vec<(u64, u64, String)> = file
-        .symbols()
-        .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
-        .filter_map(|s| {
-            let raw = s.name_bytes().ok()?;
-            let name = super::undecorated(format!("{:#}", backtrace::SymbolName::new(raw)));
-            Some((s.address(), s.size(), name))
-        })
-        .collect();
-    sorted.sort_by_key(|&(a, _, _)| a);
-    Some(Symbols { rebase, sorted })
+/// The file of the module holding `addr` (a return address: the call is
+/// just before it), and its load address.
+pub(super) fn module_of(addr: usize) -> Option<(PathBuf, usize)> {
+    os::module_of(addr.checked_sub(1)?)
 }
 
 #[cfg(unix)]
