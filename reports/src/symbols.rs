@@ -254,7 +254,14 @@ impl<'a> Names<'a> {
             .partition_point(|&(a, _, _)| a <= probe)
             .checked_sub(1)?;
         let (start, size, name) = symbols[i];
-        (probe <= start.saturating_add(size)).then_some(name)
+        // A PE image's COFF symbols have no size: a function then runs to
+        // the next symbol.
+        let within = if size == 0 {
+            symbols.get(i + 1).is_none_or(|&(next, _, _)| probe < next)
+        } else {
+            probe <= start.saturating_add(size)
+        };
+        within.then_some(name)
     }
 
     /// A raw name as reports show it: demangled, undecorated, canonical.
