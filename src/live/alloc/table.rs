@@ -14,20 +14,9 @@
 //!                                       insert (locked) reuses ◄──┘
 //! ```
 //!
-//! Two homes per address, both in the shard of its 4 KiB chunk. The *near*
-//! home keeps the heap's locality: the chunk gets a window of slots at a
-//! hashed place, and a block's granule (16 bytes) within the chunk its slot
-//! in it, so blocks allocated together (neighbours in the heap) have their
-//! entries in the same few cache lines and pages of the table, not one page
-//! each. A block whose near run of [`NEAR`] slots is full (windows of a
-//! crowded shard overlap) goes to its *far* home, a hash of the whole
-//! address, with a run of [`PROBE`] slots.
-//!
-//! Invariants: a live key sits in its near run (fewer than [`NEAR`] slots
-//! after its near home) or in its far run (fewer than [`PROBE`] after its far
-//! home), and no slot between the home and it is EMPTY; a key in its far run
-//! also has no EMPTY slot in its whole near run. Removes never write EMPTY,
-//! and the sweep writes it only where no live key's runs pass, so a remove
+//! Invariants: a live key sits at most [`PROBE`] slots after its home slot,
+//! and no slot between its home and it is EMPTY. Removes never write EMPTY,
+//! and the sweep writes it only where no live key's run passes, so a remove
 //! always finds its key. Lookups stop at the first EMPTY slot; the sweep keeps
 //! tombstones from lengthening them. Keys are stored inverted (`!addr`), so
 //! leak checkers (valgrind, LeakSanitizer) do not take them for references.
@@ -37,13 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use crate::backend::vmem::{Lazy, Zeroed};
 
 const SHARDS: usize = 64;
-/// Addresses in one chunk of `1 << CHUNK_SHIFT` bytes share a shard and a
-/// window of slots.
-const CHUNK_SHIFT: u32 = 12;
-/// The near run: a lookup that finds neither its key nor an EMPTY slot
-/// within it goes on at the far home.
-const NEAR: usize = 16;
-/// The longest far run: an insert that finds no free slot within it gives
+/// The longest probe run: an insert that finds no free slot within it gives
 /// up (the block is counted as untracked), and a lookup stops there.
 const PROBE: usize = 32;
 /// A lookup that had to look this far asks for a sweep.
@@ -182,36 +165,23 @@ impl Drop for Locked {
     }
 }
 
-/// The homes of an address in its shard's slots.
-#[derive(Clone, Copy)]
-struct Homes {
-    near: usize,
-    far: usize,
-}
-
-/// The shard `addr` belongs to (its 4 KiB chunk's), and its near and far
-/// homes there, in a table of `1 << shift` slots.
+/// The shard `addr` belongs to, and its home slot there, in a table of
+/// `1 << shift` slots.
 #[inline(always)]
-fn home(all: &'static [Slot], shift: u32, addr: usize) -> (Part, Homes) {
-    const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+fn home(all: &'static [Slot], shift: u32, addr: usize) -> (Part, usize) {
     let per_shift = shift - SHARDS.trailing_zeros();
-    let mask = (1 << per_shift) - 1;
-    let chunk = ((addr >> CHUNK_SHIFT) as u64).wrapping_mul(GOLDEN);
-    let n = (chunk >> 58) as usize;
+    let h = ((addr >> 4) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let n = (h >> 58) as usize;
     let first = n << per_shift;
     let part = Part {
         shard: &SHARD[n],
         slots: &all[first..first + (1 << per_shift)],
     };
-    // The chunk's window, then the granule in it.
-    let granule = (addr >> 4) & ((1 << (CHUNK_SHIFT - 4)) - 1);
-    let near = ((chunk >> 20) as usize).wrapping_add(granule) & mask;
-    let far = ((((addr >> 4) as u64) ^ 0x5bd1_e995).wrapping_mul(GOLDEN) >> 24) as usize & mask;
-    (part, Homes { near, far })
+    (part, (h as usize) & ((1 << per_shift) - 1))
 }
 
 /// [`home`] in a mapped table.
-fn home_in(all: &'static [Slot], addr: usize) -> (Part, Homes) {
+fn home_in(all: &'static [Slot], addr: usize) -> (Part, usize) {
     home(all, all.len().trailing_zeros(), addr)
 }
 
@@ -231,10 +201,8 @@ pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
         maybe_sweep(&guard);
     }
     let mask = part.mask();
-    let near = (0..NEAR).map(|k| home.near + k);
-    let far = (0..PROBE).map(|k| home.far + k);
-    for i in near.chain(far) {
-        let slot = &part.slots[i & mask];
+    for k in 0..PROBE {
+        let slot = &part.slots[(home + k) & mask];
         // Acquire: a remove's reads of this slot come before its tombstone.
         let key = slot.key.load(Ordering::Acquire);
         if key == EMPTY || key == TOMB {
@@ -256,31 +224,9 @@ pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> bool {
 pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
     let (all, shift) = SLOTS.get_pow2()?;
     let (part, home) = home(all, shift, addr);
-    match take(part, home.near, NEAR, !addr) {
-        Run::Found(entry) => Some(entry),
-        Run::Ended => None,
-        Run::Full => match take(part, home.far, PROBE, !addr) {
-            Run::Found(entry) => Some(entry),
-            Run::Ended | Run::Full => None,
-        },
-    }
-}
-
-/// What a lookup found in one run.
-enum Run {
-    /// The key, now a tombstone: its `(session, stack, size)`.
-    Found((u32, u32, u64)),
-    /// An EMPTY slot: the key is not in this run, nor further on.
-    Ended,
-    /// Neither, in the whole run.
-    Full,
-}
-
-/// Looks for key `want` in the `len` slots from `home` and removes it.
-#[inline(always)]
-fn take(part: Part, home: usize, len: usize, want: usize) -> Run {
+    let want = !addr;
     let mask = part.mask();
-    for k in 0..len {
+    for k in 0..PROBE {
         let slot = &part.slots[(home + k) & mask];
         let key = slot.key.load(Ordering::Acquire);
         if key == want {
@@ -292,17 +238,17 @@ fn take(part: Part, home: usize, len: usize, want: usize) -> Run {
             // Nobody else writes a live key: inserts take only EMPTY and
             // TOMB slots, and only this block's freer removes it.
             slot.key.store(TOMB, Ordering::Release);
-            return Run::Found(((origin >> 32) as u32, origin as u32, size));
+            return Some(((origin >> 32) as u32, origin as u32, size));
         }
         if key == EMPTY {
             if k >= LONG {
                 part.shard.dirty.store(true, Ordering::Relaxed);
             }
-            return Run::Ended;
+            return None;
         }
     }
     part.shard.dirty.store(true, Ordering::Relaxed);
-    Run::Full
+    None
 }
 
 /// Sweeps a dirty shard, unless a recent sweep found it full of live blocks.
@@ -329,20 +275,10 @@ fn sweep(locked: &Locked) {
         if key == EMPTY || key == TOMB {
             continue;
         }
-        let home = home_in(all, !key).1;
-        let mut cross = |from: usize, to: usize| {
-            let mut i = from;
-            while i != to {
-                crossed[i / 64] |= 1 << (i % 64);
-                i = (i + 1) & mask;
-            }
-        };
-        if at.wrapping_sub(home.near) & mask < NEAR {
-            cross(home.near, at);
-        } else {
-            // In its far run: a remove crosses its whole near run first.
-            cross(home.near, (home.near + NEAR) & mask);
-            cross(home.far, at);
+        let mut i = home_in(all, !key).1;
+        while i != at {
+            crossed[i / 64] |= 1 << (i % 64);
+            i = (i + 1) & mask;
         }
     }
     // A key removed since it was seen only leaves its run marked: the sweep
@@ -448,7 +384,7 @@ mod tests {
     use super::*;
 
     /// [`home`] in the table, reserved if it was not yet.
-    fn at(addr: usize) -> (Part, Homes) {
+    fn at(addr: usize) -> (Part, usize) {
         let all = SLOTS.get_or_map(slots_wanted).unwrap();
         home_in(all, addr)
     }
@@ -463,69 +399,41 @@ mod tests {
     #[cfg(not(target_pointer_width = "64"))]
     const LOWER: usize = 0x6e00_0000;
 
-    /// `n` addresses from 4 KiB chunks from `base` on, whose near homes are
-    /// in the shard of `base` and within `spread` slots from its near home.
-    fn near_to(base: usize, spread: usize, n: usize) -> Vec<usize> {
-        let (part, home) = at(base);
-        let mask = part.mask();
+    /// Addresses that all land in one shard, from one home slot on.
+    fn crowd(n: usize) -> Vec<usize> {
+        let (part, slot) = at(HIGH);
         (0..)
-            .map(|k| base + k * 0x1000)
-            .filter(|&chunk| std::ptr::eq(at(chunk).0.shard, part.shard))
-            .flat_map(|chunk| {
-                // Granule g of the chunk has near home `at(chunk) + g`.
-                let first = at(chunk).1.near;
-                (0..256usize)
-                    .filter(move |g| (first + g).wrapping_sub(home.near) & mask < spread)
-                    .map(move |g| chunk + g * 16)
+            .map(|i| HIGH + i * 16)
+            .filter(|&a| {
+                let (p, h) = at(a);
+                std::ptr::eq(p.shard, part.shard) && h == slot
             })
             .take(n)
             .collect()
     }
 
     #[test]
-    fn neighbours_share_a_window() {
-        let (part, home) = at(HIGH);
-        for g in 0..256 {
-            let (p, h) = at(HIGH + g * 16);
-            assert!(std::ptr::eq(p.shard, part.shard));
-            assert_eq!(h.near, (home.near + g) & part.mask(), "granule {g}");
-        }
-    }
-
-    #[test]
     fn removes_find_keys_past_tombstones_and_sweeps_keep_them_findable() {
-        // More keys than a near run holds, all with one near home: the rest
-        // go to their far runs.
-        let n = NEAR + 8;
-        let addrs = near_to(HIGH, 1, n);
-        let (shard, home) = at(addrs[0]);
-        let near_run = |a: usize| {
-            let slots = shard.slots;
-            (0..NEAR).any(|k| {
-                slots[(home.near + k) & shard.mask()]
-                    .key
-                    .load(Ordering::Relaxed)
-                    == !a
-            })
-        };
-        for (i, &a) in addrs.iter().enumerate() {
+        let addrs = crowd(PROBE + 1);
+        for (i, &a) in addrs[..PROBE].iter().enumerate() {
             assert!(insert(a, 7, i as u32 + 1, 16), "slot {i}");
-            assert_eq!(near_run(a), i < NEAR, "entry {i} in its near run");
         }
-        // Every other entry goes: tombstones in front of live keys, and
-        // near runs with tombstones that far keys still need crossed.
-        for &a in addrs.iter().step_by(2) {
+        assert!(!insert(addrs[PROBE], 7, 99, 16), "a full run refuses");
+        // Every other entry goes: tombstones in front of live keys.
+        for &a in addrs[..PROBE].iter().step_by(2) {
             assert!(remove(a).is_some());
         }
         assert_eq!(remove(addrs[0]), None, "removed once");
+        let (shard, _) = at(addrs[0]);
         sweep(&shard.lock());
-        for (i, &a) in addrs.iter().enumerate().skip(1).step_by(2) {
+        for (i, &a) in addrs[..PROBE].iter().enumerate().skip(1).step_by(2) {
             assert_eq!(remove(a), Some((7, i as u32 + 1, 16)), "entry {i}");
         }
         // Nothing live crosses the run now: the sweep empties it all.
         sweep(&shard.lock());
-        for k in 0..NEAR {
-            let key = shard.slots[(home.near + k) & shard.mask()]
+        let (_, slot) = at(addrs[0]);
+        for k in 0..PROBE {
+            let key = shard.slots[(slot + k) & shard.mask()]
                 .key
                 .load(Ordering::Relaxed);
             assert_eq!(key, EMPTY, "slot {k}");
@@ -536,17 +444,24 @@ mod tests {
     fn removes_racing_inserts_and_sweeps_lose_no_key() {
         // Four threads with six addresses each, all homed within 8 slots of
         // one shard (not the other test's), so runs are long and full of
-        // tombstones, and some keys go far. Each round a worker inserts its
-        // keys, removes half, sweeps the shard, and removes the rest,
-        // lock-free, while the others do the same: a sweep that emptied a
-        // tombstone some live key's run crosses would lose that key.
+        // tombstones. Each round a worker inserts its keys, removes half,
+        // sweeps the shard, and removes the rest, lock-free, while the
+        // others do the same: a sweep that emptied a tombstone some live
+        // key's run crosses would lose that key.
         let theirs = at(HIGH).0.shard;
         let base = (1..)
             .map(|k| LOWER + k * 0x1000)
             .find(|&b| !std::ptr::eq(at(b).0.shard, theirs))
             .unwrap();
-        let (shard, _) = at(base);
-        let addrs = near_to(base, 8, 24);
+        let (shard, slot) = at(base);
+        let addrs: Vec<usize> = (0..)
+            .map(|i| base + i * 16)
+            .filter(|&a| {
+                let (s, h) = at(a);
+                std::ptr::eq(s.shard, shard.shard) && h.wrapping_sub(slot) & shard.mask() < 8
+            })
+            .take(24)
+            .collect();
         std::thread::scope(|s| {
             for mine in addrs.chunks(6) {
                 s.spawn(move || {
