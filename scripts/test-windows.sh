@@ -13,7 +13,8 @@
 # Windows target with every test binary under Wine; then compares the
 # demo's signatures with a Linux run (and the other architecture's, when
 # it ran), and prints the allocator benchmark's lines and the provider
-# benchmark's under Wine (MAPILEAK_SKIP_BENCH=1 skips them). Other
+# benchmark's under Wine (MAPILEAK_SKIP_BENCH=1 skips them;
+# MAPILEAK_WHOLE_BENCH=1 adds the whole-program benchmark's). Other
 # arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -283,6 +284,41 @@ if [ $status -eq 0 ] && [ "${MAPILEAK_SKIP_BENCH:-}" != 1 ]; then
     -Zbuild-std=std,panic_unwind,test --target "$target" -p mapileak-bench \
     --profile provider-debug --bench provider 2>/dev/null \
     | grep -E '^mapileak-bench' || status=1
+  # The whole-program benchmark (scripts/bench-whole.sh), for information,
+  # with MAPILEAK_WHOLE_BENCH=1 (not in CI: its builds would take the
+  # leg's minutes): two rounds, no LeakSanitizer here. Memory comes from
+  # Wine's own /proc status (the programs read it through drive Z:).
+  if [ "${MAPILEAK_WHOLE_BENCH:-}" = 1 ]; then
+    echo "== whole-program benchmark under Wine, $arch (scripts/bench-whole.sh's programs)"
+    whole=$out/whole-$arch
+    mkdir -p "$whole"
+    std_build=(-q -Zbuild-std=std,panic_unwind,test --target "$target" -p mapileak-bench)
+    for profile in bench provider-debug; do
+      short=release
+      opts=()
+      if [ "$profile" = provider-debug ]; then
+        short=debug
+        opts=("${std_opt[@]}")
+      fi
+      # (The bench profile's output is in release/.)
+      dir_of=$profile
+      [ "$profile" = bench ] && dir_of=release
+      for variant in plain tool; do
+        features=()
+        [ "$variant" = tool ] && features=(--features tool)
+        cargo build "${opts[@]}" "${std_build[@]}" --profile "$profile" --bin whole "${features[@]}"
+        cp "$CARGO_TARGET_DIR/$target/$dir_of/whole.exe" "$whole/rust-$short-$variant.exe"
+      done
+    done
+    cargo build "${std_build[@]}" --profile bench --bin whole-run
+    cargo build -q -Zbuild-std=std,panic_unwind,test --target "$target" -p mapileak-probe --profile bench
+    cp "$CARGO_TARGET_DIR/$target/release/whole-run.exe" "$CARGO_TARGET_DIR/$target/release/mapileak.exe" "$whole/"
+    cxx=("$mingw-g++" -std=c++17 -O2 -g -fno-omit-frame-pointer -Wall -Wextra)
+    "${cxx[@]}" bench/cpp/whole.cpp -static-libstdc++ -static-libgcc -o "$whole/cpp-plain.exe"
+    "${cxx[@]}" -DWITH_MAPILEAK -Icapi/include bench/cpp/whole.cpp "$lib" -static-libstdc++ \
+      "${syslibs[@]}" -o "$whole/cpp-tool.exe"
+    (cd "$whole" && "$runner" ./whole-run.exe . 2) | tr -d '\r' | grep -E '^mapileak-whole' || status=1
+  fi
 fi
 
 wineserver -k 2>/dev/null || true

@@ -7,7 +7,7 @@
 //! `tool` (mapileak's allocator, `RefCount`, the Logoff report). Usage:
 //! `whole [scoped|unscoped] REPORT_DIR`: `unscoped` allocates outside the
 //! logon's scope (what mapileak then does is count). It prints one line:
-//! `whole rss_before_kb=N logoff_peak_kb=N logoff_ms=F heap_blocks=N`
+//! `whole work_ms=F peak_kb=N rss_before_kb=N logoff_peak_kb=N logoff_ms=F heap_blocks=N`
 //! (the Logoff's own peak: the kernel's high-water mark is reset first).
 
 use std::hint::black_box;
@@ -201,6 +201,7 @@ fn main() {
     #[cfg(feature = "tool")]
     drop(scope);
     let rss_before = status_kb("VmRSS:");
+    let peak = status_kb("VmHWM:");
     reset_peak();
     let start = Instant::now();
     #[cfg(feature = "tool")]
@@ -209,7 +210,7 @@ fn main() {
     let heap_blocks = 0;
     let logoff = start.elapsed();
     println!(
-        "whole work_ms={:.1} rss_before_kb={} logoff_peak_kb={} logoff_ms={:.1} heap_blocks={heap_blocks}",
+        "whole work_ms={:.1} peak_kb={peak} rss_before_kb={} logoff_peak_kb={} logoff_ms={:.1} heap_blocks={heap_blocks}",
         work.as_secs_f64() * 1e3,
         rss_before,
         status_kb("VmHWM:"),
@@ -217,10 +218,15 @@ fn main() {
     );
 }
 
+/// Where the kernel's status of this process is: Linux's /proc, which a
+/// Windows program under Wine reaches through drive Z: (the status of the
+/// Wine process that is this program). Elsewhere none.
+const PROC: [&str; 2] = ["/proc/self", "Z:\\proc\\self"];
+
 /// A line of /proc/self/status, in kB (0 where there is none).
 fn status_kb(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
+    PROC.iter()
+        .find_map(|p| std::fs::read_to_string(format!("{p}/status")).ok())
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix(key))
@@ -232,5 +238,9 @@ fn status_kb(key: &str) -> u64 {
 /// Resets the kernel's peak-RSS mark (VmHWM), so that after the Logoff it
 /// is the Logoff's own peak.
 fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    for p in PROC {
+        if std::fs::write(format!("{p}/clear_refs"), "5").is_ok() {
+            return;
+        }
+    }
 }
