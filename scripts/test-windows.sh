@@ -286,8 +286,9 @@ if [ $status -eq 0 ] && [ "${MAPILEAK_SKIP_BENCH:-}" != 1 ]; then
     | grep -E '^mapileak-bench' || status=1
   # The whole-program benchmark (scripts/bench-whole.sh), for information,
   # with MAPILEAK_WHOLE_BENCH=1 (not in CI: its builds would take the
-  # leg's minutes): two rounds, no LeakSanitizer here. Memory comes from
-  # Wine's own /proc status (the programs read it through drive Z:).
+  # leg's minutes): two rounds, time and Logoff time only (no
+  # LeakSanitizer on Windows, and no memory figures: Wine's are not the
+  # process's).
   if [ "${MAPILEAK_WHOLE_BENCH:-}" = 1 ]; then
     echo "== whole-program benchmark under Wine, $arch (scripts/bench-whole.sh's programs)"
     whole=$out/whole-$arch

@@ -108,13 +108,9 @@ private:
     uint64_t rows_[4];
 };
 
-// Where the kernel's status of this process is: Linux's /proc, which a
-// Windows program under Wine reaches through drive Z:.
-#ifdef _WIN32
-const char kProc[] = "Z:\\proc\\self\\";
-#else
+// Where the kernel's status of this process is: Linux's /proc (elsewhere
+// the lines say 0, and whole-run shows no memory).
 const char kProc[] = "/proc/self/";
-#endif
 
 // A line of /proc/self/status, in kB (0 where there is none).
 uint64_t StatusKb(const char *key) {

@@ -173,12 +173,13 @@ fn main() {
     for (i, c) in candidates.iter().enumerate() {
         let r = best[i];
         let vs = r.wall.as_secs_f64() / best[index(c.plain)].wall.as_secs_f64();
-        let mut line = format!(
-            "mapileak-whole {} time_vs_plain={vs:.2} peak_rss_mb={:.1}",
-            c.name,
-            mb(r.peak_rss_kb)
-        );
-        if matches!(c.finds, Finds::Report | Finds::OfflineReport) {
+        let mut line = format!("mapileak-whole {} time_vs_plain={vs:.2}", c.name);
+        if r.peak_rss_kb > 0 {
+            line += &format!(" peak_rss_mb={:.1}", mb(r.peak_rss_kb));
+        }
+        if matches!(c.finds, Finds::Report | Finds::OfflineReport) && r.rss_before_kb == 0 {
+            line += &format!(" logoff_ms={:.0}", r.logoff_ms);
+        } else if matches!(c.finds, Finds::Report | Finds::OfflineReport) {
             line += &format!(
                 " rss_before_logoff_mb={:.1} logoff_extra_mb={:.1} logoff_extra_pct={:.0} logoff_ms={:.0}",
                 mb(r.rss_before_kb),
