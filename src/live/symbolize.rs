@@ -59,40 +59,35 @@ impl Symbolizer {
         let _resolving = Resolving::enter();
         let raw: Vec<(StackId, Vec<usize>)> = ids.iter().map(|&id| (id, frames(id))).collect();
         let mut modules: BTreeMap<PathBuf, InModule> = BTreeMap::new();
-        let mut outside = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        // (An address in no module stays unnamed: `?? (0x…)`, or a raw
+        // frame without a module.)
         for &addr in raw.iter().flat_map(|(_, a)| a) {
-            if !seen.insert(addr) {
-                continue;
-            }
-            match symtab::module_of(addr) {
-                Some((path, base)) => modules
+            if seen.insert(addr)
+                && let Some((path, base)) = symtab::module_of(addr)
+            {
+                modules
                     .entry(path)
                     .or_insert_with(|| InModule {
                         base,
                         addresses: Vec::new(),
                     })
                     .addresses
-                    .push(addr),
-                None => outside.push(addr),
+                    .push(addr);
             }
         }
         if self.offline {
             offline(raw, modules)
         } else {
-            (named(raw, modules, outside), Vec::new())
+            (named(raw, &names(modules)), Vec::new())
         }
     }
 }
 
-/// Stacks with names, module by module.
+/// Each address's frames, module by module.
 #[cfg(not(all(windows, target_env = "msvc")))]
-fn named(
-    raw: Vec<(StackId, Vec<usize>)>,
-    modules: BTreeMap<PathBuf, InModule>,
-    _outside: Vec<usize>,
-) -> Vec<Stack> {
-    let mut names: HashMap<usize, Vec<Frame>> = HashMap::new();
+fn names(modules: BTreeMap<PathBuf, InModule>) -> HashMap<usize, Vec<Frame>> {
+    let mut names = HashMap::new();
     for (path, m) in modules {
         // A module whose file cannot be read: its frames stay unnamed.
         let Ok(file) = ModuleFile::open(&path) else {
@@ -103,11 +98,26 @@ fn named(
         };
         let rebase = module.image_base().wrapping_sub(m.base as u64);
         for addr in m.addresses {
-            let frames = module.frames((addr as u64).wrapping_add(rebase));
-            names.insert(addr, frames);
+            names.insert(addr, module.frames((addr as u64).wrapping_add(rebase)));
         }
         // The module's mapping and parsed debug info go here.
     }
+    names
+}
+
+/// Each address's frames, through `backtrace` (dbghelp reads the PDBs).
+#[cfg(all(windows, target_env = "msvc"))]
+fn names(modules: BTreeMap<PathBuf, InModule>) -> HashMap<usize, Vec<Frame>> {
+    modules
+        .into_values()
+        .flat_map(|m| m.addresses)
+        .map(|addr| (addr, resolve(addr)))
+        .collect()
+}
+
+/// Stacks with names: each address's frames, `?? (0x…)` where there are
+/// none.
+fn named(raw: Vec<(StackId, Vec<usize>)>, names: &HashMap<usize, Vec<Frame>>) -> Vec<Stack> {
     raw.into_iter()
         .map(|(id, addrs)| {
             let mut out = Vec::new();
@@ -116,31 +126,6 @@ fn named(
                     Some(frames) if !frames.is_empty() => out.extend(frames.iter().cloned()),
                     _ => out.push(Frame::new(format!("?? ({addr:#x})"), None, None)),
                 }
-            }
-            Stack::new(id, without_own_frames(out))
-        })
-        .collect()
-}
-
-/// Stacks with names, through `backtrace` (dbghelp reads the PDBs).
-#[cfg(all(windows, target_env = "msvc"))]
-fn named(
-    raw: Vec<(StackId, Vec<usize>)>,
-    _modules: BTreeMap<PathBuf, InModule>,
-    _outside: Vec<usize>,
-) -> Vec<Stack> {
-    let mut cache: HashMap<usize, Vec<Frame>> = HashMap::new();
-    raw.into_iter()
-        .map(|(id, addrs)| {
-            let mut out = Vec::new();
-            for addr in addrs {
-                out.extend(
-                    cache
-                        .entry(addr)
-                        .or_insert_with(|| resolve(addr))
-                        .iter()
-                        .cloned(),
-                );
             }
             Stack::new(id, without_own_frames(out))
         })
