@@ -6,7 +6,8 @@
 //! two give the same frames.
 //!
 //! A module is mapped, read for the addresses asked of it, and dropped:
-//! only the debug info of modules the report's stacks are in is read, and
+//! only the debug info of modules the report's stacks are in is read, of
+//! those only the compilation units the addresses are in ([`units`]), and
 //! none of it is kept. Compressed debug sections (`-gz`) and separate debug
 //! files are not read: such modules are named from their symbol table.
 
@@ -18,6 +19,8 @@ use addr2line::gimli::Section as _;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 use crate::names::{canonical, is_capture_frame};
+
+mod units;
 use crate::{Frame, Module, Pdb, RawFrame, Report, Stack, StackId, signature};
 
 type Slice<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
@@ -27,11 +30,14 @@ type Slice<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
 /// is read, for the names of functions the module does not export).
 pub struct ModuleFile {
     map: memmap2::Mmap,
+    /// The file, open: the compilation units a lookup needs are read
+    /// from it, not through the mapping.
+    file: std::fs::File,
     debug: Option<memmap2::Mmap>,
 }
 
-/// `path`, mapped read only.
-fn map(path: &Path) -> Result<memmap2::Mmap, String> {
+/// `path`, mapped read only, and the open file.
+fn map(path: &Path) -> Result<(memmap2::Mmap, std::fs::File), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err(format!("{}: not a file", path.display()));
@@ -41,7 +47,9 @@ fn map(path: &Path) -> Result<memmap2::Mmap, String> {
     // replaces it: a new inode, or a sharing violation on Windows). No
     // reference into it outlives its owner (`ModuleFile` lends them).
     #[allow(unsafe_code)]
-    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{}: {e}", path.display()))
+    let map =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((map, file))
 }
 
 /// Where a separate debug file with build id `id` is on a Linux system:
@@ -57,13 +65,14 @@ fn debug_file(id: &[u8]) -> Option<std::path::PathBuf> {
 impl ModuleFile {
     /// Maps the file at `path`.
     pub fn open(path: &Path) -> Result<ModuleFile, String> {
-        let map = map(path)?;
+        let (map, file) = map(path)?;
         let debug = object::File::parse(&*map)
             .ok()
             .filter(|f| f.section_by_name(".debug_info").is_none())
             .and_then(|f| f.build_id().ok().flatten().and_then(debug_file))
-            .and_then(|p| self::map(&p).ok());
-        Ok(ModuleFile { map, debug })
+            .and_then(|p| self::map(&p).ok())
+            .map(|(map, _)| map);
+        Ok(ModuleFile { map, file, debug })
     }
 
     /// The file's size in bytes.
@@ -79,6 +88,7 @@ impl ModuleFile {
     /// Parses the mapped file.
     pub fn read(&self) -> Result<Names<'_>, String> {
         let mut names = Names::parse(&self.map)?;
+        names.source = Some(&self.file);
         names.debug = self
             .debug
             .as_deref()
@@ -90,8 +100,9 @@ impl ModuleFile {
 /// What a module's file says about its addresses.
 pub struct Names<'a> {
     file: object::File<'a>,
+    /// The module's file, open (units are read from it).
+    source: Option<&'a std::fs::File>,
     endian: gimli::RunTimeEndian,
-    dwarf: std::cell::OnceCell<Option<addr2line::Context<Slice<'a>>>>,
     /// The separate debug file, for its symbol table.
     debug: Option<object::File<'a>>,
     /// Function symbols: `(address, size, raw name)`, by address, read on
@@ -112,43 +123,69 @@ impl<'a> Names<'a> {
         let decorated = file.format() == object::BinaryFormat::Pe && !file.is_64();
         Ok(Names {
             file,
+            source: None,
             endian,
-            dwarf: std::cell::OnceCell::new(),
             debug: None,
             symbols: std::cell::OnceCell::new(),
             decorated,
         })
     }
 
-    /// The module's DWARF, read on first use: only a module something is
-    /// named from pays for it (the identity and image base need none).
-    fn dwarf(&self) -> Option<&addr2line::Context<Slice<'a>>> {
-        self.dwarf
-            .get_or_init(|| {
-                let file = &self.file;
-                let endian = self.endian;
-                let section = |id: gimli::SectionId| -> Result<Slice<'a>, gimli::Error> {
-                    let data = file
-                        .section_by_name(id.name())
-                        .filter(|s| {
-                            s.compressed_file_range()
-                                .is_ok_and(|r| r.format == object::CompressionFormat::None)
-                        })
-                        .and_then(|s| s.data().ok())
-                        .unwrap_or(&[]);
-                    Ok(gimli::EndianSlice::new(data, endian))
-                };
-                let mut dwarf = gimli::Dwarf::load(section).ok()?;
-                if dwarf.debug_info.reader().is_empty() {
-                    return None;
-                }
-                // Units sharing an abbreviation table (most of a Rust
-                // debug build's) share one parsed copy: a quarter of the
-                // memory reading every unit's would take.
-                dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
-                addr2line::Context::from_dwarf(dwarf).ok()
+    /// The module's DWARF for `probes` (module addresses): the sections
+    /// as mapped, but for `.debug_info`, which holds only the units the
+    /// probes are in when the file can be read for them ([`units`]). `None`
+    /// when the module has no (uncompressed) DWARF or none covers a probe.
+    fn dwarf<'m>(
+        &self,
+        probes: &[u64],
+        chosen: &'m mut Option<memmap2::Mmap>,
+    ) -> Option<addr2line::Context<Slice<'m>>>
+    where
+        'a: 'm,
+    {
+        let (dwarf, info) = self.sections()?;
+        if let (Some(source), Some(info)) = (self.source, info) {
+            match units::chosen(source, &info, &dwarf, self.endian, probes) {
+                units::Chosen::Units(data) => *chosen = Some(data),
+                units::Chosen::None => return None,
+                units::Chosen::Unread => {}
+            }
+        }
+        let mut dwarf: gimli::Dwarf<Slice<'m>> = dwarf;
+        if let Some(data) = chosen.as_deref() {
+            dwarf.debug_info = gimli::DebugInfo::new(data, self.endian);
+        }
+        // Units sharing an abbreviation table (most of a Rust debug
+        // build's) share one parsed copy.
+        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
+        addr2line::Context::from_dwarf(dwarf).ok()
+    }
+
+    /// The module's DWARF sections as mapped (`None`: it has no
+    /// uncompressed `.debug_info`), and where `.debug_info` is in the file.
+    fn sections(&self) -> Option<(gimli::Dwarf<Slice<'a>>, Option<units::InfoSection>)> {
+        let file = &self.file;
+        let endian = self.endian;
+        let uncompressed = |id: gimli::SectionId| {
+            file.section_by_name(id.name()).filter(|s| {
+                s.compressed_file_range()
+                    .is_ok_and(|r| r.format == object::CompressionFormat::None)
             })
-            .as_ref()
+        };
+        let section = |id: gimli::SectionId| -> Result<Slice<'a>, gimli::Error> {
+            let data = uncompressed(id).and_then(|s| s.data().ok()).unwrap_or(&[]);
+            Ok(gimli::EndianSlice::new(data, endian))
+        };
+        let dwarf = gimli::Dwarf::load(section).ok()?;
+        let len = dwarf.debug_info.reader().len() as u64;
+        if len == 0 {
+            return None;
+        }
+        let info = uncompressed(gimli::SectionId::DebugInfo)
+            .and_then(|s| s.file_range())
+            .filter(|&(_, l)| l == len)
+            .map(|(at, len)| units::InfoSection { at, len });
+        Some((dwarf, info))
     }
 
     /// The address the module's own addresses count from: its preferred
@@ -197,14 +234,25 @@ impl<'a> Names<'a> {
         m
     }
 
-    /// The frames at return address `address` (in the module's own
-    /// addresses): the function the call is in and the calls inlined into
-    /// it there, innermost first. Empty when the module knows nothing.
-    pub fn frames(&self, address: u64) -> Vec<Frame> {
+    /// The frames at each of `addresses` (return addresses, in the
+    /// module's own addresses): the function the call is in and the calls
+    /// inlined into it there, innermost first. Empty where the module knows
+    /// nothing. Only the debug info covering these addresses is read.
+    pub fn frames(&self, addresses: &[u64]) -> Vec<Vec<Frame>> {
         // The call is the instruction before the return address.
-        let probe = address.wrapping_sub(1);
+        let probes: Vec<u64> = addresses.iter().map(|a| a.wrapping_sub(1)).collect();
+        let mut chosen = None;
+        let dwarf = self.dwarf(&probes, &mut chosen);
+        probes
+            .iter()
+            .map(|&probe| self.frames_in(dwarf.as_ref(), probe))
+            .collect()
+    }
+
+    /// The frames at `probe`, the call instruction's address.
+    fn frames_in(&self, dwarf: Option<&addr2line::Context<Slice<'_>>>, probe: u64) -> Vec<Frame> {
         let mut frames = Vec::new();
-        if let Some(dwarf) = self.dwarf()
+        if let Some(dwarf) = dwarf
             && let Ok(mut found) = dwarf.find_frames(probe).skip_all_loads()
         {
             while let Ok(Some(frame)) = found.next() {
@@ -322,8 +370,9 @@ pub fn name_report(
         match open_checked(module, &locate) {
             Ok(file) => match file.read() {
                 Ok(names) => {
-                    for (si, ri, address) in wanted {
-                        named[si][ri] = names.frames(address);
+                    let addresses: Vec<u64> = wanted.iter().map(|w| w.2).collect();
+                    for ((si, ri, _), frames) in wanted.into_iter().zip(names.frames(&addresses)) {
+                        named[si][ri] = frames;
                     }
                 }
                 Err(e) => problems.push(format!("{}: {e}", module.path)),
@@ -514,7 +563,7 @@ mod tests {
             .copied()
             .find(|&(_, _, n)| demangle(n).ends_with("symbols::demangle"))
             .expect("demangle in the symbol table");
-        let frames = names.frames(start + 2);
+        let frames = names.frames(&[start + 2]).remove(0);
         assert!(
             frames
                 .iter()
@@ -526,5 +575,67 @@ mod tests {
             id.build_id.is_some() || id.pdb.is_some() || cfg!(windows),
             "{id:?}"
         );
+    }
+
+    #[test]
+    fn units_read_for_some_addresses_name_them_as_all_units_do() {
+        let exe = std::env::current_exe().unwrap();
+        let module = ModuleFile::open(&exe).unwrap();
+        let chosen = module.read().unwrap();
+        let mut whole = module.read().unwrap();
+        whole.source = None;
+        chosen.symbol(0);
+        let symbols = chosen.symbols.get().unwrap();
+        // Functions from all over the binary (this crate's, std's,
+        // serde's), a few bytes in: as a return address would be.
+        let step = (symbols.len() / 40).max(1);
+        let addresses: Vec<u64> = symbols.iter().step_by(step).map(|s| s.0 + 3).collect();
+        let named = chosen.frames(&addresses);
+        assert_eq!(named, whole.frames(&addresses));
+        let _ = &mut whole;
+        assert!(
+            named
+                .iter()
+                .filter(|f| f.iter().any(|f| f.line.is_some()))
+                .count()
+                > 10,
+            "{named:?}"
+        );
+
+        // Only the units holding them are read: far fewer than there are.
+        let probes: Vec<u64> = addresses.iter().map(|a| a - 1).collect();
+        let mut data = None;
+        assert!(chosen.dwarf(&probes, &mut data).is_some());
+        let data = data.expect("units chosen");
+        let info = chosen.file.section_by_name(".debug_info").unwrap();
+        let count = |data: &[u8]| {
+            let mut units = gimli::DebugInfo::new(data, chosen.endian).units();
+            let mut n = 0;
+            while let Some(unit) = units.next().unwrap() {
+                // Not a placeholder.
+                if unit.debug_abbrev_offset().0 != u32::MAX as usize {
+                    n += 1;
+                }
+            }
+            n
+        };
+        let total = count(info.data().unwrap());
+        let real = count(&data);
+        assert!(real >= 1 && real < total / 2, "{real} of {total} units");
+
+        // Without `.debug_aranges` (clang's default), each unit's root
+        // entry says where it is: the same units are chosen.
+        let (mut sections, info) = chosen.sections().unwrap();
+        sections.debug_aranges = gimli::DebugAranges::new(&[], chosen.endian);
+        let units::Chosen::Units(roots) = units::chosen(
+            chosen.source.unwrap(),
+            &info.unwrap(),
+            &sections,
+            chosen.endian,
+            &probes,
+        ) else {
+            panic!("no units chosen from root entries");
+        };
+        assert!(roots[..] == data[..]);
     }
 }

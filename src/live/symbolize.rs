@@ -97,9 +97,12 @@ fn names(modules: BTreeMap<PathBuf, InModule>) -> HashMap<usize, Vec<Frame>> {
             continue;
         };
         let rebase = module.image_base().wrapping_sub(m.base as u64);
-        for addr in m.addresses {
-            names.insert(addr, module.frames((addr as u64).wrapping_add(rebase)));
-        }
+        let own: Vec<u64> = m
+            .addresses
+            .iter()
+            .map(|&a| (a as u64).wrapping_add(rebase))
+            .collect();
+        names.extend(m.addresses.into_iter().zip(module.frames(&own)));
         // The module's mapping and parsed debug info go here.
     }
     names

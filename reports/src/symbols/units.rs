@@ -1,0 +1,455 @@
+//! Only the compilation units a lookup needs.
+//!
+//! `addr2line` finds the unit holding an address by reading every unit's
+//! header, root entry, abbreviations and line-program header first. In a
+//! debug build of 1,500 units spread over 15 MB of `.debug_info`, that walk
+//! alone touches every page of the mapped file (the kernel maps the
+//! neighbours of each page touched, 64 KB at a time): a Logoff that names
+//! 20 stacks grew the process by 26 MB, where the units those stacks are in
+//! hold a few hundred KB.
+//!
+//! So the units are chosen first, from `.debug_aranges` and, for a unit it
+//! does not cover, from the unit's root entry (its `DW_AT_ranges` or
+//! `DW_AT_low_pc`/`DW_AT_high_pc`), each read with a small `read_at` into a
+//! buffer rather than through the mapping. Then `addr2line` gets a
+//! `.debug_info` of the same size, in anonymous memory that stays untouched
+//! (not resident) except where the chosen units are copied, at their own
+//! offsets (references between entries stay valid), and where a one-header
+//! placeholder unit spans each gap. A placeholder names an abbreviation
+//! table past the end of `.debug_abbrev`, so `addr2line` skips it.
+//!
+//! A unit that declares no addresses (no `.debug_aranges` entry, no ranges,
+//! no `DW_AT_low_pc`) is taken to have no code: every compiler in use
+//! (GCC, clang, rustc) declares the addresses of a unit with code.
+
+use std::collections::HashSet;
+use std::fs::File;
+
+use addr2line::gimli;
+
+use super::Slice;
+
+/// The first bytes of a unit read to find its root entry's addresses; a
+/// root entry that does not fit is read again with up to [`ROOT_MAX`].
+const ROOT_FIRST: usize = 1024;
+const ROOT_MAX: usize = 64 * 1024;
+/// The longest placeholder unit (a longer gap gets several).
+const GAP_MAX: u64 = 0x7fff_0000;
+/// A placeholder unit's header: DWARF 4, 32-bit: length, version,
+/// abbreviation offset, address size.
+const GAP_HEADER: u64 = 11;
+
+/// Where `.debug_info` is in the module's file.
+pub(super) struct InfoSection {
+    /// Its offset in the file.
+    pub at: u64,
+    /// Its size.
+    pub len: u64,
+}
+
+/// One unit of `.debug_info`: its offset and size (header included).
+#[derive(Clone, Copy)]
+struct Unit {
+    offset: u64,
+    size: u64,
+}
+
+/// What [`chosen`] found.
+pub(super) enum Chosen {
+    /// A `.debug_info` with only the units holding a probe.
+    Units(memmap2::Mmap),
+    /// No unit holds one.
+    None,
+    /// The file could not be read for them (`.debug_info` is then read
+    /// whole, through the mapping).
+    Unread,
+}
+
+/// A `.debug_info` holding only the units that contain one of `probes`
+/// (module addresses), read from `file`; `dwarf` has the module's other
+/// sections (its own `.debug_info` is not read).
+pub(super) fn chosen(
+    file: &File,
+    info: &InfoSection,
+    dwarf: &gimli::Dwarf<Slice<'_>>,
+    endian: gimli::RunTimeEndian,
+    probes: &[u64],
+) -> Chosen {
+    let source = Source {
+        file,
+        info,
+        dwarf,
+        endian,
+    };
+    select(&source, &Probes::new(probes)).unwrap_or(Chosen::Unread)
+}
+
+/// Where units are read from.
+struct Source<'s, 'd> {
+    file: &'s File,
+    info: &'s InfoSection,
+    dwarf: &'s gimli::Dwarf<Slice<'d>>,
+    endian: gimli::RunTimeEndian,
+}
+
+/// The addresses looked up, sorted.
+struct Probes(Vec<u64>);
+
+impl Probes {
+    fn new(probes: &[u64]) -> Probes {
+        let mut probes = probes.to_vec();
+        probes.sort_unstable();
+        probes.dedup();
+        Probes(probes)
+    }
+
+    /// Whether one is in `begin..end`.
+    fn hit(&self, begin: u64, end: u64) -> bool {
+        let i = self.0.partition_point(|&p| p < begin);
+        self.0.get(i).is_some_and(|&p| p < end)
+    }
+}
+
+/// `None`: `.debug_info` could not be read.
+fn select(source: &Source<'_, '_>, probes: &Probes) -> Option<Chosen> {
+    let (listed, wanted) = listed(source.dwarf, probes);
+    let mut abbreviations = None;
+    let units = walk(source, |unit, width| {
+        wanted.contains(&unit.offset)
+            || (!listed.contains(&unit.offset)
+                && root_has(source, unit, width, &mut abbreviations, probes))
+    })?;
+    if !units.iter().any(|&(_, keep)| keep) {
+        return Some(Chosen::None);
+    }
+    copy(source, &units).map(Chosen::Units)
+}
+
+/// The units `.debug_aranges` lists, and of those the ones holding a probe.
+fn listed(dwarf: &gimli::Dwarf<Slice<'_>>, probes: &Probes) -> (HashSet<u64>, HashSet<u64>) {
+    let mut listed = HashSet::new();
+    let mut wanted = HashSet::new();
+    let mut sets = dwarf.debug_aranges.headers();
+    while let Ok(Some(set)) = sets.next() {
+        let unit = set.debug_info_offset().0 as u64;
+        let mut entries = set.entries();
+        while let Ok(Some(entry)) = entries.next() {
+            if entry.length() == 0 {
+                continue;
+            }
+            listed.insert(unit);
+            let r = entry.range();
+            if probes.hit(r.begin, r.end) {
+                wanted.insert(unit);
+            }
+        }
+    }
+    (listed, wanted)
+}
+
+/// Every unit of `.debug_info`, from its headers (read one by one), and
+/// whether `keep` (given the unit and its length field's width) keeps it.
+/// Stops at the first malformed header: what follows it is left out.
+fn walk(
+    source: &Source<'_, '_>,
+    mut keep: impl FnMut(Unit, u64) -> bool,
+) -> Option<Vec<(Unit, bool)>> {
+    let (len, endian) = (source.info.len, source.endian);
+    let mut units = Vec::new();
+    let mut offset = 0u64;
+    let mut head = [0u8; 12];
+    while offset + 4 <= len {
+        let n = (len - offset).min(12) as usize;
+        read_at(source.file, &mut head[..n], source.info.at + offset).ok()?;
+        let (length, width) = match word32(&head[..4], endian) {
+            0xffff_ffff if n == 12 => (word64(&head[4..12], endian), 12),
+            l if l < 0xffff_fff0 => (u64::from(l), 4),
+            _ => break,
+        };
+        let size = match length.checked_add(width) {
+            Some(size) if size >= GAP_HEADER && size <= len - offset => size,
+            _ => break,
+        };
+        let unit = Unit { offset, size };
+        units.push((unit, keep(unit, width)));
+        offset += size;
+    }
+    Some(units)
+}
+
+/// The kept units, copied from the file at their own offsets into
+/// anonymous memory the size of the units walked; a placeholder unit
+/// over each run of the others.
+fn copy(source: &Source<'_, '_>, units: &[(Unit, bool)]) -> Option<memmap2::Mmap> {
+    let end = units.last().map_or(0, |(u, _)| u.offset + u.size);
+    let mut map = memmap2::MmapMut::map_anon(usize::try_from(end).ok()?).ok()?;
+    let mut at = 0;
+    while at < units.len() {
+        let (first, keep) = units[at];
+        if keep {
+            let range = first.offset as usize..(first.offset + first.size) as usize;
+            read_at(source.file, &mut map[range], source.info.at + first.offset).ok()?;
+            at += 1;
+            continue;
+        }
+        // A gap: this unit and the ones after it up to the next kept.
+        let mut gap_end = first.offset + first.size;
+        while at + 1 < units.len() && !units[at + 1].1 {
+            at += 1;
+            gap_end = units[at].0.offset + units[at].0.size;
+        }
+        placeholders(&mut map, first.offset, gap_end, source.endian);
+        at += 1;
+    }
+    map.make_read_only().ok()
+}
+
+/// Placeholder units over `start..end` (at least [`GAP_HEADER`] bytes).
+fn placeholders(map: &mut [u8], start: u64, end: u64, endian: gimli::RunTimeEndian) {
+    let mut at = start;
+    while at < end {
+        let left = end - at;
+        // Never leave a tail too short for a header of its own.
+        let size = if left <= GAP_MAX {
+            left
+        } else if left - GAP_MAX >= GAP_HEADER {
+            GAP_MAX
+        } else {
+            GAP_MAX - GAP_HEADER
+        };
+        let h = at as usize;
+        let length = (size - 4) as u32;
+        let (length, version, abbrev) = match endian {
+            gimli::RunTimeEndian::Little => (
+                length.to_le_bytes(),
+                4u16.to_le_bytes(),
+                u32::MAX.to_le_bytes(),
+            ),
+            gimli::RunTimeEndian::Big => (
+                length.to_be_bytes(),
+                4u16.to_be_bytes(),
+                u32::MAX.to_be_bytes(),
+            ),
+        };
+        map[h..h + 4].copy_from_slice(&length);
+        map[h + 4..h + 6].copy_from_slice(&version);
+        map[h + 6..h + 10].copy_from_slice(&abbrev);
+        map[h + 10] = 8;
+        at += size;
+    }
+}
+
+/// The last abbreviation table parsed (neighbouring units often share one).
+type LastTable = Option<(gimli::DebugAbbrevOffset, gimli::Abbreviations)>;
+
+/// Whether the root entry of `unit` (one `.debug_aranges` does not list)
+/// declares an address range with a probe in it.
+fn root_has(
+    source: &Source<'_, '_>,
+    unit: Unit,
+    width: u64,
+    abbreviations: &mut LastTable,
+    probes: &Probes,
+) -> bool {
+    let mut want = (unit.size as usize).min(ROOT_FIRST);
+    loop {
+        let mut buf = vec![0u8; want];
+        if read_at(source.file, &mut buf, source.info.at + unit.offset).is_err() {
+            return false;
+        }
+        // The unit cut to what was read: its length says so.
+        let length = want as u64 - width;
+        let little = source.endian == gimli::RunTimeEndian::Little;
+        match (width, little) {
+            (12, true) => buf[4..12].copy_from_slice(&length.to_le_bytes()),
+            (12, false) => buf[4..12].copy_from_slice(&length.to_be_bytes()),
+            (_, true) => buf[..4].copy_from_slice(&(length as u32).to_le_bytes()),
+            (_, false) => buf[..4].copy_from_slice(&(length as u32).to_be_bytes()),
+        }
+        let found = Root::read(&buf, source, abbreviations)
+            .and_then(|root| root.map_or(Ok(false), |r| r.has(source.dwarf, probes)));
+        match found {
+            Ok(found) => return found,
+            Err(gimli::Error::UnexpectedEof(_)) if want < (unit.size as usize).min(ROOT_MAX) => {
+                want = (unit.size as usize).min(ROOT_MAX);
+            }
+            // Unreadable: not a unit addresses can be named from.
+            Err(_) => return false,
+        }
+    }
+}
+
+/// What a unit's root entry says of its addresses.
+struct Root {
+    encoding: gimli::Encoding,
+    low: Option<u64>,
+    high: Option<u64>,
+    size: Option<u64>,
+    low_index: Option<gimli::DebugAddrIndex>,
+    high_index: Option<gimli::DebugAddrIndex>,
+    ranges: Option<RangeList>,
+    addr_base: gimli::DebugAddrBase,
+    rnglists_base: gimli::DebugRngListsBase,
+}
+
+/// Where a root entry's range list is.
+enum RangeList {
+    /// At this offset (`DW_FORM_sec_offset`).
+    At(gimli::RangeListsOffset),
+    /// At this index of the unit's offsets (`DW_FORM_rnglistx`).
+    Index(gimli::DebugRngListsIndex),
+}
+
+impl Root {
+    /// The root entry of the unit at the start of `buf`; `None` for a unit
+    /// that holds no code of its own (a type or partial unit).
+    fn read(
+        buf: &[u8],
+        source: &Source<'_, '_>,
+        abbreviations: &mut LastTable,
+    ) -> gimli::Result<Option<Root>> {
+        let Some(header) = gimli::DebugInfo::new(buf, source.endian).units().next()? else {
+            return Ok(None);
+        };
+        if !matches!(
+            header.type_(),
+            gimli::UnitType::Compilation | gimli::UnitType::Skeleton(_)
+        ) {
+            return Ok(None);
+        }
+        let table = header.debug_abbrev_offset();
+        if abbreviations.as_ref().is_none_or(|(at, _)| *at != table) {
+            *abbreviations = Some((table, source.dwarf.debug_abbrev.abbreviations(table)?));
+        }
+        let Some((_, abbrevs)) = abbreviations.as_ref() else {
+            return Ok(None);
+        };
+        let mut entries = header.entries_raw(abbrevs, None)?;
+        let Some(abbrev) = entries.read_abbreviation()? else {
+            return Ok(None);
+        };
+        let mut root = Root {
+            encoding: header.encoding(),
+            low: None,
+            high: None,
+            size: None,
+            low_index: None,
+            high_index: None,
+            ranges: None,
+            addr_base: gimli::DebugAddrBase(0),
+            rnglists_base: gimli::DebugRngListsBase(0),
+        };
+        for spec in abbrev.attributes() {
+            let attr = entries.read_attribute(*spec)?;
+            use gimli::AttributeValue as V;
+            match (attr.name(), attr.value()) {
+                (gimli::DW_AT_low_pc, V::Addr(a)) => root.low = Some(a),
+                (gimli::DW_AT_low_pc, V::DebugAddrIndex(i)) => root.low_index = Some(i),
+                (gimli::DW_AT_high_pc, V::Addr(a)) => root.high = Some(a),
+                (gimli::DW_AT_high_pc, V::DebugAddrIndex(i)) => root.high_index = Some(i),
+                (gimli::DW_AT_high_pc, V::Udata(n)) => root.size = Some(n),
+                (gimli::DW_AT_ranges, V::RangeListsRef(o)) => {
+                    root.ranges = Some(RangeList::At(gimli::RangeListsOffset(o.0)))
+                }
+                (gimli::DW_AT_ranges, V::DebugRngListsIndex(i)) => {
+                    root.ranges = Some(RangeList::Index(i))
+                }
+                (gimli::DW_AT_addr_base, V::DebugAddrBase(b)) => root.addr_base = b,
+                (gimli::DW_AT_rnglists_base, V::DebugRngListsBase(b)) => root.rnglists_base = b,
+                _ => {}
+            }
+        }
+        Ok(Some(root))
+    }
+
+    /// Whether a probe is in the unit's addresses: its range list's, or
+    /// `low..high`.
+    fn has(&self, dwarf: &gimli::Dwarf<Slice<'_>>, probes: &Probes) -> gimli::Result<bool> {
+        let encoding = self.encoding;
+        let address = |i| {
+            dwarf
+                .debug_addr
+                .get_address(encoding.address_size, self.addr_base, i)
+        };
+        let low = match self.low_index {
+            Some(i) => Some(address(i)?),
+            None => self.low,
+        };
+        let high = match self.high_index {
+            Some(i) => Some(address(i)?),
+            None => self.high,
+        };
+        let offset = match self.ranges {
+            Some(RangeList::At(offset)) => Some(offset),
+            Some(RangeList::Index(i)) => {
+                Some(dwarf.ranges.get_offset(encoding, self.rnglists_base, i)?)
+            }
+            None => None,
+        };
+        if let Some(offset) = offset {
+            let mut list = dwarf.ranges.ranges(
+                offset,
+                encoding,
+                low.unwrap_or(0),
+                &dwarf.debug_addr,
+                self.addr_base,
+            )?;
+            while let Some(r) = list.next()? {
+                if r.begin < r.end && probes.hit(r.begin, r.end) {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
+        }
+        Ok(match (low, high, self.size) {
+            (Some(l), Some(h), _) => l < h && probes.hit(l, h),
+            (Some(l), None, Some(n)) => probes.hit(l, l.saturating_add(n)),
+            _ => false,
+        })
+    }
+}
+
+fn word32(b: &[u8], endian: gimli::RunTimeEndian) -> u32 {
+    let b = [b[0], b[1], b[2], b[3]];
+    match endian {
+        gimli::RunTimeEndian::Little => u32::from_le_bytes(b),
+        gimli::RunTimeEndian::Big => u32::from_be_bytes(b),
+    }
+}
+
+fn word64(b: &[u8], endian: gimli::RunTimeEndian) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    match endian {
+        gimli::RunTimeEndian::Little => u64::from_le_bytes(w),
+        gimli::RunTimeEndian::Big => u64::from_be_bytes(w),
+    }
+}
+
+/// Fills `buf` from `file` at `at`, not through a mapping: the pages read
+/// stay the kernel's cache, not the process's memory.
+fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            match std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], at + done as u64)
+            {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, buf, at);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+}
