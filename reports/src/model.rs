@@ -687,6 +687,9 @@ impl Stack {
         self.frames.iter().filter(|f| {
             crate::signature::origin(&f.function) == crate::signature::Origin::Provider
                 && !f.function.contains("_Vtbl::new::")
+                // A frame nothing named (a system library without
+                // symbols): not a place in the provider to show.
+                && !f.function.starts_with("??")
         })
     }
 
@@ -980,6 +983,15 @@ mod tests {
             raw: Vec::new(),
         };
         assert_eq!(trampoline.provider_frames().count(), 0);
+        let unnamed = Stack {
+            id: 4,
+            frames: vec![
+                frame("?? (libfoo.so+0x1234)", None),
+                frame("store::Folder::open", Some(7)),
+            ],
+            raw: Vec::new(),
+        };
+        assert_eq!(unnamed.top_frame().unwrap().function, "store::Folder::open");
         assert!(s.mentions("Folder::open") && !s.mentions("Message"));
         assert_eq!(s.frames[1].to_string(), "store::Folder::open (store.rs:7)");
         assert_eq!(s.frames[0].to_string(), "std::rt::lang_start");

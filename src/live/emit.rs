@@ -434,6 +434,27 @@ fn site(stack: Option<&Stack>) -> String {
     )
 }
 
+/// Frames a heap or buffer site's line shows: the provider's frame that
+/// allocated and its callers in the provider, so sites reached through one
+/// helper (a `Vec` filled by one function from 20 places) read apart.
+const CHAIN: usize = 3;
+
+/// [`site`], followed by up to [`CHAIN`] provider frames in all:
+/// `alloc_row (rows.rs:9) <- load (store.rs:40) <- open (store.rs:12)`.
+fn call_chain(stack: Option<&Stack>) -> String {
+    let mut line = site(stack);
+    let Some(stack) = stack else {
+        return line;
+    };
+    let mut frames = stack.provider_frames();
+    if frames.next().is_some() {
+        for f in frames.take(CHAIN - 1) {
+            let _ = write!(line, " <- {}", one_line(&f.to_string()));
+        }
+    }
+    line
+}
+
 /// All frames, one per line, indented.
 fn render_stack(stack: Option<&Stack>) -> String {
     let mut out = String::new();
@@ -571,7 +592,7 @@ fn emit_sites(
         .collect();
     sites.sort_by_key(|&(bytes, _, _)| std::cmp::Reverse(bytes));
     for (bytes, what, stack) in sites.iter().take(limit) {
-        let message = format!("{what} {}", site(*stack));
+        let message = format!("{what} {}", call_chain(*stack));
         if subscriber {
             tracing::warn!(
                 target: "mapileak",
@@ -783,6 +804,39 @@ fn emit_summary(report: &Report, files: &[PathBuf], subscriber: bool) {
             leak_roots = s.leak_roots,
             findings = s.findings,
             "{line}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mapileak_reports::{Frame, Stack};
+
+    #[test]
+    fn a_site_line_shows_the_provider_frames_that_led_to_it() {
+        let f = |name: &str, line: Option<u32>| {
+            Frame::new(name, line.map(|_| "store.rs".to_owned()), line)
+        };
+        let stack = Stack::new(
+            1,
+            vec![
+                f("alloc::raw_vec::RawVecInner::try_allocate_in", None),
+                f("?? (libc.so.6+0x1234)", None),
+                f("store::rows", Some(9)),
+                f("core::iter::Iterator::map", None),
+                f("store::load", Some(40)),
+                f("store::open", Some(12)),
+                f("store::logon", Some(3)),
+            ],
+        );
+        assert_eq!(
+            super::call_chain(Some(&stack)),
+            "store::rows (store.rs:9) <- store::load (store.rs:40) <- store::open (store.rs:12)"
+        );
+        let runtime_only = Stack::new(2, vec![f("std::rt::lang_start", None)]);
+        assert_eq!(
+            super::call_chain(Some(&runtime_only)),
+            "std::rt::lang_start"
         );
     }
 }
