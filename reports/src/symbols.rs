@@ -19,9 +19,11 @@ use addr2line::gimli::Section as _;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 use crate::names::{canonical, is_capture_frame};
-
-mod units;
 use crate::{Frame, Module, Pdb, RawFrame, Report, Stack, StackId, signature};
+
+#[cfg(feature = "pdb")]
+mod pdb;
+mod units;
 
 type Slice<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
 
@@ -367,17 +369,31 @@ pub fn name_report(
         if wanted.is_empty() {
             continue;
         }
-        match open_checked(module, &locate) {
-            Ok(file) => match file.read() {
-                Ok(names) => {
-                    let addresses: Vec<u64> = wanted.iter().map(|w| w.2).collect();
-                    for ((si, ri, _), frames) in wanted.into_iter().zip(names.frames(&addresses)) {
-                        named[si][ri] = frames;
-                    }
-                }
-                Err(e) => problems.push(format!("{}: {e}", module.path)),
-            },
-            Err(e) => problems.push(e),
+        let (file, path) = match open_checked(module, &locate) {
+            Ok(found) => found,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let names = match file.read() {
+            Ok(names) => names,
+            Err(e) => {
+                problems.push(format!("{}: {e}", module.path));
+                continue;
+            }
+        };
+        let addresses: Vec<u64> = wanted.iter().map(|w| w.2).collect();
+        #[cfg(feature = "pdb")]
+        let from_pdb = pdb_frames(module, &path, &names, &addresses, &locate, &mut problems);
+        #[cfg(not(feature = "pdb"))]
+        let from_pdb = {
+            let _ = path;
+            None
+        };
+        let frames = from_pdb.unwrap_or_else(|| names.frames(&addresses));
+        for ((si, ri, _), frames) in wanted.into_iter().zip(frames) {
+            named[si][ri] = frames;
         }
     }
     let modules = std::mem::take(&mut report.modules);
@@ -415,11 +431,11 @@ fn unnamed(raw: &RawFrame, modules: &[Module]) -> String {
 }
 
 /// Module `module`'s file, where `locate` finds it, if it is the build the
-/// report recorded.
+/// report recorded; and where it was found.
 fn open_checked(
     module: &Module,
     locate: &impl Fn(&Module) -> Option<std::path::PathBuf>,
-) -> Result<ModuleFile, String> {
+) -> Result<(ModuleFile, std::path::PathBuf), String> {
     let path = locate(module).ok_or_else(|| format!("{}: not found", module.path))?;
     let file = ModuleFile::open(&path)?;
     let names = file
@@ -440,7 +456,55 @@ fn open_checked(
         ));
     }
     drop(names);
-    Ok(file)
+    Ok((file, path))
+}
+
+/// The frames at `addresses` from the PDB of `module` (built by
+/// Microsoft's toolchain: a PDB record, no DWARF), found by `locate` (as
+/// the module is: by its file name, then where the report says it was) or
+/// beside the module's file at `path`. `None` (a line in `problems` when a
+/// PDB is wanted but not usable) where the module is named otherwise.
+#[cfg(feature = "pdb")]
+fn pdb_frames(
+    module: &Module,
+    path: &Path,
+    names: &Names<'_>,
+    addresses: &[u64],
+    locate: &impl Fn(&Module) -> Option<std::path::PathBuf>,
+    problems: &mut Vec<String>,
+) -> Option<Vec<Vec<Frame>>> {
+    let expected = module.pdb.as_ref()?;
+    if names.file.section_by_name(".debug_info").is_some() {
+        return None;
+    }
+    let file_name = expected
+        .path
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(&expected.path);
+    let found = locate(&Module::new(expected.path.clone(), 0)).or_else(|| {
+        let beside = path.with_file_name(file_name);
+        beside.is_file().then_some(beside)
+    });
+    let Some(found) = found else {
+        problems.push(format!(
+            "{}: its PDB {file_name} is not found (give its directory with --modules)",
+            module.path
+        ));
+        return None;
+    };
+    let base = names.image_base();
+    let rvas: Vec<u32> = addresses
+        .iter()
+        .map(|&a| a.wrapping_sub(base) as u32)
+        .collect();
+    match pdb::PdbFile::open(&found, expected).and_then(|p| p.frames(&rvas)) {
+        Ok(frames) => Some(frames),
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    }
 }
 
 /// Every signature of the report, from its stacks' names: as the process

@@ -265,3 +265,211 @@ fn tmp_raw(dir: &Path) -> PathBuf {
     demo(&d, true);
     d
 }
+
+/// A provider DLL and its PDB as Microsoft's linker makes them, in `dir`:
+/// `provider.rs` (no standard library, so nothing to link but its own
+/// code; `rows` is what `load_rows` returns) compiled by rustc for
+/// `target` with CodeView debug info, linked by rust-lld as `lld-link
+/// /DEBUG`. Returns the DLL's path.
+#[cfg(not(windows))]
+fn msvc_module(dir: &Path, target: &str, machine: &str, rows: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let source = dir.join("provider.rs");
+    std::fs::write(
+        &source,
+        format!(
+            r#"#![feature(no_core, lang_items)]
+#![no_core]
+#![crate_type = "cdylib"]
+#![allow(internal_features)]
+
+#[lang = "pointee_sized"]
+pub trait PointeeSized {{}}
+#[lang = "meta_sized"]
+pub trait MetaSized: PointeeSized {{}}
+#[lang = "sized"]
+pub trait Sized: MetaSized {{}}
+
+#[inline(never)]
+#[unsafe(no_mangle)]
+pub extern "C" fn open_store() -> i32 {{
+    load_rows()
+}}
+
+#[inline(never)]
+#[unsafe(no_mangle)]
+pub extern "C" fn load_rows() -> i32 {{
+    {rows}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(out.status.success(), "{cmd:?}: {out:?}");
+        out
+    };
+    let object = dir.join("provider.o");
+    run(Command::new(&rustc)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .args([
+            "--target",
+            target,
+            "-g",
+            "-C",
+            "opt-level=0",
+            "--emit",
+            "obj",
+            "-o",
+        ])
+        .arg(&object)
+        .arg(&source));
+    // rust-lld ships beside rustc's own libraries.
+    let libdir = run(Command::new(&rustc).args(["--print", "target-libdir"])).stdout;
+    let libdir = PathBuf::from(String::from_utf8(libdir).unwrap().trim());
+    let lld = libdir.parent().unwrap().join("bin").join("rust-lld");
+    assert!(lld.is_file(), "rust-lld is not at {}", lld.display());
+    let dll = dir.join("provider.dll");
+    let mut link = Command::new(&lld);
+    link.args([
+        "-flavor",
+        "link",
+        "/dll",
+        "/noentry",
+        "/nodefaultlib",
+        "/debug",
+    ])
+    .arg(format!("/machine:{machine}"))
+    .arg(format!("/pdb:{}", dir.join("provider.pdb").display()))
+    .arg(format!("/out:{}", dll.display()))
+    .args(["/export:open_store", "/export:load_rows"])
+    .arg(&object);
+    run(&mut link);
+    dll
+}
+
+/// The module's own address of exported function `name`, a few bytes in
+/// (as a return address inside it would be).
+#[cfg(not(windows))]
+fn inside(dll: &Path, name: &str) -> u64 {
+    use object::Object as _;
+    let data = std::fs::read(dll).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let base = file.relative_address_base();
+    let export = file
+        .exports()
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.name() == object::NameOrOrdinal::Name(name.as_bytes()))
+        .unwrap_or_else(|| panic!("{name} not exported by {}", dll.display()));
+    let object::ExportTarget::Address { address } = export.target() else {
+        panic!("{name}: {export:?}");
+    };
+    // (The image's base plus the function's offset.)
+    assert!(address > base, "{address:#x}");
+    address + 2
+}
+
+/// A report written in a 32-bit or 64-bit host with `MAPILEAK_SYMBOLS=offline`
+/// whose stack is in a DLL Microsoft's linker made (no DWARF: a PDB): the
+/// CLI names it from the PDB, found by `--modules`, and refuses another
+/// build's PDB in one line.
+#[cfg(not(windows))]
+#[test]
+fn a_dll_built_by_microsofts_linker_is_named_from_its_pdb() {
+    use mapileak::reports::{Event, ProviderKind, RawFrame, SessionInfo, Stack};
+    for (target, machine) in [
+        ("x86_64-pc-windows-msvc", "x64"),
+        ("i686-pc-windows-msvc", "x86"),
+    ] {
+        let dir = tmp(&format!("offline-pdb-{machine}"));
+        let built = msvc_module(&dir.join("build"), target, machine, 7);
+        let module = mapileak_reports::symbols::ModuleFile::open(&built).unwrap();
+        // As the process records it (the PDB's path is the one the linker
+        // wrote into the DLL), from a host where the DLL was elsewhere.
+        let recorded = module
+            .read()
+            .unwrap()
+            .identity(r"C:\Program Files\Store\provider.dll", module.len());
+        let pdb = recorded.pdb.clone().expect("a PDB record");
+        assert!(pdb.path.ends_with("provider.pdb"), "{pdb:?}");
+        // The build output, moved: the PDB is not at its recorded path.
+        let moved = dir.join("moved");
+        std::fs::rename(dir.join("build"), &moved).unwrap();
+        let dll = moved.join("provider.dll");
+
+        let mut r = Report::new(SessionInfo::new(
+            1,
+            ProviderKind::MessageStore,
+            "32-bit Outlook".to_owned(),
+            Event::Logoff,
+        ));
+        r.modules.push(recorded.clone());
+        r.stacks.push(Stack::unnamed(
+            1,
+            vec![
+                RawFrame::new(Some(0), inside(&dll, "load_rows")),
+                RawFrame::new(Some(0), inside(&dll, "open_store")),
+            ],
+        ));
+        let raw = dir.join("raw.json");
+        std::fs::write(&raw, serde_json::to_vec(&r).unwrap()).unwrap();
+
+        // Found by --modules: the DLL and its PDB.
+        let out = dir.join("named.json");
+        let symbolize = || mapileak(&[&"symbolize", &raw, &"-o", &out, &"--modules", &moved]);
+        // What the CLI said besides where it wrote.
+        let problems = |o: &std::process::Output| -> Vec<String> {
+            assert_eq!(code(o), 0, "{}", stderr(o));
+            stderr(o)
+                .lines()
+                .filter(|l| !l.contains(" wrote "))
+                .map(str::to_owned)
+                .collect()
+        };
+        let o = symbolize();
+        assert_eq!(problems(&o), Vec::<String>::new(), "{machine}");
+        let named = read_file(&out).unwrap();
+        let frames = &named.stack(1).unwrap().frames;
+        let names: Vec<&str> = frames.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(
+            names,
+            ["provider::load_rows", "provider::open_store"],
+            "{machine}"
+        );
+        for f in frames {
+            assert!(
+                f.file
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with("provider.rs"))
+                    && f.line.is_some(),
+                "{machine}: {f:?}"
+            );
+        }
+
+        // The PDB of another build of the same source beside the DLL: not
+        // used, said in one line, the frames not named from it.
+        msvc_module(&dir.join("other"), target, machine, 8);
+        std::fs::copy(dir.join("other/provider.pdb"), moved.join("provider.pdb")).unwrap();
+        let said = problems(&symbolize());
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("another build's PDB"), "{said:?}");
+        let unnamed = read_file(&out).unwrap();
+        assert!(
+            !unnamed.stack(1).unwrap().mentions("provider::load_rows"),
+            "{machine}: {:?}",
+            unnamed.stacks
+        );
+
+        // No PDB at all: said in one line.
+        std::fs::remove_file(moved.join("provider.pdb")).unwrap();
+        let said = problems(&symbolize());
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("its PDB provider.pdb is not found"),
+            "{said:?}"
+        );
+    }
+}
