@@ -653,7 +653,21 @@ mod tests {
         // Functions from all over the binary (this crate's, std's,
         // serde's), a few bytes in: as a return address would be.
         let step = (symbols.len() / 40).max(1);
-        let addresses: Vec<u64> = symbols.iter().step_by(step).map(|s| s.0 + 3).collect();
+        let mut addresses: Vec<u64> = symbols.iter().step_by(step).map(|s| s.0 + 3).collect();
+        // And functions whose debug info refers to another unit's entries
+        // (Rust's compiler_builtins, as LTO writes them).
+        let builtins: Vec<u64> = symbols
+            .iter()
+            .filter(|s| demangle(s.2).starts_with("compiler_builtins::") || s.2 == b"__udivti3")
+            .take(8)
+            .map(|s| s.0 + 3)
+            .collect();
+        assert!(!builtins.is_empty());
+        for &b in &builtins {
+            // Alone: its unit is chosen for it, and the units it refers to.
+            assert_eq!(chosen.frames(&[b]), whole.frames(&[b]), "{b:#x}");
+        }
+        addresses.extend(builtins);
         let named = chosen.frames(&addresses);
         assert_eq!(named, whole.frames(&addresses));
         let _ = &mut whole;
@@ -701,5 +715,48 @@ mod tests {
             panic!("no units chosen from root entries");
         };
         assert!(roots[..] == data[..]);
+    }
+
+    #[test]
+    fn a_damaged_debug_info_names_what_it_can_and_never_panics() {
+        let exe = std::env::current_exe().unwrap();
+        let original = std::fs::read(&exe).unwrap();
+        let (at, len) = {
+            let file = object::File::parse(&*original).unwrap();
+            let info = file.section_by_name(".debug_info").unwrap();
+            let (at, len) = info.file_range().unwrap();
+            (at as usize, len as usize)
+        };
+        let addresses: Vec<u64> = {
+            let module = ModuleFile::open(&exe).unwrap();
+            let names = module.read().unwrap();
+            names.symbol(0);
+            let symbols = names.symbols.get().unwrap();
+            let step = (symbols.len() / 20).max(1);
+            symbols.iter().step_by(step).map(|s| s.0 + 3).collect()
+        };
+        let dir = std::env::temp_dir().join(format!("mapileak-units-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let damaged = dir.join("damaged");
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..8 {
+            let mut bytes = original.clone();
+            // A unit header's length made reserved, huge or tiny; then
+            // bytes anywhere in the section.
+            let first = at + (round * 7919 % len.max(1));
+            let word: u32 = [0xffff_fff5, 0xffff_fff0, 3, u32::MAX - 1][round % 4];
+            bytes[first..first + 4].copy_from_slice(&word.to_le_bytes());
+            for _ in 0..64 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                bytes[at + (seed as usize % len)] = (seed >> 32) as u8;
+            }
+            std::fs::write(&damaged, &bytes).unwrap();
+            let module = ModuleFile::open(&damaged).unwrap();
+            let names = module.read().unwrap();
+            assert_eq!(names.frames(&addresses).len(), addresses.len());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

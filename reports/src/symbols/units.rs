@@ -11,7 +11,9 @@
 //! So the units are chosen first, from `.debug_aranges` and, for a unit it
 //! does not cover, from the unit's root entry (its `DW_AT_ranges` or
 //! `DW_AT_low_pc`/`DW_AT_high_pc`), each read with a small `read_at` into a
-//! buffer rather than through the mapping. Then `addr2line` gets a
+//! buffer rather than through the mapping; then the units those refer to
+//! (`DW_FORM_ref_addr`: a declaration or abstract origin elsewhere), whose
+//! entries name the functions. Then `addr2line` gets a
 //! `.debug_info` of the same size, in anonymous memory that stays untouched
 //! (not resident) except where the chosen units are copied, at their own
 //! offsets (references between entries stay valid), and where a one-header
@@ -33,6 +35,9 @@ use super::Slice;
 /// root entry that does not fit is read again with up to [`ROOT_MAX`].
 const ROOT_FIRST: usize = 1024;
 const ROOT_MAX: usize = 64 * 1024;
+/// How much of `.debug_info` one read takes (headers and root entries of
+/// the units in it come from one system call, not one each).
+const WINDOW: usize = 4096;
 /// The longest placeholder unit (a longer gap gets several).
 const GAP_MAX: u64 = 0x7fff_0000;
 /// A placeholder unit's header: DWARF 4, 32-bit: length, version,
@@ -52,6 +57,8 @@ pub(super) struct InfoSection {
 struct Unit {
     offset: u64,
     size: u64,
+    /// The size of its length field: 4, or 12 (64-bit DWARF).
+    width: u64,
 }
 
 /// What [`chosen`] found.
@@ -80,6 +87,7 @@ pub(super) fn chosen(
         info,
         dwarf,
         endian,
+        window: std::cell::RefCell::new(Window::default()),
     };
     select(&source, &Probes::new(probes)).unwrap_or(Chosen::Unread)
 }
@@ -90,6 +98,41 @@ struct Source<'s, 'd> {
     info: &'s InfoSection,
     dwarf: &'s gimli::Dwarf<Slice<'d>>,
     endian: gimli::RunTimeEndian,
+    /// The last [`WINDOW`] bytes of `.debug_info` read.
+    window: std::cell::RefCell<Window>,
+}
+
+/// Bytes of `.debug_info` from offset `at`.
+#[derive(Default)]
+struct Window {
+    at: u64,
+    data: Vec<u8>,
+}
+
+impl Source<'_, '_> {
+    /// Fills `out` from `.debug_info` at `offset`: from the window when it
+    /// holds them, else from a new window read there (or, when `out` is
+    /// larger than a window, directly).
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let n = out.len() as u64;
+        let mut w = self.window.borrow_mut();
+        let held = offset >= w.at && offset + n <= w.at + w.data.len() as u64;
+        if !held {
+            if out.len() > WINDOW {
+                return read_at(self.file, out, self.info.at + offset);
+            }
+            let len = (self.info.len - offset).min(WINDOW as u64) as usize;
+            w.data.resize(len, 0);
+            w.at = offset;
+            if let Err(e) = read_at(self.file, &mut w.data, self.info.at + offset) {
+                w.data.clear();
+                return Err(e);
+            }
+        }
+        let start = (offset - w.at) as usize;
+        out.copy_from_slice(&w.data[start..start + out.len()]);
+        Ok(())
+    }
 }
 
 /// The addresses looked up, sorted.
@@ -114,14 +157,15 @@ impl Probes {
 fn select(source: &Source<'_, '_>, probes: &Probes) -> Option<Chosen> {
     let (listed, wanted) = listed(source.dwarf, probes);
     let mut abbreviations = None;
-    let units = walk(source, |unit, width| {
+    let mut units = walk(source, |unit| {
         wanted.contains(&unit.offset)
             || (!listed.contains(&unit.offset)
-                && root_has(source, unit, width, &mut abbreviations, probes))
+                && root_has(source, unit, &mut abbreviations, probes))
     })?;
     if !units.iter().any(|&(_, keep)| keep) {
         return Some(Chosen::None);
     }
+    referenced(source, &mut units);
     copy(source, &units).map(Chosen::Units)
 }
 
@@ -148,19 +192,16 @@ fn listed(dwarf: &gimli::Dwarf<Slice<'_>>, probes: &Probes) -> (HashSet<u64>, Ha
 }
 
 /// Every unit of `.debug_info`, from its headers (read one by one), and
-/// whether `keep` (given the unit and its length field's width) keeps it.
+/// whether `keep` keeps it.
 /// Stops at the first malformed header: what follows it is left out.
-fn walk(
-    source: &Source<'_, '_>,
-    mut keep: impl FnMut(Unit, u64) -> bool,
-) -> Option<Vec<(Unit, bool)>> {
+fn walk(source: &Source<'_, '_>, mut keep: impl FnMut(Unit) -> bool) -> Option<Vec<(Unit, bool)>> {
     let (len, endian) = (source.info.len, source.endian);
     let mut units = Vec::new();
     let mut offset = 0u64;
     let mut head = [0u8; 12];
     while offset + 4 <= len {
         let n = (len - offset).min(12) as usize;
-        read_at(source.file, &mut head[..n], source.info.at + offset).ok()?;
+        source.read(offset, &mut head[..n]).ok()?;
         let (length, width) = match word32(&head[..4], endian) {
             0xffff_ffff if n == 12 => (word64(&head[4..12], endian), 12),
             l if l < 0xffff_fff0 => (u64::from(l), 4),
@@ -170,11 +211,119 @@ fn walk(
             Some(size) if size >= GAP_HEADER && size <= len - offset => size,
             _ => break,
         };
-        let unit = Unit { offset, size };
-        units.push((unit, keep(unit, width)));
+        let unit = Unit {
+            offset,
+            size,
+            width,
+        };
+        units.push((unit, keep(unit)));
         offset += size;
     }
     Some(units)
+}
+
+/// Keeps also the units the kept ones refer to (`DW_FORM_ref_addr`: a
+/// function's declaration or abstract origin in another unit, as LTO and
+/// Rust's `compiler_builtins` write them), and the ones those refer to:
+/// a name is looked up there.
+fn referenced(source: &Source<'_, '_>, units: &mut [(Unit, bool)]) {
+    let mut todo: Vec<usize> = (0..units.len()).filter(|&i| units[i].1).collect();
+    let mut bytes = Vec::new();
+    while let Some(i) = todo.pop() {
+        let unit = units[i].0;
+        // Its header first: most units' abbreviations cannot refer across.
+        let mut head = [0u8; 32];
+        let head = &mut head[..(unit.size as usize).min(32)];
+        if source.read(unit.offset, head).is_err() {
+            continue;
+        }
+        cut(head, unit.width, source.endian);
+        let header = gimli::DebugInfo::new(&*head, source.endian).units().next();
+        if !matches!(header, Ok(Some(h)) if refers_across(source.dwarf, h.debug_abbrev_offset())) {
+            continue;
+        }
+        bytes.resize(unit.size as usize, 0);
+        if read_at(source.file, &mut bytes, source.info.at + unit.offset).is_err() {
+            continue;
+        }
+        for target in references(&bytes, source) {
+            // The unit holding `target`: the last one starting at or before it.
+            let j = units.partition_point(|(u, _)| u.offset <= target);
+            if let Some(j) = j.checked_sub(1)
+                && !units[j].1
+            {
+                units[j].1 = true;
+                todo.push(j);
+            }
+        }
+    }
+}
+
+/// The `.debug_info` offsets the entries of the unit in `bytes` refer to
+/// in other units (as far as its entries can be read).
+fn references(bytes: &[u8], source: &Source<'_, '_>) -> Vec<u64> {
+    let mut found = Vec::new();
+    let Ok(Some(header)) = gimli::DebugInfo::new(bytes, source.endian).units().next() else {
+        return found;
+    };
+    let Ok(abbrevs) = source
+        .dwarf
+        .debug_abbrev
+        .abbreviations(header.debug_abbrev_offset())
+    else {
+        return found;
+    };
+    let Ok(mut entries) = header.entries_raw(&abbrevs, None) else {
+        return found;
+    };
+    while !entries.is_empty() {
+        let Ok(abbrev) = entries.read_abbreviation() else {
+            break;
+        };
+        for spec in abbrev.map(|a| a.attributes()).unwrap_or_default() {
+            match entries.read_attribute(*spec) {
+                Ok(attr) => {
+                    if let gimli::AttributeValue::DebugInfoRef(target) = attr.value() {
+                        found.push(target.0 as u64);
+                    }
+                }
+                Err(_) => return found,
+            }
+        }
+    }
+    found
+}
+
+/// Whether abbreviation table `table` has an attribute that can refer to
+/// another unit (`DW_FORM_ref_addr`, or a form given in the entry): most
+/// units' have none, and their entries need not be read. Unreadable: yes.
+fn refers_across(dwarf: &gimli::Dwarf<Slice<'_>>, table: gimli::DebugAbbrevOffset) -> bool {
+    use gimli::Reader as _;
+    use gimli::Section as _;
+    let mut r = *dwarf.debug_abbrev.reader();
+    let scan = |r: &mut Slice<'_>| -> gimli::Result<bool> {
+        r.skip(table.0)?;
+        // code, tag, children, then (name, form[, constant]) pairs to (0, 0).
+        while r.read_uleb128()? != 0 {
+            r.read_uleb128()?;
+            r.read_u8()?;
+            loop {
+                let (name, form) = (r.read_uleb128()?, r.read_uleb128()?);
+                if name == 0 && form == 0 {
+                    break;
+                }
+                match gimli::DwForm(form as u16) {
+                    gimli::DW_FORM_ref_addr | gimli::DW_FORM_indirect => return Ok(true),
+                    gimli::DW_FORM_implicit_const => {
+                        r.read_sleb128()?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(false)
+    };
+    scan(&mut r).unwrap_or(true)
 }
 
 /// The kept units, copied from the file at their own offsets into
@@ -247,25 +396,16 @@ type LastTable = Option<(gimli::DebugAbbrevOffset, gimli::Abbreviations)>;
 fn root_has(
     source: &Source<'_, '_>,
     unit: Unit,
-    width: u64,
     abbreviations: &mut LastTable,
     probes: &Probes,
 ) -> bool {
     let mut want = (unit.size as usize).min(ROOT_FIRST);
     loop {
         let mut buf = vec![0u8; want];
-        if read_at(source.file, &mut buf, source.info.at + unit.offset).is_err() {
+        if source.read(unit.offset, &mut buf).is_err() {
             return false;
         }
-        // The unit cut to what was read: its length says so.
-        let length = want as u64 - width;
-        let little = source.endian == gimli::RunTimeEndian::Little;
-        match (width, little) {
-            (12, true) => buf[4..12].copy_from_slice(&length.to_le_bytes()),
-            (12, false) => buf[4..12].copy_from_slice(&length.to_be_bytes()),
-            (_, true) => buf[..4].copy_from_slice(&(length as u32).to_le_bytes()),
-            (_, false) => buf[..4].copy_from_slice(&(length as u32).to_be_bytes()),
-        }
+        cut(&mut buf, unit.width, source.endian);
         let found = Root::read(&buf, source, abbreviations)
             .and_then(|root| root.map_or(Ok(false), |r| r.has(source.dwarf, probes)));
         match found {
@@ -406,6 +546,19 @@ impl Root {
             (Some(l), None, Some(n)) => probes.hit(l, l.saturating_add(n)),
             _ => false,
         })
+    }
+}
+
+/// Makes the unit at the start of `buf` (cut short by a read of only its
+/// first bytes) say that it ends where `buf` does, so it parses.
+fn cut(buf: &mut [u8], width: u64, endian: gimli::RunTimeEndian) {
+    let length = buf.len() as u64 - width;
+    let little = endian == gimli::RunTimeEndian::Little;
+    match (width, little) {
+        (12, true) => buf[4..12].copy_from_slice(&length.to_le_bytes()),
+        (12, false) => buf[4..12].copy_from_slice(&length.to_be_bytes()),
+        (_, true) => buf[..4].copy_from_slice(&(length as u32).to_le_bytes()),
+        (_, false) => buf[..4].copy_from_slice(&(length as u32).to_be_bytes()),
     }
 }
 
