@@ -449,6 +449,24 @@ fn a_dll_built_by_microsofts_linker_is_named_from_its_pdb() {
             );
         }
 
+        // A damaged PDB: a line saying so at worst, never a panic.
+        let good = std::fs::read(moved.join("provider.pdb")).unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..6 {
+            let mut bytes = good.clone();
+            for _ in 0..50 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // Past the header, so the reading goes deep.
+                let at = 4096 + (seed as usize % (bytes.len() - 4096));
+                bytes[at] = (seed >> 40) as u8;
+            }
+            std::fs::write(moved.join("provider.pdb"), &bytes).unwrap();
+            let said = problems(&symbolize());
+            assert!(said.len() <= 1, "{said:?}");
+        }
+
         // The PDB of another build of the same source beside the DLL: not
         // used, said in one line, the frames not named from it.
         msvc_module(&dir.join("other"), target, machine, 8);

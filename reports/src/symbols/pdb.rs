@@ -15,6 +15,8 @@ use crate::{Frame, Pdb};
 /// The PDB at `path`, checked to be the one `expected` records.
 pub(super) struct PdbFile {
     pdb: pdb::PDB<'static, std::fs::File>,
+    /// Where it is, for messages.
+    path: std::path::PathBuf,
 }
 
 impl PdbFile {
@@ -43,20 +45,22 @@ impl PdbFile {
                 expected.age
             ));
         }
-        Ok(PdbFile { pdb })
+        Ok(PdbFile {
+            pdb,
+            path: path.to_owned(),
+        })
     }
 
     /// The frames at each of `rvas` (return addresses, relative to the
     /// image), innermost first; empty where the PDB knows nothing.
     pub(super) fn frames(self, rvas: &[u32]) -> Result<Vec<Vec<Frame>>, String> {
-        let data =
-            pdb_addr2line::ContextPdbData::try_from_pdb(self.pdb).map_err(|e| e.to_string())?;
+        let path = self.path;
+        let at = |e: pdb_addr2line::Error| format!("{}: {e}", path.display());
+        let data = pdb_addr2line::ContextPdbData::try_from_pdb(self.pdb).map_err(at)?;
         // As dbghelp names a function: no return type, no arguments.
         let flags = pdb_addr2line::TypeFormatterFlags::NO_FUNCTION_RETURN
             | pdb_addr2line::TypeFormatterFlags::NO_ARGUMENTS;
-        let context = data
-            .make_context_with_formatter_flags(flags)
-            .map_err(|e| e.to_string())?;
+        let context = data.make_context_with_formatter_flags(flags).map_err(at)?;
         Ok(rvas
             .iter()
             .map(|&rva| {
