@@ -113,7 +113,8 @@ enum Command {
         out: PathBuf,
         /// A directory to look for the modules in, by file name, before
         /// their recorded paths (repeatable): the build output on the
-        /// developer's machine.
+        /// developer's machine. An MSVC module's PDB is looked for there
+        /// too, then at its recorded path, then beside the module.
         #[arg(long = "modules", value_name = "DIR")]
         modules: Vec<PathBuf>,
     },
