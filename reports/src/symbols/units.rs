@@ -28,6 +28,7 @@ use std::collections::HashSet;
 use std::fs::File;
 
 use addr2line::gimli;
+use addr2line::gimli::Endianity as _;
 
 use super::Slice;
 
@@ -202,8 +203,8 @@ fn walk(source: &Source<'_, '_>, mut keep: impl FnMut(Unit) -> bool) -> Option<V
     while offset + 4 <= len {
         let n = (len - offset).min(12) as usize;
         source.read(offset, &mut head[..n]).ok()?;
-        let (length, width) = match word32(&head[..4], endian) {
-            0xffff_ffff if n == 12 => (word64(&head[4..12], endian), 12),
+        let (length, width) = match endian.read_u32(&head[..4]) {
+            0xffff_ffff if n == 12 => (endian.read_u64(&head[4..12]), 12),
             l if l < 0xffff_fff0 => (u64::from(l), 4),
             _ => break,
         };
@@ -367,22 +368,9 @@ fn placeholders(map: &mut [u8], start: u64, end: u64, endian: gimli::RunTimeEndi
             GAP_MAX - GAP_HEADER
         };
         let h = at as usize;
-        let length = (size - 4) as u32;
-        let (length, version, abbrev) = match endian {
-            gimli::RunTimeEndian::Little => (
-                length.to_le_bytes(),
-                4u16.to_le_bytes(),
-                u32::MAX.to_le_bytes(),
-            ),
-            gimli::RunTimeEndian::Big => (
-                length.to_be_bytes(),
-                4u16.to_be_bytes(),
-                u32::MAX.to_be_bytes(),
-            ),
-        };
-        map[h..h + 4].copy_from_slice(&length);
-        map[h + 4..h + 6].copy_from_slice(&version);
-        map[h + 6..h + 10].copy_from_slice(&abbrev);
+        endian.write_u32(&mut map[h..h + 4], (size - 4) as u32);
+        endian.write_u16(&mut map[h + 4..h + 6], 4);
+        endian.write_u32(&mut map[h + 6..h + 10], u32::MAX);
         map[h + 10] = 8;
         at += size;
     }
@@ -553,29 +541,10 @@ impl Root {
 /// first bytes) say that it ends where `buf` does, so it parses.
 fn cut(buf: &mut [u8], width: u64, endian: gimli::RunTimeEndian) {
     let length = buf.len() as u64 - width;
-    let little = endian == gimli::RunTimeEndian::Little;
-    match (width, little) {
-        (12, true) => buf[4..12].copy_from_slice(&length.to_le_bytes()),
-        (12, false) => buf[4..12].copy_from_slice(&length.to_be_bytes()),
-        (_, true) => buf[..4].copy_from_slice(&(length as u32).to_le_bytes()),
-        (_, false) => buf[..4].copy_from_slice(&(length as u32).to_be_bytes()),
-    }
-}
-
-fn word32(b: &[u8], endian: gimli::RunTimeEndian) -> u32 {
-    let b = [b[0], b[1], b[2], b[3]];
-    match endian {
-        gimli::RunTimeEndian::Little => u32::from_le_bytes(b),
-        gimli::RunTimeEndian::Big => u32::from_be_bytes(b),
-    }
-}
-
-fn word64(b: &[u8], endian: gimli::RunTimeEndian) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[..8]);
-    match endian {
-        gimli::RunTimeEndian::Little => u64::from_le_bytes(w),
-        gimli::RunTimeEndian::Big => u64::from_be_bytes(w),
+    if width == 12 {
+        endian.write_u64(&mut buf[4..12], length);
+    } else {
+        endian.write_u32(&mut buf[..4], length as u32);
     }
 }
 
