@@ -4,11 +4,12 @@
 //! registered at the first logon or object) the forking thread takes
 //! mapileak's global locks itself, in the order the code nests them: the
 //! symbolizer (waiting for threads inside `backtrace::resolve`), the
-//! session registry, the findings, the object registry's shards, the MAPI
-//! buffer table, the report directory, the live table's shards. Parent
-//! and child release them after. Each object's own lock (its links) is
-//! left alone: the child's reports wait for one at most a moment
-//! (`context::forked_child`), as process end does, and skip with one line.
+//! session registry, the findings, the object registry's shards and node
+//! cells, the MAPI buffer table, the report directory, the live table's
+//! shards. Parent and child release them after. Each object's own lock
+//! (its links) is left alone: the child's reports wait for one at most a
+//! moment (`context::forked_child`), as process end does, and skip with
+//! one line.
 #![allow(unsafe_code)]
 
 #[cfg(unix)]

@@ -2,26 +2,25 @@
 //! tracked object, its transitions recorded.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+
+use std::sync::atomic::Ordering;
 
 use mapileak_reports::{RefOp, Rule};
-use parking_lot::Mutex;
 
 use crate::settings::Mode;
 
 use super::env;
-use crate::count::{Count, Release};
+use crate::count::Release;
 use crate::kind::{Kind, Role};
 
 use super::context::{self, Quiet};
 use super::finding::PendingFinding;
-use super::registry::{self, Links, Node};
+use super::registry::{self, Node, NodeRef};
 use super::stack;
 
 /// What `Tracked` and `RefCount` share: the node and its registration.
 pub(crate) struct Handle {
-    node: Arc<Node>,
+    node: NodeRef,
     /// [`registry::memory_tag`] of the node's id: never read here, but it
     /// sits in the object's own memory, where a report finds it.
     #[allow(dead_code)]
@@ -30,12 +29,9 @@ pub(crate) struct Handle {
 
 impl Handle {
     #[inline(never)]
-    fn new(session: Option<u64>, kind: &'static Kind, label: String, counted: bool) -> Handle {
+    fn new(session: Option<u64>, kind: &'static Kind, label: &str, counted: bool) -> Handle {
         let _quiet = Quiet::new();
         context::watch_thread();
-        // The caller's string was allocated in its scope: keep a copy of our
-        // own, so a leaked object's label is not reported again as a heap block.
-        let label = String::from(label.as_str());
         super::env::init();
         // Objects tracked outside any logon still get their process-end report.
         super::exit::register();
@@ -43,22 +39,20 @@ impl Handle {
         let session = session.unwrap_or_else(context::current_id);
         let created = if live { stack::capture() } else { 0 };
         let history = live && kind.history();
-        let mut links = Links::default();
-        if history {
-            links.push_event(RefOp::Create, created);
-        }
-        let node = Arc::new(Node {
-            id: registry::next_object_id(),
+        // The node copies the label: the caller's string was allocated in
+        // its scope, and a leaked object's label is no heap block of its own.
+        let node = NodeRef::new(Node::new(
+            registry::next_object_id(),
             kind,
             session,
             label,
             created,
-            refs: Count::new(1),
             counted,
             history,
-            zeroed_at: AtomicU32::new(0),
-            links: Mutex::new(links),
-        });
+        ));
+        if history {
+            node.links_mut().push_event(RefOp::Create, created);
+        }
         if live {
             registry::check_open(session, &node);
             registry::insert(node.clone());
@@ -72,18 +66,18 @@ impl Handle {
     }
 
     pub(crate) fn opened_from(&self, parent: u64) {
-        self.node.links.lock().opened_from = Some(parent);
+        self.node.links_mut().opened_from = Some(parent);
     }
 
     pub(crate) fn hold(&self, other: u64) {
         // The list may grow: mapileak's own memory, never the provider's.
         let _quiet = Quiet::new();
-        self.node.links.lock().holds.push(other);
+        self.node.links_mut().holds.push(other);
     }
 
     pub(crate) fn release_hold(&self, other: u64) {
         let _quiet = Quiet::new();
-        let mut links = self.node.links.lock();
+        let mut links = self.node.links_mut();
         if let Some(i) = links.holds.iter().rposition(|&h| h == other) {
             links.holds.swap_remove(i);
         }
@@ -122,13 +116,13 @@ impl Tracker {
         kind: &'static Kind,
         label: impl Into<String>,
     ) -> Tracker {
-        Tracker(Handle::new(session, kind, label.into(), false))
+        Tracker(Handle::new(session, kind, &label.into(), false))
     }
 }
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        registry::remove(self.0.node.id);
+        registry::remove(&self.0.node);
     }
 }
 
@@ -138,7 +132,7 @@ impl Counted {
         kind: &'static Kind,
         label: impl Into<String>,
     ) -> Counted {
-        Counted(Handle::new(session, kind, label.into(), true))
+        Counted(Handle::new(session, kind, &label.into(), true))
     }
 
     #[inline]
@@ -158,7 +152,7 @@ impl Counted {
         match release {
             Release::Zeroed => {
                 final_release(node);
-                registry::remove(node.id);
+                registry::remove(node);
             }
             Release::Released(_) if node.history => record(node, RefOp::Release),
             Release::Released(_) => {}
@@ -169,12 +163,12 @@ impl Counted {
 
     pub(crate) fn destroyed(&self) {
         self.node.refs.clear();
-        registry::remove(self.node.id);
+        registry::remove(&self.node);
     }
 
     pub(crate) fn gone(&self) {
         let node = &self.node;
-        registry::remove(node.id);
+        registry::remove(node);
         match node.kind.role() {
             Role::Logon => super::session::logon_object_gone(node.session, node.id),
             Role::Provider => super::lifecycle::provider_object_gone(node.session),
@@ -197,7 +191,7 @@ impl Drop for Counted {
 fn record(node: &Node, op: RefOp) {
     let _quiet = Quiet::new();
     let stack = stack::capture();
-    node.links.lock().push_event(op, stack);
+    node.links_mut().push_event(op, stack);
 }
 
 /// The Release that took the count to 0: its stack is kept, for the
@@ -212,7 +206,7 @@ fn final_release(node: &Node) {
     let stack = stack::capture();
     node.zeroed_at.store(stack, Ordering::Relaxed);
     if node.history {
-        node.links.lock().push_event(RefOp::Release, stack);
+        node.links_mut().push_event(RefOp::Release, stack);
     }
 }
 
@@ -225,7 +219,7 @@ fn over_release(node: &Node) {
     }
     let now = stack::capture();
     if node.history {
-        node.links.lock().push_event(RefOp::Release, now);
+        node.links_mut().push_event(RefOp::Release, now);
     }
     // The bug is rarely this Release, which found the count at 0, but the
     // one that took it there while a holder still owned a reference.

@@ -9,72 +9,23 @@
 //! locked, never the other way round.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use mapileak_reports::{ProviderKind, RefOp, Rule};
+use mapileak_reports::{ProviderKind, Rule};
 use parking_lot::Mutex;
 
 use crate::backend::finding::{Findings, PendingFinding, PendingSubject};
 use crate::backend::life::{Life, LogonFacts};
 use crate::backend::stack::StackId;
-use crate::kind::Kind;
 
-/// One tracked object, shared by its adapter (`Tracked`, `RefCount`) and the
-/// registry.
-pub(crate) struct Node {
-    pub id: u64,
-    pub kind: &'static Kind,
-    /// 0 when the object was created outside any session.
-    pub session: u64,
-    pub label: String,
-    pub created: StackId,
-    /// The COM reference count, for `RefCount` objects.
-    pub refs: crate::count::Count,
-    pub counted: bool,
-    /// Whether AddRef/Release record a stack each.
-    pub history: bool,
-    /// The Release that took the count to 0 (`RefCount`), once it came: a
-    /// later Release is an over-release, and this one is the likely culprit.
-    pub zeroed_at: AtomicU32,
-    pub links: Mutex<Links>,
-}
-
-/// Events a history keeps per object; older ones are counted, not kept.
-pub(crate) const HISTORY: usize = 4096;
-
-impl Links {
-    /// Records one AddRef/Release (or the Create), dropping the oldest past
-    /// [`HISTORY`].
-    pub(crate) fn push_event(&mut self, op: RefOp, stack: StackId) {
-        if self.events.len() == HISTORY {
-            self.events.pop_front();
-            self.events_dropped += 1;
-        }
-        self.events.push_back((op, stack));
-    }
-
-    /// The history kept, oldest first.
-    pub(crate) fn events(&self) -> Vec<(RefOp, StackId)> {
-        self.events.iter().copied().collect()
-    }
-}
-
-/// The mutable relations of a node.
-#[derive(Default)]
-pub(crate) struct Links {
-    pub opened_from: Option<u64>,
-    /// Objects this one keeps a reference on.
-    pub holds: Vec<u64>,
-    /// Create/AddRef/Release with their stacks, when history is on: the
-    /// latest [`HISTORY`] (a ring), and how many older ones were dropped.
-    events: std::collections::VecDeque<(RefOp, StackId)>,
-    pub events_dropped: u64,
-}
+mod cells;
+mod node;
+pub(crate) use cells::NodeRef;
+pub(crate) use node::Node;
 
 const SHARDS: usize = 16;
 
-static OBJECTS: [Mutex<BTreeMap<u64, Arc<Node>>>; SHARDS] =
+static OBJECTS: [Mutex<BTreeMap<u64, NodeRef>>; SHARDS] =
     [const { Mutex::new(BTreeMap::new()) }; SHARDS];
 static NEXT_OBJECT: AtomicU64 = AtomicU64::new(1);
 
@@ -90,16 +41,21 @@ pub(crate) fn memory_tag(id: u64) -> u64 {
     0x4d41_5049_4c45_414b ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-fn shard(id: u64) -> &'static Mutex<BTreeMap<u64, Arc<Node>>> {
+fn shard(id: u64) -> &'static Mutex<BTreeMap<u64, NodeRef>> {
     &OBJECTS[(id as usize) % SHARDS]
 }
 
-pub(crate) fn insert(node: Arc<Node>) {
+pub(crate) fn insert(node: NodeRef) {
+    node.listed.store(true, Ordering::Relaxed);
     shard(node.id).lock().insert(node.id, node);
 }
 
-pub(crate) fn remove(id: u64) {
-    shard(id).lock().remove(&id);
+/// Takes the node's object out of the live ones (once: a `RefCount`'s
+/// final Release does, and its drop comes after).
+pub(crate) fn remove(node: &Node) {
+    if node.listed.swap(false, Ordering::Relaxed) {
+        shard(node.id).lock().remove(&node.id);
+    }
 }
 
 pub(crate) fn is_live(id: u64) -> bool {
@@ -131,12 +87,12 @@ pub(crate) fn deferred_logons(provider: u64) -> Vec<u64> {
 }
 
 /// The live objects of `session`, in creation order.
-pub(crate) fn live_in(session: u64) -> Vec<Arc<Node>> {
+pub(crate) fn live_in(session: u64) -> Vec<NodeRef> {
     live_where(|s| s == session)
 }
 
 /// The live objects whose session passes `pick`, in creation order.
-pub(crate) fn live_where(pick: impl Fn(u64) -> bool) -> Vec<Arc<Node>> {
+pub(crate) fn live_where(pick: impl Fn(u64) -> bool) -> Vec<NodeRef> {
     live_where_within(pick, None).unwrap_or_default()
 }
 
@@ -145,7 +101,7 @@ pub(crate) fn live_where(pick: impl Fn(u64) -> bool) -> Vec<Arc<Node>> {
 pub(crate) fn live_where_within(
     pick: impl Fn(u64) -> bool,
     wait: Option<std::time::Duration>,
-) -> Option<Vec<Arc<Node>>> {
+) -> Option<Vec<NodeRef>> {
     let mut out = Vec::new();
     for s in &OBJECTS {
         let shard = match wait {
@@ -165,13 +121,9 @@ impl PendingFinding {
             object: Some(node.id),
             subject: Some(PendingSubject {
                 kind: node.kind.name(),
-                label: node.label.clone(),
+                label: node.label.to_string(),
                 created: node.created,
-                events: if node.history {
-                    node.links.lock().events()
-                } else {
-                    Vec::new()
-                },
+                events: node.events(),
             }),
             ..self
         }
@@ -547,7 +499,8 @@ pub(crate) fn with_objects_locked(f: impl FnOnce()) {
 /// held by the thread that forks (before `fork`, until after it).
 #[cfg(unix)]
 struct HeldForFork {
-    _objects: [parking_lot::MutexGuard<'static, BTreeMap<u64, Arc<Node>>>; SHARDS],
+    _objects: [parking_lot::MutexGuard<'static, BTreeMap<u64, NodeRef>>; SHARDS],
+    _nodes: parking_lot::MutexGuard<'static, cells::Chunks>,
     _unattributed: parking_lot::MutexGuard<'static, Findings>,
     _sessions: parking_lot::MutexGuard<'static, Sessions>,
 }
@@ -565,6 +518,7 @@ pub(crate) fn hold_for_fork() {
     let unattributed = UNATTRIBUTED.lock();
     let held = HeldForFork {
         _objects: std::array::from_fn(|i| OBJECTS[i].lock()),
+        _nodes: cells::hold(),
         _unattributed: unattributed,
         _sessions: sessions,
     };

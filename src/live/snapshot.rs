@@ -4,20 +4,19 @@
 //! phases after it read only this copy.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use mapileak_reports::{Event, RefOp, SessionInfo};
 
 use super::life::LogonFacts;
 use super::{alloc, buffers};
 use crate::backend::finding::PendingFinding;
-use crate::backend::registry::{self, Node};
+use crate::backend::registry::{self, NodeRef};
 use crate::backend::stack::StackId;
 use crate::kind::Role;
 
 /// One leaked object as the report sees it.
 pub(crate) struct ObjectSnap {
-    pub node: Arc<Node>,
+    pub node: NodeRef,
     pub refcount: Option<u32>,
     pub opened_from: Option<u64>,
     pub holds: Vec<u64>,
@@ -54,7 +53,7 @@ pub(crate) struct Snapshot {
 /// Everything alive for some sessions, read once from the recorder: the
 /// objects, the live heap blocks, the unfreed MAPI buffer chains.
 pub(crate) struct Live {
-    objects: Vec<Arc<Node>>,
+    objects: Vec<NodeRef>,
     blocks: Vec<alloc::LiveBlock>,
     buffers: Vec<buffers::LiveBuffer>,
 }
@@ -206,24 +205,14 @@ impl Snapshot {
             .into_iter()
             .filter(|n| !expected(n.kind.role()))
             .map(|node| {
-                let links = match wait {
-                    None => node.links.lock(),
-                    Some(d) => node.links.try_lock_for(d).ok_or("object")?,
-                };
-                let (opened_from, holds, events, events_dropped) = (
-                    links.opened_from,
-                    links.holds.clone(),
-                    links.events(),
-                    links.events_dropped,
-                );
-                drop(links);
+                let links = node.links_within(wait).ok_or("object")?;
                 Ok(ObjectSnap {
                     refcount: node.counted.then(|| node.refs.get()),
                     node,
-                    opened_from,
-                    holds,
-                    events,
-                    events_dropped,
+                    opened_from: links.opened_from,
+                    holds: links.holds,
+                    events: links.events,
+                    events_dropped: links.events_dropped,
                 })
             })
             .collect::<Result<_, &'static str>>()?;

@@ -164,6 +164,17 @@ impl<T: Zeroed> Lazy<T> {
     }
 }
 
+/// `bytes` of zeroed memory of mapileak's own, outside every heap, for the
+/// rest of the process; `None` when the system refuses (or `REFUSE_ALL`).
+/// A system call: no allocation, no lock.
+pub(crate) fn pages(bytes: usize) -> Option<std::ptr::NonNull<u8>> {
+    #[cfg(feature = "test-hooks")]
+    if REFUSE_ALL.load(Ordering::Relaxed) {
+        return None;
+    }
+    os::map(bytes).and_then(std::ptr::NonNull::new)
+}
+
 #[cfg(unix)]
 mod os {
     /// `bytes` of zeroed, readable and writable memory, backed on touch.
