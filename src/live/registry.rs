@@ -1,14 +1,16 @@
 //! The recorder's state: live tracked objects and logon sessions.
 //!
-//! Objects live in sharded maps keyed by id (ids grow in creation order, so
-//! each shard iterates in creation order too). Sessions live in one map
+//! Objects live in sharded hash maps keyed by id, their records in
+//! mapileak's own pages (`cells`); whoever lists them sorts them by id,
+//! which is creation order. Sessions live in one map
 //! while something may still be reported about them; a logon whose life is
 //! over and left nothing leaves it ([`retire_if_clean`]), so a process that
 //! logs on and off thousands of times keeps nothing per logon. Locks here are never held while user code, `tracing` or I/O runs.
 //! Lock order: the sessions lock may be held while an object shard is
 //! locked, never the other way round.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mapileak_reports::{ProviderKind, Rule};
@@ -25,8 +27,11 @@ pub(crate) use node::Node;
 
 const SHARDS: usize = 16;
 
-static OBJECTS: [Mutex<BTreeMap<u64, NodeRef>>; SHARDS] =
-    [const { Mutex::new(BTreeMap::new()) }; SHARDS];
+/// One shard of the live objects, by id.
+type Shard = HashMap<u64, NodeRef, BuildHasherDefault<IdHash>>;
+
+static OBJECTS: [Mutex<Shard>; SHARDS] =
+    [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 static NEXT_OBJECT: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) fn next_object_id() -> u64 {
@@ -41,8 +46,32 @@ pub(crate) fn memory_tag(id: u64) -> u64 {
     0x4d41_5049_4c45_414b ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-fn shard(id: u64) -> &'static Mutex<BTreeMap<u64, NodeRef>> {
+fn shard(id: u64) -> &'static Mutex<Shard> {
     &OBJECTS[(id as usize) % SHARDS]
+}
+
+/// The hash of an object id. Ids are consecutive, and a shard's differ by
+/// multiples of [`SHARDS`]: a multiply spreads them, and its high half
+/// folded in reaches the low bits a table indexes by.
+#[derive(Default)]
+struct IdHash(u64);
+
+impl std::hash::Hasher for IdHash {
+    fn write(&mut self, bytes: &[u8]) {
+        // (Only `u64` keys are hashed here.)
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 pub(crate) fn insert(node: NodeRef) {
@@ -54,7 +83,15 @@ pub(crate) fn insert(node: NodeRef) {
 /// final Release does, and its drop comes after).
 pub(crate) fn remove(node: &Node) {
     if node.listed.swap(false, Ordering::Relaxed) {
-        shard(node.id).lock().remove(&node.id);
+        let mut shard = shard(node.id).lock();
+        shard.remove(&node.id);
+        // A table does not shrink by itself: after a peak of objects, give
+        // most of its room back.
+        if shard.capacity() > 1024 && shard.len() < shard.capacity() / 8 {
+            let _quiet = crate::backend::context::Quiet::new();
+            let keep = shard.len() * 2;
+            shard.shrink_to(keep);
+        }
     }
 }
 
@@ -499,7 +536,7 @@ pub(crate) fn with_objects_locked(f: impl FnOnce()) {
 /// held by the thread that forks (before `fork`, until after it).
 #[cfg(unix)]
 struct HeldForFork {
-    _objects: [parking_lot::MutexGuard<'static, BTreeMap<u64, NodeRef>>; SHARDS],
+    _objects: [parking_lot::MutexGuard<'static, Shard>; SHARDS],
     _nodes: parking_lot::MutexGuard<'static, cells::Chunks>,
     _unattributed: parking_lot::MutexGuard<'static, Findings>,
     _sessions: parking_lot::MutexGuard<'static, Sessions>,
@@ -605,6 +642,29 @@ pub(crate) fn check_open(session: u64, node: &Node) {
 #[cfg(test)]
 mod tests {
     use super::{Phase, Step};
+
+    #[test]
+    fn the_object_maps_find_every_object_and_give_back_room_after_a_peak() {
+        use super::{Node, NodeRef, OBJECTS, insert, is_live, next_object_id, remove};
+        let nodes: Vec<NodeRef> = (0..40_000)
+            .map(|_| NodeRef::new(Node::for_test(next_object_id())))
+            .collect();
+        for n in &nodes {
+            insert(n.clone());
+        }
+        assert!(nodes.iter().all(|n| is_live(n.id)));
+        let peak: usize = OBJECTS.iter().map(|s| s.lock().capacity()).sum();
+        assert!(peak >= 40_000);
+        for n in &nodes[..39_000] {
+            remove(n);
+            remove(n); // (a second remove is nothing)
+        }
+        assert!(nodes[..39_000].iter().all(|n| !is_live(n.id)));
+        assert!(nodes[39_000..].iter().all(|n| is_live(n.id)));
+        let after: usize = OBJECTS.iter().map(|s| s.lock().capacity()).sum();
+        assert!(after <= peak / 4, "{peak} -> {after}");
+        nodes[39_000..].iter().for_each(|n| remove(n));
+    }
 
     #[test]
     fn phases_follow_mapis_order_and_refuse_the_rest() {
