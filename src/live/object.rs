@@ -2,7 +2,6 @@
 //! tracked object, its transitions recorded.
 
 use std::fmt;
-
 use std::sync::atomic::Ordering;
 
 use mapileak_reports::{RefOp, Rule};

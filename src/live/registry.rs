@@ -2,12 +2,13 @@
 //!
 //! Objects live in sharded hash maps keyed by id, their records in
 //! mapileak's own pages (`cells`); whoever lists them sorts them by id,
-//! which is creation order. Sessions live in one map
-//! while something may still be reported about them; a logon whose life is
-//! over and left nothing leaves it ([`retire_if_clean`]), so a process that
-//! logs on and off thousands of times keeps nothing per logon. Locks here are never held while user code, `tracing` or I/O runs.
-//! Lock order: the sessions lock may be held while an object shard is
-//! locked, never the other way round.
+//! which is creation order. Sessions live in one map while something may
+//! still be reported about them; a logon whose life is over and left
+//! nothing leaves it ([`retire_if_clean`]), so a process that logs on and
+//! off thousands of times keeps nothing per logon. Locks here are never
+//! held while user code, `tracing` or I/O runs. Lock order: the sessions
+//! lock may be held while an object shard is locked, never the other way
+//! round.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
