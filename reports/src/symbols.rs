@@ -530,12 +530,20 @@ fn resign(report: &mut Report) {
     }
 }
 
-/// A Rust (legacy or v0) or C++ (Itanium) name demangled, Rust's without
-/// its hash; others as they are.
+/// A Rust (legacy or v0) or C++ (Itanium; with feature `pdb`, MSVC's
+/// decoration too) name demangled, Rust's without its hash, MSVC's as
+/// dbghelp names it (`?Open@CStore@@QAEJXZ`: `CStore::Open`); others as
+/// they are.
 pub fn demangle(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     if let Ok(d) = rustc_demangle::try_demangle(&text) {
         return format!("{d:#}");
+    }
+    #[cfg(feature = "pdb")]
+    if text.starts_with('?')
+        && let Ok(d) = msvc_demangler::demangle(&text, msvc_demangler::DemangleFlags::NAME_ONLY)
+    {
+        return d;
     }
     if let Ok(symbol) = cpp_demangle::Symbol::new(raw)
         && let Ok(d) = symbol.demangle()
@@ -609,6 +617,33 @@ mod tests {
         assert_eq!(undecorated("@fast@8".into(), true), "fast");
         assert_eq!(undecorated("__Z3fooi@4".into(), true), "foo(int)");
         assert_eq!(undecorated("_Release@4".into(), false), "_Release@4");
+    }
+
+    /// MSVC's decoration, as dbghelp undecorates it: scope and name only.
+    #[cfg(feature = "pdb")]
+    #[test]
+    fn msvc_names_read_as_dbghelp_names_them() {
+        for (decorated, name) in [
+            ("?Open@CStore@@QAEJXZ", "CStore::Open"),
+            (
+                "?GetContentsTable@CFolder@@UEAAJKPEAPEAUIMAPITable@@@Z",
+                "CFolder::GetContentsTable",
+            ),
+            ("??0CStore@@QAE@XZ", "CStore::CStore"),
+            ("??1CStore@@UAE@XZ", "CStore::~CStore"),
+            (
+                "?Logon@?A0x1b2c3d4e@@YGJPAUIMAPISupport@@@Z",
+                "`anonymous namespace'::Logon",
+            ),
+            (
+                "?Release@?$CComObject@VCStore@@@ATL@@UAGKXZ",
+                "ATL::CComObject<class CStore>::Release",
+            ),
+        ] {
+            assert_eq!(demangle(decorated.as_bytes()), name, "{decorated}");
+        }
+        // Not a decorated name after all: as it was.
+        assert_eq!(demangle(b"?not@decorated"), "?not@decorated");
     }
 
     #[test]

@@ -269,8 +269,10 @@ fn tmp_raw(dir: &Path) -> PathBuf {
 /// A provider DLL and its PDB as Microsoft's linker makes them, in `dir`:
 /// `provider.rs` (no standard library, so nothing to link but its own
 /// code; `rows` is what `load_rows` returns) compiled by rustc for
-/// `target` with CodeView debug info, linked by rust-lld as `lld-link
-/// /DEBUG`. Returns the DLL's path.
+/// `target` with CodeView debug info, and `legacy.rs` without any (its one
+/// function, exported under MSVC's C++ name [`legacy_name`], is only a
+/// public symbol in the PDB, as a library built without `/Zi` gives),
+/// linked by rust-lld as `lld-link /DEBUG`. Returns the DLL's path.
 #[cfg(not(windows))]
 fn msvc_module(dir: &Path, target: &str, machine: &str, rows: u32) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -305,6 +307,32 @@ pub extern "C" fn load_rows() -> i32 {{
         ),
     )
     .unwrap();
+    let legacy = dir.join("legacy.rs");
+    std::fs::write(
+        &legacy,
+        format!(
+            r#"#![feature(no_core, lang_items)]
+#![no_core]
+#![crate_type = "cdylib"]
+#![allow(internal_features)]
+
+#[lang = "pointee_sized"]
+pub trait PointeeSized {{}}
+#[lang = "meta_sized"]
+pub trait MetaSized: PointeeSized {{}}
+#[lang = "sized"]
+pub trait Sized: MetaSized {{}}
+
+#[inline(never)]
+#[unsafe(export_name = "{name}")]
+pub extern "C" fn open() -> i32 {{
+    {rows}
+}}
+"#,
+            name = legacy_name(machine)
+        ),
+    )
+    .unwrap();
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let run = |cmd: &mut Command| {
         let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -326,6 +354,12 @@ pub extern "C" fn load_rows() -> i32 {{
         ])
         .arg(&object)
         .arg(&source));
+    let legacy_object = dir.join("legacy.o");
+    run(Command::new(&rustc)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .args(["--target", target, "--emit", "obj", "-o"])
+        .arg(&legacy_object)
+        .arg(&legacy));
     // rust-lld ships beside rustc's own libraries.
     let libdir = run(Command::new(&rustc).args(["--print", "target-libdir"])).stdout;
     let libdir = PathBuf::from(String::from_utf8(libdir).unwrap().trim());
@@ -345,9 +379,22 @@ pub extern "C" fn load_rows() -> i32 {{
     .arg(format!("/pdb:{}", dir.join("provider.pdb").display()))
     .arg(format!("/out:{}", dll.display()))
     .args(["/export:open_store", "/export:load_rows"])
-    .arg(&object);
+    .arg(format!("/export:{}", legacy_name(machine)))
+    .arg(&object)
+    .arg(&legacy_object);
     run(&mut link);
     dll
+}
+
+/// `CStore::Open`, a method returning an `HRESULT` (`long`), as MSVC
+/// decorates it for `machine`.
+#[cfg(not(windows))]
+fn legacy_name(machine: &str) -> &'static str {
+    if machine == "x86" {
+        "?Open@CStore@@QAEJXZ"
+    } else {
+        "?Open@CStore@@QEAAJXZ"
+    }
 }
 
 /// The module's own address of exported function `name`, a few bytes in
@@ -412,6 +459,7 @@ fn a_dll_built_by_microsofts_linker_is_named_from_its_pdb() {
             vec![
                 RawFrame::new(Some(0), inside(&dll, "load_rows")),
                 RawFrame::new(Some(0), inside(&dll, "open_store")),
+                RawFrame::new(Some(0), inside(&dll, legacy_name(machine))),
             ],
         ));
         let raw = dir.join("raw.json");
@@ -434,12 +482,18 @@ fn a_dll_built_by_microsofts_linker_is_named_from_its_pdb() {
         let named = read_file(&out).unwrap();
         let frames = &named.stack(1).unwrap().frames;
         let names: Vec<&str> = frames.iter().map(|f| f.function.as_str()).collect();
+        // The last from its public symbol, undecorated as dbghelp does.
         assert_eq!(
             names,
-            ["provider::load_rows", "provider::open_store"],
+            [
+                "provider::load_rows",
+                "provider::open_store",
+                "CStore::Open"
+            ],
             "{machine}"
         );
-        for f in frames {
+        assert_eq!(frames[2].file, None, "{machine}: no line record");
+        for f in &frames[..2] {
             assert!(
                 f.file
                     .as_deref()

@@ -70,7 +70,11 @@ impl PdbFile {
                     f.frames
                         .into_iter()
                         .map(|frame| {
-                            let name = frame.function.unwrap_or_else(|| "??".to_owned());
+                            // A public symbol's name (a function the PDB
+                            // has no private record of) is still decorated.
+                            let name = frame
+                                .function
+                                .map_or_else(|| "??".to_owned(), |f| super::demangle(f.as_bytes()));
                             Frame::new(
                                 canonical(&name),
                                 frame.file.map(|f| f.into_owned()),
