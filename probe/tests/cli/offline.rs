@@ -276,22 +276,22 @@ fn tmp_raw(dir: &Path) -> PathBuf {
 #[cfg(not(windows))]
 fn msvc_module(dir: &Path, target: &str, machine: &str, rows: u32) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let source = dir.join("provider.rs");
-    std::fs::write(
-        &source,
-        format!(
-            r#"#![feature(no_core, lang_items)]
+    // A crate with no standard library (nothing to link but its own code).
+    const NO_CORE: &str = r#"#![feature(no_core, lang_items)]
 #![no_core]
 #![crate_type = "cdylib"]
 #![allow(internal_features)]
 
 #[lang = "pointee_sized"]
-pub trait PointeeSized {{}}
+pub trait PointeeSized {}
 #[lang = "meta_sized"]
-pub trait MetaSized: PointeeSized {{}}
+pub trait MetaSized: PointeeSized {}
 #[lang = "sized"]
-pub trait Sized: MetaSized {{}}
-
+pub trait Sized: MetaSized {}
+"#;
+    let source = dir.join("provider.rs");
+    let provider = format!(
+        r#"{NO_CORE}
 #[inline(never)]
 #[unsafe(no_mangle)]
 pub extern "C" fn open_store() -> i32 {{
@@ -304,35 +304,20 @@ pub extern "C" fn load_rows() -> i32 {{
     {rows}
 }}
 "#
-        ),
-    )
-    .unwrap();
+    );
+    std::fs::write(&source, provider).unwrap();
     let legacy = dir.join("legacy.rs");
-    std::fs::write(
-        &legacy,
-        format!(
-            r#"#![feature(no_core, lang_items)]
-#![no_core]
-#![crate_type = "cdylib"]
-#![allow(internal_features)]
-
-#[lang = "pointee_sized"]
-pub trait PointeeSized {{}}
-#[lang = "meta_sized"]
-pub trait MetaSized: PointeeSized {{}}
-#[lang = "sized"]
-pub trait Sized: MetaSized {{}}
-
+    let legacy_source = format!(
+        r#"{NO_CORE}
 #[inline(never)]
 #[unsafe(export_name = "{name}")]
 pub extern "C" fn open() -> i32 {{
     {rows}
 }}
 "#,
-            name = legacy_name(machine)
-        ),
-    )
-    .unwrap();
+        name = legacy_name(machine)
+    );
+    std::fs::write(&legacy, legacy_source).unwrap();
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let run = |cmd: &mut Command| {
         let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
