@@ -7,8 +7,8 @@
 //!
 //! A module is mapped, read for the addresses asked of it, and dropped:
 //! only the debug info of modules the report's stacks are in is read, of
-//! those only the compilation units the addresses are in ([`units`]), and
-//! none of it is kept. Compressed debug sections (`-gz`) and separate debug
+//! those only the compilation units the addresses are in ([`units`]) and
+//! the strings they name ([`strings`]), and none of it is kept. Compressed debug sections (`-gz`) and separate debug
 //! files are not read: such modules are named from their symbol table.
 
 use std::borrow::Cow;
@@ -23,6 +23,7 @@ use crate::{Frame, Module, Pdb, RawFrame, Report, Stack, StackId, signature};
 
 #[cfg(feature = "pdb")]
 mod pdb;
+mod strings;
 mod units;
 
 type Slice<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
@@ -99,6 +100,20 @@ impl ModuleFile {
     }
 }
 
+/// What a lookup reads instead of the mapped sections, kept while it runs:
+/// the chosen units ([`units`]) and their strings ([`strings`]).
+#[derive(Default)]
+struct Held<'a> {
+    units: Option<memmap2::Mmap>,
+    strings: std::cell::OnceCell<Option<strings::Strings<'a>>>,
+}
+
+/// A module's lookup: `addr2line`'s, and the sparse `.debug_str` it reads.
+type Lookup<'m, 'a> = (
+    addr2line::Context<Slice<'m>>,
+    Option<&'m strings::Strings<'a>>,
+);
+
 /// What a module's file says about its addresses.
 pub struct Names<'a> {
     file: object::File<'a>,
@@ -135,32 +150,64 @@ impl<'a> Names<'a> {
 
     /// The module's DWARF for `probes` (module addresses): the sections
     /// as mapped, but for `.debug_info`, which holds only the units the
-    /// probes are in when the file can be read for them ([`units`]). `None`
-    /// when the module has no (uncompressed) DWARF or none covers a probe.
+    /// probes are in when the file can be read for them ([`units`]), and
+    /// then `.debug_str`, which holds only their root entries' strings
+    /// (the names a lookup finds are read with [`strings::Strings::name`]).
+    /// `None` when the module has no (uncompressed) DWARF or none covers a
+    /// probe.
     fn dwarf<'m>(
         &self,
         probes: &[u64],
-        chosen: &'m mut Option<memmap2::Mmap>,
-    ) -> Option<addr2line::Context<Slice<'m>>>
+        held: &'m mut Held<'a>,
+    ) -> Option<(
+        addr2line::Context<Slice<'m>>,
+        Option<&'m strings::Strings<'a>>,
+    )>
     where
         'a: 'm,
     {
         let (dwarf, info) = self.sections()?;
+        let mut dwarf: gimli::Dwarf<Slice<'m>> = dwarf;
         if let (Some(source), Some(info)) = (self.source, info) {
             match units::chosen(source, &info, &dwarf, self.endian, probes) {
-                units::Chosen::Units(data) => *chosen = Some(data),
+                units::Chosen::Units(data) => held.units = Some(data),
                 units::Chosen::None => return None,
                 units::Chosen::Unread => {}
             }
         }
-        let mut dwarf: gimli::Dwarf<Slice<'m>> = dwarf;
-        if let Some(data) = chosen.as_deref() {
+        let held: &'m Held<'a> = held;
+        if let Some(data) = held.units.as_deref() {
             dwarf.debug_info = gimli::DebugInfo::new(data, self.endian);
+        }
+        let strings = match (self.source, self.in_file(gimli::SectionId::DebugStr)) {
+            (Some(source), Some((at, len))) if held.units.is_some() => {
+                let section = strings::StrSection { at, len };
+                held.strings
+                    .set(strings::sparse(source, &section, &dwarf))
+                    .ok();
+                held.strings.get().and_then(Option::as_ref)
+            }
+            _ => None,
+        };
+        if let Some(s) = strings {
+            dwarf.debug_str = gimli::DebugStr::new(&s.map, self.endian);
         }
         // Units sharing an abbreviation table (most of a Rust debug
         // build's) share one parsed copy.
         dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
-        addr2line::Context::from_dwarf(dwarf).ok()
+        Some((addr2line::Context::from_dwarf(dwarf).ok()?, strings))
+    }
+
+    /// Where section `id` is in the file, when it is stored uncompressed:
+    /// `(offset, size)`.
+    fn in_file(&self, id: gimli::SectionId) -> Option<(u64, u64)> {
+        self.file
+            .section_by_name(id.name())
+            .filter(|s| {
+                s.compressed_file_range()
+                    .is_ok_and(|r| r.format == object::CompressionFormat::None)
+            })
+            .and_then(|s| s.file_range())
     }
 
     /// The module's DWARF sections as mapped (`None`: it has no
@@ -183,8 +230,8 @@ impl<'a> Names<'a> {
         if len == 0 {
             return None;
         }
-        let info = uncompressed(gimli::SectionId::DebugInfo)
-            .and_then(|s| s.file_range())
+        let info = self
+            .in_file(gimli::SectionId::DebugInfo)
             .filter(|&(_, l)| l == len)
             .map(|(at, len)| units::InfoSection { at, len });
         Some((dwarf, info))
@@ -243,8 +290,8 @@ impl<'a> Names<'a> {
     pub fn frames(&self, addresses: &[u64]) -> Vec<Vec<Frame>> {
         // The call is the instruction before the return address.
         let probes: Vec<u64> = addresses.iter().map(|a| a.wrapping_sub(1)).collect();
-        let mut chosen = None;
-        let dwarf = self.dwarf(&probes, &mut chosen);
+        let mut held = Held::default();
+        let dwarf = self.dwarf(&probes, &mut held);
         probes
             .iter()
             .map(|&probe| self.frames_in(dwarf.as_ref(), probe))
@@ -252,14 +299,17 @@ impl<'a> Names<'a> {
     }
 
     /// The frames at `probe`, the call instruction's address.
-    fn frames_in(&self, dwarf: Option<&addr2line::Context<Slice<'_>>>, probe: u64) -> Vec<Frame> {
+    fn frames_in(&self, dwarf: Option<&Lookup<'_, 'a>>, probe: u64) -> Vec<Frame> {
         let mut frames = Vec::new();
-        if let Some(dwarf) = dwarf
+        if let Some((dwarf, strings)) = dwarf
             && let Ok(mut found) = dwarf.find_frames(probe).skip_all_loads()
         {
             while let Ok(Some(frame)) = found.next() {
                 let name = match &frame.function {
-                    Some(f) => f.raw_name().ok().map(|n| n.into_owned().into_bytes()),
+                    // A name in the sparse `.debug_str`: from the file.
+                    Some(f) => strings
+                        .and_then(|s| s.name(&f.name))
+                        .or_else(|| f.raw_name().ok().map(|n| n.into_owned().into_bytes())),
                     None => self.symbol(probe).map(<[u8]>::to_vec),
                 };
                 let (file, line) = frame
@@ -717,9 +767,15 @@ mod tests {
 
         // Only the units holding them are read: far fewer than there are.
         let probes: Vec<u64> = addresses.iter().map(|a| a - 1).collect();
-        let mut data = None;
-        assert!(chosen.dwarf(&probes, &mut data).is_some());
-        let data = data.expect("units chosen");
+        let mut held = Held::default();
+        assert!(chosen.dwarf(&probes, &mut held).is_some());
+        // Of `.debug_str`, only the chosen units' names and directories
+        // were copied (the names above were read from the file).
+        let strings = held.strings.get().and_then(Option::as_ref);
+        let copied = strings.expect("a sparse .debug_str").map.iter();
+        let (copied, all) = (copied.clone().filter(|&&b| b != 0).count(), copied.len());
+        assert!(copied > 0 && copied < all / 20, "{copied} of {all} bytes");
+        let data = held.units.expect("units chosen");
         let info = chosen.file.section_by_name(".debug_info").unwrap();
         let count = |data: &[u8]| {
             let mut units = gimli::DebugInfo::new(data, chosen.endian).units();

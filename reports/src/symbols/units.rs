@@ -550,7 +550,7 @@ fn cut(buf: &mut [u8], width: u64, endian: gimli::RunTimeEndian) {
 
 /// Fills `buf` from `file` at `at`, not through a mapping: the pages read
 /// stay the kernel's cache, not the process's memory.
-fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+pub(super) fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
