@@ -309,7 +309,9 @@ impl<'a> Names<'a> {
                     // A name in the sparse `.debug_str`: from the file.
                     Some(f) => strings
                         .and_then(|s| s.name(&f.name))
-                        .or_else(|| f.raw_name().ok().map(|n| n.into_owned().into_bytes())),
+                        .or_else(|| f.raw_name().ok().map(|n| n.into_owned().into_bytes()))
+                        // (Unreadable: `??`, not an empty name.)
+                        .filter(|n| !n.is_empty()),
                     None => self.symbol(probe).map(<[u8]>::to_vec),
                 };
                 let (file, line) = frame
