@@ -8,8 +8,9 @@
 //! A module is mapped, read for the addresses asked of it, and dropped:
 //! only the debug info of modules the report's stacks are in is read, of
 //! those only the compilation units the addresses are in ([`units`]) and
-//! the strings they name ([`strings`]), and none of it is kept. Compressed debug sections (`-gz`) and separate debug
-//! files are not read: such modules are named from their symbol table.
+//! the strings they name ([`strings`]), and none of it is kept. Compressed
+//! debug sections (`-gz`) and separate debug files are not read: such
+//! modules are named from their symbol table.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -155,14 +156,7 @@ impl<'a> Names<'a> {
     /// (the names a lookup finds are read with [`strings::Strings::name`]).
     /// `None` when the module has no (uncompressed) DWARF or none covers a
     /// probe.
-    fn dwarf<'m>(
-        &self,
-        probes: &[u64],
-        held: &'m mut Held<'a>,
-    ) -> Option<(
-        addr2line::Context<Slice<'m>>,
-        Option<&'m strings::Strings<'a>>,
-    )>
+    fn dwarf<'m>(&self, probes: &[u64], held: &'m mut Held<'a>) -> Option<Lookup<'m, 'a>>
     where
         'a: 'm,
     {
@@ -198,32 +192,29 @@ impl<'a> Names<'a> {
         Some((addr2line::Context::from_dwarf(dwarf).ok()?, strings))
     }
 
+    /// Section `id`, when it is stored uncompressed.
+    fn uncompressed(&self, id: gimli::SectionId) -> Option<object::Section<'a, '_>> {
+        self.file.section_by_name(id.name()).filter(|s| {
+            s.compressed_file_range()
+                .is_ok_and(|r| r.format == object::CompressionFormat::None)
+        })
+    }
+
     /// Where section `id` is in the file, when it is stored uncompressed:
     /// `(offset, size)`.
     fn in_file(&self, id: gimli::SectionId) -> Option<(u64, u64)> {
-        self.file
-            .section_by_name(id.name())
-            .filter(|s| {
-                s.compressed_file_range()
-                    .is_ok_and(|r| r.format == object::CompressionFormat::None)
-            })
-            .and_then(|s| s.file_range())
+        self.uncompressed(id).and_then(|s| s.file_range())
     }
 
     /// The module's DWARF sections as mapped (`None`: it has no
     /// uncompressed `.debug_info`), and where `.debug_info` is in the file.
     fn sections(&self) -> Option<(gimli::Dwarf<Slice<'a>>, Option<units::InfoSection>)> {
-        let file = &self.file;
-        let endian = self.endian;
-        let uncompressed = |id: gimli::SectionId| {
-            file.section_by_name(id.name()).filter(|s| {
-                s.compressed_file_range()
-                    .is_ok_and(|r| r.format == object::CompressionFormat::None)
-            })
-        };
         let section = |id: gimli::SectionId| -> Result<Slice<'a>, gimli::Error> {
-            let data = uncompressed(id).and_then(|s| s.data().ok()).unwrap_or(&[]);
-            Ok(gimli::EndianSlice::new(data, endian))
+            let data = self
+                .uncompressed(id)
+                .and_then(|s| s.data().ok())
+                .unwrap_or(&[]);
+            Ok(gimli::EndianSlice::new(data, self.endian))
         };
         let dwarf = gimli::Dwarf::load(section).ok()?;
         let len = dwarf.debug_info.reader().len() as u64;
