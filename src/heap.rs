@@ -165,7 +165,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     // unoptimized in its own crate: each calls mapileak's (optimized)
     // functions directly, one call deep, and for `System` hands the whole
     // call to one of them.
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if imp::via_system(self.system) {
             // SAFETY: the caller's guarantees, for System (`system()` made it).
@@ -189,7 +189,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         p
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if imp::via_system(self.system) {
             // SAFETY: the caller's guarantees, for System.

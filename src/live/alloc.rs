@@ -74,9 +74,11 @@ mod counters {
     pub(super) static UNTRACKED: AtomicU64 = AtomicU64::new(0);
 
     thread_local! {
-        /// This thread's slot: its address, with bit 0 set when other
-        /// threads update it too (the last, shared slot); 0 until the
-        /// thread's first allocation. One word, so one load per call. No
+        /// This thread's slot: its address, with [`SHARED`] set when other
+        /// threads update it too (the last, shared slot), and [`SCOPED`]
+        /// while the thread is in a session's scope; no address until the
+        /// thread's first allocation. One word, so one load per call tells
+        /// a counted-only allocation from one to look at further. No
         /// destructor: it stays readable while the thread ends.
         static MINE: Cell<usize> = const { Cell::new(0) };
         /// Gives the slot back when the thread ends.
@@ -84,6 +86,18 @@ mod counters {
     }
 
     const SHARED: usize = 1;
+    /// The thread is in a session's scope: its allocations may be attributed.
+    const SCOPED: usize = 2;
+    /// The slot's address, without the tags.
+    const ADDRESS: usize = !(SHARED | SCOPED);
+
+    /// Tags this thread's word as in a session's scope, or not.
+    pub(crate) fn set_scoped(scoped: bool) {
+        let _ = MINE.try_with(|m| {
+            let tags = if scoped { SCOPED } else { 0 };
+            m.set(m.get() & !SCOPED | tags);
+        });
+    }
 
     /// The index of a thread's own slot, returned to [`FREE`] when the
     /// thread's locals are destroyed.
@@ -96,7 +110,7 @@ mod counters {
                 // What the thread still allocates while it ends goes to the
                 // shared slot; then the slot is free. Release: the next
                 // owner reads this thread's last counts.
-                let _ = MINE.try_with(|m| m.set(SHARED));
+                let _ = MINE.try_with(|m| m.set(SHARED | m.get() & SCOPED));
                 FREE[i / 64].fetch_or(1 << (i % 64), Ordering::Release);
             }
         }
@@ -123,15 +137,20 @@ mod counters {
         None
     }
 
+    /// This thread's slot, whether it is shared, and whether the thread is
+    /// in a session's scope.
     #[inline(always)]
-    pub(super) fn slot() -> (&'static Slot, bool) {
+    pub(super) fn slot() -> (&'static Slot, bool, bool) {
         let mine = MINE.try_with(Cell::get).unwrap_or(0);
-        if mine & SHARED != 0 || mine == 0 {
-            return first_use();
+        let scoped = mine & SCOPED != 0;
+        let own = mine & !SCOPED;
+        if own & SHARED != 0 || own == 0 {
+            let (slot, shared) = first_use();
+            return (slot, shared, scoped);
         }
-        // SAFETY: a non-zero value without the tag bit was stored by
+        // SAFETY: an address without the shared tag was stored by
         // `first_use` from a reference to an element of the static `SLOT`.
-        (unsafe { &*(mine as *const Slot) }, false)
+        (unsafe { &*(own as *const Slot) }, false, scoped)
     }
 
     /// Gives the thread its slot; and the shared slot, every time, to
@@ -141,19 +160,20 @@ mod counters {
     fn first_use() -> (&'static Slot, bool) {
         let mine = MINE
             .try_with(|m| {
-                if m.get() == 0 {
+                if m.get() & ADDRESS == 0 && m.get() & SHARED == 0 {
+                    let scoped = m.get() & SCOPED;
                     let i = reuse()
                         .unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed).min(SLOTS - 1));
                     if i == SLOTS - 1 {
-                        m.set(&SLOT[i] as *const Slot as usize | SHARED);
+                        m.set(&SLOT[i] as *const Slot as usize | SHARED | scoped);
                     } else {
                         // Set before the give-back is registered: that may
                         // allocate (std's list of destructors), and the
                         // allocation must find the slot taken.
-                        m.set(&SLOT[i] as *const Slot as usize);
+                        m.set(&SLOT[i] as *const Slot as usize | scoped);
                         if GIVE_BACK.try_with(|g| g.0.set(i)).is_err() {
                             // Ending already: no destructor will run.
-                            m.set(SHARED);
+                            m.set(SHARED | scoped);
                             FREE[i / 64].fetch_or(1 << (i % 64), Ordering::Release);
                         }
                     }
@@ -165,7 +185,7 @@ mod counters {
             (&SLOT[SLOTS - 1], true)
         } else {
             // SAFETY: as in `slot`.
-            (unsafe { &*(mine as *const Slot) }, false)
+            (unsafe { &*((mine & ADDRESS) as *const Slot) }, false)
         }
     }
 
@@ -182,23 +202,25 @@ mod counters {
         }
     }
 
+    /// Counts an allocation; whether the thread is in a session's scope.
     #[inline(always)]
-    pub(super) fn alloc(size: usize) {
-        let (slot, shared) = slot();
+    pub(super) fn alloc(size: usize) -> bool {
+        let (slot, shared, scoped) = slot();
         bump(&slot.allocs, 1, shared);
         bump(&slot.bytes_in, size as u64, shared);
+        scoped
     }
 
     #[inline(always)]
     pub(super) fn free(size: usize) {
-        let (slot, shared) = slot();
+        let (slot, shared, _) = slot();
         bump(&slot.frees, 1, shared);
         bump(&slot.bytes_out, size as u64, shared);
     }
 
     #[inline(always)]
     pub(super) fn resize(old: usize, new: usize) {
-        let (slot, shared) = slot();
+        let (slot, shared, _) = slot();
         if new >= old {
             bump(&slot.bytes_in, (new - old) as u64, shared);
         } else {
@@ -235,6 +257,12 @@ pub(crate) fn stats() -> [u64; 6] {
         counters::UNTRACKED.load(Ordering::Relaxed),
         table::capacity() as u64,
     ]
+}
+
+/// Tells the allocation path whether this thread is in a session's scope
+/// (only then does it look for the session).
+pub(crate) fn set_scoped(scoped: bool) {
+    counters::set_scoped(scoped);
 }
 
 /// Whether this thread's counters are the shared slot.
@@ -310,10 +338,11 @@ pub(crate) fn on_alloc(ptr: *mut u8, size: usize) {
 /// What every allocation records (inlined into its callers in mapileak).
 #[inline(always)]
 fn after_alloc(ptr: *mut u8, size: usize) {
-    counters::alloc(size);
-    let session = attributable();
-    if session != 0 {
-        record(ptr as usize, session, size);
+    if counters::alloc(size) {
+        let session = attributable();
+        if session != 0 {
+            record(ptr as usize, session, size);
+        }
     }
 }
 

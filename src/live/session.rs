@@ -8,6 +8,7 @@ use crate::settings::Mode;
 
 use super::env;
 
+use super::alloc;
 use super::context::{self, Quiet};
 use super::finding::PendingFinding;
 use super::logoff::{self, Output};
@@ -33,13 +34,16 @@ pub(crate) fn logon(provider: ProviderKind, label: impl Into<String>) -> u64 {
 /// [`Session::enter`]: makes `id` current, returns the one it replaces.
 #[inline]
 pub(crate) fn enter(id: u64) -> u64 {
-    context::enter(id)
+    let previous = context::enter(id);
+    alloc::set_scoped(id != 0);
+    previous
 }
 
 /// Makes `previous` (what [`enter`] returned) current again.
 #[inline]
 pub(crate) fn leave(previous: u64) {
-    context::leave(previous)
+    context::leave(previous);
+    alloc::set_scoped(previous != 0);
 }
 
 /// [`Session::by_id`].
