@@ -122,6 +122,30 @@ pub fn track_free(ptr: *const u8, size: usize) {
     }
 }
 
+/// [`track_alloc`] for an allocator that keeps a word with each block (a
+/// header or a trailer, as the C ABI's heap does): the block's record is
+/// kept by index, and the index — 0 when nothing was recorded — is what
+/// the caller keeps with the block and hands to [`track_free_indexed`],
+/// which then finds the record without a lookup. Indexes are reused, the
+/// one freed last first: records in use stay few lines of memory.
+#[inline]
+pub fn track_alloc_indexed(ptr: *const u8, size: usize) -> u32 {
+    if ptr.is_null() {
+        return 0;
+    }
+    imp::on_alloc_indexed(ptr.cast_mut(), size)
+}
+
+/// The block at `ptr`, recorded by [`track_alloc_indexed`] with `size`
+/// bytes at `index`, is being freed (null is ignored). An index that is
+/// not `ptr`'s record is ignored.
+#[inline]
+pub fn track_free_indexed(ptr: *const u8, size: usize, index: u32) {
+    if !ptr.is_null() {
+        imp::on_free_indexed(ptr.cast_mut(), size, index);
+    }
+}
+
 /// A heap block of `size` bytes that `allocated_with` made was freed with
 /// `freed_with` (a C or C++ provider's heap: a `new[]` block freed with
 /// `free`, a `malloc` block with `delete`): an `alloc-dealloc-mismatch`

@@ -90,7 +90,7 @@ pub use config::{
 };
 pub use heap::{
     HeapStats, TrackingAllocator, bad_free, dealloc_mismatch, double_free, heap_stats, track_alloc,
-    track_free,
+    track_alloc_indexed, track_free, track_free_indexed,
 };
 pub use id::ObjectId;
 pub use kind::{Kind, Role, kinds};

@@ -76,11 +76,12 @@ const DEFAULT_ALIGN: usize = 2 * std::mem::size_of::<usize>();
 
 /// A plain block's trailer, at the end of the C runtime's block: a check
 /// word (the block's address mixed with a constant), the caller's size,
-/// and the block's state and source.
+/// and the block's record index (`track_alloc_indexed`), state and source.
 const TRAILER: usize = 3 * std::mem::size_of::<usize>();
 const CHECK: usize = 0x6d6c_6b5f_7472_6c72_u64 as usize; // "mlk_trlr"
 
-/// States, in the trailer's third word (bits 4 and up).
+/// States, in the trailer's third word (bits 4 to 7; the record index is
+/// bits 8 and up, the source bits 0 and 1).
 const LIVE: usize = 1;
 /// Kept after its count's object was deleted (the over-release quarantine).
 const QUARANTINED: usize = 2;
@@ -149,6 +150,8 @@ struct Aligned {
     align: usize,
     source: Source,
     state: usize,
+    /// Its record's index (`track_alloc_indexed`).
+    index: u32,
 }
 
 static ALIGNED: Mutex<Option<HashMap<usize, Aligned>>> = Mutex::new(None);
@@ -165,15 +168,11 @@ pub(crate) fn allocate(size: usize, align: usize, zeroed: bool, source: Source) 
     if !IN_USE.load(Ordering::Relaxed) {
         IN_USE.store(true, Ordering::Relaxed);
     }
-    let user = if align > DEFAULT_ALIGN {
+    if align > DEFAULT_ALIGN {
         allocate_aligned(size, align, zeroed, source)
     } else {
         allocate_plain(size, zeroed, source)
-    };
-    if !user.is_null() {
-        mapileak::track_alloc(user, size);
     }
-    user
 }
 
 /// A block of the C runtime of `size` bytes plus `extra`, zeroed or not;
@@ -197,8 +196,9 @@ fn allocate_plain(size: usize, zeroed: bool, source: Source) -> *mut u8 {
     if block.is_null() {
         return std::ptr::null_mut();
     }
+    let index = mapileak::track_alloc_indexed(block.cast(), size);
     // SAFETY: a live block of `malloc`, at least `total` bytes long.
-    unsafe { write_trailer(block.cast(), crt::usable(block), size, LIVE, source) };
+    unsafe { write_trailer(block.cast(), crt::usable(block), size, LIVE, source, index) };
     block.cast()
 }
 
@@ -208,7 +208,9 @@ fn allocate_aligned(size: usize, align: usize, zeroed: bool, source: Source) -> 
         return std::ptr::null_mut();
     }
     let user = (raw as usize + align - 1) & !(align - 1);
+    let index = mapileak::track_alloc_indexed(user as *const u8, size);
     let Some(mut table) = ALIGNED.try_lock_for(WAIT) else {
+        mapileak::track_free_indexed(user as *const u8, size, index);
         // SAFETY: the block just made, freed once.
         unsafe { crt::free(raw) };
         return std::ptr::null_mut();
@@ -221,6 +223,7 @@ fn allocate_aligned(size: usize, align: usize, zeroed: bool, source: Source) -> 
             align,
             source,
             state: LIVE,
+            index,
         },
     );
     ALIGNED_LIVE.fetch_add(1, Ordering::Relaxed);
@@ -233,13 +236,21 @@ fn allocate_aligned(size: usize, align: usize, zeroed: bool, source: Source) -> 
 ///
 /// `block` is a live block of `malloc` with `usable` bytes, at least
 /// `TRAILER` of them.
-unsafe fn write_trailer(block: *mut u8, usable: usize, size: usize, state: usize, source: Source) {
+unsafe fn write_trailer(
+    block: *mut u8,
+    usable: usize,
+    size: usize,
+    state: usize,
+    source: Source,
+    index: u32,
+) {
     // SAFETY: the caller's promise: the last TRAILER bytes of the block.
     unsafe {
         let at = block.add(usable - TRAILER).cast::<usize>();
         at.write_unaligned(CHECK ^ block as usize);
         at.add(1).write_unaligned(size);
-        at.add(2).write_unaligned(state << 4 | source as usize);
+        at.add(2)
+            .write_unaligned((index as usize) << 8 | state << 4 | source as usize);
     }
 }
 
@@ -251,6 +262,7 @@ enum Found {
         source: Source,
         state: usize,
         usable: usize,
+        index: u32,
     },
     /// One of ours, aligned to `align`, inside the block `raw`.
     Aligned {
@@ -259,6 +271,7 @@ enum Found {
         source: Source,
         state: usize,
         raw: usize,
+        index: u32,
     },
     /// A block of the C runtime that is not ours (`strdup`'s, another
     /// library's): its own `free` takes it.
@@ -288,6 +301,7 @@ unsafe fn find(user: *mut u8) -> Found {
                 source: a.source,
                 state: a.state,
                 raw: a.raw,
+                index: a.index,
             };
         }
     }
@@ -315,8 +329,9 @@ unsafe fn find(user: *mut u8) -> Found {
     Found::Plain {
         size,
         source: Source::from_bits(meta),
-        state: meta >> 4,
+        state: meta >> 4 & 0xf,
         usable,
+        index: (meta >> 8) as u32,
     }
 }
 
@@ -337,7 +352,7 @@ pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
         return;
     }
     // SAFETY: the caller's promise.
-    let (size, source, memory) = match unsafe { find(user) } {
+    let (size, source, index, memory) = match unsafe { find(user) } {
         // (operator delete of a block of malloc included: without
         // MAPILEAK_REPLACE_MALLOC mapileak did not see that malloc.)
         Found::Foreign => {
@@ -361,18 +376,23 @@ pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
             size,
             source,
             usable,
+            index,
             ..
-        } => (size, source, Memory::Plain { usable }),
+        } => (size, source, index, Memory::Plain { usable }),
         Found::Aligned {
-            size, source, raw, ..
-        } => (size, source, Memory::Aligned { raw }),
+            size,
+            source,
+            raw,
+            index,
+            ..
+        } => (size, source, index, Memory::Aligned { raw }),
     };
     if source != freed_with {
         crate::attributed(|| {
             mapileak::dealloc_mismatch(size, source.name(), freed_with.freed_by())
         });
     }
-    mapileak::track_free(user, size);
+    mapileak::track_free_indexed(user, size, index);
     let handles = dying_within(user as usize, size);
     for &handle in &handles {
         // The object is gone, memory and all: a Logoff waiting for it (a
@@ -478,7 +498,14 @@ impl Block {
         match self.memory {
             // SAFETY: the trailer of a block of ours not given back yet.
             Memory::Plain { usable } => unsafe {
-                write_trailer(self.user as *mut u8, usable, self.size, state, self.source)
+                write_trailer(
+                    self.user as *mut u8,
+                    usable,
+                    self.size,
+                    state,
+                    self.source,
+                    0,
+                )
             },
             Memory::Aligned { .. } => {
                 if let Some(mut table) = ALIGNED.try_lock_for(WAIT)
@@ -740,7 +767,7 @@ mod recent {
             };
             // SAFETY: a live block of ours, freed once: now marked freed.
             unsafe {
-                super::write_trailer(user as *mut u8, usable, size, super::FREED, source);
+                super::write_trailer(user as *mut u8, usable, size, super::FREED, source, 0);
             }
             if ring.len == BLOCKS
                 && let Some((old, old_usable)) = ring.pop()

@@ -249,6 +249,7 @@ pub(crate) fn stats() -> [u64; 6] {
     let (allocs, frees, bytes) = counters::sum();
     let mut attributed = 0;
     table::for_each(|_, _, _, _| attributed += 1);
+    slab::for_each(|_, _, _, _| attributed += 1);
     [
         allocs,
         frees,
@@ -277,9 +278,10 @@ pub(crate) fn with_table_locked(f: impl FnOnce()) {
     table::with_shard_locked(f);
 }
 
-/// Whether the system refused to reserve the live table.
+/// Whether the system refused to reserve the live table (or the records
+/// kept by index).
 pub(crate) fn table_refused() -> bool {
-    table::refused()
+    table::refused() || slab::refused()
 }
 
 /// Attributed blocks the live table had no room for, so far.
@@ -360,6 +362,42 @@ fn record(addr: usize, session: u64, size: usize) {
 fn remember(addr: usize, session: u32, stack: stack::StackId, size: u64) {
     if !table::insert(addr, session, stack, size) {
         counters::UNTRACKED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// [`on_alloc`] for a block whose record is kept by index
+/// (`track_alloc_indexed`): the index, 0 when none was kept.
+#[cfg_attr(debug_assertions, inline(never))]
+#[cfg_attr(not(debug_assertions), inline(always))]
+pub(crate) fn on_alloc_indexed(ptr: *mut u8, size: usize) -> u32 {
+    if counters::alloc(size) {
+        let session = attributable();
+        if session != 0 {
+            return record_indexed(ptr as usize, session, size);
+        }
+    }
+    0
+}
+
+#[inline(never)]
+fn record_indexed(addr: usize, session: u64, size: usize) -> u32 {
+    let Some(_guard) = Reentry::enter() else {
+        return 0;
+    };
+    let stack = stack::capture_here();
+    slab::insert(addr, session as u32, stack, size as u64).unwrap_or_else(|| {
+        counters::UNTRACKED.fetch_add(1, Ordering::Relaxed);
+        0
+    })
+}
+
+/// [`on_free`] for a block [`on_alloc_indexed`] kept at `index`.
+#[cfg_attr(debug_assertions, inline(never))]
+#[cfg_attr(not(debug_assertions), inline(always))]
+pub(crate) fn on_free_indexed(ptr: *mut u8, size: usize, index: u32) {
+    counters::free(size);
+    if index != 0 {
+        slab::remove(index, ptr as usize);
     }
 }
 
@@ -462,16 +500,17 @@ pub(crate) fn live_blocks_within(
     pick: impl Fn(u64) -> bool,
     wait: Option<std::time::Duration>,
 ) -> Option<(Vec<LiveBlock>, u64)> {
-    if !table::any() {
-        return Some((Vec::new(), 0));
-    }
     let mut len = 0;
     if !table::for_each_within(wait, |_, _, _, _| len += 1) {
         return None;
     }
+    slab::for_each(|_, _, _, _| len += 1);
+    if len == 0 {
+        return Some((Vec::new(), 0));
+    }
     let mut out = Vec::with_capacity(len + len / 4 + 1024);
     let mut missed = 0;
-    let complete = table::for_each_within(wait, |addr, session, stack, size| {
+    let mut take = |addr, session, stack, size| {
         if pick(u64::from(session)) {
             if out.len() < out.capacity() {
                 out.push((addr, u64::from(session), stack, size));
@@ -479,7 +518,9 @@ pub(crate) fn live_blocks_within(
                 missed += 1;
             }
         }
-    });
+    };
+    let complete = table::for_each_within(wait, &mut take);
+    slab::for_each(&mut take);
     complete.then_some((out, missed))
 }
 
@@ -659,9 +700,24 @@ mod self_read {
     }
 }
 
+mod slab;
 mod table;
+
+/// Takes the live table's and the records' locks (before `fork`: the child
+/// then finds none held by a thread that is not there). Allocates nothing.
 #[cfg(unix)]
-pub(crate) use table::{lock_all_for_fork, unlock_all_after_fork};
+pub(crate) fn lock_all_for_fork() {
+    table::lock_all_for_fork();
+    slab::lock_for_fork();
+}
+
+/// Releases what [`lock_all_for_fork`] took (after `fork`, in the parent
+/// and in the child).
+#[cfg(unix)]
+pub(crate) fn unlock_all_after_fork() {
+    slab::unlock_after_fork();
+    table::unlock_all_after_fork();
+}
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,7 @@ pub(crate) fn via_system(flag: SystemFlag) -> bool {
 pub(crate) use alloc::after_realloc;
 pub(crate) use alloc::before_realloc;
 pub(crate) use alloc::system::{alloc as system_alloc, dealloc as system_dealloc};
-pub(crate) use alloc::{on_alloc, on_free, stats};
+pub(crate) use alloc::{on_alloc, on_alloc_indexed, on_free, on_free_indexed, stats};
 
 /// A C heap finding (`rule`) at the calling stack, for the thread's
 /// current session.

@@ -291,6 +291,14 @@ pub(crate) mod heap {
     pub(crate) fn on_free(_: *mut u8, _: usize) {}
 
     #[inline(always)]
+    pub(crate) fn on_alloc_indexed(_: *mut u8, _: usize) -> u32 {
+        0
+    }
+
+    #[inline(always)]
+    pub(crate) fn on_free_indexed(_: *mut u8, _: usize, _: u32) {}
+
+    #[inline(always)]
     pub(crate) fn finding(_: Rule, _: impl FnOnce() -> String) {}
 }
 
