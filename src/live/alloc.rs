@@ -703,6 +703,51 @@ mod self_read {
 mod slab;
 mod table;
 
+/// The spin locks of the live table's shards and of the records' pool: an
+/// atomic flag, so waiting never parks (parking can allocate), and nothing
+/// in the allocator hook can deadlock on one.
+mod spin {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    #[inline(always)]
+    fn try_lock(flag: &AtomicBool) -> bool {
+        flag.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    #[inline(always)]
+    pub(super) fn lock(flag: &AtomicBool) {
+        let mut spins = 0u32;
+        while !try_lock(flag) {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                // A syscall, not a parking lot: nothing allocates.
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// [`lock`], given up after `wait`: whether it was taken.
+    pub(super) fn lock_within(flag: &AtomicBool, wait: Duration) -> bool {
+        let start = Instant::now();
+        while !try_lock(flag) {
+            if start.elapsed() >= wait {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
+    #[inline(always)]
+    pub(super) fn unlock(flag: &AtomicBool) {
+        flag.store(false, Ordering::Release);
+    }
+}
+
 /// Takes the live table's and the records' locks (before `fork`: the child
 /// then finds none held by a thread that is not there). Allocates nothing.
 #[cfg(unix)]

@@ -167,27 +167,15 @@ pub(crate) fn unlock_after_fork() {
 /// Free indexes no thread holds.
 mod pool {
     use super::{BATCH, POOL, POOL_LEN, POOL_LOCK};
+    use crate::backend::alloc::spin;
     use std::sync::atomic::Ordering;
 
-    /// The pool's spin lock: an atomic flag, so waiting never parks (which
-    /// can allocate); held only for a batch's copy.
     pub(super) fn lock() {
-        let mut spins = 0u32;
-        while POOL_LOCK
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        spin::lock(&POOL_LOCK);
     }
 
     pub(super) fn unlock() {
-        POOL_LOCK.store(false, Ordering::Release);
+        spin::unlock(&POOL_LOCK);
     }
 
     /// Moves up to a batch of indexes into `out`: how many.

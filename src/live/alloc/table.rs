@@ -30,6 +30,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use super::spin;
 use crate::backend::vmem::{Lazy, Zeroed};
 
 const SHARDS: usize = 64;
@@ -136,45 +137,19 @@ struct Locked(Part);
 impl Part {
     #[inline(always)]
     fn lock(self) -> Locked {
-        let mut spins = 0u32;
-        while self
-            .shard
-            .lock
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                // A syscall, not a parking lot: nothing allocates.
-                std::thread::yield_now();
-            }
-        }
+        spin::lock(&self.shard.lock);
         Locked(self)
     }
 
     /// [`Part::lock`], given up after `wait`.
     fn try_lock_for(self, wait: std::time::Duration) -> Option<Locked> {
-        let start = std::time::Instant::now();
-        while self
-            .shard
-            .lock
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            if start.elapsed() >= wait {
-                return None;
-            }
-            std::thread::yield_now();
-        }
-        Some(Locked(self))
+        spin::lock_within(&self.shard.lock, wait).then_some(Locked(self))
     }
 }
 
 impl Drop for Locked {
     fn drop(&mut self) {
-        self.0.shard.lock.store(false, Ordering::Release);
+        spin::unlock(&self.0.shard.lock);
     }
 }
 
@@ -369,13 +344,7 @@ fn sweep(locked: &Locked) {
 #[cfg(unix)]
 pub(crate) fn lock_all_for_fork() {
     for shard in &SHARD {
-        while shard
-            .lock
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::thread::yield_now();
-        }
+        spin::lock(&shard.lock);
     }
 }
 
@@ -384,7 +353,7 @@ pub(crate) fn lock_all_for_fork() {
 #[cfg(unix)]
 pub(crate) fn unlock_all_after_fork() {
     for shard in &SHARD {
-        shard.lock.store(false, Ordering::Release);
+        spin::unlock(&shard.lock);
     }
 }
 
@@ -392,15 +361,9 @@ pub(crate) fn unlock_all_after_fork() {
 #[cfg(feature = "test-hooks")]
 pub(crate) fn with_shard_locked(f: impl FnOnce()) {
     let shard = &SHARD[0];
-    while shard
-        .lock
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        std::thread::yield_now();
-    }
+    spin::lock(&shard.lock);
     f();
-    shard.lock.store(false, Ordering::Release);
+    spin::unlock(&shard.lock);
 }
 
 /// Visits every live entry as `(address, session, stack, size)`, one shard
