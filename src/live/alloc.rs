@@ -272,10 +272,11 @@ pub(crate) fn counters_shared() -> bool {
     counters::slot().1
 }
 
-/// Runs `f` holding a live-table shard's lock (fault injection: see `testing`).
+/// Runs `f` holding a live-table shard's lock and the records' pool lock
+/// (fault injection: see `testing`).
 #[cfg(feature = "test-hooks")]
 pub(crate) fn with_table_locked(f: impl FnOnce()) {
-    table::with_shard_locked(f);
+    table::with_shard_locked(|| slab::with_pool_locked(f));
 }
 
 /// Whether the system refused to reserve the live table (or the records
@@ -728,6 +729,24 @@ mod spin {
                 std::thread::yield_now();
             }
         }
+    }
+
+    /// [`lock`], given up after a short while (some spins, some yields):
+    /// whether it was taken. For a lock held for a few copies at most,
+    /// where a holder that never lets go (a thread ended by the system
+    /// inside it, at process end) must not stop the caller.
+    pub(super) fn lock_briefly(flag: &AtomicBool) -> bool {
+        for spins in 0..128 {
+            if try_lock(flag) {
+                return true;
+            }
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        false
     }
 
     /// [`lock`], given up after `wait`: whether it was taken.

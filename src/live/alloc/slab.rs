@@ -22,12 +22,13 @@
 //! Index 0 is none. Only a block's freer clears its record (as in the live
 //! table), and an index is in one cache or the pool at a time, so a record
 //! is written by one thread at a time; the pool's spin lock is held for a
-//! batch's copy, never across an allocation. Keys are stored inverted, as
+//! batch's copy, never across an allocation, and waited for only briefly. Keys are stored inverted, as
 //! in the live table, so leak checkers do not take them for references.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use super::spin;
 use crate::backend::vmem::{Lazy, Zeroed};
 
 /// One block: its address (inverted; 0: free), `session << 32 | stack`,
@@ -155,42 +156,47 @@ fn refill(all: &[Record]) -> Option<u32> {
 /// free).
 #[cfg(unix)]
 pub(crate) fn lock_for_fork() {
-    pool::lock();
+    spin::lock(&POOL_LOCK);
 }
 
 /// Releases what [`lock_for_fork`] took.
 #[cfg(unix)]
 pub(crate) fn unlock_after_fork() {
-    pool::unlock();
+    spin::unlock(&POOL_LOCK);
 }
 
-/// Free indexes no thread holds.
+/// Runs `f` holding the pool's lock (fault injection: see `testing`).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn with_pool_locked(f: impl FnOnce()) {
+    spin::lock(&POOL_LOCK);
+    f();
+    spin::unlock(&POOL_LOCK);
+}
+
+/// Free indexes no thread holds. Taking or giving a batch waits for the
+/// lock only briefly: a free must not hang on a holder that never lets go
+/// (a thread ended inside it at process end). Then indexes given are
+/// dropped (their records stay free, unused) and none are taken (fresh
+/// ones are).
 mod pool {
-    use super::{BATCH, POOL, POOL_LEN, POOL_LOCK};
-    use crate::backend::alloc::spin;
+    use super::{BATCH, POOL, POOL_LEN, POOL_LOCK, spin};
     use std::sync::atomic::Ordering;
-
-    pub(super) fn lock() {
-        spin::lock(&POOL_LOCK);
-    }
-
-    pub(super) fn unlock() {
-        spin::unlock(&POOL_LOCK);
-    }
 
     /// Moves up to a batch of indexes into `out`: how many.
     pub(super) fn take(out: &mut [u32; BATCH]) -> usize {
         let Some(pool) = POOL.get() else {
             return 0;
         };
-        lock();
+        if !spin::lock_briefly(&POOL_LOCK) {
+            return 0;
+        }
         let len = POOL_LEN.load(Ordering::Relaxed);
         let n = len.min(BATCH);
         for (k, slot) in out.iter_mut().take(n).enumerate() {
             *slot = pool[len - 1 - k].load(Ordering::Relaxed);
         }
         POOL_LEN.store(len - n, Ordering::Relaxed);
-        unlock();
+        spin::unlock(&POOL_LOCK);
         n
     }
 
@@ -200,14 +206,16 @@ mod pool {
         let Some(pool) = POOL.get_or_map(super::capacity) else {
             return;
         };
-        lock();
+        if !spin::lock_briefly(&POOL_LOCK) {
+            return;
+        }
         let len = POOL_LEN.load(Ordering::Relaxed);
         let n = indexes.len().min(pool.len() - len);
         for (k, &index) in indexes.iter().take(n).enumerate() {
             pool[len + k].store(index, Ordering::Relaxed);
         }
         POOL_LEN.store(len + n, Ordering::Relaxed);
-        unlock();
+        spin::unlock(&POOL_LOCK);
     }
 }
 

@@ -357,9 +357,11 @@ pub(crate) fn unlock_all_after_fork() {
     }
 }
 
-/// Runs `f` holding the first shard's lock (fault injection: see `testing`).
+/// Runs `f` holding the first shard's lock (fault injection: see
+/// `testing`), the table reserved first if it was not.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn with_shard_locked(f: impl FnOnce()) {
+    let _ = SLOTS.get_or_map(slots_wanted);
     let shard = &SHARD[0];
     spin::lock(&shard.lock);
     f();
