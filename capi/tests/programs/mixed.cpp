@@ -12,6 +12,12 @@
 #include <cstdlib>
 #include <cstring>
 
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <pthread.h>
+#endif
+
 #define MAPILEAK_REPLACE_MALLOC
 #include "mapileak.hpp"
 
@@ -87,6 +93,40 @@ __attribute__((noinline)) static bool ReallocAligned() {
     return aligned;
 }
 
+// Blocks made on one thread and freed on another, more of them than a
+// thread keeps record indexes for: none is left behind, and the blocks
+// made after them (taking the indexes the other thread gave back) are
+// theirs alone.
+const int kHanded = 300;
+char *handed[kHanded];
+
+#ifdef _WIN32
+static DWORD WINAPI FreeHanded(void *) {
+#else
+static void *FreeHanded(void *) {
+#endif
+    for (char *block : handed) delete[] block;
+    return 0;
+}
+
+__attribute__((noinline)) static bool FreedOnAnotherThread() {
+    for (int i = 0; i < kHanded; ++i) handed[i] = new char[16 + i];
+#ifdef _WIN32
+    HANDLE thread = CreateThread(nullptr, 0, FreeHanded, nullptr, 0, nullptr);
+    if (thread == nullptr || WaitForSingleObject(thread, INFINITE) != WAIT_OBJECT_0) return false;
+    CloseHandle(thread);
+#else
+    pthread_t thread;
+    if (pthread_create(&thread, nullptr, FreeHanded, nullptr) != 0) return false;
+    pthread_join(thread, nullptr);
+#endif
+    for (int round = 0; round < 2; ++round) {
+        for (int i = 0; i < kHanded; ++i) handed[i] = new char[32];
+        for (char *block : handed) delete[] block;
+    }
+    return true;
+}
+
 // The C runtime's own free() on a new[] block, unseen by mapileak (as in a
 // file without MAPILEAK_REPLACE_MALLOC): freed correctly, no crash; the
 // block is then reported at Logoff, since mapileak never saw it go.
@@ -108,6 +148,7 @@ int main(int argc, char **argv) {
     FreeGarbage();
     FreeInterior();
     if (!ReallocAligned()) return 5;
+    if (!FreedOnAnotherThread()) return 6;
     // The heap still works after all of it.
     for (int i = 0; i < 1000; ++i) delete[] new char[64 + i];
     // Last: a block the C runtime may hand out again after an unseen free
