@@ -178,7 +178,11 @@ fn recall(memo: &mut Memo, start: usize) -> Option<StackId> {
     for k in 0..WAYS {
         let w = (memo.last + k) % WAYS;
         let walked = &memo.walks[w];
-        if walked.id != 0 && walked.len > 0 && walked.at[0] == start && unchanged(walked) {
+        if walked.id != 0
+            && walked.len > 0
+            && walked.at[0] == start
+            && matching(walked, 0) == walked.len
+        {
             memo.last = w;
             return Some(walked.id);
         }
@@ -289,52 +293,6 @@ impl Walking<'_, '_> {
             return Err(false);
         }
         Ok(rec.next)
-    }
-}
-
-/// Whether every record of `walked`, which starts at this frame, is still
-/// on the stack. Unlike [`matching`] it reads them all, without a branch
-/// per record: most recalls match, and it is the cost of each frame of the
-/// stack on the allocation path (two compared words a frame, in one SSE2
-/// compare where there is one).
-#[inline(always)]
-fn unchanged(walked: &Walked) -> bool {
-    let len = walked.len.min(CAP);
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_cvtsi128_si64, _mm_loadu_si128, _mm_movemask_epi8,
-            _mm_or_si128, _mm_setzero_si128, _mm_xor_si128,
-        };
-        // SAFETY: SSE2 is part of x86_64. Each `at[k]` is a frame address
-        // this thread's walk read a record at, in its stack's bounds, at or
-        // above the current frame (`at[0]` is this frame, and addresses grow
-        // along a walk): 16 readable bytes, as in `matching`. The memo's
-        // records are `Record`s, two words each: 16 bytes.
-        unsafe {
-            let mut diff = _mm_setzero_si128();
-            let mut at = walked.at[0];
-            for k in 0..len {
-                let was = _mm_loadu_si128((&raw const walked.records[k]).cast::<__m128i>());
-                let now = _mm_loadu_si128(at as *const __m128i);
-                diff = _mm_or_si128(diff, _mm_xor_si128(now, was));
-                // `at[k + 1]`, which is the remembered record's link: taken
-                // from the register, one load a frame fewer.
-                at = _mm_cvtsi128_si64(was) as usize;
-            }
-            _mm_movemask_epi8(_mm_cmpeq_epi8(diff, _mm_setzero_si128())) == 0xffff
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let mut diff = 0;
-        for k in 0..len {
-            // SAFETY: as in `matching`.
-            let now = unsafe { std::ptr::read(walked.at[k] as *const Record) };
-            let was = walked.records[k];
-            diff |= (now.next ^ was.next) | (now.ret ^ was.ret);
-        }
-        diff == 0
     }
 }
 

@@ -330,20 +330,6 @@ impl Walked {
             (unsafe { std::ptr::read(self.at[k] as *const u64) }) == self.values[k]
         })
     }
-
-    /// [`Walked::holds_from`]`(0)` for a walk from this very frame, reading
-    /// every word without a branch each: most recalls match.
-    #[inline(always)]
-    fn holds(&self) -> bool {
-        let mut diff = 0;
-        for k in 0..self.len.min(self.at.len()) {
-            // SAFETY: as in `holds_from`; the walk starts at this frame's
-            // `rsp`, so every word it read lies above it, in the stack's
-            // committed part.
-            diff |= (unsafe { std::ptr::read(self.at[k] as *const u64) }) ^ self.values[k];
-        }
-        diff == 0
-    }
 }
 
 struct Memo {
@@ -504,7 +490,7 @@ fn recall(memo: &mut Memo) -> Option<StackId> {
             && walked.sp[0] == rsp
             && walked.bp[0] == rbp
             && walked.pc[0] == context.rip
-            && walked.holds()
+            && walked.holds_from(0)
         {
             memo.last = w;
             return Some(walked.id);
