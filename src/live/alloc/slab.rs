@@ -138,7 +138,10 @@ pub(super) fn refused() -> bool {
 fn refill(all: &[Record]) -> Option<u32> {
     let mut batch = [0u32; BATCH];
     let mut n = pool::take(&mut batch);
-    if n == 0 {
+    // Once every index was handed out, the mark is only read: adding to it
+    // on every allocation of a full host would wrap it on 32-bit Windows
+    // within days, and hand out indexes in use.
+    if n == 0 && HIGH.load(Ordering::Relaxed) < all.len() {
         let start = HIGH.fetch_add(BATCH, Ordering::AcqRel);
         n = all.len().saturating_sub(start).min(BATCH);
         for (k, slot) in batch.iter_mut().take(n).enumerate() {
