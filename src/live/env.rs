@@ -1,7 +1,7 @@
 //! The environment, read once with the instrumentation: `MAPILEAK`,
 //! `MAPILEAK_LIVE_BLOCKS`, `MAPILEAK_TRACE_ROOTS`, `MAPILEAK_HISTORY`
-//! (into `crate::settings`), and the report directory's
-//! safety checks.
+//! (into `crate::settings`; `MAPILEAK_SYMBOLS` and `MAPILEAK_HTML` only
+//! checked), and the report directory's safety checks.
 #![allow(unsafe_code)]
 
 use std::path::PathBuf;
@@ -103,6 +103,7 @@ pub(crate) fn init() {
                 },
             }
         }
+        check_choices();
         if let Ok(v) = std::env::var("MAPILEAK_HISTORY") {
             let unknown = crate::kind::apply_history(&v, false);
             if let Some(first) = unknown.first() {
@@ -118,6 +119,31 @@ pub(crate) fn init() {
             }
         }
     });
+}
+
+/// `MAPILEAK_SYMBOLS` and `MAPILEAK_HTML` are read where they are used
+/// (`crate::settings`); a value that is neither of their choices says so
+/// here, once: a mistyped `offline` would otherwise read the debug info in
+/// the host (a 32-bit Outlook) without a word.
+fn check_choices() {
+    let value = |name| Some(std::env::var(name).ok()?.trim().to_ascii_lowercase());
+    if let Some(v) = value("MAPILEAK_SYMBOLS")
+        && !matches!(v.as_str(), "" | "inline" | "offline")
+    {
+        crate::backend::trace::line(format_args!(
+            "MAPILEAK_SYMBOLS={v:?} is not inline or offline; using inline"
+        ));
+    }
+    if let Some(v) = value("MAPILEAK_HTML")
+        && !matches!(
+            v.as_str(),
+            "" | "1" | "on" | "true" | "yes" | "0" | "off" | "false" | "no"
+        )
+    {
+        crate::backend::trace::line(format_args!(
+            "MAPILEAK_HTML={v:?} is not 1 or 0; no HTML page"
+        ));
+    }
 }
 
 /// The current mode, the environment read first.

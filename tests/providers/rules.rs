@@ -873,6 +873,40 @@ fn the_environment_table_holds_end_to_end() {
     assert_eq!((json.len(), html.len()), (1, 1), "{files:?}");
     let (_, _, files) = run_example("no-html", "no_logoff", &["return"], &[]);
     assert!(files.iter().all(|f| f.ends_with(".json")), "{files:?}");
+
+    // A value that is none of a variable's choices: one line naming it,
+    // and the default (no page; frames named in the process).
+    let (_, traces, files) = run_example(
+        "mistyped",
+        "no_logoff",
+        &["return"],
+        &[("MAPILEAK_HTML", "maybe"), ("MAPILEAK_SYMBOLS", "ofline")],
+    );
+    for line in [
+        "mapileak: MAPILEAK_HTML=\"maybe\" is not 1 or 0; no HTML page",
+        "mapileak: MAPILEAK_SYMBOLS=\"ofline\" is not inline or offline; using inline",
+    ] {
+        assert_eq!(
+            traces.iter().filter(|l| l.as_str() == line).count(),
+            1,
+            "{traces:#?}"
+        );
+    }
+    assert!(files.iter().all(|f| f.ends_with(".json")), "{files:?}");
+    let report = std::fs::read_dir(run_dir("mistyped"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a report");
+    let report = mapileak::reports::read_file(&report).unwrap();
+    assert!(
+        !report.stacks.is_empty()
+            && report
+                .stacks
+                .iter()
+                .all(|s| s.raw.is_empty() && !s.frames.is_empty()),
+        "frames named in the process"
+    );
 }
 
 #[test]
