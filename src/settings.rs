@@ -68,12 +68,17 @@ pub(crate) fn html() -> bool {
     match HTML.load(Ordering::Relaxed) {
         1 => false,
         2 => true,
-        _ => std::env::var("MAPILEAK_HTML").is_ok_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "on" | "true" | "yes"
-            )
-        }),
+        _ => std::env::var("MAPILEAK_HTML").is_ok_and(|v| html_choice(&v) == Some(true)),
+    }
+}
+
+/// A `MAPILEAK_HTML` value: a page or none; `None` when it is neither
+/// (the default then: none).
+pub(crate) fn html_choice(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Some(true),
+        "" | "0" | "off" | "false" | "no" => Some(false),
+        _ => None,
     }
 }
 
@@ -88,8 +93,17 @@ pub(crate) fn offline_symbols() -> bool {
     match OFFLINE.load(Ordering::Relaxed) {
         1 => false,
         2 => true,
-        _ => std::env::var("MAPILEAK_SYMBOLS")
-            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("offline")),
+        _ => std::env::var("MAPILEAK_SYMBOLS").is_ok_and(|v| offline_choice(&v) == Some(true)),
+    }
+}
+
+/// A `MAPILEAK_SYMBOLS` value: offline or inline; `None` when it is
+/// neither (the default then: inline).
+pub(crate) fn offline_choice(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "offline" => Some(true),
+        "" | "inline" => Some(false),
+        _ => None,
     }
 }
 

@@ -126,19 +126,15 @@ pub(crate) fn init() {
 /// here, once: a mistyped `offline` would otherwise read the debug info in
 /// the host (a 32-bit Outlook) without a word.
 fn check_choices() {
-    let value = |name| Some(std::env::var(name).ok()?.trim().to_ascii_lowercase());
-    if let Some(v) = value("MAPILEAK_SYMBOLS")
-        && !matches!(v.as_str(), "" | "inline" | "offline")
+    if let Ok(v) = std::env::var("MAPILEAK_SYMBOLS")
+        && settings::offline_choice(&v).is_none()
     {
         crate::backend::trace::line(format_args!(
             "MAPILEAK_SYMBOLS={v:?} is not inline or offline; using inline"
         ));
     }
-    if let Some(v) = value("MAPILEAK_HTML")
-        && !matches!(
-            v.as_str(),
-            "" | "1" | "on" | "true" | "yes" | "0" | "off" | "false" | "no"
-        )
+    if let Ok(v) = std::env::var("MAPILEAK_HTML")
+        && settings::html_choice(&v).is_none()
     {
         crate::backend::trace::line(format_args!(
             "MAPILEAK_HTML={v:?} is not 1 or 0; no HTML page"
