@@ -141,125 +141,18 @@ fn main() {
         },
         _ => usage(),
     };
-    let cli = dir.join(format!("mapileak{}", std::env::consts::EXE_SUFFIX));
     // LeakSanitizer is not on Windows (the script runs there under Wine).
     let candidates: Vec<&Candidate> = CANDIDATES
         .iter()
         .filter(|c| !(cfg!(windows) && c.finds == Finds::LeakSanitizer))
         .collect();
-    let index = |name: &str| {
-        candidates
-            .iter()
-            .position(|c| c.name == name)
-            .expect("a candidate")
-    };
-    let mut runs: Vec<Vec<Run>> = candidates.iter().map(|_| Vec::new()).collect();
-    for round in 0..rounds {
-        for (i, c) in candidates.iter().enumerate() {
-            match run(&dir, &cli, c, round) {
-                Ok(r) => runs[i].push(r),
-                Err(e) => {
-                    eprintln!("whole-run: {}: {e}", c.name);
-                    std::process::exit(2);
-                }
-            }
-        }
-    }
-    let best: Vec<&Run> = runs
-        .iter()
-        .map(|rs| rs.iter().min_by_key(|r| r.wall).expect("a round"))
-        .collect();
-    let mut all_found = true;
-    for (i, c) in candidates.iter().enumerate() {
-        let r = best[i];
-        let vs = r.wall.as_secs_f64() / best[index(c.plain)].wall.as_secs_f64();
-        let mut line = format!("mapileak-whole {} time_vs_plain={vs:.2}", c.name);
-        if r.peak_rss_kb > 0 {
-            line += &format!(" peak_rss_mb={:.1}", mb(r.peak_rss_kb));
-        }
-        if matches!(c.finds, Finds::Report | Finds::OfflineReport) && r.rss_before_kb == 0 {
-            line += &format!(" logoff_ms={:.0}", r.logoff_ms);
-        } else if matches!(c.finds, Finds::Report | Finds::OfflineReport) {
-            line += &format!(
-                " rss_before_logoff_mb={:.1} logoff_extra_mb={:.1} logoff_extra_pct={:.0} logoff_ms={:.0}",
-                mb(r.rss_before_kb),
-                mb(r.logoff_peak_kb.saturating_sub(r.rss_before_kb)),
-                extra_pct(r),
-                r.logoff_ms
-            );
-        }
-        if c.finds != Finds::Nothing {
-            let found = runs[i].iter().map(|r| r.sites).min().unwrap_or(0);
-            all_found &= found == 20;
-            line += &format!(" sites_found={found}/20");
-        }
-        println!("{line}");
-    }
-
-    // The targets (docs/performance.md).
-    let vs = |name: &str| {
-        let i = index(name);
-        best[i].wall.as_secs_f64() / best[index(candidates[i].plain)].wall.as_secs_f64()
-    };
-    let mut targets = vec![
-        (
-            "rust-release stacks <= 2.5x plain",
-            vs("rust-release/stacks") <= 2.5,
-        ),
-        (
-            "rust-provider-debug stacks <= 2.5x plain",
-            vs("rust-provider-debug/stacks") <= 2.5,
-        ),
-        (
-            "cpp-O2 mapileak <= 2.5x plain",
-            vs("cpp-O2/mapileak") <= 2.5,
-        ),
-        (
-            "rust-release counting <= 1.1x plain",
-            vs("rust-release/counting") <= 1.1,
-        ),
-        (
-            "rust-provider-debug counting <= 1.1x plain",
-            vs("rust-provider-debug/counting") <= 1.1,
-        ),
-    ];
-    if candidates.iter().any(|c| c.finds == Finds::LeakSanitizer) {
-        let ours = vs("cpp-O2/mapileak") - 1.0;
-        let lsan = vs("cpp-O2/leaksanitizer") - 1.0;
-        println!(
-            "mapileak-whole cpp-O2 overhead mapileak={ours:.2} leaksanitizer={lsan:.2} ratio={:.2}",
-            ours / lsan
-        );
-        targets.push((
-            "cpp-O2 mapileak overhead <= half of LeakSanitizer's",
-            ours <= lsan / 2.0,
-        ));
-    }
-    for name in [
-        "rust-release/stacks",
-        "rust-provider-debug/stacks",
-        "cpp-O2/mapileak",
-    ] {
-        let r = best[index(name)];
-        let extra = mb(r.logoff_peak_kb.saturating_sub(r.rss_before_kb));
-        targets.push((
-            leak(format!("{name} Logoff extra memory < 16 MB")),
-            extra < 16.0,
-        ));
-        targets.push((
-            leak(format!("{name} Logoff extra memory <= 25% of before")),
-            extra_pct(r) <= 25.0,
-        ));
-    }
-    let debug = best[index("rust-provider-debug/stacks")];
-    targets.push((
-        "rust-provider-debug Logoff <= 100 ms",
-        debug.logoff_ms <= 100.0,
-    ));
-    for (what, met) in &targets {
+    let runs = run_all(&dir, &candidates, rounds);
+    let results = Results::new(&candidates, &runs);
+    let all_found = results.print_lines();
+    for (what, met) in results.targets() {
         println!(
             "mapileak-whole target {} {what}",
-            if *met { "met" } else { "MISSED" }
+            if met { "met" } else { "MISSED" }
         );
     }
     if !all_found {
@@ -268,17 +161,177 @@ fn main() {
     }
 }
 
+/// Every candidate's runs, the rounds interleaved; exits 2 when one fails.
+fn run_all(dir: &Path, candidates: &[&Candidate], rounds: usize) -> Vec<Vec<Run>> {
+    let cli = dir.join(format!("mapileak{}", std::env::consts::EXE_SUFFIX));
+    let mut runs: Vec<Vec<Run>> = candidates.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (i, c) in candidates.iter().enumerate() {
+            match run(dir, &cli, c, round) {
+                Ok(r) => runs[i].push(r),
+                Err(e) => {
+                    eprintln!("whole-run: {}: {e}", c.name);
+                    std::process::exit(2);
+                }
+            }
+        }
+    }
+    runs
+}
+
+/// The candidates with their runs and each one's best round.
+struct Results<'a> {
+    candidates: &'a [&'a Candidate],
+    runs: &'a [Vec<Run>],
+    best: Vec<&'a Run>,
+}
+
+impl<'a> Results<'a> {
+    fn new(candidates: &'a [&'a Candidate], runs: &'a [Vec<Run>]) -> Results<'a> {
+        let best = runs
+            .iter()
+            .map(|rs| rs.iter().min_by_key(|r| r.wall).expect("a round"))
+            .collect();
+        Results {
+            candidates,
+            runs,
+            best,
+        }
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.candidates
+            .iter()
+            .position(|c| c.name == name)
+            .expect("a candidate")
+    }
+
+    fn best_of(&self, name: &str) -> &Run {
+        self.best[self.index(name)]
+    }
+
+    /// A candidate's best time over its plain build's.
+    fn vs_plain(&self, i: usize) -> f64 {
+        let plain = self.index(self.candidates[i].plain);
+        self.best[i].wall.as_secs_f64() / self.best[plain].wall.as_secs_f64()
+    }
+
+    /// Prints a line per candidate; whether each that reports found all
+    /// 20 sites in every round.
+    fn print_lines(&self) -> bool {
+        let mut all_found = true;
+        for (i, c) in self.candidates.iter().enumerate() {
+            let r = self.best[i];
+            let mut line = format!(
+                "mapileak-whole {} time_vs_plain={:.2}",
+                c.name,
+                self.vs_plain(i)
+            );
+            if r.peak_rss_kb > 0 {
+                line += &format!(" peak_rss_mb={:.1}", mb(r.peak_rss_kb));
+            }
+            let reports = matches!(c.finds, Finds::Report | Finds::OfflineReport);
+            if reports && r.rss_before_kb == 0 {
+                line += &format!(" logoff_ms={:.0}", r.logoff_ms);
+            } else if reports {
+                line += &format!(
+                    " rss_before_logoff_mb={:.1} logoff_extra_mb={:.1} logoff_extra_pct={:.0} logoff_ms={:.0}",
+                    mb(r.rss_before_kb),
+                    extra_mb(r),
+                    extra_pct(r),
+                    r.logoff_ms
+                );
+            }
+            if c.finds != Finds::Nothing {
+                let found = self.runs[i].iter().map(|r| r.sites).min().unwrap_or(0);
+                all_found &= found == 20;
+                line += &format!(" sites_found={found}/20");
+            }
+            println!("{line}");
+        }
+        all_found
+    }
+
+    /// The targets (docs/performance.md), each met or not; prints the C++
+    /// overheads on the way.
+    fn targets(&self) -> Vec<(String, bool)> {
+        let vs = |name: &str| self.vs_plain(self.index(name));
+        let mut targets: Vec<(String, bool)> = [
+            (
+                "rust-release stacks <= 2.5x plain",
+                vs("rust-release/stacks") <= 2.5,
+            ),
+            (
+                "rust-provider-debug stacks <= 2.5x plain",
+                vs("rust-provider-debug/stacks") <= 2.5,
+            ),
+            (
+                "cpp-O2 mapileak <= 2.5x plain",
+                vs("cpp-O2/mapileak") <= 2.5,
+            ),
+            (
+                "rust-release counting <= 1.1x plain",
+                vs("rust-release/counting") <= 1.1,
+            ),
+            (
+                "rust-provider-debug counting <= 1.1x plain",
+                vs("rust-provider-debug/counting") <= 1.1,
+            ),
+        ]
+        .into_iter()
+        .map(|(what, met)| (what.to_owned(), met))
+        .collect();
+        if self
+            .candidates
+            .iter()
+            .any(|c| c.finds == Finds::LeakSanitizer)
+        {
+            let ours = vs("cpp-O2/mapileak") - 1.0;
+            let lsan = vs("cpp-O2/leaksanitizer") - 1.0;
+            println!(
+                "mapileak-whole cpp-O2 overhead mapileak={ours:.2} leaksanitizer={lsan:.2} ratio={:.2}",
+                ours / lsan
+            );
+            targets.push((
+                "cpp-O2 mapileak overhead <= half of LeakSanitizer's".to_owned(),
+                ours <= lsan / 2.0,
+            ));
+        }
+        for name in [
+            "rust-release/stacks",
+            "rust-provider-debug/stacks",
+            "cpp-O2/mapileak",
+        ] {
+            let r = self.best_of(name);
+            targets.push((
+                format!("{name} Logoff extra memory < 16 MB"),
+                extra_mb(r) < 16.0,
+            ));
+            targets.push((
+                format!("{name} Logoff extra memory <= 25% of before"),
+                extra_pct(r) <= 25.0,
+            ));
+        }
+        targets.push((
+            "rust-provider-debug Logoff <= 100 ms".to_owned(),
+            self.best_of("rust-provider-debug/stacks").logoff_ms <= 100.0,
+        ));
+        targets
+    }
+}
+
 fn usage() -> ! {
     eprintln!("usage: whole-run DIR ROUNDS");
     std::process::exit(2);
 }
 
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
-}
-
 fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
+}
+
+/// The Logoff's extra peak memory, in MB.
+fn extra_mb(r: &Run) -> f64 {
+    mb(r.logoff_peak_kb.saturating_sub(r.rss_before_kb))
 }
 
 /// The Logoff's extra peak memory, in percent of what the process held
@@ -328,34 +381,7 @@ fn run(dir: &Path, cli: &Path, c: &Candidate, round: usize) -> Result<Run, Strin
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    let sites = match c.finds {
-        Finds::Nothing => 0,
-        Finds::Report => sites_in_report(&reports)?,
-        Finds::OfflineReport => {
-            let report = logoff_report(&reports)?;
-            let named = reports.join("named.json");
-            let st = Command::new(cli)
-                .arg("symbolize")
-                .arg(&report)
-                .arg("-o")
-                .arg(&named)
-                .status()
-                .map_err(|e| format!("{}: {e}", cli.display()))?;
-            if !st.success() {
-                return Err(format!("mapileak symbolize {} failed", report.display()));
-            }
-            sites_in(&named)?
-        }
-        Finds::LeakSanitizer => {
-            let text = String::from_utf8_lossy(&out.stderr);
-            let names: BTreeSet<&str> = text
-                .lines()
-                .filter(|l| l.trim_start().starts_with('#'))
-                .filter_map(site_of)
-                .collect();
-            names.len()
-        }
-    };
+    let sites = sites_found(c, &reports, cli, &out.stderr)?;
     Ok(Run {
         wall,
         // Where the system gave none (Windows): the program's own peak.
@@ -369,6 +395,39 @@ fn run(dir: &Path, cli: &Path, c: &Candidate, round: usize) -> Result<Run, Strin
         logoff_ms: field("logoff_ms"),
         sites,
     })
+}
+
+/// How many of the 20 leaking sites a run's report (or LeakSanitizer's
+/// text on `stderr`) names.
+fn sites_found(c: &Candidate, reports: &Path, cli: &Path, stderr: &[u8]) -> Result<usize, String> {
+    match c.finds {
+        Finds::Nothing => Ok(0),
+        Finds::Report => sites_in(&logoff_report(reports)?),
+        Finds::OfflineReport => {
+            let report = logoff_report(reports)?;
+            let named = reports.join("named.json");
+            let st = Command::new(cli)
+                .arg("symbolize")
+                .arg(&report)
+                .arg("-o")
+                .arg(&named)
+                .status()
+                .map_err(|e| format!("{}: {e}", cli.display()))?;
+            if !st.success() {
+                return Err(format!("mapileak symbolize {} failed", report.display()));
+            }
+            sites_in(&named)
+        }
+        Finds::LeakSanitizer => {
+            let text = String::from_utf8_lossy(stderr);
+            let names: BTreeSet<&str> = text
+                .lines()
+                .filter(|l| l.trim_start().starts_with('#'))
+                .filter_map(site_of)
+                .collect();
+            Ok(names.len())
+        }
+    }
 }
 
 /// `site_07` in a frame's text.
@@ -393,10 +452,6 @@ fn logoff_report(dir: &Path) -> Result<PathBuf, String> {
                 .is_some_and(|n| n.ends_with("-logoff.json"))
         })
         .ok_or_else(|| format!("no Logoff report in {}", dir.display()))
-}
-
-fn sites_in_report(dir: &Path) -> Result<usize, String> {
-    sites_in(&logoff_report(dir)?)
 }
 
 /// The leaking sites a report's heap sites name in their stacks.
