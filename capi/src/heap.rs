@@ -791,20 +791,23 @@ mod recent {
     }
 }
 
-/// Gives a plain block back to the C runtime, its check word cleared so a
-/// stale free of it is not taken for ours.
+/// Gives a plain block back to the C runtime, its check word cleared so
+/// that a block the C runtime later makes there for someone else (`strdup`)
+/// is not taken for ours (freed already: a false `heap-double-free`, and
+/// the block never freed).
 ///
 /// # Safety
 ///
 /// A plain block of ours with `usable` bytes, not given back yet, used by
 /// no one.
 unsafe fn give_back(user: usize, usable: usize) {
-    // SAFETY: the caller's promise.
+    const WORD: usize = std::mem::size_of::<usize>();
+    // SAFETY: the caller's promise. Volatile, as a byte array (the trailer
+    // need not be aligned): to the optimizer a store just before `free` is
+    // dead, and an ordinary one was dropped from optimized builds.
     unsafe {
-        (user as *mut u8)
-            .add(usable - TRAILER)
-            .cast::<usize>()
-            .write_unaligned(0);
+        let check = (user as *mut u8).add(usable - TRAILER).cast::<[u8; WORD]>();
+        std::ptr::write_volatile(check, [0; WORD]);
         crt::free(user as *mut c_void);
     }
 }

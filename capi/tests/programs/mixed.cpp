@@ -127,6 +127,34 @@ __attribute__((noinline)) static bool FreedOnAnotherThread() {
     return true;
 }
 
+// A block of ours freed, pushed out of its thread's ring of recent frees
+// and so given back to the C runtime, which hands its chunk to code that
+// does not come through mapileak (here the C runtime's own malloc, called
+// by a parenthesized name), as it does to strdup: that block, written at
+// its start only, is the C runtime's, and free() through the macro frees
+// it. Whether the chunk came back (glibc's does, at once).
+__attribute__((noinline)) static bool ForeignBlockWhereOursWas() {
+    char *ours = static_cast<char *>(malloc(100));
+    void *at = ours;
+    free(ours);
+    for (int i = 0; i < 70; ++i) free(malloc(4000 + 16 * i));
+    // What ours took from the C runtime: its size and its trailer.
+    const size_t taken = 100 + 3 * sizeof(void *);
+    char *tries[8] = {};
+    bool reused = false;
+    for (char *&block : tries) {
+        block = static_cast<char *>((malloc)(taken));
+        if (block == nullptr) break;
+        block[0] = 0;
+        if (block == at) {
+            reused = true;
+            break;
+        }
+    }
+    for (char *block : tries) free(block);  // each one the C runtime's own
+    return reused;
+}
+
 // The C runtime's own free() on a new[] block, unseen by mapileak (as in a
 // file without MAPILEAK_REPLACE_MALLOC): freed correctly, no crash; the
 // block is then reported at Logoff, since mapileak never saw it go.
@@ -149,6 +177,7 @@ int main(int argc, char **argv) {
     FreeInterior();
     if (!ReallocAligned()) return 5;
     if (!FreedOnAnotherThread()) return 6;
+    bool reused = ForeignBlockWhereOursWas();
     // The heap still works after all of it.
     for (int i = 0; i < 1000; ++i) delete[] new char[64 + i];
     // Last: a block the C runtime may hand out again after an unseen free
@@ -156,8 +185,8 @@ int main(int argc, char **argv) {
     UnseenFree();
     mapileak_summary summary = {};
     if (mapileak_ab_logoff(session, &summary) != 0) return 3;
-    std::printf("mapileak-mixed heap_blocks=%llu heap_bytes=%llu findings=%llu\n",
+    std::printf("mapileak-mixed heap_blocks=%llu heap_bytes=%llu findings=%llu reused=%d\n",
                 (unsigned long long)summary.heap_blocks, (unsigned long long)summary.heap_bytes,
-                (unsigned long long)summary.findings);
+                (unsigned long long)summary.findings, reused ? 1 : 0);
     return 0;
 }
