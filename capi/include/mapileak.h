@@ -299,7 +299,8 @@ int mapileak_buffer_set_owner(void *buffer, const mapileak_object *owner);
  * runtime's own malloc: a plain free() frees it correctly (unseen, so it
  * would be reported as leaked: see MAPILEAK_REPLACE_MALLOC). mapileak_free
  * and mapileak_realloc take blocks of the C runtime that mapileak did not
- * make (strdup's) and pass them to its free and realloc.
+ * make (strdup's) and pass them to its free and realloc. mapileak_realloc
+ * to 0 bytes frees the block and returns NULL, as glibc and Windows do.
  * mapileak_aligned_malloc takes a power-of-two alignment (NULL for
  * others). C++: MAPILEAK_REPLACE_OPERATOR_NEW in mapileak.hpp routes every
  * operator new and delete to mapileak_new and mapileak_delete (array: 1 for

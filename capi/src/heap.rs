@@ -425,12 +425,20 @@ fn plausible(user: *mut u8) -> bool {
 /// `realloc` of `user` to `size` bytes: a new block of ours recorded at
 /// the caller, the contents copied, the old one freed; a block of the C
 /// runtime that is not ours goes to its `realloc`. Null, with `user`
-/// untouched, when out of memory (or for a block freed already).
+/// untouched, when out of memory (or for a block freed already). To 0
+/// bytes, `user` is freed and the answer is null, as the C runtimes of
+/// Linux (glibc) and Windows do (legacy code frees that way; a block in
+/// its place would be a leak the C runtime never has).
 ///
 /// # Safety
 ///
 /// As [`find`].
 pub(crate) unsafe fn realloc(user: *mut u8, size: usize) -> *mut u8 {
+    if size == 0 && cfg!(not(target_vendor = "apple")) {
+        // SAFETY: the caller's promise (`free` takes what `realloc` takes).
+        unsafe { free(user, Source::Malloc) };
+        return std::ptr::null_mut();
+    }
     if !plausible(user) {
         crate::attributed(|| mapileak::bad_free(user as usize, "realloc"));
         return std::ptr::null_mut();

@@ -815,8 +815,10 @@ pub extern "C" fn mapileak_new(size: usize, align: usize, array: c_int) -> *mut 
 
 /// `void *mapileak_realloc(void *block, size_t size)`: `realloc`, tracked:
 /// the moved block is recorded at the caller of `mapileak_realloc`. NULL
-/// `block` allocates; on failure NULL, and `block` stays valid. A block of
-/// the C runtime that mapileak did not make goes to its `realloc`.
+/// `block` allocates; on failure NULL, and `block` stays valid; `size` 0
+/// frees `block` and returns NULL (as glibc's and Windows' `realloc` do).
+/// A block of the C runtime that mapileak did not make goes to its
+/// `realloc`.
 ///
 /// # Safety
 ///

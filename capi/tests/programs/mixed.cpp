@@ -65,6 +65,15 @@ __attribute__((noinline)) static bool Balanced() {
     return true;
 }
 
+// realloc to 0 bytes frees the block and returns NULL, as the C runtimes of
+// Linux (glibc) and Windows do: legacy code uses it as free().
+__attribute__((noinline)) static bool ReallocToZeroFrees() {
+    void *block = malloc(40);
+    if (block == nullptr) return false;
+    block = realloc(block, 0);
+    return block == nullptr;
+}
+
 // Contract violations a debug heap is there to catch: each a finding at the
 // call, none passed on to the C runtime (which would corrupt its heap or
 // abort).
@@ -172,6 +181,7 @@ int main(int argc, char **argv) {
     DeleteArrayWithoutBrackets();
     FreeStrdup();
     if (!Balanced()) return 4;
+    if (!ReallocToZeroFrees()) return 7;
     DeleteTwice();
     FreeGarbage();
     FreeInterior();
