@@ -68,6 +68,7 @@ fn wanted() -> usize {
 
 /// Records `addr` (`size` bytes, made in `session` at `stack`): its index,
 /// or `None` when there is no room (or no memory for the records).
+#[inline(always)]
 pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> Option<u32> {
     let all = records()?;
     let index = cache::take().or_else(|| refill(all))?;
@@ -85,7 +86,7 @@ pub(super) fn insert(addr: usize, session: u32, stack: u32, size: u64) -> Option
 /// Takes the record of `addr` at `index` out: its `(session, stack,
 /// size)`; `None` when that record is not `addr`'s (an index the caller
 /// kept wrong). Call it only for a block this thread is freeing.
-#[inline]
+#[inline(always)]
 pub(super) fn remove(index: u32, addr: usize) -> Option<(u32, u32, u64)> {
     let record = RECORDS.get()?.get(index as usize).filter(|_| index != 0)?;
     if record.key.load(Ordering::Acquire) != !addr {
