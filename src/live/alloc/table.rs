@@ -239,6 +239,13 @@ pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
     {
         return Some(found);
     }
+    // Most blocks freed were never recorded (counted only): an EMPTY home
+    // slot says so without the probe (no live key sits past an EMPTY slot
+    // in its run, and a run starts at its home).
+    let (part, home) = home(all, shift, addr);
+    if part.slots[home].key.load(Ordering::Acquire) == EMPTY {
+        return None;
+    }
     remove_probing(all, shift, addr)
 }
 
