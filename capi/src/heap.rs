@@ -347,8 +347,19 @@ unsafe fn find(user: *mut u8) -> Found {
 ///
 /// As [`find`].
 pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
+    // SAFETY: the caller's promise.
+    unsafe { free_as(user, freed_with, freed_with.freed_by()) }
+}
+
+/// [`free`], by the function `name` (which pairs as `freed_with` does):
+/// `realloc` to 0 bytes frees, and its findings name it.
+///
+/// # Safety
+///
+/// As [`find`].
+unsafe fn free_as(user: *mut u8, freed_with: Source, name: &'static str) {
     if !plausible(user) {
-        crate::attributed(|| mapileak::bad_free(user as usize, freed_with.freed_by()));
+        crate::attributed(|| mapileak::bad_free(user as usize, name));
         return;
     }
     // SAFETY: the caller's promise.
@@ -362,13 +373,13 @@ pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
         }
         Found::Unknown => return,
         Found::NotAHeapBlock => {
-            crate::attributed(|| mapileak::bad_free(user as usize, freed_with.freed_by()));
+            crate::attributed(|| mapileak::bad_free(user as usize, name));
             return;
         }
         Found::Plain {
             size, state: FREED, ..
         } => {
-            crate::attributed(|| mapileak::double_free(size, freed_with.freed_by()));
+            crate::attributed(|| mapileak::double_free(size, name));
             return;
         }
         Found::Plain { state, .. } | Found::Aligned { state, .. } if state != LIVE => return,
@@ -388,9 +399,7 @@ pub(crate) unsafe fn free(user: *mut u8, freed_with: Source) {
         } => (size, source, index, Memory::Aligned { raw }),
     };
     if source != freed_with {
-        crate::attributed(|| {
-            mapileak::dealloc_mismatch(size, source.name(), freed_with.freed_by())
-        });
+        crate::attributed(|| mapileak::dealloc_mismatch(size, source.name(), name));
     }
     mapileak::track_free_indexed(user, size, index);
     let handles = dying_within(user as usize, size);
@@ -436,7 +445,7 @@ fn plausible(user: *mut u8) -> bool {
 pub(crate) unsafe fn realloc(user: *mut u8, size: usize) -> *mut u8 {
     if size == 0 && cfg!(not(target_vendor = "apple")) {
         // SAFETY: the caller's promise (`free` takes what `realloc` takes).
-        unsafe { free(user, Source::Malloc) };
+        unsafe { free_as(user, Source::Malloc, "realloc") };
         return std::ptr::null_mut();
     }
     if !plausible(user) {

@@ -74,6 +74,13 @@ __attribute__((noinline)) static bool ReallocToZeroFrees() {
     return block == nullptr;
 }
 
+// Legacy code that frees with realloc(p, 0) a block it got from new[]:
+// the block is freed all the same, and the finding names realloc.
+__attribute__((noinline)) static void ReallocNewArrayToZero() {
+    char *p = new char[24];
+    if (realloc(p, 0) != nullptr) std::abort();
+}
+
 // Contract violations a debug heap is there to catch: each a finding at the
 // call, none passed on to the C runtime (which would corrupt its heap or
 // abort).
@@ -182,6 +189,7 @@ int main(int argc, char **argv) {
     FreeStrdup();
     if (!Balanced()) return 4;
     if (!ReallocToZeroFrees()) return 7;
+    ReallocNewArrayToZero();
     DeleteTwice();
     FreeGarbage();
     FreeInterior();
