@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -68,11 +69,22 @@ fn attributed<R>(f: impl FnOnce() -> R) -> R {
 ///
 /// `p` is NULL or points to a NUL-terminated string.
 unsafe fn text(p: *const c_char) -> String {
+    // SAFETY: the caller's promise.
+    unsafe { text_ref(p) }.into_owned()
+}
+
+/// A C string argument, borrowed when it is UTF-8 (a name only looked up
+/// needs no copy).
+///
+/// # Safety
+///
+/// `p` is NULL or points to a NUL-terminated string that outlives `'a`.
+unsafe fn text_ref<'a>(p: *const c_char) -> Cow<'a, str> {
     if p.is_null() {
-        return String::new();
+        return Cow::Borrowed("");
     }
     // SAFETY: the caller's promise.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(p) }.to_string_lossy()
 }
 
 /// `mapileak_summary`: the counts of a report.

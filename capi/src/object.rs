@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use mapileak::{Kind, Provider, RefCount, Role, Session};
 
-use crate::{attributed, guard, heap, text};
+use crate::{attributed, guard, heap, text, text_ref};
 
 /// `mapileak_object`: one tracked COM object's reference count.
 pub struct Object {
@@ -152,7 +152,7 @@ pub unsafe extern "C" fn mapileak_object_new(
     label: *const c_char,
 ) -> *mut Object {
     // SAFETY: the caller's promise.
-    let (kind, label) = unsafe { (text(kind), text(label)) };
+    let (kind, label) = unsafe { (text_ref(kind), text(label)) };
     guard(ptr::null_mut(), || {
         boxed(count_in(owner, kind_named(&kind), label))
     })
