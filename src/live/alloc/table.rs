@@ -246,13 +246,13 @@ pub(super) fn remove(addr: usize) -> Option<(u32, u32, u64)> {
     if part.slots[home].key.load(Ordering::Acquire) == EMPTY {
         return None;
     }
-    remove_probing(all, shift, addr)
+    remove_probing(part, home, addr)
 }
 
-/// [`remove`], looking for the entry along `addr`'s probe run.
+/// [`remove`], looking for the entry along `addr`'s probe run, which
+/// starts at slot `home` of `part`.
 #[inline(never)]
-fn remove_probing(all: &'static [Slot], shift: u32, addr: usize) -> Option<(u32, u32, u64)> {
-    let (part, home) = home(all, shift, addr);
+fn remove_probing(part: Part, home: usize, addr: usize) -> Option<(u32, u32, u64)> {
     let want = !addr;
     let mask = part.mask();
     for k in 0..PROBE {
