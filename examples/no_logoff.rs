@@ -6,11 +6,13 @@
 //! cargo run --example no_logoff -- exit            # std::process::exit(3)
 //! cargo run --example no_logoff -- released-early  # provider released before Shutdown
 //! cargo run --example no_logoff -- no-logon         # objects tracked, no logon at all
+//! cargo run --example no_logoff -- buffer-no-logon  # a MAPI buffer leaked, no logon or object at all
 //! cargo run --example no_logoff -- late-object      # an object made after a clean Logoff
 //! cargo run --example no_logoff -- busy             # main returns, 4 threads still in mapileak
 //! cargo run --example no_logoff -- held-lock heap   # main returns, a thread holds a lock
 //! cargo run --example no_logoff -- subscriber       # a global tracing subscriber, main returns
 //! cargo run --example no_logoff -- fork             # forks 100 children while threads work in mapileak
+//! cargo run --example no_logoff -- fork-in-first-use WHICH  # forks while a thread is stopped in first-use work
 //! cargo run --example no_logoff -- writing          # main returns while threads write reports
 //! cargo run --example no_logoff -- small-address-space  # every table reservation refused
 //! ```
@@ -43,6 +45,10 @@ fn main() {
         fork_while_busy();
         return;
     }
+    #[cfg(all(unix, feature = "test-hooks"))]
+    if how == "fork-in-first-use" {
+        fork_in_first_use(&std::env::args().nth(2).unwrap_or_default());
+    }
     if how == "subscriber" {
         tracing::subscriber::set_global_default(TlsBuffered).expect("no other subscriber");
         tracing::info!("host started");
@@ -66,6 +72,13 @@ fn main() {
             &mapileak::kinds::IMAPI_TABLE,
             "made before any logon",
         ));
+        return;
+    }
+    if how == "buffer-no-logon" {
+        // A MAPI buffer allocated outside any logon, by a process that never
+        // logs on or makes an object, and never freed.
+        let buffers = mapileak::buffers::MapiBuffers::in_process();
+        let _ = buffers.allocate_buffer(40);
         return;
     }
     if how == "late-object" {
@@ -214,59 +227,93 @@ fn fork_while_busy() {
         });
     }
     started.wait();
-    let (mut forked, mut hung) = (0, 0);
+    let mut hung = 0;
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(2));
-        // SAFETY: fork; the child calls only what it needs and `_exit`s.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let buffers = mapileak::buffers::MapiBuffers::in_process();
-            let session =
-                mapileak::Session::logon(mapileak::ProviderKind::MessageStore, "forked child");
-            std::mem::forget(mapileak::Tracked::in_session(
-                session,
-                &mapileak::kinds::IMAPI_TABLE,
-                "made in the child",
-            ));
-            let ok = buffers.allocate_buffer(64).is_ok();
-            let report = session.ms_logoff().report;
-            let code = if ok && report.summary.leaked_objects == 1 {
-                0
-            } else {
-                1
-            };
-            // SAFETY: ends the child at once, running nothing of the parent's.
-            unsafe { libc::_exit(code) };
-        }
-        forked += 1;
-        let start = std::time::Instant::now();
-        loop {
-            let mut status = 0;
-            // SAFETY: our own child, a valid status pointer.
-            let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if done == pid {
-                if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-                    eprintln!("fork: child failed with status {status:#x}");
-                    hung += 1;
-                }
-                break;
-            }
-            if start.elapsed() > std::time::Duration::from_secs(10) {
-                // SAFETY: our own child.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, &mut status, 0);
-                }
-                hung += 1;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+        if !fork_one_child() {
+            hung += 1;
         }
     }
+    forked_end(100, hung);
+}
+
+/// A thread stops for good inside mapileak's first-use work (`which`, one
+/// of `mapileak::testing::FIRST_USES`), as a thread is in a child forked
+/// while it did that work; then one child is forked, which must do the work
+/// itself. Prints `forked 1 hung H` and exits.
+#[cfg(all(unix, feature = "test-hooks"))]
+fn fork_in_first_use(which: &str) {
+    let (held, is_held) = std::sync::mpsc::channel();
+    let which = which.to_owned();
+    std::thread::spawn(move || {
+        let known = mapileak::testing::hold_first_use(&which, move || {
+            let _ = held.send(());
+        });
+        assert!(known, "no first-use work named {which:?}");
+    });
+    is_held.recv().expect("the first-use work is begun");
+    let hung = u32::from(!fork_one_child());
+    forked_end(1, hung);
+}
+
+/// Forks a child that logs on, makes a leak, allocates a buffer and logs
+/// off, and waits for it: `false` when it failed, or was not done within
+/// ten seconds (it is then killed).
+#[cfg(unix)]
+fn fork_one_child() -> bool {
+    // SAFETY: fork; the child calls only what it needs and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let buffers = mapileak::buffers::MapiBuffers::in_process();
+        let session =
+            mapileak::Session::logon(mapileak::ProviderKind::MessageStore, "forked child");
+        std::mem::forget(mapileak::Tracked::in_session(
+            session,
+            &mapileak::kinds::IMAPI_TABLE,
+            "made in the child",
+        ));
+        let ok = buffers.allocate_buffer(64).is_ok();
+        let report = session.ms_logoff().report;
+        let code = if ok && report.summary.leaked_objects == 1 {
+            0
+        } else {
+            1
+        };
+        // SAFETY: ends the child at once, running nothing of the parent's.
+        unsafe { libc::_exit(code) };
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: our own child, a valid status pointer.
+        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if done == pid {
+            if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                eprintln!("fork: child failed with status {status:#x}");
+                return false;
+            }
+            return true;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            eprintln!("fork: child {pid} not done in ten seconds; killed");
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Prints `forked N hung H` and ends the process at once.
+#[cfg(unix)]
+fn forked_end(forked: u32, hung: u32) -> ! {
     println!("forked {forked} hung {hung}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    // Without the process-end reports of the busy threads' logons.
+    // Without the process-end reports of the other threads' logons.
     // SAFETY: ends the process at once; nothing is left to run.
     unsafe { libc::_exit(0) };
 }

@@ -60,7 +60,17 @@ enum Verdict {
 impl MapiBuffers {
     /// A complete in-process implementation (memory from the system allocator).
     pub fn in_process() -> MapiBuffers {
+        MapiBuffers::started();
         MapiBuffers { real: None }
+    }
+
+    /// What the first logon or object does, done here too: the process-end
+    /// report (the only one with buffers from outside any session) and the
+    /// `fork` handlers (this value's table has a lock) are registered for
+    /// a provider that allocates before it logs on, or never does.
+    fn started() {
+        backend::env::init();
+        backend::exit::register();
     }
 
     /// Checks and records the calls, and passes the valid ones to MAPI's.
@@ -75,6 +85,7 @@ impl MapiBuffers {
         more: AllocateMoreFn,
         free: FreeBufferFn,
     ) -> MapiBuffers {
+        MapiBuffers::started();
         MapiBuffers {
             real: Some(Real { alloc, more, free }),
         }

@@ -122,6 +122,16 @@ pub fn track_free(ptr: *const u8, size: usize) {
     }
 }
 
+/// For the C ABI (hidden): an allocator with locks of its own has the
+/// `fork` handlers take them too (Unix), so a child forked while another
+/// thread held one does not wait for it for good. `prepare` runs before
+/// mapileak's own locks are taken, `release` after they are released, in
+/// parent and child; only the first pair is kept. Registers the handlers.
+#[doc(hidden)]
+pub fn hold_across_fork(prepare: fn(), release: fn()) {
+    backend::fork::hold_also(prepare, release);
+}
+
 /// [`track_alloc`] for an allocator that keeps a word with each block (a
 /// header or a trailer, as the C ABI's heap does): the block's record is
 /// kept by index, and the index — 0 when nothing was recorded — is what

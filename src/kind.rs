@@ -125,10 +125,12 @@ pub fn by_iid(iid: u128) -> Option<&'static Kind> {
     all().find(|k| k.iid == iid)
 }
 
+/// Whether history is wanted for all kinds, and the names it is wanted for.
+type Wanted = (bool, BTreeSet<String>);
+
 /// History asked for by name for kinds not declared (yet): a C or C++
 /// provider's own interfaces, made at run time by name (the C ABI).
-static WANTED: parking_lot::Mutex<(bool, BTreeSet<String>)> =
-    parking_lot::Mutex::new((false, BTreeSet::new()));
+static WANTED: parking_lot::Mutex<Wanted> = parking_lot::Mutex::new((false, BTreeSet::new()));
 
 /// Whether a kind made at run time named `name` keeps history: asked for
 /// by name, or for all kinds (`MAPILEAK_HISTORY=all`,
@@ -174,6 +176,26 @@ pub(crate) fn apply_history(list: &str, force: bool) -> Vec<String> {
         }
     }
     unknown
+}
+
+#[cfg(unix)]
+thread_local! {
+    static WANTED_HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Wanted>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the history-by-name lock and keeps it on this thread (before
+/// `fork`: a kind made by name in the child takes it).
+#[cfg(unix)]
+pub(crate) fn hold_for_fork() {
+    let held = WANTED.lock();
+    let _ = WANTED_HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases what [`hold_for_fork`] took (after `fork`).
+#[cfg(unix)]
+pub(crate) fn release_after_fork() {
+    drop(WANTED_HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
 }
 
 /// [`apply_history`] from code (the C ABI's `mapileak_set_history`): over

@@ -20,7 +20,7 @@
 //!  2 live::registry, ::alloc,    objects and sessions, the environment
 //!    ::env
 //!  1 live::stack, ::vmem,        capture and leaves
-//!    ::context, ::trace
+//!    ::context, ::trace, ::once
 //!  0 live, ::finding, ::life,    shared words: no module of the crate
 //!    outcome, protocol, chains,  above them
 //!    settings, kind, count,
@@ -64,6 +64,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("live::env", 2),
     ("live::stack", 1),
     ("live::vmem", 1),
+    ("live::once", 1),
     ("live::context", 1),
     ("live::trace", 1),
     ("live", 0),

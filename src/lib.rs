@@ -89,8 +89,8 @@ pub use config::{
     set_output_dir, set_trace_roots, trace_roots,
 };
 pub use heap::{
-    HeapStats, TrackingAllocator, bad_free, dealloc_mismatch, double_free, heap_stats, track_alloc,
-    track_alloc_indexed, track_free, track_free_indexed,
+    HeapStats, TrackingAllocator, bad_free, dealloc_mismatch, double_free, heap_stats,
+    hold_across_fork, track_alloc, track_alloc_indexed, track_free, track_free_indexed,
 };
 pub use id::ObjectId;
 pub use kind::{Kind, Role, kinds};

@@ -320,13 +320,15 @@ pub(crate) fn publish(report: &Report, mode: Mode) -> Vec<PathBuf> {
 /// had begun when process end came): their names carry this process's id
 /// and run.
 pub(crate) fn remove_own_temporaries() {
-    let Some(run) = RUN.get() else {
+    let chosen = RUN.load(std::sync::atomic::Ordering::Acquire);
+    if chosen == 0 {
         return;
-    };
+    }
+    let run = run_id();
     let Ok(dir) = super::env::report_dir() else {
         return;
     };
-    let ours = format!("-{}-{run}-", std::process::id());
+    let ours = format!("-{}-{run:06x}-", std::process::id());
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
@@ -350,8 +352,25 @@ fn random() -> u64 {
     h.finish()
 }
 
-/// This process's run id in report names (set by the first report).
-static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// This process's run id in report names (set by the first report): 24
+/// random bits, with bit 24 set once it is chosen. No `OnceLock`: a child
+/// forked while a thread was choosing it would wait for good.
+static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// [`RUN`], chosen now if no report chose it before.
+fn run_id() -> u32 {
+    use std::sync::atomic::Ordering;
+    const CHOSEN: u32 = 1 << 24;
+    let chosen = RUN.load(Ordering::Acquire);
+    if chosen != 0 {
+        return chosen & (CHOSEN - 1);
+    }
+    let mine = (random() as u32 & (CHOSEN - 1)) | CHOSEN;
+    match RUN.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => mine & (CHOSEN - 1),
+        Err(theirs) => theirs & (CHOSEN - 1),
+    }
+}
 
 /// `<provider>-<label>-<pid>-<run>-s<session>-<n>-<event>` (a snapshot's
 /// event is `snapshot<seq>`): `run` is random
@@ -360,7 +379,7 @@ static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// session, or two at once, get two files): no report replaces another.
 fn base_name(report: &Report) -> String {
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let run = RUN.get_or_init(|| format!("{:06x}", random() & 0xff_ffff));
+    let run = format!("{:06x}", run_id());
     let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let label: String = report
         .session

@@ -5,12 +5,12 @@
 #![allow(unsafe_code)]
 
 use std::path::PathBuf;
-use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::once::Once;
 use crate::settings::{self, MODE, Mode, TRACE_ROOTS, chosen_dir};
 
-static ENV: Once = Once::new();
+static ENV: Once = Once::new("environment");
 /// `MAPILEAK_LIVE_BLOCKS`: the live table's size when it is reserved. By
 /// default a million blocks (24 MiB of address space) on 64-bit systems,
 /// half a million (12 MiB) on 32-bit ones.

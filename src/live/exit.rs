@@ -15,9 +15,14 @@
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-static REGISTER: Once = Once::new();
+use super::once::Once;
+
+static REGISTER: Once = Once::new("process hooks");
+/// Claimed before `atexit` is called: a forked child that takes the
+/// registration over from its parent's thread never registers twice.
+static AT_EXIT: AtomicBool = AtomicBool::new(false);
 
 unsafe extern "C" {
     fn atexit(callback: extern "C" fn()) -> c_int;
@@ -76,10 +81,12 @@ mod detach {
 pub(crate) fn register() {
     REGISTER.call_once(|| {
         crate::backend::fork::register();
-        // SAFETY: `atexit` is the C runtime's, with this signature on every
-        // platform Rust's std supports; `at_exit` is a plain `extern "C" fn`
-        // of static lifetime that never unwinds.
-        let _ = unsafe { atexit(at_exit) };
+        if !AT_EXIT.swap(true, Ordering::AcqRel) {
+            // SAFETY: `atexit` is the C runtime's, with this signature on
+            // every platform Rust's std supports; `at_exit` is a plain
+            // `extern "C" fn` of static lifetime that never unwinds.
+            let _ = unsafe { atexit(at_exit) };
+        }
         #[cfg(windows)]
         detach::keep();
     });

@@ -35,6 +35,7 @@ pub(crate) mod life;
 pub(crate) mod lifecycle;
 pub(crate) mod logoff;
 pub(crate) mod object;
+pub(crate) mod once;
 pub(crate) mod registry;
 pub(crate) mod rules;
 pub(crate) mod session;

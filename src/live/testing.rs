@@ -45,3 +45,23 @@ pub fn counters_shared() -> bool {
 pub fn refuse_reservations() {
     crate::backend::vmem::REFUSE_ALL.store(true, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// The first-use work [`hold_first_use`] can stop in: reading the
+/// environment, registering the process-end and `fork` hooks.
+pub const FIRST_USES: [&str; 2] = ["environment", "process hooks"];
+
+/// On the calling thread: begins mapileak's first-use work (what the first
+/// logon or object does), and inside the one `which` names (one of
+/// [`FIRST_USES`]) calls `held`, then parks forever, the work half done: as
+/// a thread is in a child its process forked meanwhile. `false` at once
+/// for an unknown name.
+pub fn hold_first_use(which: &str, held: impl FnOnce() + 'static) -> bool {
+    let Some(&name) = FIRST_USES.iter().find(|&&n| n == which) else {
+        return false;
+    };
+    crate::backend::once::hooks::park_in(name, Box::new(held));
+    crate::backend::env::init();
+    crate::backend::exit::register();
+    // (Only when the work was done before: `held` was then never called.)
+    true
+}

@@ -24,11 +24,10 @@
 //! `mapileak snapshot PID` is the other side of both.
 #![allow(unsafe_code)]
 
-use std::sync::Once;
-
+use super::once::Once;
 use crate::settings::Mode;
 
-static START: Once = Once::new();
+static START: Once = Once::new("snapshot channel");
 
 /// The label of a snapshot another process asked for.
 const REQUESTED: &str = "requested";

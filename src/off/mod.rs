@@ -31,6 +31,18 @@ pub(crate) mod env {
     }
 }
 
+pub(crate) mod exit {
+    /// No process-end report, no `fork` handlers.
+    #[inline(always)]
+    pub(crate) fn register() {}
+}
+
+pub(crate) mod fork {
+    /// No `fork` handlers: nothing of mapileak's is locked.
+    #[inline(always)]
+    pub(crate) fn hold_also(_: fn(), _: fn()) {}
+}
+
 pub(crate) mod logoff {
     use crate::Reported;
 

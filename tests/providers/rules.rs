@@ -626,6 +626,19 @@ fn objects_tracked_without_any_logon_get_a_process_end_report() {
 }
 
 #[test]
+fn a_buffer_leaked_without_any_logon_or_object_gets_a_process_end_report() {
+    // Nothing but `MapiBuffers`: the process-end hook is registered by it.
+    let (status, reports) = exit_reports("buffer-no-logon");
+    assert_eq!(status, Some(0));
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let r = &reports[0];
+    assert_eq!(r.session.label, "outside any logon");
+    assert!(r.objects.is_empty(), "{:#?}", r.objects);
+    let bytes: Vec<u64> = r.buffers.iter().map(|b| b.bytes).collect();
+    assert_eq!(bytes, [40], "{:#?}", r.buffers);
+}
+
+#[test]
 fn an_object_made_after_a_clean_logoff_is_reported_at_process_end() {
     // The logon left the registry at its clean Logoff: the late object goes
     // with those made outside any logon, and its finding names the logon.
@@ -1007,23 +1020,42 @@ fn an_unsafe_mapileak_dir_is_refused_with_one_line() {
 #[cfg(unix)]
 #[test]
 fn a_forked_child_never_waits_on_a_lock_a_parent_thread_held() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fork");
+    assert_eq!(forking(&["fork"], 300), "forked 100 hung 0");
+}
+
+/// A child forked while another thread was in the middle of mapileak's
+/// first-use work (reading the environment, registering the process-end
+/// and `fork` hooks) does that work itself: with `std::sync::Once` it
+/// waited for good on a thread it does not have.
+#[cfg(all(unix, feature = "test-hooks"))]
+#[test]
+fn a_forked_child_finishes_first_use_work_its_parent_began() {
+    for which in mapileak::testing::FIRST_USES {
+        assert_eq!(
+            forking(&["fork-in-first-use", which], 120),
+            "forked 1 hung 0",
+            "{which}"
+        );
+    }
+}
+
+/// Runs `no_logoff ARGS` (a fork scenario) in summary mode, killed past
+/// `limit` seconds: what it printed (`forked N hung H`). Its stderr (which
+/// child hung) is shown on stdout for the failure.
+#[cfg(unix)]
+fn forking(args: &[&str], limit: u64) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fork-{}", args.join("-")));
     let _ = std::fs::remove_dir_all(&dir);
     let out = crate::watchdog::output_within(
         Command::new(no_logoff_example())
-            .arg("fork")
+            .args(args)
             .env("MAPILEAK", "summary")
             .env("MAPILEAK_DIR", &dir),
-        std::time::Duration::from_secs(300),
+        std::time::Duration::from_secs(limit),
     )
-    .expect("no_logoff fork ended");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.trim(),
-        "forked 100 hung 0",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .unwrap_or_else(|| panic!("no_logoff {args:?} did not end in {limit} s"));
+    println!("{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// One bug hit a hundred thousand times in a logon (a double free in a
