@@ -154,7 +154,9 @@ struct Aligned {
     index: u32,
 }
 
-static ALIGNED: Mutex<Option<HashMap<usize, Aligned>>> = Mutex::new(None);
+static ALIGNED: Mutex<AlignedTable> = Mutex::new(None);
+/// The aligned blocks by user address (made at the first).
+type AlignedTable = Option<HashMap<usize, Aligned>>;
 /// How many entries `ALIGNED` has: most frees skip its lock.
 static ALIGNED_LIVE: AtomicUsize = AtomicUsize::new(0);
 
@@ -209,6 +211,7 @@ fn allocate_aligned(size: usize, align: usize, zeroed: bool, source: Source) -> 
     }
     let user = (raw as usize + align - 1) & !(align - 1);
     let index = mapileak::track_alloc_indexed(user as *const u8, size);
+    crate::fork_safe();
     let Some(mut table) = ALIGNED.try_lock_for(WAIT) else {
         mapileak::track_free_indexed(user as *const u8, size, index);
         // SAFETY: the block just made, freed once.
@@ -592,10 +595,40 @@ static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
     bytes: 0,
 });
 
+#[cfg(unix)]
+thread_local! {
+    static HELD_FOR_FORK: RefCell<Option<(parking_lot::MutexGuard<'static, AlignedTable>, parking_lot::MutexGuard<'static, Quarantine>)>> =
+        const { RefCell::new(None) };
+}
+
+/// Takes this module's locks and keeps them on this thread (before `fork`;
+/// see `crate::fork_safe`).
+#[cfg(unix)]
+pub(crate) fn hold_for_fork() {
+    let held = (ALIGNED.lock(), QUARANTINE.lock());
+    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases what [`hold_for_fork`] took (after `fork`).
+#[cfg(unix)]
+pub(crate) fn release_after_fork() {
+    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+}
+
+/// Holds the quarantine's lock for `wait`, calling `held` once it is held
+/// (fault injection for the `fork` tests).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn hold_quarantine_for(wait: Duration, held: &dyn Fn()) {
+    let _q = QUARANTINE.lock();
+    held();
+    std::thread::sleep(wait);
+}
+
 /// Keeps `block`, its bytes intact, and gives back the oldest blocks past
 /// the bounds. Never waits long for the lock (process end may have ended
 /// the thread holding it): then the block is given back at once.
 fn quarantine(block: Block) {
+    crate::fork_safe();
     let Some(mut q) = QUARANTINE.try_lock_for(WAIT) else {
         // SAFETY: a live block of ours, freed once.
         unsafe { block.release() };

@@ -504,7 +504,42 @@ pub use object::*;
 static BUFFERS: OnceLock<MapiBuffers> = OnceLock::new();
 
 fn buffers() -> &'static MapiBuffers {
+    if let Some(buffers) = BUFFERS.get() {
+        return buffers;
+    }
+    // Made outside the `OnceLock`, whose initialization a child forked
+    // meanwhile would wait for for good: `set` only moves it in.
+    let _ = BUFFERS.set(MapiBuffers::in_process());
     BUFFERS.get_or_init(MapiBuffers::in_process)
+}
+
+/// Has mapileak's `fork` handlers (Unix) take this library's own locks
+/// too (the kinds made from C names, the aligned blocks, the quarantine),
+/// before its own: a child forked while another thread held one would
+/// otherwise wait on it (for good, or at every free). Called before each
+/// of those locks is first taken; a load once done.
+#[inline]
+pub(crate) fn fork_safe() {
+    #[cfg(unix)]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static DONE: AtomicBool = AtomicBool::new(false);
+        if !DONE.load(Ordering::Relaxed) && !DONE.swap(true, Ordering::AcqRel) {
+            mapileak::hold_across_fork(hold_for_fork, release_after_fork);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn hold_for_fork() {
+    object::hold_for_fork();
+    heap::hold_for_fork();
+}
+
+#[cfg(unix)]
+fn release_after_fork() {
+    heap::release_after_fork();
+    object::release_after_fork();
 }
 
 /// `int mapileak_buffers_wrap(LPALLOCATEBUFFER, LPALLOCATEMORE,
@@ -755,6 +790,37 @@ pub unsafe extern "C" fn mapileak__test_hold_lock(which: *const c_char) -> c_int
         let (held, is_held) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             mapileak::testing::hold_lock(&which, move || {
+                let _ = held.send(());
+            })
+        });
+        if is_held.recv().is_ok() { 0 } else { -1 }
+    })
+}
+
+/// `int mapileak__test_hold_lock_for(const char *which, unsigned ms)`: for
+/// the `fork` tests (feature `test-hooks`), not declared in mapileak.h: a
+/// new thread takes this library's own lock `which` names (`quarantine`,
+/// `made kinds`), keeps it `ms` milliseconds and lets it go. Returns 0 once
+/// it is held, -1 for an unknown name.
+///
+/// # Safety
+///
+/// `which` is NULL or a NUL-terminated string.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapileak__test_hold_lock_for(which: *const c_char, ms: u32) -> c_int {
+    // SAFETY: the caller's promise.
+    let which = unsafe { text(which) };
+    let hold: fn(std::time::Duration, &dyn Fn()) = match which.as_str() {
+        "quarantine" => heap::hold_quarantine_for,
+        "made kinds" => object::hold_made_kinds_for,
+        _ => return -1,
+    };
+    guard(-1, move || {
+        let (held, is_held) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            hold(std::time::Duration::from_millis(ms.into()), &|| {
                 let _ = held.send(());
             })
         });

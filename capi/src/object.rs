@@ -46,6 +46,7 @@ pub(crate) fn kind_named(name: &str) -> &'static Kind {
     if let Some(kind) = mapileak::kind::by_name(name) {
         return kind;
     }
+    crate::fork_safe();
     let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
     let made = made.get_or_insert_with(HashMap::new);
     if let Some(kind) = made.get(name) {
@@ -78,7 +79,38 @@ pub(crate) fn kind_named(name: &str) -> &'static Kind {
 pub(crate) const MAX_MADE_KINDS: usize = 1024;
 
 /// The kinds made from C names so far.
-static MADE: Mutex<Option<HashMap<String, &'static Kind>>> = Mutex::new(None);
+static MADE: Mutex<Made> = Mutex::new(None);
+/// The kinds made, by name (the map made at the first).
+type Made = Option<HashMap<String, &'static Kind>>;
+
+/// Holds the lock of the kinds made from C names for `wait`, calling
+/// `held` once it is held (fault injection for the `fork` tests).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn hold_made_kinds_for(wait: std::time::Duration, held: &dyn Fn()) {
+    let _made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    held();
+    std::thread::sleep(wait);
+}
+
+#[cfg(unix)]
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<std::sync::MutexGuard<'static, Made>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the lock of the kinds made from C names and keeps it on this
+/// thread (before `fork`; see `crate::fork_safe`).
+#[cfg(unix)]
+pub(crate) fn hold_for_fork() {
+    let held = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases what [`hold_for_fork`] took (after `fork`).
+#[cfg(unix)]
+pub(crate) fn release_after_fork() {
+    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+}
 
 /// `int mapileak_set_history(const char *kinds)`: objects of these kinds
 /// (comma-separated interface names, declared ones or a provider's own, or

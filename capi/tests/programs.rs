@@ -683,6 +683,48 @@ fn the_logoff_report_is_final_when_the_logon_object_is_released() {
     assert!(report.objects.is_empty() && report.heap.is_empty());
 }
 
+/// `fork.cpp`: a C++ harness forks while a thread holds each of the C
+/// ABI's own locks (the quarantine's, the made kinds'), then 20 times while
+/// two provider threads make and release objects of their own kind,
+/// allocate and free through mapileak's heap, and log on and off. Every
+/// child does the same and logs off with its one leak, in seconds: the
+/// fork handlers took the C ABI's locks as well as mapileak's.
+#[cfg(all(unix, feature = "test-hooks"))]
+#[test]
+fn a_cpp_harness_that_forks_while_threads_work_never_leaves_a_child_waiting() {
+    let exe = build("c++", "-std=c++17", "fork.cpp");
+    let dir = exe.with_extension("reports");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(&exe)
+        .arg(&dir)
+        .env_remove("MAPILEAK")
+        .env_remove("MAPILEAK_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "forked 22 hung 0",
+        "{stderr}"
+    );
+    // Each child's report is there, with its object of a made kind.
+    let children: Vec<Report> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.contains("forked_child") && name.ends_with(".json")
+        })
+        .map(|p| read_file(&p).unwrap())
+        .collect();
+    assert_eq!(children.len(), 22);
+    for r in &children {
+        let kinds: Vec<&str> = r.objects.iter().map(|o| o.kind.as_str()).collect();
+        assert_eq!(kinds, ["IProviderCache"], "{:#?}", r.objects);
+    }
+}
+
 /// `mixed.cpp`: legacy code that frees `new[]` blocks with `free()`,
 /// deletes `malloc` blocks, deletes `new[]` without brackets. Each is an
 /// `alloc-dealloc-mismatch` finding at the bad call, the block freed
