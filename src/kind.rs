@@ -178,22 +178,22 @@ pub(crate) fn apply_history(list: &str, force: bool) -> Vec<String> {
     unknown
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, any(debug_assertions, feature = "force")))]
 thread_local! {
     static WANTED_HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Wanted>>> =
         const { std::cell::RefCell::new(None) };
 }
 
 /// Takes the history-by-name lock and keeps it on this thread (before
-/// `fork`: a kind made by name in the child takes it).
-#[cfg(unix)]
+/// `fork`: a kind made by name in the child takes it). The live backend's.
+#[cfg(all(unix, any(debug_assertions, feature = "force")))]
 pub(crate) fn hold_for_fork() {
     let held = WANTED.lock();
     let _ = WANTED_HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
 }
 
 /// Releases what [`hold_for_fork`] took (after `fork`).
-#[cfg(unix)]
+#[cfg(all(unix, any(debug_assertions, feature = "force")))]
 pub(crate) fn release_after_fork() {
     drop(WANTED_HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
 }
