@@ -298,14 +298,12 @@ fn fork_one_child() -> bool {
         if start.elapsed() > std::time::Duration::from_secs(30) {
             eprintln!("fork: child {pid} not done in 30 seconds; its stacks, then killed:");
             // Where it waits, when gdb is there (best effort: a diagnosis).
+            // No symbol downloads, no questions: it ends by itself.
             let _ = std::process::Command::new("gdb")
-                .args([
-                    "-p",
-                    &pid.to_string(),
-                    "-batch",
-                    "-ex",
-                    "thread apply all bt",
-                ])
+                .args(["-batch", "-iex", "set debuginfod enabled off", "-p"])
+                .arg(pid.to_string())
+                .args(["-ex", "thread apply all bt"])
+                .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::from(std::io::stderr()))
                 .status();
             // SAFETY: our own child.
