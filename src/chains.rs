@@ -6,8 +6,8 @@
 use std::alloc::Layout;
 use std::collections::{HashMap, VecDeque};
 
+use crate::sync::Mutex;
 use mapileak_reports::StackId;
-use parking_lot::Mutex;
 
 use crate::backend;
 use crate::buffer_abi::{AllocateBufferFn, AllocateMoreFn, FreeBufferFn};

@@ -130,7 +130,7 @@ type Wanted = (bool, BTreeSet<String>);
 
 /// History asked for by name for kinds not declared (yet): a C or C++
 /// provider's own interfaces, made at run time by name (the C ABI).
-static WANTED: parking_lot::Mutex<Wanted> = parking_lot::Mutex::new((false, BTreeSet::new()));
+static WANTED: crate::sync::Mutex<Wanted> = crate::sync::Mutex::new((false, BTreeSet::new()));
 
 /// Whether a kind made at run time named `name` keeps history: asked for
 /// by name, or for all kinds (`MAPILEAK_HISTORY=all`,
@@ -180,7 +180,7 @@ pub(crate) fn apply_history(list: &str, force: bool) -> Vec<String> {
 
 #[cfg(all(unix, any(debug_assertions, feature = "force")))]
 thread_local! {
-    static WANTED_HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Wanted>>> =
+    static WANTED_HELD_FOR_FORK: std::cell::RefCell<Option<crate::sync::MutexGuard<'static, Wanted>>> =
         const { std::cell::RefCell::new(None) };
 }
 

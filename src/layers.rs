@@ -24,7 +24,7 @@
 //!  0 live, ::finding, ::life,    shared words: no module of the crate
 //!    outcome, protocol, chains,  above them
 //!    settings, kind, count,
-//!    config_env, buffer_abi
+//!    config_env, buffer_abi, sync
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +78,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("count", 0),
     ("config_env", 0),
     ("buffer_abi", 0),
+    ("sync", 0),
 ];
 
 /// The modules the Logoff's analysis and outputs run in: they read the

@@ -83,6 +83,8 @@ mod outcome;
 mod protocol;
 mod session;
 mod settings;
+#[doc(hidden)]
+pub mod sync;
 
 pub use config::{
     Mode, html, mode, offline_symbols, output_dir, set_html, set_mode, set_offline_symbols,

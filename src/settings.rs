@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 /// How much mapileak does, from `MAPILEAK` (contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

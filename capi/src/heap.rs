@@ -31,7 +31,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use mapileak::sync::Mutex;
 
 /// The C runtime's heap: the one the provider's own `malloc` and `free`
 /// use, so that a block of ours freed with a plain `free()` is freed
@@ -597,7 +597,7 @@ static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
 
 #[cfg(unix)]
 thread_local! {
-    static HELD_FOR_FORK: RefCell<Option<(parking_lot::MutexGuard<'static, AlignedTable>, parking_lot::MutexGuard<'static, Quarantine>)>> =
+    static HELD_FOR_FORK: RefCell<Option<(mapileak::sync::MutexGuard<'static, AlignedTable>, mapileak::sync::MutexGuard<'static, Quarantine>)>> =
         const { RefCell::new(None) };
 }
 

@@ -58,7 +58,7 @@ pub(crate) fn finding(
 
 #[cfg(unix)]
 thread_local! {
-    static HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Option<Table>>>> =
+    static HELD_FOR_FORK: std::cell::RefCell<Option<crate::sync::MutexGuard<'static, Option<Table>>>> =
         const { std::cell::RefCell::new(None) };
 }
 

@@ -265,7 +265,7 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 #[cfg(unix)]
 thread_local! {
-    static HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::MutexGuard<'static, Option<PathBuf>>>> =
+    static HELD_FOR_FORK: std::cell::RefCell<Option<crate::sync::MutexGuard<'static, Option<PathBuf>>>> =
         const { std::cell::RefCell::new(None) };
 }
 

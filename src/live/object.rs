@@ -50,7 +50,7 @@ impl Handle {
             history,
         ));
         if history {
-            node.links_mut().push_event(RefOp::Create, created);
+            node.with_links(|l| l.push_event(RefOp::Create, created));
         }
         if live {
             registry::check_open(session, &node);
@@ -65,21 +65,22 @@ impl Handle {
     }
 
     pub(crate) fn opened_from(&self, parent: u64) {
-        self.node.links_mut().opened_from = Some(parent);
+        self.node.with_links(|l| l.opened_from = Some(parent));
     }
 
     pub(crate) fn hold(&self, other: u64) {
         // The list may grow: mapileak's own memory, never the provider's.
         let _quiet = Quiet::new();
-        self.node.links_mut().holds.push(other);
+        self.node.with_links(|l| l.holds.push(other));
     }
 
     pub(crate) fn release_hold(&self, other: u64) {
         let _quiet = Quiet::new();
-        let mut links = self.node.links_mut();
-        if let Some(i) = links.holds.iter().rposition(|&h| h == other) {
-            links.holds.swap_remove(i);
-        }
+        self.node.with_links(|links| {
+            if let Some(i) = links.holds.iter().rposition(|&h| h == other) {
+                links.holds.swap_remove(i);
+            }
+        });
     }
 
     /// Its id, kind and label, for `Debug`.
@@ -190,7 +191,7 @@ impl Drop for Counted {
 fn record(node: &Node, op: RefOp) {
     let _quiet = Quiet::new();
     let stack = stack::capture();
-    node.links_mut().push_event(op, stack);
+    node.with_links(|l| l.push_event(op, stack));
 }
 
 /// The Release that took the count to 0: its stack is kept, for the
@@ -205,7 +206,7 @@ fn final_release(node: &Node) {
     let stack = stack::capture();
     node.zeroed_at.store(stack, Ordering::Relaxed);
     if node.history {
-        node.links_mut().push_event(RefOp::Release, stack);
+        node.with_links(|l| l.push_event(RefOp::Release, stack));
     }
 }
 
@@ -218,7 +219,7 @@ fn over_release(node: &Node) {
     }
     let now = stack::capture();
     if node.history {
-        node.links_mut().push_event(RefOp::Release, now);
+        node.with_links(|l| l.push_event(RefOp::Release, now));
     }
     // The bug is rarely this Release, which found the count at 0, but the
     // one that took it there while a holder still owned a reference.

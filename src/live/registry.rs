@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sync::Mutex;
 use mapileak_reports::{ProviderKind, Rule};
-use parking_lot::Mutex;
 
 use crate::backend::finding::{Findings, PendingFinding, PendingSubject};
 use crate::backend::life::{Life, LogonFacts};
@@ -537,10 +537,10 @@ pub(crate) fn with_objects_locked(f: impl FnOnce()) {
 /// held by the thread that forks (before `fork`, until after it).
 #[cfg(unix)]
 struct HeldForFork {
-    _objects: [parking_lot::MutexGuard<'static, Shard>; SHARDS],
-    _nodes: parking_lot::MutexGuard<'static, cells::Chunks>,
-    _unattributed: parking_lot::MutexGuard<'static, Findings>,
-    _sessions: parking_lot::MutexGuard<'static, Sessions>,
+    _objects: [crate::sync::MutexGuard<'static, Shard>; SHARDS],
+    _nodes: crate::sync::MutexGuard<'static, cells::Chunks>,
+    _unattributed: crate::sync::MutexGuard<'static, Findings>,
+    _sessions: crate::sync::MutexGuard<'static, Sessions>,
 }
 
 #[cfg(unix)]

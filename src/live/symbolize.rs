@@ -260,11 +260,11 @@ impl Drop for Resolving {
 
 /// Held (shared) while a thread symbolizes: `fork` takes it exclusively,
 /// so no thread is inside `backtrace::resolve` (and its own lock) at fork.
-static SYMBOLIZER: parking_lot::RwLock<()> = parking_lot::RwLock::new(());
+static SYMBOLIZER: crate::sync::RwLock<()> = crate::sync::RwLock::new(());
 
 #[cfg(unix)]
 thread_local! {
-    static HELD_FOR_FORK: std::cell::RefCell<Option<parking_lot::RwLockWriteGuard<'static, ()>>> =
+    static HELD_FOR_FORK: std::cell::RefCell<Option<crate::sync::RwLockWriteGuard<'static, ()>>> =
         const { std::cell::RefCell::new(None) };
 }
 

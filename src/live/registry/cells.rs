@@ -28,7 +28,7 @@ use std::ops::Deref;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, fence};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use super::Node;
 use crate::backend::vmem;
@@ -205,7 +205,7 @@ impl Drop for NodeRef {
 
 /// The chunks' lock, held over a `fork` (see `fork`).
 #[cfg(unix)]
-pub(crate) fn hold() -> parking_lot::MutexGuard<'static, Chunks> {
+pub(crate) fn hold() -> crate::sync::MutexGuard<'static, Chunks> {
     CHUNKS.lock()
 }
 

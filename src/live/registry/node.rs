@@ -5,11 +5,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use mapileak_reports::RefOp;
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::backend::context::Quiet;
 use crate::backend::stack::StackId;
 use crate::kind::Kind;
+use crate::sync::Mutex;
 
 /// One tracked object, shared by its adapter (`Tracked`, `RefCount`) and the
 /// registry.
@@ -61,12 +61,11 @@ impl Node {
     }
 
     /// Its relations, to change (made now if it had none).
-    pub(crate) fn links_mut(&self) -> MappedMutexGuard<'_, Links> {
+    pub(crate) fn with_links<R>(&self, f: impl FnOnce(&mut Links) -> R) -> R {
+        let mut links = self.links.lock();
         // The box is mapileak's memory, never the provider's.
         let _quiet = Quiet::new();
-        MutexGuard::map(self.links.lock(), |l| {
-            &mut **l.get_or_insert_with(Box::default)
-        })
+        f(links.get_or_insert_with(Box::default))
     }
 
     /// A copy of its relations, its lock waited for at most `wait` (`None`:
