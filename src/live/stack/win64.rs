@@ -784,16 +784,37 @@ mod tests {
             assert!(cold.len() > n + 2, "{n}: {cold:#x?}");
             assert_eq!(warm, cold, "depth {n}");
             // The warm walk could replay every frame it went through in
-            // this test's code.
-            let replayable = MEMO.with(|m| {
+            // this test's code, but for one whose set in the steps (two
+            // ways) the walk's other frames crowd: three distinct return
+            // addresses of one set keep two, and which share a set depends
+            // on where the linker put the code.
+            let crowded = |pc: usize| {
+                let mut set: Vec<usize> = warm
+                    .iter()
+                    .copied()
+                    .filter(|&o| step_set(o as u64) == step_set(pc as u64))
+                    .collect();
+                set.sort_unstable();
+                set.dedup();
+                set.len() > 2
+            };
+            let ours: Vec<usize> = warm.iter().take(n + 3).copied().collect();
+            let (missed, kept) = MEMO.with(|m| {
                 // SAFETY: as above.
                 let memo = unsafe { &*m.get() };
-                warm.iter()
-                    .take(n + 3)
-                    .filter(|&&pc| find_step(&memo.steps, pc as u64).is_some())
-                    .count()
+                let found = |pc: usize| find_step(&memo.steps, pc as u64).is_some();
+                let missed: Vec<usize> = ours
+                    .iter()
+                    .copied()
+                    .filter(|&pc| !found(pc) && !crowded(pc))
+                    .collect();
+                (missed, ours.iter().filter(|&&pc| found(pc)).count())
             });
-            assert_eq!(replayable, n + 3, "depth {n}: {warm:#x?}");
+            assert!(missed.is_empty(), "depth {n}: {missed:#x?} of {warm:#x?}");
+            assert!(
+                kept * 2 > ours.len(),
+                "depth {n}: most replayed: {warm:#x?}"
+            );
         }
     }
 }
