@@ -42,25 +42,26 @@ fn depth<A: GlobalAlloc>(a: &A, n: u32, sites: u32) {
         return;
     }
     for i in 0..OPS {
-        match black_box(i) % sites {
-            0 => site::<A, 0>(a),
-            1 => site::<A, 1>(a),
-            2 => site::<A, 2>(a),
-            3 => site::<A, 3>(a),
-            4 => site::<A, 4>(a),
-            5 => site::<A, 5>(a),
-            6 => site::<A, 6>(a),
-            7 => site::<A, 7>(a),
-            8 => site::<A, 8>(a),
-            9 => site::<A, 9>(a),
-            10 => site::<A, 10>(a),
-            11 => site::<A, 11>(a),
-            12 => site::<A, 12>(a),
-            13 => site::<A, 13>(a),
-            14 => site::<A, 14>(a),
-            _ => site::<A, 15>(a),
-        }
+        rotate(a, black_box(i) % sites);
     }
+}
+
+/// Allocates from call site `k` (of 64).
+#[inline(always)]
+fn rotate<A: GlobalAlloc>(a: &A, k: u32) {
+    macro_rules! sites {
+        ($($n:literal)*) => {
+            match k {
+                $($n => site::<A, $n>(a),)*
+                _ => site::<A, 63>(a),
+            }
+        };
+    }
+    sites!(
+        0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+        32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61
+        62
+    )
 }
 
 #[inline(never)]
@@ -115,12 +116,14 @@ fn main() {
     let mut system = f64::INFINITY;
     let mut counting = f64::INFINITY;
     let mut stacks = f64::INFINITY;
-    // Not targets: rotating call sites, as many as a thread's walk memo
-    // holds (8), and twice that (every stack then takes a partial walk and
-    // an interning lookup: the cost of a call path not seen lately).
+    // Not targets: rotating call sites, 8 and as many as a thread's walk
+    // memo holds (32), and twice that (every stack then takes a partial
+    // walk and an interning lookup: the cost of a call path not seen
+    // lately).
     let mut rotating = [
         (8, f64::INFINITY, f64::INFINITY),
-        (16, f64::INFINITY, f64::INFINITY),
+        (32, f64::INFINITY, f64::INFINITY),
+        (64, f64::INFINITY, f64::INFINITY),
     ];
     for _ in 0..2 {
         system = system.min(best(|| depth(&System, DEPTH, 1)));

@@ -464,10 +464,16 @@ mod tests {
 
     #[inline(never)]
     fn deeper(n: usize) -> StackId {
+        deeper_to(n, false)
+    }
+
+    /// [`deeper`], ending in [`other_site`] when `other`.
+    #[inline(never)]
+    fn deeper_to(n: usize, other: bool) -> StackId {
         if n == 0 {
-            here()
+            if other { other_site() } else { here() }
         } else {
-            std::hint::black_box(deeper(std::hint::black_box(n - 1)))
+            std::hint::black_box(deeper_to(std::hint::black_box(n - 1), other))
         }
     }
 
@@ -487,9 +493,12 @@ mod tests {
             .map(|_| (here(), other_site(), (0..5).map(deeper).collect()))
             .collect();
         let (a, b, d) = &rounds[0];
-        // More stacks in turn than a thread remembers: every walk misses the
-        // memo, splices from the last one and replaces an older one.
-        let many: Vec<Vec<StackId>> = (0..2).map(|_| (0..12).map(deeper).collect()).collect();
+        // More stacks in turn than a thread remembers (40, two sites at
+        // each depth): every walk misses the memo, splices from the last
+        // one and replaces an older one.
+        let many: Vec<Vec<StackId>> = (0..2)
+            .map(|_| (0..40).map(|i| deeper_to(i / 2, i % 2 == 1)).collect())
+            .collect();
         let shown =
             |ids: &[StackId]| -> Vec<Vec<usize>> { ids.iter().map(|&i| frames(i)).collect() };
         assert_eq!(
@@ -499,13 +508,18 @@ mod tests {
             shown(&many[0]),
             shown(&many[1])
         );
-        for (n, id) in many[0].iter().enumerate() {
+        for (i, id) in many[0].iter().enumerate() {
             assert_eq!(
                 frames(*id).len(),
-                depth(frames(many[0][0]).len() + n),
-                "depth {n}"
+                depth(frames(many[0][0]).len() + i / 2),
+                "depth {}",
+                i / 2
             );
         }
+        let mut distinct = many[0].clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 40, "{:#x?}", shown(&many[0]));
         // Two stacks in turn: each walk matches a remembered one that is not
         // the most recent.
         let pairs: Vec<(StackId, StackId)> = (0..3).map(|_| (here(), other_site())).collect();
