@@ -140,10 +140,8 @@ unsafe extern "system" {
     fn GetCurrentThreadStackLimits(low: *mut usize, high: *mut usize);
 }
 
-/// Walks a thread remembers: more than a few call sites in turn (with 8,
-/// sixteen missed every time). Each walk is 2.8 KiB here: 16 of them and
-/// the steps make 61 KiB a thread (the frame-pointer walk keeps 32).
-const WAYS: usize = 16;
+/// Walks a thread remembers.
+const WAYS: usize = 8;
 /// Stack words a remembered walk may have read: a return address and a
 /// saved `rbp` per frame at most.
 const WORDS: usize = 2 * MAX_FRAMES;
@@ -343,10 +341,6 @@ struct Memo {
     /// The most recent walk; the next one goes to `(last + 1) % WAYS`.
     last: usize,
     walks_done: u32,
-    /// Each walk's first `rsp`, `rbp` and `rip`, side by side: a lookup
-    /// compares these first, reading one small array instead of three
-    /// lines of every remembered walk (all 0: nothing to recall).
-    firsts: [[u64; 3]; WAYS],
     walks: [Walked; WAYS],
     steps: [Step; STEPS],
     /// The registers of the walk under way.
@@ -376,7 +370,6 @@ thread_local! {
             high: 0,
             last: 0,
             walks_done: 0,
-            firsts: [[0; 3]; WAYS],
             walks: [const { walked() }; WAYS],
             steps: [NO_STEP; STEPS],
             context: Context::ZERO,
@@ -475,12 +468,10 @@ fn walk_with(memo: &mut Memo, out: &mut Buf<'_>) -> Walk {
     memo.walks_done = memo.walks_done.wrapping_add(1);
     memo.last = to;
     if checkable && new.frames > 0 {
-        memo.firsts[to] = [new.sp[0], new.bp[0], new.pc[0]];
         Walk::Frames(Ticket(memo.walks_done))
     } else {
         new.frames = 0;
         new.len = 0;
-        memo.firsts[to] = [0; 3];
         Walk::Frames(Ticket(u32::MAX))
     }
 }
@@ -490,18 +481,15 @@ fn walk_with(memo: &mut Memo, out: &mut Buf<'_>) -> Walk {
 #[inline(always)]
 fn recall(memo: &mut Memo) -> Option<StackId> {
     let context = &memo.context;
-    let now = [context.regs[RSP], context.regs[RBP], context.rip];
+    let (rsp, rbp) = (context.regs[RSP], context.regs[RBP]);
     for k in 0..WAYS {
         let w = (memo.last + WAYS - k) % WAYS;
-        if memo.firsts[w] != now {
-            continue;
-        }
         let walked = &memo.walks[w];
         if walked.id != 0
             && walked.frames > 0
-            && walked.sp[0] == now[0]
-            && walked.bp[0] == now[1]
-            && walked.pc[0] == now[2]
+            && walked.sp[0] == rsp
+            && walked.bp[0] == rbp
+            && walked.pc[0] == context.rip
             && walked.holds_from(0)
         {
             memo.last = w;
