@@ -13,6 +13,7 @@
 //! cargo run --example no_logoff -- subscriber       # a global tracing subscriber, main returns
 //! cargo run --example no_logoff -- fork             # forks 100 children while threads work in mapileak
 //! cargo run --example no_logoff -- fork-in-first-use WHICH  # forks while a thread is stopped in first-use work
+//! cargo run --example no_logoff -- fork-in-thread-local-destructor  # forks from thread-local destructors
 //! cargo run --example no_logoff -- writing          # main returns while threads write reports
 //! cargo run --example no_logoff -- small-address-space  # every table reservation refused
 //! ```
@@ -44,6 +45,10 @@ fn main() {
     if how == "fork" {
         fork_while_busy();
         return;
+    }
+    #[cfg(all(unix, feature = "test-hooks"))]
+    if how == "fork-in-thread-local-destructor" {
+        fork_from_thread_local_destructor();
     }
     #[cfg(all(unix, feature = "test-hooks"))]
     if how == "fork-in-first-use" {
@@ -194,6 +199,66 @@ impl tracing::Subscriber for TlsBuffered {
 /// seconds is killed and counted hung) and exits.
 #[cfg(unix)]
 fn fork_while_busy() {
+    busy_in_logoffs();
+    let mut hung = 0;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        if !fork_one_child() {
+            hung += 1;
+        }
+    }
+    forked_end(100, hung);
+}
+
+/// As `fork_while_busy`, but each `fork` is made by a thread-local's
+/// destructor, after mapileak's thread-locals on that thread are destroyed
+/// (a thread that forked once before registered them last, so they go
+/// first), while another thread keeps taking the session registry's lock
+/// for a millisecond at a time: the handlers must hold mapileak's locks
+/// across that `fork` too, or the child finds that lock held for good. 10
+/// threads fork twice each (once plainly, once at their end). Prints
+/// `forked N hung H` and exits.
+#[cfg(all(unix, feature = "test-hooks"))]
+fn fork_from_thread_local_destructor() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+    static HUNG: AtomicU32 = AtomicU32::new(0);
+    struct ForkAtExit;
+    impl Drop for ForkAtExit {
+        fn drop(&mut self) {
+            if !fork_one_child() {
+                HUNG.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    thread_local! {
+        static FORK_AT_EXIT: ForkAtExit = const { ForkAtExit };
+    }
+    busy_in_logoffs();
+    std::thread::spawn(|| {
+        loop {
+            mapileak::testing::hold_lock_for("sessions", Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    for _ in 0..10 {
+        std::thread::spawn(|| {
+            FORK_AT_EXIT.with(|_| {});
+            if !fork_one_child() {
+                HUNG.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .join()
+        .expect("the forking thread");
+    }
+    forked_end(20, HUNG.load(Ordering::Relaxed));
+}
+
+/// Starts four threads that work in mapileak for good (objects, logons,
+/// Logoffs that symbolize, MAPI buffers, heap blocks), and returns once
+/// they have begun.
+#[cfg(unix)]
+fn busy_in_logoffs() {
     let started = std::sync::Arc::new(std::sync::Barrier::new(5));
     for n in 0..4 {
         let started = started.clone();
@@ -227,14 +292,6 @@ fn fork_while_busy() {
         });
     }
     started.wait();
-    let mut hung = 0;
-    for _ in 0..100 {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        if !fork_one_child() {
-            hung += 1;
-        }
-    }
-    forked_end(100, hung);
 }
 
 /// A thread stops for good inside mapileak's first-use work (`which`, one

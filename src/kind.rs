@@ -179,23 +179,26 @@ pub(crate) fn apply_history(list: &str, force: bool) -> Vec<String> {
 }
 
 #[cfg(all(unix, any(debug_assertions, feature = "force")))]
-thread_local! {
-    static WANTED_HELD_FOR_FORK: std::cell::RefCell<Option<crate::sync::MutexGuard<'static, Wanted>>> =
-        const { std::cell::RefCell::new(None) };
-}
+static WANTED_HELD_FOR_FORK: crate::sync::ForkHeld<crate::sync::MutexGuard<'static, Wanted>> =
+    crate::sync::ForkHeld::new();
 
-/// Takes the history-by-name lock and keeps it on this thread (before
-/// `fork`: a kind made by name in the child takes it). The live backend's.
+/// Takes the history-by-name lock and keeps it until
+/// [`release_after_fork`] (before `fork`: a kind made by name in the child takes it). The live backend's.
 #[cfg(all(unix, any(debug_assertions, feature = "force")))]
+#[allow(unsafe_code)]
 pub(crate) fn hold_for_fork() {
     let held = WANTED.lock();
-    let _ = WANTED_HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+    // SAFETY: guards of locks just taken, which every user of the slot
+    // takes first.
+    unsafe { WANTED_HELD_FOR_FORK.keep(held) };
 }
 
 /// Releases what [`hold_for_fork`] took (after `fork`).
 #[cfg(all(unix, any(debug_assertions, feature = "force")))]
+#[allow(unsafe_code)]
 pub(crate) fn release_after_fork() {
-    drop(WANTED_HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+    // SAFETY: the thread of `hold_for_fork`, still holding its locks.
+    drop(unsafe { WANTED_HELD_FOR_FORK.take() });
 }
 
 /// [`apply_history`] from code (the C ABI's `mapileak_set_history`): over

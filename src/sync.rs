@@ -80,6 +80,56 @@ impl<T: ?Sized> RwLock<T> {
     }
 }
 
+/// Where a `fork` prepare handler keeps the guards it took until the
+/// release handlers (parent's and child's) drop them. A static, not a
+/// thread-local: a thread whose thread-locals are already destroyed (a
+/// `fork` from a thread-local's destructor) could not keep them there, and
+/// its locks would be free across the `fork`, the gap the handlers close.
+pub struct ForkHeld<T>(std::cell::UnsafeCell<Option<T>>);
+
+// SAFETY: the slot is only touched through `keep` and `take`, whose callers
+// hold the locks whose guards it keeps (see there): one thread at a time.
+#[allow(unsafe_code)]
+unsafe impl<T> Sync for ForkHeld<T> {}
+
+impl<T> ForkHeld<T> {
+    pub const fn new() -> Self {
+        ForkHeld(std::cell::UnsafeCell::new(None))
+    }
+
+    /// Keeps `guards` until [`ForkHeld::take`].
+    ///
+    /// # Safety
+    ///
+    /// `guards` are guards of locks the calling thread has just taken, and
+    /// every caller of `keep` and `take` on this slot takes those locks
+    /// first (a `fork` prepare handler): no other thread is in the slot.
+    #[allow(unsafe_code)]
+    pub unsafe fn keep(&self, guards: T) {
+        // SAFETY: the caller's promise: this thread alone is in the slot.
+        let old = unsafe { (*self.0.get()).replace(guards) };
+        drop(old);
+    }
+
+    /// What [`ForkHeld::keep`] kept, to be dropped (releasing the locks).
+    ///
+    /// # Safety
+    ///
+    /// Called by the thread that kept them (or its copy in a `fork` child),
+    /// still holding them: no other thread is in the slot.
+    #[allow(unsafe_code)]
+    pub unsafe fn take(&self) -> Option<T> {
+        // SAFETY: the caller's promise, as in `keep`.
+        unsafe { (*self.0.get()).take() }
+    }
+}
+
+impl<T> Default for ForkHeld<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Tries `take` until it succeeds or `wait` has passed, backing off from
 /// spinning to short sleeps.
 fn within<G>(wait: Duration, mut take: impl FnMut() -> Option<G>) -> Option<G> {

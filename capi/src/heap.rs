@@ -596,23 +596,26 @@ static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
 });
 
 #[cfg(unix)]
-thread_local! {
-    static HELD_FOR_FORK: RefCell<Option<(mapileak::sync::MutexGuard<'static, AlignedTable>, mapileak::sync::MutexGuard<'static, Quarantine>)>> =
-        const { RefCell::new(None) };
-}
+static HELD_FOR_FORK: mapileak::sync::ForkHeld<(
+    mapileak::sync::MutexGuard<'static, AlignedTable>,
+    mapileak::sync::MutexGuard<'static, Quarantine>,
+)> = mapileak::sync::ForkHeld::new();
 
-/// Takes this module's locks and keeps them on this thread (before `fork`;
+/// Takes this module's locks and keeps them until `release_after_fork` (before `fork`;
 /// see `crate::fork_safe`).
 #[cfg(unix)]
 pub(crate) fn hold_for_fork() {
     let held = (ALIGNED.lock(), QUARANTINE.lock());
-    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+    // SAFETY: guards of locks just taken, which every user of the slot
+    // takes first.
+    unsafe { HELD_FOR_FORK.keep(held) };
 }
 
 /// Releases what [`hold_for_fork`] took (after `fork`).
 #[cfg(unix)]
 pub(crate) fn release_after_fork() {
-    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+    // SAFETY: the thread of `hold_for_fork`, still holding its locks.
+    drop(unsafe { HELD_FOR_FORK.take() });
 }
 
 /// Holds the quarantine's lock for `wait`, calling `held` once it is held

@@ -93,23 +93,24 @@ pub(crate) fn hold_made_kinds_for(wait: std::time::Duration, held: &dyn Fn()) {
 }
 
 #[cfg(unix)]
-thread_local! {
-    static HELD_FOR_FORK: std::cell::RefCell<Option<std::sync::MutexGuard<'static, Made>>> =
-        const { std::cell::RefCell::new(None) };
-}
+static HELD_FOR_FORK: mapileak::sync::ForkHeld<std::sync::MutexGuard<'static, Made>> =
+    mapileak::sync::ForkHeld::new();
 
-/// Takes the lock of the kinds made from C names and keeps it on this
-/// thread (before `fork`; see `crate::fork_safe`).
+/// Takes the lock of the kinds made from C names and keeps it until
+/// `release_after_fork` (before `fork`; see `crate::fork_safe`).
 #[cfg(unix)]
 pub(crate) fn hold_for_fork() {
     let held = MADE.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+    // SAFETY: guards of locks just taken, which every user of the slot
+    // takes first.
+    unsafe { HELD_FOR_FORK.keep(held) };
 }
 
 /// Releases what [`hold_for_fork`] took (after `fork`).
 #[cfg(unix)]
 pub(crate) fn release_after_fork() {
-    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+    // SAFETY: the thread of `hold_for_fork`, still holding its locks.
+    drop(unsafe { HELD_FOR_FORK.take() });
 }
 
 /// `int mapileak_set_history(const char *kinds)`: objects of these kinds

@@ -264,23 +264,27 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 }
 
 #[cfg(unix)]
-thread_local! {
-    static HELD_FOR_FORK: std::cell::RefCell<Option<crate::sync::MutexGuard<'static, Option<PathBuf>>>> =
-        const { std::cell::RefCell::new(None) };
-}
+static HELD_FOR_FORK: crate::sync::ForkHeld<crate::sync::MutexGuard<'static, Option<PathBuf>>> =
+    crate::sync::ForkHeld::new();
 
-/// Takes the report directory's lock and keeps it on this thread (before `fork`).
+/// Takes the report directory's lock and keeps it until
+/// `release_after_fork` (before `fork`).
 #[cfg(unix)]
+#[allow(unsafe_code)]
 pub(crate) fn hold_for_fork() {
     let held = settings::DIR.lock();
-    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+    // SAFETY: guards of locks just taken, which every user of the slot
+    // takes first.
+    unsafe { HELD_FOR_FORK.keep(held) };
 }
 
 /// Releases what `hold_for_fork` took (after `fork`).
 #[cfg(unix)]
+#[allow(unsafe_code)]
 pub(crate) fn release_after_fork() {
     // The guards drop here, releasing the locks.
-    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+    // SAFETY: the thread of `hold_for_fork`, still holding its locks.
+    drop(unsafe { HELD_FOR_FORK.take() });
 }
 
 /// The current user's id.

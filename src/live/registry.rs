@@ -544,13 +544,11 @@ struct HeldForFork {
 }
 
 #[cfg(unix)]
-thread_local! {
-    static HELD_FOR_FORK: std::cell::RefCell<Option<HeldForFork>> =
-        const { std::cell::RefCell::new(None) };
-}
+static HELD_FOR_FORK: crate::sync::ForkHeld<HeldForFork> = crate::sync::ForkHeld::new();
 
 /// Takes them, in the order the code nests them (before `fork`).
 #[cfg(unix)]
+#[allow(unsafe_code)]
 pub(crate) fn hold_for_fork() {
     let sessions = SESSIONS.lock();
     let unattributed = UNATTRIBUTED.lock();
@@ -560,15 +558,19 @@ pub(crate) fn hold_for_fork() {
         _unattributed: unattributed,
         _sessions: sessions,
     };
-    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(held));
+    // SAFETY: guards of locks just taken, which every user of the slot
+    // takes first.
+    unsafe { HELD_FOR_FORK.keep(held) };
 }
 
 /// Releases what [`hold_for_fork`] took (after `fork`, in the parent and
 /// in the child): the shards first.
 #[cfg(unix)]
+#[allow(unsafe_code)]
 pub(crate) fn release_after_fork() {
     // The guards drop here, releasing the locks.
-    drop(HELD_FOR_FORK.try_with(|h| h.borrow_mut().take()));
+    // SAFETY: the thread of `hold_for_fork`, still holding its locks.
+    drop(unsafe { HELD_FOR_FORK.take() });
 }
 
 /// Findings of objects created outside any session, kept for the process-end report.

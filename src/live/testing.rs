@@ -11,18 +11,28 @@ pub const LOCKS: [&str; 5] = ["sessions", "objects", "heap", "buffers", "symboli
 /// calls `held`, then parks forever, the lock held. `false` at once for an
 /// unknown name.
 pub fn hold_lock(which: &str, held: impl FnOnce()) -> bool {
-    let park = move || {
+    with_lock(which, move || {
         held();
         loop {
             std::thread::park();
         }
-    };
+    })
+}
+
+/// On the calling thread: takes the lock `which` names (one of [`LOCKS`]),
+/// holds it for `wait` and releases it. `false` at once for an unknown name.
+pub fn hold_lock_for(which: &str, wait: std::time::Duration) -> bool {
+    with_lock(which, move || std::thread::sleep(wait))
+}
+
+/// Runs `f` holding the lock `which` names; `false` for an unknown name.
+fn with_lock(which: &str, f: impl FnOnce()) -> bool {
     match which {
-        "sessions" => crate::backend::registry::with_sessions_locked(park),
-        "objects" => crate::backend::registry::with_objects_locked(park),
-        "heap" => crate::backend::alloc::with_table_locked(park),
-        "buffers" => crate::backend::buffers::with_table_locked(park),
-        "symbolizer" => crate::backend::symbolize::as_if_resolving(park),
+        "sessions" => crate::backend::registry::with_sessions_locked(f),
+        "objects" => crate::backend::registry::with_objects_locked(f),
+        "heap" => crate::backend::alloc::with_table_locked(f),
+        "buffers" => crate::backend::buffers::with_table_locked(f),
+        "symbolizer" => crate::backend::symbolize::as_if_resolving(f),
         _ => return false,
     }
     true

@@ -1023,6 +1023,20 @@ fn a_forked_child_never_waits_on_a_lock_a_parent_thread_held() {
     assert_eq!(forking(&["fork"], 300), "forked 100 hung 0");
 }
 
+/// `fork` from a thread-local's destructor, after mapileak's thread-locals
+/// on that thread are gone, while another thread keeps taking the session
+/// registry's lock: the fork handlers still hold mapileak's locks across it
+/// (they kept their guards in a thread-local, and dropped them at once
+/// there: 18 of 40 children hung on the registry's lock).
+#[cfg(all(unix, feature = "test-hooks"))]
+#[test]
+fn a_fork_from_a_thread_local_destructor_still_holds_the_locks_across_it() {
+    assert_eq!(
+        forking(&["fork-in-thread-local-destructor"], 300),
+        "forked 20 hung 0"
+    );
+}
+
 /// A child forked while another thread was in the middle of mapileak's
 /// first-use work (reading the environment, registering the process-end
 /// and `fork` hooks) does that work itself: with `std::sync::Once` it
