@@ -411,6 +411,8 @@ pub struct LeakedObject {
     /// The MAPI parent it was opened from, for display.
     pub opened_from: Option<u64>,
     /// Stable across runs: kind and creation stack by function name.
+    /// Empty in a report whose frames are not named yet (raw, offline
+    /// symbols); reading tools compute it once they have named them.
     pub signature: String,
     /// The stack that created it.
     pub created: StackId,

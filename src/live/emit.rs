@@ -121,6 +121,18 @@ impl Symbols {
             .map_or(&[][..], |s| s.frames.as_slice())
     }
 
+    /// The signature of `what` made at stack `id`; empty when its frames
+    /// are not named yet (`MAPILEAK_SYMBOLS=offline`): a signature of no
+    /// names would be the same for every stack (every heap site one
+    /// signature), and `symbolize`, `gate` and `render` compute it once
+    /// they have named the frames.
+    fn signature(&self, what: &str, id: StackId) -> String {
+        if self.stacks.get(&id).is_some_and(|s| !s.raw.is_empty()) {
+            return String::new();
+        }
+        signature::compute(what, self.frames(id))
+    }
+
     /// The balancer compares frames by function: stack `id`'s functions
     /// as numbers.
     fn keys(&mut self, id: StackId) -> Vec<u32> {
@@ -187,7 +199,7 @@ fn leaked_objects(
         }
         object.signature = signatures
             .entry((kind, node.created))
-            .or_insert_with(|| signature::compute(kind, symbols.frames(node.created)))
+            .or_insert_with(|| symbols.signature(kind, node.created))
             .clone();
         object.refcount = o.refcount;
         object.root = placement[i].root;
@@ -213,7 +225,7 @@ fn heap_sites(heap: &[(StackId, u64)], symbols: &Symbols) -> Vec<HeapSite> {
         .into_iter()
         .map(|(stack, (blocks, bytes))| {
             let mut site = HeapSite::new(stack, blocks, bytes);
-            site.signature = signature::compute("heap", symbols.frames(stack));
+            site.signature = symbols.signature("heap", stack);
             site
         })
         .collect()
@@ -229,7 +241,7 @@ fn buffer_chains(
         .iter()
         .map(|b| {
             let mut buffer = Buffer::new(b.stack, b.bytes, b.children);
-            buffer.signature = signature::compute("buffer", symbols.frames(b.stack));
+            buffer.signature = symbols.signature("buffer", b.stack);
             // Under its owner when the owner leaked too; a root of its own
             // when the owner is gone (or alive by design).
             buffer.owner = (b.owner != 0 && index.contains_key(&b.owner)).then_some(b.owner);
@@ -241,7 +253,7 @@ fn buffer_chains(
 /// A recorded finding as the report shows it.
 fn finding(f: PendingFinding, symbols: &mut Symbols) -> Finding {
     let mut finding = Finding::new(f.rule.id(), f.severity, f.message, Some(f.stack));
-    finding.signature = signature::compute(f.rule.id(), symbols.frames(f.stack));
+    finding.signature = symbols.signature(f.rule.id(), f.stack);
     finding.object = f.object;
     finding.subject = f.subject.map(|s| {
         let mut subject = Subject::new(s.kind, s.label, s.created);
@@ -649,18 +661,29 @@ struct Group<'a> {
 }
 
 /// `roots` (largest first) grouped by signature, in the order of each
-/// group's largest.
+/// group's largest. Without a signature (frames not named yet), by kind
+/// and creation stack.
 fn by_signature<'a>(roots: &[(&'a LeakedObject, usize)]) -> Vec<Group<'a>> {
-    let mut at: HashMap<&str, usize> = HashMap::new();
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key<'a> {
+        Signature(&'a str),
+        Unnamed(&'a str, StackId),
+    }
+    let mut at: HashMap<Key<'a>, usize> = HashMap::new();
     let mut groups: Vec<Group<'a>> = Vec::new();
     for &(o, indirect) in roots {
-        match at.get(o.signature.as_str()) {
+        let key = if o.signature.is_empty() {
+            Key::Unnamed(&o.kind, o.created)
+        } else {
+            Key::Signature(&o.signature)
+        };
+        match at.get(&key) {
             Some(&g) => {
                 groups[g].roots += 1;
                 groups[g].indirect += indirect;
             }
             None => {
-                at.insert(&o.signature, groups.len());
+                at.insert(key, groups.len());
                 groups.push(Group {
                     first: o,
                     roots: 1,
@@ -829,7 +852,48 @@ fn emit_summary(report: &Report, files: &[PathBuf], subscriber: bool) {
 
 #[cfg(test)]
 mod tests {
-    use mapileak_reports::{Frame, Stack};
+    use mapileak_reports::{Frame, LeakedObject, Stack};
+
+    /// Roots group by signature; roots whose frames are not named yet
+    /// (offline symbols: no signature) by kind and creation stack, never
+    /// all of a kind as one.
+    #[test]
+    fn roots_group_by_signature_or_else_by_kind_and_stack() {
+        let root = |id: u64, kind: &str, stack: u32, signature: &str| {
+            let mut o = LeakedObject::new(id, kind, "t", stack);
+            o.signature = signature.to_owned();
+            o
+        };
+        let named = [
+            root(1, "IMAPITable", 1, "aa"),
+            root(2, "IMAPITable", 2, "aa"),
+            root(3, "IMAPITable", 3, "bb"),
+        ];
+        let roots: Vec<_> = named.iter().map(|o| (o, 0)).collect();
+        let groups = super::by_signature(&roots);
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| (g.first.id, g.roots))
+                .collect::<Vec<_>>(),
+            [(1, 2), (3, 1)]
+        );
+        let raw = [
+            root(1, "IMAPITable", 1, ""),
+            root(2, "IMAPITable", 2, ""),
+            root(3, "IMAPITable", 1, ""),
+            root(4, "IMessage", 1, ""),
+        ];
+        let roots: Vec<_> = raw.iter().map(|o| (o, 1)).collect();
+        let groups = super::by_signature(&roots);
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| (g.first.id, g.roots, g.indirect))
+                .collect::<Vec<_>>(),
+            [(1, 2, 2), (2, 1, 1), (4, 1, 1)]
+        );
+    }
 
     #[test]
     fn a_site_line_shows_the_provider_frames_that_led_to_it() {

@@ -119,6 +119,18 @@ fn a_report_written_raw_is_named_by_the_cli_as_the_process_names_it() {
         for s in &r.stacks {
             assert!(s.frames.is_empty() && !s.raw.is_empty(), "{event}: {s:?}");
         }
+        // No signatures before names: one of no names would be the same for
+        // every stack of a kind (every heap site one signature).
+        let signatures: Vec<&str> = (r.objects.iter().map(|o| o.signature.as_str()))
+            .chain(r.heap.iter().map(|h| h.signature.as_str()))
+            .chain(r.buffers.iter().map(|b| b.signature.as_str()))
+            .chain(r.findings.iter().map(|f| f.signature.as_str()))
+            .collect();
+        assert!(!signatures.is_empty(), "{event}");
+        assert!(
+            signatures.iter().all(|s| s.is_empty()),
+            "{event}: {signatures:?}"
+        );
         let demo_module = r
             .modules
             .iter()
