@@ -163,12 +163,19 @@ fi
 # The C ABI's test programs: a test under Wine cannot run the Linux
 # cross-compiler, so they are built here against the Windows static library,
 # as a C or C++ provider DLL would be (see docs/windows.md).
-# The static library as providers link it: optimized (--release); with the
-# test hook the unload test's DLL calls (mapileak__test_hold_lock).
-cargo build -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi --release --features test-hooks
+# The static library the Linux leg's programs link too: the one the build
+# above made for the tests (the C ABI optimized there, by
+# [profile.dev.package.mapileak-capi]), with the test hook the unload
+# test's DLL calls (mapileak__test_hold_lock). A --release one, as
+# providers link it, needs a release build of std from source: 2 of CI's
+# minutes a leg; it is built for the benchmarks below.
 programs=$out/programs-$arch
 mkdir -p "$programs"
-lib=$CARGO_TARGET_DIR/$target/release/libmapileak_c.a
+lib=$(ls -t "$CARGO_TARGET_DIR/$target"/debug/deps/libmapileak_c-*.a 2>/dev/null | head -1)
+if [ ! -f "$lib" ]; then
+  echo "scripts/test-windows.sh: the build made no libmapileak_c-*.a" >&2
+  exit 1
+fi
 syslibs=(-static-libgcc -lws2_32 -luserenv -lntdll -lbcrypt -ladvapi32 -lkernel32)
 for program in store overrelease logon mixed buffers; do
   "$mingw-g++" -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic -Icapi/include \
@@ -194,15 +201,6 @@ if ! grep -qE '\] MSProviderInit$' <<<"$exports" || grep -q 'MSProviderInit@' <<
 fi
 "$mingw-g++" -std=c++17 -g -O0 -Wall -Wextra -Werror -pedantic \
   capi/tests/programs/mapihost.cpp -static-libstdc++ -static-libgcc -luuid -o "$programs/mapihost.exe"
-# What linking mapileak adds to a provider DLL on disk (docs/windows.md):
-# a DLL that calls one of its functions, against the same DLL without it.
-printf '#include "mapileak.h"\n__declspec(dllexport) int probe(void) { return mapileak_live(); }\n' \
-  > "$programs/with.c"
-printf '__declspec(dllexport) int probe(void) { return 1; }\n' > "$programs/without.c"
-"$mingw-gcc" -shared -Icapi/include "$programs/with.c" "$lib" "${syslibs[@]}" \
-  -o "$programs/with.dll"
-"$mingw-gcc" -shared "$programs/without.c" -o "$programs/without.dll"
-echo "DLL size: linking mapileak (release static library, $(stat -c %s "$lib") bytes) adds $(( $(stat -c %s "$programs/with.dll") - $(stat -c %s "$programs/without.dll") )) bytes; msprovider.dll is $(stat -c %s "$programs/msprovider.dll") bytes"
 export MAPILEAK_TEST_PROGRAMS=$programs
 # The header with MAPI's own types (mingw-w64's MAPI SDK headers first): no
 # cast between what MAPI hands a provider and mapileak, as C and as C++; run
@@ -267,6 +265,18 @@ fi
 # The allocator benchmark under Wine: ratios to Wine's own heap (System) in
 # the same run, printed for the log (no timing is asserted).
 if [ $status -eq 0 ] && [ "${MAPILEAK_SKIP_BENCH:-}" != 1 ]; then
+  # The static library as providers link it: optimized (--release).
+  cargo build -q -Zbuild-std=std,panic_unwind --target "$target" -p mapileak-capi --release
+  lib=$CARGO_TARGET_DIR/$target/release/libmapileak_c.a
+  # What linking mapileak adds to a provider DLL on disk (docs/windows.md):
+  # a DLL that calls one of its functions, against the same DLL without it.
+  printf '#include "mapileak.h"\n__declspec(dllexport) int probe(void) { return mapileak_live(); }\n' \
+    > "$programs/with.c"
+  printf '__declspec(dllexport) int probe(void) { return 1; }\n' > "$programs/without.c"
+  "$mingw-gcc" -shared -Icapi/include "$programs/with.c" "$lib" "${syslibs[@]}" \
+    -o "$programs/with.dll"
+  "$mingw-gcc" -shared "$programs/without.c" -o "$programs/without.dll"
+  echo "DLL size: linking mapileak (release static library, $(stat -c %s "$lib") bytes) adds $(( $(stat -c %s "$programs/with.dll") - $(stat -c %s "$programs/without.dll") )) bytes; msprovider.dll is $(stat -c %s "$programs/msprovider.dll") bytes (with the tests' library)"
   echo "== allocator benchmark under Wine, $arch (cargo bench --bench alloc)"
   cargo bench -Zbuild-std=std,panic_unwind,test --target "$target" --bench alloc 2>&1 \
     | grep -E '^mapileak-bench' || status=1
