@@ -46,13 +46,30 @@ fn reports(dir: &Path, runs: &[(Provider, Bug)]) {
 }
 
 fn mapileak(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_mapileak"))
-        .args(args.iter().map(|a| a.as_ref()))
-        .output()
-        .expect("run mapileak");
+    let out = output_of(
+        Command::new(env!("CARGO_BIN_EXE_mapileak")).args(args.iter().map(|a| a.as_ref())),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     out
+}
+
+/// Runs `cmd` to its end. Wine's `CreateProcess` now and then fails with
+/// ERROR_INTERNAL_ERROR (1359) when a test starts many processes (1 run
+/// of the CLI tests in 6 here, in a fuzz test starting hundreds): no
+/// process ran, so the start is tried again, a few times.
+fn output_of(cmd: &mut Command) -> Output {
+    const INTERNAL_ERROR: i32 = 1359;
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(INTERNAL_ERROR) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            result => return result.expect("run mapileak"),
+        }
+    }
 }
 
 fn code(o: &Output) -> i32 {
