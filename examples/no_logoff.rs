@@ -11,7 +11,7 @@
 //! cargo run --example no_logoff -- busy             # main returns, 4 threads still in mapileak
 //! cargo run --example no_logoff -- held-lock heap   # main returns, a thread holds a lock
 //! cargo run --example no_logoff -- subscriber       # a global tracing subscriber, main returns
-//! cargo run --example no_logoff -- fork             # forks 100 children while threads work in mapileak
+//! cargo run --example no_logoff -- fork             # forks 50 children while threads work in mapileak
 //! cargo run --example no_logoff -- fork-in-first-use WHICH  # forks while a thread is stopped in first-use work
 //! cargo run --example no_logoff -- fork-in-thread-local-destructor  # forks from thread-local destructors
 //! cargo run --example no_logoff -- writing          # main returns while threads write reports
@@ -192,7 +192,7 @@ impl tracing::Subscriber for TlsBuffered {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-/// Forks 100 children while four threads work in mapileak (objects, logons,
+/// Forks 50 children while four threads work in mapileak (objects, logons,
 /// Logoffs that symbolize, MAPI buffers, heap blocks). Each child logs on,
 /// makes a leak, allocates a buffer and logs off (a report, symbolized),
 /// then exits. Prints `forked N hung H` (a child not done within 30
@@ -201,13 +201,13 @@ impl tracing::Subscriber for TlsBuffered {
 fn fork_while_busy() {
     busy_in_logoffs();
     let mut hung = 0;
-    for _ in 0..100 {
+    for _ in 0..50 {
         std::thread::sleep(std::time::Duration::from_millis(2));
         if !fork_one_child() {
             hung += 1;
         }
     }
-    forked_end(100, hung);
+    forked_end(50, hung);
 }
 
 /// As `fork_while_busy`, but each `fork` is made by a thread-local's

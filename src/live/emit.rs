@@ -5,7 +5,7 @@
 //! is installed, as in a provider DLL inside Outlook) and the JSON and HTML
 //! files.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,36 @@ use super::env;
 /// hold, the balancer's unmatched AddRefs), each unique stack symbolized
 /// once, signatures. One phase per part of the report.
 pub(crate) fn build(snapshot: Snapshot) -> Report {
+    let needed = needed_of(&snapshot);
+    build_with(snapshot, Symbols::of(needed))
+}
+
+/// The reports of several snapshots taken together (a snapshot's or
+/// process end's, one per provider and per logon), as [`build`] makes
+/// each, their stacks symbolized in one pass: each module's debug info is
+/// read once for all of them, not once per report.
+pub(crate) fn build_all(snapshots: Vec<Snapshot>) -> Vec<Report> {
+    let needed: Vec<Vec<StackId>> = snapshots.iter().map(needed_of).collect();
+    let shared = Symbols::of(needed.iter().flatten().copied().collect());
+    snapshots
+        .into_iter()
+        .zip(needed)
+        .map(|(snapshot, ids)| build_with(snapshot, shared.subset(&ids)))
+        .collect()
+}
+
+/// Every stack `snapshot`'s report names.
+fn needed_of(snapshot: &Snapshot) -> Vec<StackId> {
+    needed_stacks(
+        &snapshot.objects,
+        &snapshot.heap,
+        &snapshot.buffers,
+        &snapshot.findings,
+    )
+}
+
+/// [`build`], its stacks symbolized already.
+fn build_with(snapshot: Snapshot, mut symbols: Symbols) -> Report {
     let Snapshot {
         info,
         objects: leaked,
@@ -48,8 +78,6 @@ pub(crate) fn build(snapshot: Snapshot) -> Report {
         .enumerate()
         .map(|(i, o)| (o.node.id, i))
         .collect();
-    // Symbolize each unique stack once, before anything reads one.
-    let mut symbols = Symbols::of(needed_stacks(&leaked, &heap, &buffers, &findings));
     report.objects = leaked_objects(&leaked, &index, &mut symbols);
     report.heap = heap_sites(&heap, &symbols);
     report.buffers = buffer_chains(&buffers, &index, &symbols);
@@ -109,6 +137,38 @@ impl Symbols {
         let (stacks, modules) = Symbolizer::from_settings().stacks(&ids);
         Symbols {
             stacks: stacks.into_iter().map(|s| (s.id, s)).collect(),
+            modules,
+            functions: HashMap::new(),
+            keys: HashMap::new(),
+        }
+    }
+
+    /// The stacks `ids` alone, of symbols made for several reports, with
+    /// the modules their raw frames are in (offline), renumbered in their
+    /// order.
+    fn subset(&self, ids: &[StackId]) -> Symbols {
+        let mut stacks: HashMap<StackId, Stack> = ids
+            .iter()
+            .filter_map(|id| self.stacks.get(id))
+            .map(|s| (s.id, s.clone()))
+            .collect();
+        let used: BTreeSet<u32> = stacks
+            .values()
+            .flat_map(|s| s.raw.iter().filter_map(|r| r.module))
+            .collect();
+        let mut modules = Vec::new();
+        let mut renumbered = HashMap::new();
+        for m in used {
+            if let Some(module) = self.modules.get(m as usize) {
+                renumbered.insert(m, modules.len() as u32);
+                modules.push(module.clone());
+            }
+        }
+        for frame in stacks.values_mut().flat_map(|s| s.raw.iter_mut()) {
+            frame.module = frame.module.and_then(|m| renumbered.get(&m).copied());
+        }
+        Symbols {
+            stacks,
             modules,
             functions: HashMap::new(),
             keys: HashMap::new(),
@@ -893,6 +953,46 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(1, 2, 2), (2, 1, 1), (4, 1, 1)]
         );
+    }
+
+    /// Stacks symbolized once for several reports: each report gets its
+    /// own stacks and, offline, only the modules its raw frames are in,
+    /// renumbered in their order, each frame pointing at its own module.
+    #[test]
+    fn reports_symbolized_together_each_keep_their_own_stacks_and_modules() {
+        use mapileak_reports::{Module, RawFrame};
+        let raw = |id: u32, frames: &[(Option<u32>, u64)]| {
+            let frames = frames.iter().map(|&(m, a)| RawFrame::new(m, a)).collect();
+            (id, Stack::unnamed(id, frames))
+        };
+        let shared = super::Symbols {
+            stacks: [
+                raw(1, &[(Some(0), 0x10), (Some(2), 0x20)]),
+                raw(2, &[(Some(1), 0x30)]),
+                raw(3, &[(Some(2), 0x40), (None, 0x50)]),
+            ]
+            .into_iter()
+            .collect(),
+            modules: ["a.so", "b.so", "c.so"]
+                .into_iter()
+                .map(|p| Module::new(p, 1))
+                .collect(),
+            functions: Default::default(),
+            keys: Default::default(),
+        };
+        let (stacks, modules) = shared.subset(&[3, 1, 3]).into_stacks();
+        let paths: Vec<&str> = modules.iter().map(|m| m.path.as_str()).collect();
+        assert_eq!(paths, ["a.so", "c.so"]);
+        let ids: Vec<u32> = stacks.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [1, 3]);
+        let frames = |s: &Stack| -> Vec<(Option<u32>, u64)> {
+            s.raw.iter().map(|r| (r.module, r.address)).collect()
+        };
+        assert_eq!(frames(&stacks[0]), [(Some(0), 0x10), (Some(1), 0x20)]);
+        assert_eq!(frames(&stacks[1]), [(Some(1), 0x40), (None, 0x50)]);
+        let (stacks, modules) = shared.subset(&[2]).into_stacks();
+        assert_eq!(modules[..], [Module::new("b.so", 1)]);
+        assert_eq!(stacks[0].raw, [RawFrame::new(Some(0), 0x30)]);
     }
 
     #[test]

@@ -74,7 +74,11 @@ fn checked(mut snapshot: Snapshot) -> Snapshot {
 }
 
 fn publish(snapshot: Snapshot, mode: Mode) -> Reported {
-    let report = emit::build(snapshot);
+    written(emit::build(snapshot), mode)
+}
+
+/// `report`, its trace lines and files written.
+fn written(report: Report, mode: Mode) -> Reported {
     let files = emit::publish(&report, mode);
     Reported { report, files }
 }
@@ -90,9 +94,9 @@ pub(crate) fn process_exit() -> Vec<Reported> {
     let mode = env::mode();
     match exit_snapshots() {
         Ok(snapshots) => {
-            let logoffs = snapshots
+            let logoffs = emit::build_all(snapshots)
                 .into_iter()
-                .map(|snapshot| publish(snapshot, mode))
+                .map(|report| written(report, mode))
                 .collect();
             emit::remove_own_temporaries();
             logoffs
@@ -273,18 +277,19 @@ pub(crate) fn snapshot(label: &str) -> Vec<Reported> {
     groups.push(outside(Event::Snapshot, Vec::new()));
     let parts = split_by_group(Live::of(|_| true), &groups);
     let only = groups.len() == 1;
-    groups
+    let snapshots = groups
         .into_iter()
         .zip(parts)
         .map(|((info, _, findings), live)| Snapshot::of(info, live, findings))
         // What is outside any logon is written when there is some (or no
         // logon at all): every snapshot writes at least one report.
         .filter(|s| s.info.id != 0 || only || !s.is_empty())
-        .map(|snapshot| {
-            let mut report = emit::build(snapshot);
+        .collect();
+    emit::build_all(snapshots)
+        .into_iter()
+        .map(|mut report| {
             report.snapshot = Some(which.clone());
-            let files = emit::publish(&report, mode);
-            Reported { report, files }
+            written(report, mode)
         })
         .collect()
 }

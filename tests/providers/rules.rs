@@ -1020,7 +1020,7 @@ fn an_unsafe_mapileak_dir_is_refused_with_one_line() {
 #[cfg(unix)]
 #[test]
 fn a_forked_child_never_waits_on_a_lock_a_parent_thread_held() {
-    assert_eq!(forking(&["fork"], 300), "forked 100 hung 0");
+    assert_eq!(forking(&["fork"], 300), "forked 50 hung 0");
 }
 
 /// `fork` from a thread-local's destructor, after mapileak's thread-locals
