@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# Each part's start time in the log, to see where CI's minutes go.
+part() { echo "-- $arch: $* [$(date +%T)]"; }
 
 arch=x64
 if [ "${1:-}" = "--arch" ]; then
@@ -139,6 +141,7 @@ fi
 # clippy's -D warnings does the Linux one. (Doctests are compiled by
 # Debian's rustdoc, which matches its rustc.)
 hooks=(--features mapileak/test-hooks,mapileak-capi/test-hooks)
+part "build"
 cargo build -Zbuild-std=std,panic_unwind --target "$target" --workspace --tests --examples "${hooks[@]}" \
   2>&1 | tee "$out/build-$arch.log"
 if grep -q '^warning: `mapileak' "$out/build-$arch.log"; then
@@ -152,6 +155,7 @@ fi
 # (x64 only: the MSVC-only code is the same for x86, and the leg's time
 # is CI's.)
 if [ "$arch" = x64 ]; then
+  part "MSVC check build"
   CARGO_TARGET_DIR=$out/msvc-check cargo check -Zbuild-std=std,panic_unwind \
     --target x86_64-pc-windows-msvc -p mapileak -p mapileak-capi --lib 2>&1 | tee "$out/msvc.log"
   if grep -q '^warning: `mapileak' "$out/msvc.log" || ! grep -q '^    Finished' "$out/msvc.log"; then
@@ -169,6 +173,7 @@ fi
 # test's DLL calls (mapileak__test_hold_lock). A --release one, as
 # providers link it, needs a release build of std from source: 2 of CI's
 # minutes a leg; it is built for the benchmarks below.
+part "C and C++ test programs"
 programs=$out/programs-$arch
 mkdir -p "$programs"
 lib=$(ls -t "$CARGO_TARGET_DIR/$target"/debug/deps/libmapileak_c-*.a 2>/dev/null | head -1)
@@ -221,6 +226,7 @@ echo "mapi types: mapileak.h takes MAPI's types without casts (C and C++, Wine's
 
 wineserver -p 2>/dev/null || true   # one server for the whole run
 status=0
+part "tests"
 cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace "${hooks[@]}" "$@" || status=$?
 
 # One name per function on every platform: the demo's leaks, run on Linux
@@ -228,6 +234,7 @@ cargo test -Zbuild-std=std,panic_unwind,test --target "$target" --workspace "${h
 # (compared as the baselines `mapileak gate --write-baseline` writes), and
 # the same as the other Windows architecture's when its leg ran before.
 if [ $status -eq 0 ]; then
+  part "demo signatures"
   demo=$out/demo
   rm -rf "$demo/linux" "$demo/windows-$arch"
   mkdir -p "$demo"
@@ -332,5 +339,6 @@ if [ $status -eq 0 ] && [ "${MAPILEAK_SKIP_BENCH:-}" != 1 ]; then
   fi
 fi
 
+part "end"
 wineserver -k 2>/dev/null || true
 exit $status
