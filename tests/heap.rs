@@ -16,6 +16,10 @@ fn setup() {
 
 #[path = "support/quiet.rs"]
 mod quiet;
+#[path = "support/start.rs"]
+mod start;
+
+use start::Start as _;
 
 /// `(function the site names, blocks, bytes)` for each heap site.
 fn sites(r: &Report) -> Vec<(String, u64, u64)> {
@@ -575,7 +579,7 @@ fn valgrind_and_mapileak_agree_on_the_leaked_blocks() {
         ])
         .arg(example("heap_oracle"))
         .env("MAPILEAK_DIR", &dir)
-        .output()
+        .retried(std::process::Command::output)
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -703,7 +707,7 @@ fn blocks_a_full_live_table_cannot_hold_are_counted_in_the_report() {
         .args(["--extra", "20000"])
         .env("MAPILEAK_LIVE_BLOCKS", "4000")
         .env("MAPILEAK_DIR", &dir)
-        .output()
+        .retried(std::process::Command::output)
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -14,9 +14,13 @@ use mapileak_reports::{RefOp, Report, StackId, read_file};
 use mapileak_c as _;
 
 // The provider DLL's unload test (Windows only) runs under it.
+#[path = "../../tests/support/start.rs"]
+mod start;
 #[cfg(windows)]
 #[path = "../../tests/support/watchdog.rs"]
 mod watchdog;
+
+use start::Start as _;
 
 /// The static library cargo built for this test run (the newest one).
 #[cfg(not(windows))]
@@ -117,7 +121,7 @@ fn run_args(
         .env_remove("MAPILEAK_DIR")
         .env_remove("MAPILEAK_HISTORY")
         .envs(env.iter().copied())
-        .output()
+        .retried(Command::output)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{}: {stderr}", exe.display());
@@ -335,7 +339,7 @@ fn a_provider_dll_driven_as_mapi_does_reports_its_planted_bugs_and_nothing_else(
             .env("MAPILEAK_DIR", &dir)
             .env_remove("MAPILEAK")
             .env_remove("MAPILEAK_HISTORY")
-            .output()
+            .retried(Command::output)
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).replace('\r', "");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -699,7 +703,7 @@ fn a_cpp_harness_that_forks_while_threads_work_never_leaves_a_child_waiting() {
         .arg(&dir)
         .env_remove("MAPILEAK")
         .env_remove("MAPILEAK_DIR")
-        .output()
+        .retried(Command::output)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::examples::example;
+use crate::start::Start as _;
 
 type Handle = *mut c_void;
 
@@ -155,7 +156,7 @@ fn without_a_subscriber_logoff_traces_reach_the_debugger_output() {
         .env_remove("MAPILEAK")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .retried(Command::spawn)
         .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();

@@ -31,6 +31,8 @@ fn setup() -> RwLockReadGuard<'static, ()> {
 
 #[path = "../support/quiet.rs"]
 mod quiet;
+#[path = "../support/start.rs"]
+mod start;
 #[path = "../support/watchdog.rs"]
 mod watchdog;
 
@@ -767,6 +769,7 @@ fn an_empty_output_dir_means_the_default() {
 #[cfg(unix)]
 #[test]
 fn the_default_report_directory_is_private_or_refused() {
+    use start::Start as _;
     use std::os::unix::fs::PermissionsExt;
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared-tmp");
     let _ = std::fs::remove_dir_all(&tmp);
@@ -775,7 +778,7 @@ fn the_default_report_directory_is_private_or_refused() {
         std::process::Command::new(examples::example("leaky_store"))
             .env_remove("MAPILEAK_DIR")
             .env("TMPDIR", tmp)
-            .output()
+            .retried(std::process::Command::output)
             .unwrap()
     };
     let out = demo(&tmp);

@@ -11,6 +11,7 @@ use mapileak_samples::{Bug, Outcome};
 
 use super::examples::example;
 use super::setup;
+use crate::start::Start as _;
 
 fn outcome(p: Provider, bug: Bug) -> Outcome {
     let _dir = setup();
@@ -481,7 +482,7 @@ fn exit_reports(how: &str) -> (Option<i32>, Vec<Report>) {
     let out = Command::new(no_logoff_example())
         .arg(how)
         .env("MAPILEAK_DIR", &dir)
-        .output()
+        .retried(Command::output)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -710,7 +711,7 @@ fn a_stderr_nobody_reads_costs_the_traces_not_the_logoff() {
     let out = Command::new(example("leaky_store"))
         .env("MAPILEAK_DIR", &dir)
         .stderr(writer)
-        .output()
+        .retried(Command::output)
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "the demo runs to its end");
     let logoffs = std::fs::read_dir(&dir)
@@ -748,7 +749,7 @@ fn run_example(
         .env_remove("MAPILEAK_TRACE_ROOTS")
         .env("MAPILEAK_DIR", &dir)
         .envs(env.iter().copied())
-        .output()
+        .retried(Command::output)
         .unwrap();
     assert!(
         out.status.success(),
@@ -983,7 +984,7 @@ fn an_unsafe_mapileak_dir_is_refused_with_one_line() {
         let out = Command::new(super::examples::example("no_logoff"))
             .arg("return")
             .env("MAPILEAK_DIR", &dir)
-            .output()
+            .retried(Command::output)
             .unwrap();
         assert_eq!(out.status.code(), Some(0));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1003,7 +1004,7 @@ fn an_unsafe_mapileak_dir_is_refused_with_one_line() {
     let out = Command::new(super::examples::example("no_logoff"))
         .arg("return")
         .env("MAPILEAK_DIR", &open)
-        .output()
+        .retried(Command::output)
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(

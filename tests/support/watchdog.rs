@@ -5,13 +5,15 @@ use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::start::Start as _;
+
 /// Runs `command` with stdout and stderr captured; `None` (the program
 /// killed) when it is still running after `limit`.
 pub fn output_within(command: &mut Command, limit: Duration) -> Option<Output> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .retried(Command::spawn)
         .expect("the program starts");
     let read = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {

@@ -9,6 +9,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{code, mapileak, stderr, stdout, tmp};
+use crate::start::Start as _;
 
 /// The soak example, built by `cargo test` with the root package.
 fn soak_example() -> PathBuf {
@@ -42,7 +43,7 @@ impl Soak {
             } else {
                 Stdio::null()
             })
-            .spawn()
+            .retried(Command::spawn)
             .expect("start the soak example");
         let mut soak = Soak {
             stdin: child.stdin.take().unwrap(),
@@ -323,7 +324,7 @@ fn another_users_request_is_refused() {
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&exe)
         .args(["snapshot", &pid.to_string()])
-        .output()
+        .retried(Command::output)
         .expect("setpriv (util-linux) runs the CLI as nobody");
     let _ = std::fs::remove_dir_all(&open);
     assert_eq!(code(&o), 2, "{}", stderr(&o));

@@ -18,6 +18,10 @@ use std::sync::Mutex;
 mod examples;
 #[path = "../../../tests/support/quiet.rs"]
 mod quiet;
+#[path = "../../../tests/support/start.rs"]
+mod start;
+
+use start::Start as _;
 
 use mapileak_samples::Bug;
 use mapileak_samples::host::{self, Provider};
@@ -54,22 +58,10 @@ fn mapileak(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     out
 }
 
-/// Runs `cmd` to its end. Wine's `CreateProcess` now and then fails with
-/// ERROR_INTERNAL_ERROR (1359) when a test starts many processes (1 run
-/// of the CLI tests in 6 here, in a fuzz test starting hundreds): no
-/// process ran, so the start is tried again, a few times.
+/// Runs `cmd` to its end (its start tried again after Wine's occasional
+/// `CreateProcess` failure: `start`).
 fn output_of(cmd: &mut Command) -> Output {
-    const INTERNAL_ERROR: i32 = 1359;
-    let mut tries = 0;
-    loop {
-        match cmd.output() {
-            Err(e) if cfg!(windows) && e.raw_os_error() == Some(INTERNAL_ERROR) && tries < 5 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            result => return result.expect("run mapileak"),
-        }
-    }
+    cmd.retried(Command::output).expect("run mapileak")
 }
 
 fn code(o: &Output) -> i32 {
@@ -148,7 +140,7 @@ fn a_reader_that_goes_away_keeps_the_verdict() {
             .arg(command)
             .args(args.clone())
             .stdout(writer)
-            .output()
+            .retried(Command::output)
             .unwrap();
         let err = stderr(&o);
         assert!(!err.contains("panicked"), "{command}: {err}");
@@ -170,7 +162,7 @@ fn a_failing_standard_output_is_an_error() {
     let o = Command::new(env!("CARGO_BIN_EXE_mapileak"))
         .args(["gate".as_ref(), d.as_os_str()])
         .stdout(full)
-        .output()
+        .retried(Command::output)
         .unwrap();
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(
@@ -782,7 +774,7 @@ fn mapileak_in_time(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
         .args(args.iter().map(|a| a.as_ref()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .retried(Command::spawn)
         .unwrap();
     let start = std::time::Instant::now();
     loop {

@@ -9,6 +9,7 @@ use std::process::Command;
 use mapileak::reports::{Report, StackId, read_file};
 
 use super::{code, mapileak, stderr, stdout, tmp};
+use crate::start::Start as _;
 
 /// The demo's reports in `dir`, frames named there or (`offline`) not.
 fn demo(dir: &Path, offline: bool) {
@@ -20,7 +21,7 @@ fn demo(dir: &Path, offline: bool) {
     if offline {
         cmd.env("MAPILEAK_SYMBOLS", "offline");
     }
-    let out = cmd.output().expect("run the demo");
+    let out = cmd.retried(Command::output).expect("run the demo");
     assert!(out.status.success(), "{out:?}");
 }
 
@@ -332,7 +333,9 @@ pub extern "C" fn open() -> i32 {{
     std::fs::write(&legacy, legacy_source).unwrap();
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let run = |cmd: &mut Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let out = cmd
+            .retried(Command::output)
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
         assert!(out.status.success(), "{cmd:?}: {out:?}");
         out
     };
